@@ -1,0 +1,133 @@
+//! Topic administration: make sure the topics a program needs exist.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::client::KafkaConfig;
+use crate::error::{ConnectorError, KafkaContext, Result};
+
+/// A topic faustus needs, and how to create it if it is missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// The topic's name.
+    pub name: String,
+    /// Partitions to create it with; `None` means it must already exist.
+    pub partitions: Option<i32>,
+    /// Compacted (`cleanup.policy=compact`), for changelogs and progress.
+    pub compacted: bool,
+}
+
+impl TopicSpec {
+    /// A topic created with `partitions` partitions when missing.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        TopicSpec {
+            name: name.into(),
+            partitions: Some(partitions),
+            compacted: false,
+        }
+    }
+
+    /// A compacted topic created with `partitions` partitions when missing.
+    pub fn compacted(name: impl Into<String>, partitions: i32) -> Self {
+        TopicSpec {
+            compacted: true,
+            ..TopicSpec::new(name, partitions)
+        }
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The number of partitions of `topic`, or `None` if it does not exist.
+pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<Option<i32>> {
+    let consumer: BaseConsumer = config
+        .client()
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .context(|| "creating a metadata client".into())?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .context(|| format!("fetching metadata of `{topic}`"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .and_then(|t| match t.error() {
+            None => Some(t.partitions().len() as i32),
+            Some(_) => None,
+        }))
+}
+
+/// Creates the topics that are missing and returns every topic's partition count, in order.
+/// A missing topic without a partition count is an error that names it.
+pub fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<Vec<i32>> {
+    let mut missing = Vec::new();
+    for spec in topics {
+        if partition_count(config, &spec.name)?.is_none() {
+            match spec.partitions {
+                Some(_) => missing.push(spec),
+                None => return Err(ConnectorError::MissingTopic(spec.name.clone())),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let admin: AdminClient<DefaultClientContext> = config
+            .client()
+            .create()
+            .context(|| "creating an admin client".into())?;
+        let new: Vec<NewTopic> = missing
+            .iter()
+            .map(|spec| {
+                let topic = NewTopic::new(
+                    &spec.name,
+                    spec.partitions.unwrap_or(1),
+                    TopicReplication::Fixed(1),
+                );
+                if spec.compacted {
+                    topic.set("cleanup.policy", "compact")
+                } else {
+                    topic
+                }
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        let results = futures::executor::block_on(admin.create_topics(&new, &options))
+            .context(|| "creating topics".into())?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(ConnectorError::Kafka {
+                        context: format!("creating topic `{name}`"),
+                        source: rdkafka::error::KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+    }
+    // Wait until every topic is visible with its partitions (creation is asynchronous).
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut counts = Vec::with_capacity(topics.len());
+    for spec in topics {
+        loop {
+            match partition_count(config, &spec.name)? {
+                Some(n) if n > 0 => {
+                    counts.push(n);
+                    break;
+                }
+                _ if std::time::Instant::now() > deadline => {
+                    return Err(ConnectorError::Timeout(format!(
+                        "waiting for topic `{}` to appear",
+                        spec.name
+                    )))
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,62 @@
+//! Client configuration shared by every consumer, producer and admin client faustus creates.
+
+use std::collections::BTreeMap;
+
+use rdkafka::config::ClientConfig;
+
+/// How to reach the brokers, plus settings passed through to librdkafka.
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Extra librdkafka settings applied to every client (e.g. security settings).
+    pub extra: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// A configuration for the given bootstrap servers.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// The base client configuration.
+    pub fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config.set("client.id", "faustus");
+        for (k, v) in &self.extra {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// A consumer that reads only committed data and is assigned partitions explicitly (no
+    /// group rebalancing, no offsets committed to Kafka: positions live in the progress topic).
+    pub fn consumer(&self) -> ClientConfig {
+        let mut config = self.client();
+        config
+            .set("group.id", "faustus-unused")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "10")
+            .set("queued.min.messages", "20000");
+        config
+    }
+
+    /// A producer that partitions keys as the Java client does (murmur2).
+    pub fn producer(&self) -> ClientConfig {
+        let mut config = self.client();
+        config
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "true")
+            .set("queue.buffering.max.messages", "1000000");
+        config
+    }
+}

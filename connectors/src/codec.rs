@@ -1,0 +1,148 @@
+//! Codecs: how keys and values become bytes on a topic and back.
+//!
+//! Decoding never panics: a bad payload is an `Err` with a reason, which the engine sends to the
+//! dead-letter topic.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Encodes and decodes values of type `T`.
+pub trait Codec<T>: Send + Sync + 'static {
+    /// The codec's name, for messages.
+    fn name(&self) -> &'static str;
+    /// Encodes a value.
+    fn encode(&self, value: &T) -> Vec<u8>;
+    /// Decodes a payload, or says why it cannot be decoded.
+    fn decode(&self, bytes: &[u8]) -> Result<T, String>;
+}
+
+/// JSON, via serde.
+pub struct Json<T>(PhantomData<fn() -> T>);
+
+impl<T> Default for Json<T> {
+    fn default() -> Self {
+        Json(PhantomData)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Json<T> {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+    fn encode(&self, value: &T) -> Vec<u8> {
+        serde_json::to_vec(value).expect("serializing to JSON cannot fail for serde data types")
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<T, String> {
+        // A missing key or value decodes as JSON `null`, so `()` and `Option` types accept it.
+        let bytes = if bytes.is_empty() { b"null" } else { bytes };
+        serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))
+    }
+}
+
+/// UTF-8 text as it is (no quotes), for `String` keys and values.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Str;
+
+impl Codec<String> for Str {
+    fn name(&self) -> &'static str {
+        "string"
+    }
+    fn encode(&self, value: &String) -> Vec<u8> {
+        value.as_bytes().to_vec()
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<String, String> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| format!("invalid UTF-8: {e}"))
+    }
+}
+
+/// Bytes as they are.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Raw;
+
+impl Codec<Vec<u8>> for Raw {
+    fn name(&self) -> &'static str {
+        "raw"
+    }
+    fn encode(&self, value: &Vec<u8>) -> Vec<u8> {
+        value.clone()
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(bytes.to_vec())
+    }
+}
+
+/// Kafka's murmur2 hash, as the Java client's default partitioner computes it.
+///
+/// faustus routes keys to workers (and HTTP requests to processes) with it, so that the owner of
+/// a key is a function of the key's bytes alone, the same in every process and every build.
+pub fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let len = data.len();
+    let mut h: u32 = SEED ^ (len as u32);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// The partition Kafka's Java client would choose for a key: `(murmur2(key) & 0x7fffffff) % n`.
+pub fn kafka_partition(key: &[u8], partitions: u32) -> u32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        // Values from the Java client's own partitioner tests (Utils.murmur2).
+        assert_eq!(murmur2(b"21") as i32, -973932308);
+        assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
+        assert_eq!(murmur2(b"abc") as i32, 479470107);
+    }
+
+    #[test]
+    fn bad_json_is_an_error_not_a_panic() {
+        let codec = Json::<(String, i64)>::default();
+        assert!(codec
+            .decode(b"{not json")
+            .unwrap_err()
+            .contains("invalid JSON"));
+        assert_eq!(
+            codec.decode(&codec.encode(&("a".into(), 3))).unwrap(),
+            ("a".into(), 3)
+        );
+        assert!(Str.decode(&[0xff, 0xfe]).is_err());
+    }
+}

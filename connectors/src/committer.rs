@@ -1,0 +1,479 @@
+//! The committer: one per application, it makes each closed epoch durable.
+//!
+//! For every epoch the engine hands over an [`EpochBatch`]: the records of that epoch for sink
+//! topics, changelogs and the dead-letter topic, and the input positions reached at the end of
+//! the epoch. The committer writes them in epoch order as
+//!
+//! ```text
+//! begin → records → progress record {epoch, offsets} → commit
+//! ```
+//!
+//! With [`Guarantee::ExactlyOnce`] that is one Kafka transaction (KIP-98): outputs, changelogs
+//! and input positions become visible to `read_committed` readers together or not at all. The
+//! producer's `transactional.id` is `<app>-committer`; `init_transactions` at start aborts what
+//! a crashed instance left open and fences it out. Batches that queued up while a commit was in
+//! flight are committed together (group commit), so a slow broker lengthens transactions rather
+//! than building a backlog of them. A transaction is opened only when there is something to
+//! write.
+//!
+//! With [`Guarantee::AtLeastOnce`] the records are produced and flushed, and only then the
+//! progress record: a crash between the two replays the epoch (duplicates, no loss).
+//!
+//! ## Recovery
+//!
+//! [`read_progress`] returns the last committed progress record. Resuming from its offsets, with
+//! tables restored from their changelogs (which hold exactly the committed epochs), continues the
+//! computation as if the crash had not happened.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use serde::{Deserialize, Serialize};
+
+use crate::client::KafkaConfig;
+use crate::error::{ConnectorError, KafkaContext, Result};
+use crate::reader::read_to_end;
+
+/// The processing guarantee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs, changelogs and input positions of an epoch commit in one Kafka transaction.
+    ExactlyOnce,
+    /// Outputs are flushed before input positions are recorded: nothing is lost, a crash may
+    /// repeat the outputs of the epochs after the last recorded position.
+    AtLeastOnce,
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exactly_once" | "exactly-once" => Ok(Guarantee::ExactlyOnce),
+            "at_least_once" | "at-least-once" => Ok(Guarantee::AtLeastOnce),
+            other => Err(format!(
+                "unknown processing guarantee `{other}`: use `exactly_once` or `at_least_once`"
+            )),
+        }
+    }
+}
+
+/// A record to write, addressed by the index of its topic in [`CommitterConfig::topics`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OutRecord {
+    /// Index of the destination topic.
+    pub topic: u32,
+    /// The key.
+    pub key: Option<Vec<u8>>,
+    /// The value; `None` writes a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Everything one epoch commits.
+#[derive(Clone, Debug, Default)]
+pub struct EpochBatch {
+    /// The epoch.
+    pub epoch: u64,
+    /// Records, written in this order.
+    pub records: Vec<OutRecord>,
+    /// Input positions reached at the end of the epoch: `(topic, partition) → next offset`.
+    pub offsets: BTreeMap<(String, i32), i64>,
+}
+
+/// The progress record: the last committed epoch and the input positions after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The last committed epoch.
+    pub epoch: u64,
+    /// `topic → partition → next offset to read`.
+    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// What the committer needs to know.
+#[derive(Clone, Debug)]
+pub struct CommitterConfig {
+    /// The application id; the transactional id is `<app>-committer`.
+    pub app_id: String,
+    /// The guarantee.
+    pub guarantee: Guarantee,
+    /// The progress topic.
+    pub progress_topic: String,
+    /// Destination topics, indexed by [`OutRecord::topic`].
+    pub topics: Vec<String>,
+    /// How long a transaction may stay open before the broker aborts it.
+    pub transaction_timeout: Duration,
+}
+
+/// Counts delivery failures, so that an at-least-once flush can tell whether everything landed.
+#[derive(Default)]
+struct DeliveryCounter {
+    failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            log::error!("delivery failed: {e}");
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Statistics the committer publishes.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// The last committed epoch (0 before the first commit).
+    pub committed_epoch: AtomicU64,
+    /// Transactions (or flushes) completed.
+    pub commits: AtomicU64,
+    /// Records written.
+    pub records: AtomicU64,
+    /// Total commit time in microseconds.
+    pub commit_micros: AtomicU64,
+}
+
+/// The handle the engine sends epochs to. Dropping it stops the committer after it has written
+/// what it was given.
+pub struct Committer {
+    sender: Option<Sender<EpochBatch>>,
+    thread: Option<JoinHandle<Result<()>>>,
+    stats: Arc<CommitStats>,
+}
+
+impl Committer {
+    /// Creates the producer and, under exactly-once, fences any previous instance. Returns once
+    /// the committer is ready; commits run on a thread of their own.
+    pub fn start(config: &KafkaConfig, committer: CommitterConfig) -> Result<Committer> {
+        let mut client = config.producer();
+        if committer.guarantee == Guarantee::ExactlyOnce {
+            client
+                .set(
+                    "transactional.id",
+                    format!("{}-committer", committer.app_id),
+                )
+                .set(
+                    "transaction.timeout.ms",
+                    committer.transaction_timeout.as_millis().to_string(),
+                );
+        }
+        let producer: ThreadedProducer<DeliveryCounter> = client
+            .create_with_context(DeliveryCounter::default())
+            .context(|| "creating the committer's producer".into())?;
+        if committer.guarantee == Guarantee::ExactlyOnce {
+            retry("initializing transactions", || {
+                producer.init_transactions(Duration::from_secs(60))
+            })?;
+        }
+        let stats = Arc::new(CommitStats::default());
+        let (sender, receiver) = mpsc::channel();
+        let thread_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name("faustus-committer".into())
+            .spawn(move || run(producer, committer, receiver, thread_stats))
+            .expect("spawning the committer thread");
+        Ok(Committer {
+            sender: Some(sender),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Queues an epoch for commit. Epochs must be queued in increasing order.
+    pub fn commit(&self, batch: EpochBatch) -> Result<()> {
+        match &self.sender {
+            Some(sender) if sender.send(batch).is_ok() => Ok(()),
+            _ => Err(ConnectorError::Timeout(
+                "committing: the committer has stopped".into(),
+            )),
+        }
+    }
+
+    /// The committer's statistics.
+    pub fn stats(&self) -> Arc<CommitStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// True if the commit thread has stopped (after an error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Commits what was queued and stops; returns the commit thread's error, if any.
+    pub fn finish(mut self) -> Result<()> {
+        self.sender.take();
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or_else(|_| {
+                Err(ConnectorError::Timeout("committer thread panicked".into()))
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The commit loop.
+fn run(
+    producer: ThreadedProducer<DeliveryCounter>,
+    config: CommitterConfig,
+    receiver: Receiver<EpochBatch>,
+    stats: Arc<CommitStats>,
+) -> Result<()> {
+    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    while let Ok(first) = receiver.recv() {
+        let mut batches = vec![first];
+        batches.extend(receiver.try_iter());
+        let epoch = batches.last().map(|b| b.epoch).unwrap_or_default();
+        let mut changed = false;
+        let mut records = Vec::new();
+        for batch in batches {
+            for (tp, offset) in batch.offsets {
+                if offsets.insert(tp, offset) != Some(offset) {
+                    changed = true;
+                }
+            }
+            records.extend(batch.records);
+        }
+        if records.is_empty() && !changed {
+            continue;
+        }
+        let progress = Progress {
+            epoch,
+            offsets: offsets
+                .iter()
+                .fold(BTreeMap::new(), |mut acc, ((t, p), o)| {
+                    acc.entry(t.clone())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(*p, *o);
+                    acc
+                }),
+        };
+        let started = Instant::now();
+        match config.guarantee {
+            Guarantee::ExactlyOnce => commit_transaction(&producer, &config, &records, &progress)?,
+            Guarantee::AtLeastOnce => commit_flush(&producer, &config, &records, &progress)?,
+        }
+        stats
+            .commit_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        stats.committed_epoch.store(epoch, Ordering::Release);
+    }
+    if config.guarantee == Guarantee::AtLeastOnce {
+        producer
+            .flush(Duration::from_secs(60))
+            .context(|| "flushing at shutdown".into())?;
+    }
+    Ok(())
+}
+
+/// One transaction; an abortable failure aborts and redoes the whole batch, a fatal one (fenced)
+/// stops the committer.
+fn commit_transaction(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    config: &CommitterConfig,
+    records: &[OutRecord],
+    progress: &Progress,
+) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = (|| -> std::result::Result<(), KafkaError> {
+            producer.begin_transaction()?;
+            send_all(producer, config, records, progress)?;
+            producer.commit_transaction(Duration::from_secs(120))
+        })();
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) if is_fenced(&e) => {
+                return Err(ConnectorError::Fenced(format!(
+                    "{}-committer",
+                    config.app_id
+                )))
+            }
+            Err(KafkaError::Transaction(ref t)) if t.is_fatal() => {
+                return Err(ConnectorError::Kafka {
+                    context: format!("committing epoch {}", progress.epoch),
+                    source: KafkaError::Transaction(t.clone()),
+                })
+            }
+            Err(e) => {
+                log::warn!(
+                    "commit of epoch {} failed ({e}); aborting and retrying in {backoff:?}",
+                    progress.epoch
+                );
+                if let Err(abort) = producer.abort_transaction(Duration::from_secs(120)) {
+                    if is_fenced(&abort) {
+                        return Err(ConnectorError::Fenced(format!(
+                            "{}-committer",
+                            config.app_id
+                        )));
+                    }
+                    log::warn!("abort failed: {abort}");
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Produce, flush, then record progress; a failed delivery retries the whole batch.
+fn commit_flush(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    config: &CommitterConfig,
+    records: &[OutRecord],
+    progress: &Progress,
+) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let before = producer.context().failed.load(Ordering::Relaxed);
+        let attempt = send_all(producer, config, records, progress)
+            .and_then(|()| producer.flush(Duration::from_secs(120)));
+        let failed = producer.context().failed.load(Ordering::Relaxed) != before;
+        match attempt {
+            Ok(()) if !failed => return Ok(()),
+            outcome => {
+                log::warn!(
+                    "writing epoch {} failed ({outcome:?}, delivery failures: {failed}); retrying in {backoff:?}",
+                    progress.epoch
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Produces the records and then the progress record.
+fn send_all(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    config: &CommitterConfig,
+    records: &[OutRecord],
+    progress: &Progress,
+) -> std::result::Result<(), KafkaError> {
+    for record in records {
+        let topic = &config.topics[record.topic as usize];
+        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            base = base.payload(value.as_slice());
+        }
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
+            base = base.headers(headers);
+        }
+        send(producer, base)?;
+    }
+    let value = serde_json::to_vec(progress).expect("progress serializes");
+    send(
+        producer,
+        BaseRecord::to(&config.progress_topic)
+            .key(&b"progress"[..])
+            .payload(value.as_slice()),
+    )
+}
+
+/// Sends one record, waiting while the local queue is full.
+fn send<'a>(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    mut record: BaseRecord<'a, [u8], [u8]>,
+) -> std::result::Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+fn is_fenced(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
+    )
+}
+
+/// Retries an operation that fails while the broker is unreachable, for up to two minutes.
+fn retry<T>(what: &str, mut f: impl FnMut() -> std::result::Result<T, KafkaError>) -> Result<T> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if is_fenced(&e) => return Err(ConnectorError::Fenced(what.to_string())),
+            Err(e) if started.elapsed() < Duration::from_secs(120) => {
+                log::warn!("{what}: {e}; retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(source) => {
+                return Err(ConnectorError::Kafka {
+                    context: what.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Reads the last committed progress record, if any.
+pub fn read_progress(config: &KafkaConfig, topic: &str) -> Result<Option<Progress>> {
+    let mut last = None;
+    let mut error = None;
+    read_to_end(config, topic, &[0], Duration::from_secs(180), |record| {
+        if let Some(value) = record.value {
+            match serde_json::from_slice::<Progress>(value) {
+                Ok(p) => last = Some(p),
+                Err(e) => {
+                    error = Some(ConnectorError::Corrupt {
+                        what: format!("progress record at `{topic}`/0@{}", record.offset),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    })?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(last),
+    }
+}

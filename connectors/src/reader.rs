@@ -1,0 +1,244 @@
+//! Reading topics: the partition reader behind every source, and reading a topic to its end
+//! (changelog restore, progress recovery).
+//!
+//! ## Contract
+//!
+//! A [`PartitionReader`] is assigned partitions explicitly, starting at given offsets; it reads
+//! only committed data (`read_committed`), hands records out in offset order per partition, and
+//! remembers, per partition, the offset after the last record it handed out.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::client::KafkaConfig;
+use crate::error::{ConnectorError, KafkaContext, Result};
+
+/// One record as read from Kafka.
+#[derive(Debug)]
+pub struct RawRecord<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// The record's timestamp in milliseconds, if it has one.
+    pub timestamp: Option<i64>,
+    /// The key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The value; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// The headers.
+    pub headers: Vec<(&'a str, &'a [u8])>,
+}
+
+/// A client context that does not report reaching the end of a partition as an error.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            log::error!("kafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
+/// Reads assigned partitions of one topic from given offsets.
+pub struct PartitionReader {
+    consumer: BaseConsumer<QuietContext>,
+    topic: String,
+    next: BTreeMap<i32, i64>,
+}
+
+impl PartitionReader {
+    /// Starts reading `topic` at the given `(partition, offset)` positions; an offset of `None`
+    /// starts at the beginning of the partition.
+    pub fn new(config: &KafkaConfig, topic: &str, start: &[(i32, Option<i64>)]) -> Result<Self> {
+        let consumer: BaseConsumer<QuietContext> = config
+            .consumer()
+            .set("enable.partition.eof", "false")
+            .create_with_context(QuietContext)
+            .context(|| format!("creating a consumer for `{topic}`"))?;
+        let mut assignment = TopicPartitionList::new();
+        let mut next = BTreeMap::new();
+        for &(partition, offset) in start {
+            let from = offset.map(Offset::Offset).unwrap_or(Offset::Beginning);
+            assignment
+                .add_partition_offset(topic, partition, from)
+                .context(|| format!("assigning `{topic}`/{partition}"))?;
+            next.insert(partition, offset.unwrap_or(0));
+        }
+        consumer
+            .assign(&assignment)
+            .context(|| format!("assigning partitions of `{topic}`"))?;
+        Ok(PartitionReader {
+            consumer,
+            topic: topic.to_string(),
+            next,
+        })
+    }
+
+    /// The topic read.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Per partition, the offset after the last record handed out (the resume position).
+    pub fn positions(&self) -> &BTreeMap<i32, i64> {
+        &self.next
+    }
+
+    /// Hands out up to `max` records that are already available, waiting at most `wait` for the
+    /// first one. Returns how many were handed out.
+    pub fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        mut f: impl FnMut(RawRecord<'_>),
+    ) -> Result<usize> {
+        let mut count = 0;
+        let mut timeout = wait;
+        while count < max {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    // Transient errors (broker down, leader moves) are retried by librdkafka;
+                    // report them without failing.
+                    log::warn!("reading `{}`: {e}", self.topic);
+                    break;
+                }
+                Some(Ok(message)) => {
+                    let offset = message.offset();
+                    let partition = message.partition();
+                    let headers = message
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key, h.value.unwrap_or_default()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    f(RawRecord {
+                        topic: &self.topic,
+                        partition,
+                        offset,
+                        timestamp: message.timestamp().to_millis(),
+                        key: message.key(),
+                        value: message.payload(),
+                        headers,
+                    });
+                    self.next.insert(partition, offset + 1);
+                    count += 1;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        Ok(count)
+    }
+}
+
+/// Reads the committed records of `partitions` of `topic` from the beginning to the end it has
+/// now (its high watermark), calling `f` for each, in offset order per partition.
+///
+/// Transactional topics end in control records, and an open transaction holds
+/// `read_committed` readers back until it ends; this waits (up to `deadline`) until the reader's
+/// position reaches the high watermark on every partition.
+pub fn read_to_end(
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: &[i32],
+    deadline: Duration,
+    mut f: impl FnMut(RawRecord<'_>),
+) -> Result<u64> {
+    if partitions.is_empty() {
+        return Ok(0);
+    }
+    let consumer: BaseConsumer<QuietContext> = config
+        .consumer()
+        .create_with_context(QuietContext)
+        .context(|| format!("creating a consumer for `{topic}`"))?;
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for &p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .context(|| format!("reading the end of `{topic}`/{p}"))?;
+        if high > low {
+            ends.insert(p, high);
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .context(|| format!("assigning `{topic}`/{p}"))?;
+        }
+    }
+    if ends.is_empty() {
+        return Ok(0);
+    }
+    consumer
+        .assign(&assignment)
+        .context(|| format!("assigning partitions of `{topic}`"))?;
+    let started = Instant::now();
+    let mut read = 0u64;
+    while !ends.is_empty() {
+        if started.elapsed() > deadline {
+            return Err(ConnectorError::Timeout(format!(
+                "reading `{topic}` to its end: partitions {:?} did not reach their end within {deadline:?} (an open transaction of another instance?)",
+                ends.keys().collect::<Vec<_>>()
+            )));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key, h.value.unwrap_or_default()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                f(RawRecord {
+                    topic,
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    timestamp: message.timestamp().to_millis(),
+                    key: message.key(),
+                    value: message.payload(),
+                    headers,
+                });
+                read += 1;
+                if message.offset() + 1
+                    >= ends.get(&message.partition()).copied().unwrap_or(i64::MAX)
+                {
+                    ends.remove(&message.partition());
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                // At the end of what is committed: check positions against the high watermarks.
+                let positions = consumer
+                    .position()
+                    .context(|| format!("reading positions in `{topic}`"))?;
+                for element in positions.elements() {
+                    if let Offset::Offset(position) = element.offset() {
+                        if ends
+                            .get(&element.partition())
+                            .is_some_and(|&end| position >= end)
+                        {
+                            ends.remove(&element.partition());
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) => log::warn!("reading `{topic}` to its end: {e}"),
+        }
+    }
+    Ok(read)
+}

@@ -1,0 +1,125 @@
+//! The quickstart: orders flow in, a table of the total amount per account comes out, kept in a
+//! changelog topic, written to a topic of updates, and served over HTTP.
+//!
+//! Guarantee: exactly-once with a real broker (`--brokers`); at-least-once on the embedded demo
+//! broker used when no broker is given.
+//!
+//! Run with: `cargo run --release --example quickstart`
+//! (or `-- --brokers 127.0.0.1:9092` for a real broker; `-- --help` lists every flag).
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Parser;
+use faustus::connectors::KafkaConfig;
+use faustus::prelude::*;
+use rand::Rng;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+/// An order, as JSON on the `orders` topic, keyed by account.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Order {
+    account: String,
+    amount: i64,
+}
+
+/// faustus quickstart: sum order amounts per account.
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    app: AppArgs,
+    /// Do not generate orders (count only what other Kafka clients write to `orders`).
+    #[arg(long)]
+    no_generate: bool,
+    /// Orders generated per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Distinct accounts the generator uses.
+    #[arg(long, default_value_t = 10)]
+    accounts: u32,
+    /// Stop generating after this many orders (default: never).
+    #[arg(long)]
+    limit: Option<u64>,
+    /// The topic orders are read from.
+    #[arg(long, default_value = "orders")]
+    input_topic: String,
+    /// The topic the table's updates are written to.
+    #[arg(long, default_value = "user_to_amount-updates")]
+    output_topic: String,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> faustus::Result<()> {
+    let app = App::new("quickstart").with_args(&args.app)?;
+    let orders = Topic::<String, Order>::new(args.input_topic.clone())
+        .key_codec(Str)
+        .partitions(4);
+    let totals = Topic::<String, i64>::new(args.output_topic.clone()).key_codec(Str);
+
+    let running = app.start(move |df| {
+        let table = df
+            .stream(&orders)
+            .map(|_account, order| (order.account, order.amount))
+            .sum("user_to_amount")
+            .public();
+        table.to_topic(&totals);
+    })?;
+
+    if let Some(addr) = running.http_addr() {
+        println!(
+            "faustus quickstart is running; brokers {}",
+            running.brokers()
+        );
+        println!("table:   http://{addr}/api/table/user_to_amount/");
+        println!("one key: http://{addr}/api/table/user_to_amount/account-1/");
+        println!("stop with Ctrl-C");
+    }
+    if !args.no_generate {
+        let brokers = running.brokers().to_string();
+        let topic = args.input_topic.clone();
+        let stop = running.stop_flag();
+        let (rate, accounts, limit) = (args.rate.max(1), args.accounts.max(1), args.limit);
+        std::thread::spawn(move || {
+            let producer: ThreadedProducer<_> = match KafkaConfig::new(brokers).producer().create()
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("generator: cannot create a producer: {e}");
+                    return;
+                }
+            };
+            let mut rng = rand::rng();
+            let mut sent = 0u64;
+            let pause = Duration::from_micros(1_000_000 / rate);
+            while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| sent < l) {
+                let order = Order {
+                    account: format!("account-{}", rng.random_range(0..accounts)),
+                    amount: rng.random_range(1..100),
+                };
+                let value = serde_json::to_vec(&order).expect("orders serialize");
+                let record = BaseRecord::to(&topic)
+                    .key(order.account.as_bytes())
+                    .payload(&value);
+                if let Err((e, _)) = producer.send(record) {
+                    eprintln!("generator: {e}");
+                }
+                sent += 1;
+                std::thread::sleep(pause);
+            }
+            let _ = producer.flush(Duration::from_secs(10));
+        });
+    }
+    running.run_until_signal()
+}

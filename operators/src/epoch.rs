@@ -1,0 +1,138 @@
+//! Timely plumbing shared by the operators: per-epoch stashes and routing.
+//!
+//! Every stateful operator in this crate works the same way: records are routed to the worker
+//! that owns their key, buffered by epoch, and applied in epoch order once every input's frontier
+//! has passed the epoch. Applying a whole epoch at once, in a deterministic order, is what makes
+//! the results independent of the number of workers and of how their inputs interleave.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use differential_dataflow::{Hashable, VecCollection};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Capability, InputCapability, Operator};
+use timely::dataflow::StreamVec;
+use timely::progress::frontier::MutableAntichain;
+
+/// The default routing function: differential's `Hashable` of the key.
+///
+/// Engines that must locate a key's owner outside the dataflow pass their own stable route to the
+/// `_core` variants instead.
+pub fn default_route<K: Hash>(key: &K) -> u64 {
+    key.hashed()
+}
+
+/// The records of one epoch from up to two inputs, with a capability to emit at the epoch.
+pub(crate) struct Batch<A, B> {
+    pub(crate) capability: Capability<u64>,
+    pub(crate) first: Vec<A>,
+    pub(crate) second: Vec<B>,
+}
+
+/// Records buffered by epoch until the epoch is complete on every input.
+pub(crate) struct Stash<A, B> {
+    pending: BTreeMap<u64, Batch<A, B>>,
+}
+
+impl<A, B> Stash<A, B> {
+    pub(crate) fn new() -> Self {
+        Stash {
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// The batch of epoch `time`, created (with a capability derived from `cap`) on first use.
+    fn batch(&mut self, cap: &InputCapability<u64>, time: u64) -> Option<&mut Batch<A, B>> {
+        if !self.pending.contains_key(&time) {
+            let capability = cap.retain_least(0)?;
+            // Data in a message is never earlier than the message's capability.
+            let time = std::cmp::max(time, *capability.time());
+            let capability = capability.delayed(&time);
+            self.pending.insert(
+                time,
+                Batch {
+                    capability,
+                    first: Vec::new(),
+                    second: Vec::new(),
+                },
+            );
+        }
+        self.pending.get_mut(&time)
+    }
+
+    /// Buffers a record of the first input at epoch `time`.
+    pub(crate) fn push_first(&mut self, cap: &InputCapability<u64>, time: u64, record: A) {
+        if let Some(batch) = self.batch(cap, time) {
+            batch.first.push(record);
+        }
+    }
+
+    /// Buffers a record of the second input at epoch `time`.
+    pub(crate) fn push_second(&mut self, cap: &InputCapability<u64>, time: u64, record: B) {
+        if let Some(batch) = self.batch(cap, time) {
+            batch.second.push(record);
+        }
+    }
+
+    /// Removes and returns the earliest epoch, if no input can still send records for it.
+    pub(crate) fn pop_complete(
+        &mut self,
+        frontiers: &[&MutableAntichain<u64>],
+    ) -> Option<(u64, Batch<A, B>)> {
+        let (&time, _) = self.pending.first_key_value()?;
+        if frontiers.iter().all(|f| !f.less_equal(&time)) {
+            self.pending.pop_first()
+        } else {
+            None
+        }
+    }
+}
+
+/// For every epoch, the largest event time among the positive records of that epoch on this
+/// worker, as `(epoch, max)` at that epoch, sent to every worker.
+pub(crate) fn epoch_maxima<'scope, D, F>(
+    input: VecCollection<'scope, u64, D>,
+    time_of: F,
+) -> StreamVec<'scope, u64, (u64, u64)>
+where
+    D: Clone + 'static,
+    F: Fn(&D) -> u64 + 'static,
+{
+    input
+        .inner
+        .unary(Pipeline, "EpochMaxima", move |_cap, _info| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut maxima: BTreeMap<u64, u64> = BTreeMap::new();
+                    for (d, t, r) in data.iter() {
+                        if *r > 0 {
+                            let m = maxima.entry(*t).or_insert(0);
+                            *m = std::cmp::max(*m, time_of(d));
+                        }
+                    }
+                    for (t, m) in maxima {
+                        let Some(least) = cap.least() else { continue };
+                        let t = std::cmp::max(t, *least);
+                        output.session(&cap.delayed(&t, 0)).give((t, m));
+                    }
+                });
+            }
+        })
+        .broadcast()
+}
+
+/// The largest event time seen by an operator, advanced once per completed epoch.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StreamTime(pub(crate) u64);
+
+impl StreamTime {
+    /// Advances to include the maxima `(epoch, max)` of a completed epoch; returns the old value.
+    pub(crate) fn advance(&mut self, maxima: &[(u64, u64)]) -> u64 {
+        let old = self.0;
+        for (_, m) in maxima {
+            self.0 = std::cmp::max(self.0, *m);
+        }
+        old
+    }
+}

@@ -1,0 +1,209 @@
+//! Keyed, ordered folds of an append-only stream into a table.
+//!
+//! A Faust table fed by an agent is a fold: for every event `(key, value)` the table's entry for
+//! `key` becomes `f(key, old_entry, value)`. [`FoldByKey::fold_by_key`] is that operation as a
+//! timely operator whose output is a differential collection: the table, at most one entry per
+//! key, where each change is the retraction of the old entry and the insertion of the new one.
+//!
+//! ## Why not `reduce`
+//!
+//! A differential `reduce` keeps its whole input history arranged, so an aggregate over an
+//! append-only stream would grow with the number of events. A fold only needs the current entry
+//! per key, so its state is bounded by the number of keys; the price is that its input must be
+//! append-only (a stream, never a table), which is exactly what an agent consumes.
+//!
+//! ## Order and determinism
+//!
+//! Every input record carries an ordering key `O` (the engine uses the Kafka position of the
+//! event). Records are routed to a worker by `route(key)`, buffered per epoch, and applied when
+//! the epoch is complete (the input frontier has passed it), sorted by `O` with a stable sort, so
+//! that the result does not depend on the interleaving of workers. Within an epoch only the net
+//! change per key is emitted: a key updated ten times in one epoch yields one retraction and one
+//! insertion.
+//!
+//! ## Restore
+//!
+//! The second input seeds state: a record `(key, entry)` sets the entry before any event of the
+//! same epoch is applied, and is emitted like any other change (downstream operators see the
+//! restored table). Engines restore a table from its changelog through this input.
+//!
+//! ## Contract
+//!
+//! Input records with a positive multiplicity `d` are applied `d` times; records with `d <= 0`
+//! are ignored, since a stream never retracts. Returning `None` from the fold deletes the key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::rc::Rc;
+
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Capability, Operator};
+use timely::progress::frontier::MutableAntichain;
+
+/// Folds an append-only collection of `(key, value, order)` records into a table keyed by `key`.
+pub trait FoldByKey<'scope, K, V, O> {
+    /// Applies `fold(key, current, value)` to every record, in epoch order and by `order` within
+    /// an epoch, and returns the resulting table. `restore` seeds entries; `route` chooses the
+    /// worker that owns a key (it must be the same function on every worker).
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::FoldByKey;
+    ///
+    /// timely::example(|scope| {
+    ///     let events = scope.new_collection_from(vec![
+    ///         ("a".to_string(), 5i64, 1u64),
+    ///         ("a".to_string(), 7, 2),
+    ///         ("b".to_string(), 1, 3),
+    ///     ]).1;
+    ///     let restore = scope.new_collection_from(vec![("b".to_string(), 10i64)]).1;
+    ///     let expected = scope.new_collection_from(vec![
+    ///         ("a".to_string(), 12i64),
+    ///         ("b".to_string(), 11),
+    ///     ]).1;
+    ///     events
+    ///         .fold_by_key(restore, |k: &String| k.len() as u64, "sum", |_k, old, v| {
+    ///             Some(old.copied().unwrap_or(0) + v)
+    ///         })
+    ///         .assert_eq(expected);
+    /// });
+    /// ```
+    fn fold_by_key<A, F, H>(
+        self,
+        restore: VecCollection<'scope, u64, (K, A)>,
+        route: H,
+        name: &str,
+        fold: F,
+    ) -> VecCollection<'scope, u64, (K, A)>
+    where
+        A: ExchangeData,
+        F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
+        H: Fn(&K) -> u64 + 'static;
+}
+
+/// Per-epoch buffers of a fold: restored entries and events.
+struct Pending<K, V, O, A> {
+    capability: Capability<u64>,
+    restored: Vec<(K, A)>,
+    events: Vec<(O, K, V, isize)>,
+}
+
+impl<'scope, K, V, O> FoldByKey<'scope, K, V, O> for VecCollection<'scope, u64, (K, V, O)>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    O: ExchangeData,
+{
+    fn fold_by_key<A, F, H>(
+        self,
+        restore: VecCollection<'scope, u64, (K, A)>,
+        route: H,
+        name: &str,
+        mut fold: F,
+    ) -> VecCollection<'scope, u64, (K, A)>
+    where
+        A: ExchangeData,
+        F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        let route = Rc::new(route);
+        let route_events = Rc::clone(&route);
+        let events_pact =
+            Exchange::new(move |((k, _, _), _, _): &((K, V, O), u64, isize)| route_events(k));
+        let restore_pact = Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| route(k));
+
+        self.inner
+            .binary_frontier(
+                restore.inner,
+                events_pact,
+                restore_pact,
+                name,
+                move |_capability, _info| {
+                    let mut state: HashMap<K, A> = HashMap::new();
+                    let mut pending: BTreeMap<u64, Pending<K, V, O, A>> = BTreeMap::new();
+                    move |(events, events_frontier), (restored, restore_frontier), output| {
+                        events.for_each(|cap, data| {
+                            let Some(cap) = cap.retain_least(0) else {
+                                return;
+                            };
+                            for ((k, v, o), t, d) in data.drain(..) {
+                                if d > 0 {
+                                    pending_at(&mut pending, &cap, t).events.push((o, k, v, d));
+                                }
+                            }
+                        });
+                        restored.for_each(|cap, data| {
+                            let Some(cap) = cap.retain_least(0) else {
+                                return;
+                            };
+                            for ((k, a), t, d) in data.drain(..) {
+                                if d > 0 {
+                                    pending_at(&mut pending, &cap, t).restored.push((k, a));
+                                }
+                            }
+                        });
+
+                        // Apply every epoch that neither input can still add to, in order.
+                        while let Some((&time, _)) = pending.first_key_value() {
+                            if complete(events_frontier, time) && complete(restore_frontier, time) {
+                                let batch = pending.pop_first().expect("non-empty").1;
+                                let mut before: HashMap<K, Option<A>> = HashMap::new();
+                                for (k, a) in batch.restored {
+                                    let old = state.insert(k.clone(), a);
+                                    before.entry(k).or_insert(old);
+                                }
+                                let mut events = batch.events;
+                                events.sort_by(|x, y| x.0.cmp(&y.0));
+                                for (_o, k, v, d) in events {
+                                    for _ in 0..d {
+                                        let old = state.get(&k);
+                                        let new = fold(&k, old, v.clone());
+                                        let old = match new {
+                                            Some(new) => state.insert(k.clone(), new),
+                                            None => state.remove(&k),
+                                        };
+                                        before.entry(k.clone()).or_insert(old);
+                                    }
+                                }
+                                let mut session = output.session(&batch.capability);
+                                for (k, old) in before {
+                                    let new = state.get(&k);
+                                    if old.as_ref() == new {
+                                        continue;
+                                    }
+                                    if let Some(old) = old {
+                                        session.give(((k.clone(), old), time, -1isize));
+                                    }
+                                    if let Some(new) = new {
+                                        session.give(((k, new.clone()), time, 1isize));
+                                    }
+                                }
+                            } else {
+                                break;
+                            }
+                        }
+                    }
+                },
+            )
+            .as_collection()
+    }
+}
+
+/// The buffer for epoch `time` (at or after `cap`'s time), created on first use.
+fn pending_at<'a, K, V, O, A>(
+    pending: &'a mut BTreeMap<u64, Pending<K, V, O, A>>,
+    cap: &Capability<u64>,
+    time: u64,
+) -> &'a mut Pending<K, V, O, A> {
+    pending.entry(time).or_insert_with(|| Pending {
+        capability: cap.delayed(&time),
+        restored: Vec::new(),
+        events: Vec::new(),
+    })
+}
+
+/// True when no record at `time` can still arrive on an input with this frontier.
+fn complete(frontier: &MutableAntichain<u64>, time: u64) -> bool {
+    !frontier.less_equal(&time)
+}

@@ -1,0 +1,29 @@
+//! Differential dataflow operators for faustus: the semantics of tables, windows and joins,
+//! with no Kafka and no async runtime.
+//!
+//! | family | module | input | output |
+//! |---|---|---|---|
+//! | keyed fold | [`fold`] | append-only `(K, V, O)` | table `(K, A)` |
+//! | upsert tables | [`upsert`] | append-only `(K, Option<V>, O)` | table `(K, V)` |
+//! | aggregates | [`aggregate`] | collection `(K, V)` with retractions | table `(K, A)` |
+//! | joins | [`join`] | streams and tables | streams and tables of pairs |
+//! | windows | [`window`] | append-only `(K, V, EventTime)` | windowed table `((K, Window), A)` + late records |
+//! | nested tables | [`nested`] | append-only `(K, op, O)` | set/list table + operation log |
+//!
+//! Timely time is always a `u64` epoch (processing time); event time is data. Every operator is
+//! an extension trait on differential's [`VecCollection`](differential_dataflow::VecCollection),
+//! and every operator is checked against a plain model by the property tests in `tests/`.
+
+pub mod aggregate;
+mod epoch;
+pub mod fold;
+pub mod join;
+pub mod time;
+pub mod upsert;
+
+pub use aggregate::*;
+pub use epoch::default_route;
+pub use fold::*;
+pub use join::*;
+pub use time::*;
+pub use upsert::*;

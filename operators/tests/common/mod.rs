@@ -1,0 +1,137 @@
+//! Test harness: run a dataflow over per-epoch input batches with one or several workers and
+//! collect every output update, so that tests can compare the accumulated output at each epoch
+//! with a model.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::input::Input;
+use differential_dataflow::{ExchangeData, VecCollection};
+
+/// The worker counts every oracle test runs with.
+pub const WORKERS: [usize; 2] = [1, 3];
+
+/// Every output update: `(data, epoch, diff)`.
+pub type Updates<O> = Vec<(O, u64, isize)>;
+
+/// Runs `build` over one input fed with the updates `epochs[e]` at epoch `e` and returns all output
+/// updates.
+///
+/// Records are spread over the workers round-robin, so they reach their owners through exchange.
+pub fn run1<I, O, B>(workers: usize, epochs: Vec<Vec<(I, isize)>>, build: B) -> Updates<O>
+where
+    I: ExchangeData + Sync,
+    O: ExchangeData,
+    B: for<'s> Fn(VecCollection<'s, u64, I>) -> VecCollection<'s, u64, O> + Send + Sync + 'static,
+{
+    let empty: Vec<Vec<((), isize)>> = epochs.iter().map(|_| Vec::new()).collect();
+    run2(workers, epochs, empty, move |a, _b| build(a))
+}
+
+/// As [`run1`] with two inputs.
+pub fn run2<I1, I2, O, B>(
+    workers: usize,
+    epochs1: Vec<Vec<(I1, isize)>>,
+    epochs2: Vec<Vec<(I2, isize)>>,
+    build: B,
+) -> Updates<O>
+where
+    I1: ExchangeData + Sync,
+    I2: ExchangeData + Sync,
+    O: ExchangeData,
+    B: for<'s> Fn(
+            VecCollection<'s, u64, I1>,
+            VecCollection<'s, u64, I2>,
+        ) -> VecCollection<'s, u64, O>
+        + Send
+        + Sync
+        + 'static,
+{
+    let sink: Arc<Mutex<Updates<O>>> = Arc::new(Mutex::new(Vec::new()));
+    let out = Arc::clone(&sink);
+    let epochs1 = Arc::new(epochs1);
+    let epochs2 = Arc::new(epochs2);
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let peers = worker.peers();
+        let out = Arc::clone(&out);
+        let (mut in1, mut in2) = worker.dataflow::<u64, _, _>(|scope| {
+            let (in1, c1) = scope.new_collection::<I1, isize>();
+            let (in2, c2) = scope.new_collection::<I2, isize>();
+            build(c1, c2).inspect(move |(d, t, r)| {
+                out.lock().unwrap().push((d.clone(), *t, *r));
+            });
+            (in1, in2)
+        });
+        let n = std::cmp::max(epochs1.len(), epochs2.len());
+        let mut next = 0usize;
+        for e in 0..n {
+            for (record, diff) in epochs1.get(e).into_iter().flatten() {
+                if next % peers == index {
+                    in1.update(record.clone(), *diff);
+                }
+                next += 1;
+            }
+            for (record, diff) in epochs2.get(e).into_iter().flatten() {
+                if next % peers == index {
+                    in2.update(record.clone(), *diff);
+                }
+                next += 1;
+            }
+            in1.advance_to(e as u64 + 1);
+            in2.advance_to(e as u64 + 1);
+            in1.flush();
+            in2.flush();
+            worker.step();
+        }
+    })
+    .expect("timely starts");
+    for result in guards.join() {
+        result.expect("worker succeeds");
+    }
+    let updates = std::mem::take(&mut *sink.lock().unwrap());
+    updates
+}
+
+/// The accumulated collection at epoch `epoch`: every `(data, count)` with a non-zero count.
+pub fn at<O: Ord + Clone>(updates: &Updates<O>, epoch: u64) -> BTreeMap<O, isize> {
+    let mut acc: BTreeMap<O, isize> = BTreeMap::new();
+    for (d, t, r) in updates {
+        if *t <= epoch {
+            *acc.entry(d.clone()).or_default() += r;
+        }
+    }
+    acc.retain(|_, r| *r != 0);
+    acc
+}
+
+/// A model table as an accumulated collection (every record once).
+pub fn as_set<O: Ord + Clone, I: IntoIterator<Item = O>>(items: I) -> BTreeMap<O, isize> {
+    let mut acc: BTreeMap<O, isize> = BTreeMap::new();
+    for item in items {
+        *acc.entry(item).or_default() += 1;
+    }
+    acc
+}
+
+/// The updates at exactly epoch `epoch`, consolidated.
+pub fn changes_at<O: Ord + Clone>(updates: &Updates<O>, epoch: u64) -> BTreeMap<O, isize> {
+    let mut acc: BTreeMap<O, isize> = BTreeMap::new();
+    for (d, t, r) in updates {
+        if *t == epoch {
+            *acc.entry(d.clone()).or_default() += r;
+        }
+    }
+    acc.retain(|_, r| *r != 0);
+    acc
+}
+
+/// Appends: every record with multiplicity one.
+pub fn appends<I>(epochs: Vec<Vec<I>>) -> Vec<Vec<(I, isize)>> {
+    epochs
+        .into_iter()
+        .map(|batch| batch.into_iter().map(|r| (r, 1)).collect())
+        .collect()
+}

@@ -1,0 +1,457 @@
+//! The application: configuration, start-up (topics, fencing, recovery), the timely cluster and
+//! the HTTP server.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use faustus_connectors::{
+    ensure_topics, read_progress, CommitStats, Committer, CommitterConfig, EmbeddedBroker,
+    KafkaConfig, TopicSpec,
+};
+use timely::dataflow::operators::Concatenate;
+use timely::worker::Worker;
+
+use crate::config::{AppArgs, AppConfig, Guarantee};
+use crate::dataflow::{Ctx, Dataflow};
+use crate::error::{Error, Result};
+use crate::http::{router, HttpState};
+use crate::runtime::commit::commit_sink;
+use crate::runtime::table::Tables;
+use crate::runtime::Startup;
+
+/// A faustus application: configure it, then [`App::run`] it with the closure that builds its
+/// dataflow.
+#[derive(Clone, Debug)]
+pub struct App {
+    config: AppConfig,
+}
+
+/// What the planning pass learns from the build closure.
+struct Planned {
+    specs: Vec<TopicSpec>,
+    out_topics: Vec<String>,
+}
+
+impl App {
+    /// An application with the default configuration ([`AppConfig::new`]).
+    pub fn new(app_id: impl Into<String>) -> Self {
+        App {
+            config: AppConfig::new(app_id),
+        }
+    }
+
+    /// Applies command-line flags / environment variables (see [`AppArgs`]).
+    pub fn with_args(self, args: &AppArgs) -> Result<Self> {
+        Ok(App {
+            config: self.config.with_args(args)?,
+        })
+    }
+
+    /// Uses the Kafka cluster at `brokers`, and with it exactly-once processing (change it with
+    /// [`App::guarantee`] afterwards).
+    pub fn brokers(mut self, brokers: impl Into<String>) -> Self {
+        self.config.brokers = Some(brokers.into());
+        self.config.guarantee = Guarantee::ExactlyOnce;
+        self
+    }
+
+    /// Sets the processing guarantee.
+    pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
+        self.config.guarantee = guarantee;
+        self
+    }
+
+    /// Sets the number of worker threads in this process.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers;
+        self
+    }
+
+    /// Sets the HTTP address (`None`: no server; port 0 picks a free port).
+    pub fn http(mut self, addr: Option<SocketAddr>) -> Self {
+        self.config.http = addr;
+        self
+    }
+
+    /// Sets the epoch length.
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.config.commit_interval = interval;
+        self
+    }
+
+    /// Sets the partition count of topics faustus creates.
+    pub fn partitions(mut self, partitions: i32) -> Self {
+        self.config.partitions = partitions;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// Runs the application until Ctrl-C or SIGTERM, then stops cleanly: sources stop, the
+    /// epochs in flight drain and commit, and the call returns.
+    pub fn run<F>(self, build: F) -> Result<()>
+    where
+        F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    {
+        self.start(build)?.run_until_signal()
+    }
+
+    /// Starts the application in the background and returns a handle to it.
+    pub fn start<F>(self, build: F) -> Result<Running>
+    where
+        F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    {
+        let config = self.config;
+        config.validate()?;
+        let build = Arc::new(build);
+
+        let embedded = match &config.brokers {
+            Some(_) => None,
+            None => {
+                let broker = EmbeddedBroker::start()?;
+                log::warn!(
+                    "no --brokers given: running on an embedded in-process broker ({}), for demos only (at-least-once)",
+                    broker.bootstrap_servers()
+                );
+                Some(broker)
+            }
+        };
+        let brokers = match (&config.brokers, &embedded) {
+            (Some(b), _) => b.clone(),
+            (None, Some(e)) => e.bootstrap_servers(),
+            (None, None) => unreachable!("an embedded broker runs when no brokers are given"),
+        };
+        let kafka = KafkaConfig::new(&brokers);
+
+        // Plan: run the build closure once, without running it, to learn the topics it uses.
+        let planned = plan(&config, Arc::clone(&build));
+        let progress_topic = format!("{}-__progress", config.app_id);
+        let mut specs = planned.specs;
+        specs.push(TopicSpec::compacted(&progress_topic, 1));
+        if let Some(broker) = &embedded {
+            for spec in &specs {
+                if let Some(n) = spec.partitions {
+                    let _ = broker.create_topic(&spec.name, n);
+                }
+            }
+        }
+        let counts = ensure_topics(&kafka, &specs)?;
+        let partitions: BTreeMap<String, i32> =
+            specs.iter().map(|s| s.name.clone()).zip(counts).collect();
+
+        // Fence any previous instance before reading what it committed.
+        let committer = if config.process_id == 0 {
+            Some(Committer::start(
+                &kafka,
+                CommitterConfig {
+                    app_id: config.app_id.clone(),
+                    guarantee: config.guarantee,
+                    progress_topic: progress_topic.clone(),
+                    topics: planned.out_topics,
+                    transaction_timeout: Duration::from_secs(60),
+                },
+            )?)
+        } else {
+            None
+        };
+        let stats = committer.as_ref().map(|c| c.stats());
+        let progress = read_progress(&kafka, &progress_topic)?.unwrap_or_default();
+        log::info!(
+            "starting `{}` after epoch {} ({:?}, {} worker(s) x {} process(es))",
+            config.app_id,
+            progress.epoch,
+            config.guarantee,
+            config.workers,
+            config.processes
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let startup = Arc::new(Startup {
+            planning: false,
+            resume_epoch: progress.epoch + 1,
+            offsets: progress.offsets,
+            partitions,
+            kafka,
+            commit_interval: config.commit_interval,
+            stop: Arc::clone(&stop),
+            fatal: Mutex::new(None),
+        });
+
+        let tables = Arc::new(Tables::default());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("faustus-http")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("starting the HTTP runtime: {e}")))?;
+        let http = match config.http {
+            None => None,
+            Some(addr) => {
+                let listener = runtime
+                    .block_on(tokio::net::TcpListener::bind(addr))
+                    .map_err(|e| {
+                        Error::Config(format!("--http {addr}: cannot listen there: {e}"))
+                    })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| Error::Runtime(format!("HTTP listener: {e}")))?;
+                let app = router(HttpState {
+                    tables: Arc::clone(&tables),
+                    process: config.process_id,
+                });
+                runtime.spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        log::error!("HTTP server stopped: {e}");
+                    }
+                });
+                Some(local)
+            }
+        };
+
+        let timely_config = match config.processes {
+            1 => timely::Config::process(config.workers),
+            _ => timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: config.workers,
+                    process: config.process_id,
+                    addresses: config.hosts.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            },
+        };
+        let committer = Arc::new(Mutex::new(committer));
+        let worker_startup = Arc::clone(&startup);
+        let app_id = config.app_id.clone();
+        let (workers, partitions_default) = (config.workers, config.partitions);
+        let thread = std::thread::Builder::new()
+            .name("faustus-cluster".into())
+            .spawn(move || -> Result<()> {
+                let guards = timely::execute(timely_config, move |worker| {
+                    run_worker(
+                        worker,
+                        &build,
+                        Ctx {
+                            app_id: app_id.clone(),
+                            partitions: partitions_default,
+                            startup: Arc::clone(&worker_startup),
+                            tables: Arc::clone(&tables),
+                            workers,
+                        },
+                        &committer,
+                    )
+                })
+                .map_err(|e| Error::Runtime(format!("starting the timely cluster: {e}")))?;
+                let mut first_error = None;
+                for result in guards.join() {
+                    let outcome = result.map_err(Error::Runtime).and_then(|r| r);
+                    if let Err(e) = outcome {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                if let Some(e) = first_error {
+                    return Err(e);
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::Runtime(format!("spawning the cluster thread: {e}")))?;
+
+        Ok(Running {
+            stop,
+            startup,
+            thread: Some(thread),
+            http,
+            brokers,
+            stats,
+            runtime,
+            _embedded: embedded,
+        })
+    }
+}
+
+/// Builds the dataflow on one worker and runs it to completion.
+fn run_worker<F>(
+    worker: &mut Worker,
+    build: &Arc<F>,
+    ctx: Ctx,
+    committer: &Arc<Mutex<Option<Committer>>>,
+) -> Result<()>
+where
+    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+{
+    let cell = Rc::new(RefCell::new(if worker.index() == 0 {
+        committer.lock().unwrap_or_else(|e| e.into_inner()).take()
+    } else {
+        None
+    }));
+    let startup = Arc::clone(&ctx.startup);
+    let sink_cell = Rc::clone(&cell);
+    worker.dataflow::<u64, _, _>(|scope| {
+        let df = Dataflow::new(scope, ctx);
+        build(&df);
+        let mut plan = df.plan.borrow_mut();
+        let outputs = std::mem::take(&mut plan.outputs);
+        let items = scope.concatenate(outputs);
+        commit_sink(items, sink_cell, plan.sources.clone(), Arc::clone(&startup));
+    });
+    while worker.step_or_park(Some(Duration::from_millis(10))) {}
+    let committer = cell.borrow_mut().take();
+    if let Some(committer) = committer {
+        committer.finish()?;
+    }
+    Ok(())
+}
+
+/// Runs the build closure on a throwaway single worker to learn the topics the program uses.
+fn plan<F>(config: &AppConfig, build: Arc<F>) -> Planned
+where
+    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+{
+    let ctx = Ctx {
+        app_id: config.app_id.clone(),
+        partitions: config.partitions,
+        startup: Arc::new(Startup::planning()),
+        tables: Arc::new(Tables::default()),
+        workers: 1,
+    };
+    timely::execute_directly(move |worker| {
+        worker.dataflow::<u64, _, _>(|scope| {
+            let df = Dataflow::new(scope, ctx);
+            build(&df);
+            let mut plan = df.plan.borrow_mut();
+            // Connect the outputs so the dataflow is complete; nothing flows in planning.
+            let outputs = std::mem::take(&mut plan.outputs);
+            let items = scope.concatenate(outputs);
+            commit_sink(
+                items,
+                Rc::new(RefCell::new(None)),
+                plan.sources.clone(),
+                Arc::new(Startup::planning()),
+            );
+            Planned {
+                specs: plan.specs.values().cloned().collect(),
+                out_topics: plan.out_topics.clone(),
+            }
+        })
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A running application.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    startup: Arc<Startup>,
+    thread: Option<JoinHandle<Result<()>>>,
+    http: Option<SocketAddr>,
+    brokers: String,
+    stats: Option<Arc<CommitStats>>,
+    runtime: tokio::runtime::Runtime,
+    _embedded: Option<EmbeddedBroker>,
+}
+
+impl Running {
+    /// The address the HTTP server listens on, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The bootstrap servers in use (the embedded broker's, when it runs).
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// The committer's statistics (in process 0).
+    pub fn commit_stats(&self) -> Option<Arc<CommitStats>> {
+        self.stats.clone()
+    }
+
+    /// The flag that stops the application when set.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Asks the application to stop: sources stop reading, and the epochs in flight drain.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// True once the application has stopped (after [`Running::stop`] or a fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits until the application has stopped, and returns why it stopped if it failed.
+    pub fn join(mut self) -> Result<()> {
+        let outcome = match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(Error::Runtime("a worker panicked".into()))),
+            None => Ok(()),
+        };
+        let fatal = self
+            .startup
+            .fatal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match (outcome, fatal) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(message)) => Err(Error::Runtime(message)),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
+    /// Waits for Ctrl-C or SIGTERM, then stops cleanly (sources stop, the epochs in flight drain
+    /// and commit) and returns. Any panic from then on ends the process: recovery on restart
+    /// never depends on a clean stop.
+    pub fn run_until_signal(self) -> Result<()> {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default_hook(info);
+            std::process::abort();
+        }));
+        let stop = self.stop_flag();
+        self.runtime.spawn(async move {
+            wait_for_signal().await;
+            log::info!("stopping: draining the epochs in flight");
+            stop.store(true, Ordering::Relaxed);
+        });
+        self.join()
+    }
+
+    /// Stops the application and waits for it.
+    pub fn shutdown(self) -> Result<()> {
+        self.stop();
+        self.join()
+    }
+}

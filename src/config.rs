@@ -1,0 +1,241 @@
+//! Application configuration: from code, from command-line flags, or from the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use faustus_connectors::Guarantee;
+
+use crate::error::{Error, Result};
+
+/// Command-line flags (each also read from a `FAUSTUS_*` environment variable) that configure an
+/// application. Flatten them into a program's own flags with `#[command(flatten)]`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct AppArgs {
+    /// Application id: names the progress, changelog and dead-letter topics and the
+    /// transactional id. Defaults to the id the program gives.
+    #[arg(long, env = "FAUSTUS_APP_ID")]
+    pub app_id: Option<String>,
+    /// Kafka bootstrap servers (`host:port,...`). Without it, an embedded in-process broker is
+    /// started (demos only: at-least-once).
+    #[arg(long, env = "FAUSTUS_BROKERS")]
+    pub brokers: Option<String>,
+    /// Worker threads in this process.
+    #[arg(long, env = "FAUSTUS_WORKERS")]
+    pub workers: Option<usize>,
+    /// Processes in the cluster.
+    #[arg(long, env = "FAUSTUS_PROCESSES")]
+    pub processes: Option<usize>,
+    /// This process's index in `--hosts`, from 0.
+    #[arg(long, env = "FAUSTUS_PROCESS_ID")]
+    pub process_id: Option<usize>,
+    /// Dataflow addresses of all processes (`host:port,...`), one per process, in order.
+    #[arg(long, env = "FAUSTUS_HOSTS", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// HTTP address to serve tables on (`off` disables the server).
+    #[arg(long, env = "FAUSTUS_HTTP")]
+    pub http: Option<String>,
+    /// HTTP addresses of all processes (`host:port,...`), one per process, in order; requests for
+    /// keys another process owns are forwarded there.
+    #[arg(long, env = "FAUSTUS_HTTP_HOSTS", value_delimiter = ',')]
+    pub http_hosts: Vec<String>,
+    /// Commit interval in milliseconds: the length of an epoch.
+    #[arg(long, env = "FAUSTUS_COMMIT_INTERVAL_MS")]
+    pub commit_interval_ms: Option<u64>,
+    /// Processing guarantee: `exactly_once` (the default with a real broker) or
+    /// `at_least_once`.
+    #[arg(long, env = "FAUSTUS_GUARANTEE")]
+    pub guarantee: Option<Guarantee>,
+    /// Partitions for topics faustus creates (changelogs, and declared topics without a count).
+    #[arg(long, env = "FAUSTUS_PARTITIONS")]
+    pub partitions: Option<i32>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Application id.
+    pub app_id: String,
+    /// Bootstrap servers; `None` runs the embedded broker.
+    pub brokers: Option<String>,
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Processes.
+    pub processes: usize,
+    /// This process's index.
+    pub process_id: usize,
+    /// Dataflow addresses of the processes.
+    pub hosts: Vec<String>,
+    /// HTTP address, or `None` for no server.
+    pub http: Option<SocketAddr>,
+    /// HTTP addresses of all processes (empty: only this one's is known).
+    pub http_hosts: Vec<String>,
+    /// Epoch length.
+    pub commit_interval: Duration,
+    /// Guarantee.
+    pub guarantee: Guarantee,
+    /// Partitions for created topics.
+    pub partitions: i32,
+}
+
+impl AppConfig {
+    /// Defaults for an application id: embedded broker, one worker, one process, HTTP on
+    /// 127.0.0.1:6066, 100 ms epochs, 4 partitions.
+    pub fn new(app_id: impl Into<String>) -> Self {
+        AppConfig {
+            app_id: app_id.into(),
+            brokers: None,
+            workers: 1,
+            processes: 1,
+            process_id: 0,
+            hosts: Vec::new(),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 6066))),
+            http_hosts: Vec::new(),
+            commit_interval: Duration::from_millis(100),
+            guarantee: Guarantee::AtLeastOnce,
+            partitions: 4,
+        }
+    }
+
+    /// Applies flags over this configuration and validates the result.
+    pub fn with_args(mut self, args: &AppArgs) -> Result<Self> {
+        let explicit_guarantee = args.guarantee;
+        if let Some(id) = &args.app_id {
+            self.app_id = id.clone();
+        }
+        if args.brokers.is_some() {
+            self.brokers = args.brokers.clone();
+        }
+        self.workers = args.workers.unwrap_or(self.workers);
+        self.processes = args.processes.unwrap_or(self.processes);
+        self.process_id = args.process_id.unwrap_or(self.process_id);
+        if !args.hosts.is_empty() {
+            self.hosts = args.hosts.clone();
+        }
+        if let Some(http) = &args.http {
+            self.http = parse_http(http)?;
+        }
+        if !args.http_hosts.is_empty() {
+            self.http_hosts = args.http_hosts.clone();
+        }
+        if let Some(ms) = args.commit_interval_ms {
+            self.commit_interval = Duration::from_millis(ms);
+        }
+        self.partitions = args.partitions.unwrap_or(self.partitions);
+        self.guarantee = match (explicit_guarantee, &self.brokers) {
+            (Some(g), _) => g,
+            (None, Some(_)) => Guarantee::ExactlyOnce,
+            (None, None) => Guarantee::AtLeastOnce,
+        };
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks the configuration; the error says what to fix.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.app_id.is_empty()
+            || !self
+                .app_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return bad(format!(
+                "--app-id `{}` must be non-empty and use only letters, digits, `.`, `_` and `-` (it names Kafka topics)",
+                self.app_id
+            ));
+        }
+        if self.workers == 0 {
+            return bad("--workers must be at least 1".into());
+        }
+        if self.processes == 0 {
+            return bad("--processes must be at least 1".into());
+        }
+        if self.process_id >= self.processes {
+            return bad(format!(
+                "--process-id {} is out of range for --processes {} (ids start at 0)",
+                self.process_id, self.processes
+            ));
+        }
+        if self.processes > 1 && self.hosts.len() != self.processes {
+            return bad(format!(
+                "--hosts lists {} addresses but --processes is {}: give one `host:port` per process",
+                self.hosts.len(),
+                self.processes
+            ));
+        }
+        if !self.http_hosts.is_empty() && self.http_hosts.len() != self.processes {
+            return bad(format!(
+                "--http-hosts lists {} addresses but --processes is {}",
+                self.http_hosts.len(),
+                self.processes
+            ));
+        }
+        if self.commit_interval.is_zero() {
+            return bad("--commit-interval-ms must be at least 1".into());
+        }
+        if self.partitions < 1 {
+            return bad("--partitions must be at least 1".into());
+        }
+        if self.brokers.is_none() && self.guarantee == Guarantee::ExactlyOnce {
+            return bad("exactly_once needs a real Kafka broker (--brokers): the embedded demo broker does not hide aborted transactions".into());
+        }
+        Ok(())
+    }
+}
+
+fn parse_http(value: &str) -> Result<Option<SocketAddr>> {
+    if value == "off" {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| {
+        Error::Config(format!(
+            "--http `{value}` is not an address like 127.0.0.1:6066 (or `off`)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_flags_say_what_to_fix() {
+        let args = AppArgs {
+            process_id: Some(2),
+            processes: Some(2),
+            hosts: vec!["a:1".into(), "b:2".into()],
+            ..AppArgs::default()
+        };
+        let err = AppConfig::new("x")
+            .with_args(&args)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--process-id 2 is out of range"), "{err}");
+        let args = AppArgs {
+            guarantee: Some(Guarantee::ExactlyOnce),
+            ..AppArgs::default()
+        };
+        let err = AppConfig::new("x")
+            .with_args(&args)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a real Kafka broker"), "{err}");
+        let args = AppArgs {
+            http: Some("nope".into()),
+            ..AppArgs::default()
+        };
+        assert!(AppConfig::new("x").with_args(&args).is_err());
+    }
+
+    #[test]
+    fn a_real_broker_defaults_to_exactly_once() {
+        let args = AppArgs {
+            brokers: Some("127.0.0.1:9092".into()),
+            ..AppArgs::default()
+        };
+        let config = AppConfig::new("x").with_args(&args).unwrap();
+        assert_eq!(config.guarantee, Guarantee::ExactlyOnce);
+        let config = AppConfig::new("x").with_args(&AppArgs::default()).unwrap();
+        assert_eq!(config.guarantee, Guarantee::AtLeastOnce);
+    }
+}

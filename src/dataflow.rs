@@ -1,0 +1,434 @@
+//! The typed dataflow API: [`Dataflow`], [`Stream`] and [`Table`].
+//!
+//! A program describes its computation once, in a closure that receives a [`Dataflow`]; faustus
+//! runs that closure on every worker of every process. Streams are append-only events; tables
+//! hold at most one value per key, and an update retracts the old value.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hash;
+use std::rc::Rc;
+use std::sync::{Arc, RwLock};
+
+use differential_dataflow::{AsCollection, VecCollection};
+use faustus_connectors::{OutRecord, TopicSpec};
+use faustus_operators::FoldByKey;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use timely::dataflow::operators::vec::Map as _;
+use timely::dataflow::operators::OkErr;
+use timely::dataflow::{Scope, StreamVec};
+
+use crate::runtime::restore::restore_source;
+use crate::runtime::source::{kafka_source, SourceItem};
+use crate::runtime::table::{maintain, Shard, Tables};
+use crate::runtime::{route, CommitItem, Pos, Startup};
+use crate::topic::Topic;
+
+/// What keys and values in a dataflow must be: cloneable, ordered, hashable, printable and
+/// serializable (they move between workers and processes, and to Kafka and HTTP as JSON).
+/// Derive `Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize`.
+pub trait Data:
+    differential_dataflow::ExchangeData + Hash + Serialize + DeserializeOwned + Sync
+{
+}
+impl<T> Data for T where
+    T: differential_dataflow::ExchangeData + Hash + Serialize + DeserializeOwned + Sync
+{
+}
+
+/// What the dataflow declares, collected while it is built.
+pub(crate) struct Plan<'s> {
+    /// Streams of records and positions for the committer.
+    pub outputs: Vec<StreamVec<'s, u64, CommitItem>>,
+    /// Output topics by index (index 0 is the dead-letter topic).
+    pub out_topics: Vec<String>,
+    /// Input topics by source index.
+    pub sources: Vec<String>,
+    /// Topics to create or check.
+    pub specs: BTreeMap<String, TopicSpec>,
+    /// Table names in use.
+    pub tables: BTreeSet<String>,
+}
+
+/// Process-wide facts a dataflow needs while it is built.
+pub(crate) struct Ctx {
+    pub app_id: String,
+    pub partitions: i32,
+    pub startup: Arc<Startup>,
+    pub tables: Arc<Tables>,
+    pub workers: usize,
+}
+
+/// The dataflow under construction, handed to the program's build closure on every worker.
+#[derive(Clone)]
+pub struct Dataflow<'s> {
+    pub(crate) scope: Scope<'s, u64>,
+    pub(crate) ctx: Rc<Ctx>,
+    pub(crate) plan: Rc<RefCell<Plan<'s>>>,
+}
+
+impl<'s> Dataflow<'s> {
+    pub(crate) fn new(scope: Scope<'s, u64>, ctx: Ctx) -> Self {
+        let dead_letter = format!("{}-__errors", ctx.app_id);
+        let mut specs = BTreeMap::new();
+        specs.insert(dead_letter.clone(), TopicSpec::new(&dead_letter, 1));
+        Dataflow {
+            scope,
+            plan: Rc::new(RefCell::new(Plan {
+                outputs: Vec::new(),
+                out_topics: vec![dead_letter],
+                sources: Vec::new(),
+                specs,
+                tables: BTreeSet::new(),
+            })),
+            ctx: Rc::new(ctx),
+        }
+    }
+
+    /// This worker's index among all workers of all processes.
+    pub fn worker_index(&self) -> usize {
+        self.scope.index()
+    }
+
+    /// The number of workers in all processes.
+    pub fn peers(&self) -> usize {
+        self.scope.peers()
+    }
+
+    /// The dead-letter topic: records that failed to decode, with the reason in headers.
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}-__errors", self.ctx.app_id)
+    }
+
+    /// The events of `topic`, as a stream. A record that does not decode (or has no value) goes
+    /// to the dead-letter topic.
+    pub fn stream<K: Data, V: Data>(&self, topic: &Topic<K, V>) -> Stream<'s, K, V> {
+        let t = topic.clone();
+        self.source(topic.name(), topic.partitions, move |record| {
+            let key = t
+                .decode_key(record.key.unwrap_or_default())
+                .map_err(|e| format!("key: {e}"))?;
+            let value = match record.value {
+                Some(v) => t.decode_value(v).map_err(|e| format!("value: {e}"))?,
+                None => return Err("value: a tombstone (null value) in a stream topic".into()),
+            };
+            Ok((key, value))
+        })
+    }
+
+    /// The table kept from `topic` (upsert: the last value per key wins, a null value deletes
+    /// the key), named `name`, with its changelog.
+    pub fn table<K: Data, V: Data>(&self, topic: &Topic<K, V>, name: &str) -> Table<'s, K, V> {
+        let t = topic.clone();
+        self.source(topic.name(), topic.partitions, move |record| {
+            let key = t
+                .decode_key(record.key.unwrap_or_default())
+                .map_err(|e| format!("key: {e}"))?;
+            let value = match record.value {
+                Some(v) => Some(t.decode_value(v).map_err(|e| format!("value: {e}"))?),
+                None => None,
+            };
+            Ok((key, value))
+        })
+        .upsert(name)
+    }
+
+    /// A source of decoded `(key, value)` records from `topic`.
+    fn source<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        partitions: Option<i32>,
+        decode: impl FnMut(&faustus_connectors::RawRecord<'_>) -> Result<(K, V), String> + 'static,
+    ) -> Stream<'s, K, V> {
+        let index = {
+            let mut plan = self.plan.borrow_mut();
+            plan.sources.push(topic.to_string());
+            plan.specs
+                .entry(topic.to_string())
+                .or_insert_with(|| TopicSpec {
+                    name: topic.to_string(),
+                    partitions,
+                    compacted: false,
+                });
+            (plan.sources.len() - 1) as u32
+        };
+        let items: StreamVec<'s, u64, SourceItem<(K, V)>> = kafka_source(
+            self.scope,
+            Arc::clone(&self.ctx.startup),
+            index,
+            topic.to_string(),
+            decode,
+        );
+        let (data, commits) = items.ok_err(|x| x);
+        self.plan.borrow_mut().outputs.push(commits);
+        Stream {
+            df: self.clone(),
+            coll: data.as_collection().map(|((k, v), pos)| (k, v, pos)),
+        }
+    }
+
+    /// The index of output topic `name`, registering it (created with `partitions` if missing).
+    fn out_topic(&self, name: &str, partitions: Option<i32>, compacted: bool) -> u32 {
+        let mut plan = self.plan.borrow_mut();
+        let default = self.ctx.partitions;
+        plan.specs
+            .entry(name.to_string())
+            .or_insert_with(|| TopicSpec {
+                name: name.to_string(),
+                partitions: Some(partitions.unwrap_or(default)),
+                compacted,
+            });
+        match plan.out_topics.iter().position(|t| t == name) {
+            Some(i) => i as u32,
+            None => {
+                plan.out_topics.push(name.to_string());
+                (plan.out_topics.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Claims a table name (they must be unique: they name changelog topics and HTTP paths).
+    fn claim_table(&self, name: &str) {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        assert!(
+            valid,
+            "table name `{name}` must be non-empty and use only letters, digits, `.`, `_` and `-`"
+        );
+        assert!(
+            self.plan.borrow_mut().tables.insert(name.to_string()),
+            "two tables are named `{name}`: table names must be unique"
+        );
+    }
+
+    fn push_output(&self, output: StreamVec<'s, u64, CommitItem>) {
+        self.plan.borrow_mut().outputs.push(output);
+    }
+}
+
+/// An append-only stream of `(key, value)` events.
+#[derive(Clone)]
+pub struct Stream<'s, K: 'static, V: 'static> {
+    df: Dataflow<'s>,
+    coll: VecCollection<'s, u64, (K, V, Pos)>,
+}
+
+impl<'s, K: Data, V: Data> Stream<'s, K, V> {
+    /// Transforms each event.
+    pub fn map<K2: Data, V2: Data>(
+        self,
+        f: impl Fn(K, V) -> (K2, V2) + 'static,
+    ) -> Stream<'s, K2, V2> {
+        Stream {
+            df: self.df,
+            coll: self.coll.map(move |(k, v, p)| {
+                let (k, v) = f(k, v);
+                (k, v, p)
+            }),
+        }
+    }
+
+    /// Transforms each event's value.
+    pub fn map_values<V2: Data>(self, f: impl Fn(V) -> V2 + 'static) -> Stream<'s, K, V2> {
+        self.map(move |k, v| (k, f(v)))
+    }
+
+    /// Keeps the events for which `f` is true.
+    pub fn filter(self, f: impl Fn(&K, &V) -> bool + 'static) -> Stream<'s, K, V> {
+        Stream {
+            df: self.df,
+            coll: self.coll.filter(move |(k, v, _)| f(k, v)),
+        }
+    }
+
+    /// Replaces each event by any number of events.
+    pub fn flat_map<K2: Data, V2: Data, I>(
+        self,
+        f: impl Fn(K, V) -> I + 'static,
+    ) -> Stream<'s, K2, V2>
+    where
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        Stream {
+            df: self.df,
+            coll: self.coll.flat_map(move |(k, v, p)| {
+                f(k, v)
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, (k, v))| (k, v, (p.0, p.1, p.2, i as u32)))
+            }),
+        }
+    }
+
+    /// Re-keys each event (Faust's `group_by`): the new key decides which worker aggregates it.
+    pub fn group_by<K2: Data>(self, f: impl Fn(&K, &V) -> K2 + 'static) -> Stream<'s, K2, V> {
+        self.map(move |k, v| (f(&k, &v), v))
+    }
+
+    /// Writes every event to `topic`, in the order the events were read.
+    pub fn to_topic(&self, topic: &Topic<K, V>) {
+        let index = self.df.out_topic(topic.name(), topic.partitions, false);
+        let t = topic.clone();
+        let records = self.coll.inner.clone().map(move |((k, v, pos), _t, _d)| {
+            CommitItem::Record(
+                pos,
+                OutRecord {
+                    topic: index,
+                    key: Some(t.encode_key(&k)),
+                    value: Some(t.encode_value(&v)),
+                    headers: Vec::new(),
+                },
+            )
+        });
+        self.df.push_output(records);
+    }
+
+    /// Folds the events of each key into a table named `name`: the entry becomes
+    /// `f(key, entry, value)`. The table has a changelog and survives restarts.
+    pub fn fold<A: Data>(
+        self,
+        name: &str,
+        f: impl Fn(&K, Option<&A>, V) -> A + 'static,
+    ) -> Table<'s, K, A> {
+        self.fold_core(name, move |k, a, v| Some(f(k, a, v)))
+    }
+
+    /// Like [`Stream::fold`], where `None` removes the key.
+    pub fn fold_core<A: Data>(
+        self,
+        name: &str,
+        f: impl Fn(&K, Option<&A>, V) -> Option<A> + 'static,
+    ) -> Table<'s, K, A> {
+        let df = self.df.clone();
+        df.claim_table(name);
+        let changelog = format!("{}-{}-changelog", df.ctx.app_id, name);
+        let index = df.out_topic(&changelog, None, true);
+        let restore = restore_source::<K, A>(df.scope, Arc::clone(&df.ctx.startup), changelog);
+        let table = self
+            .coll
+            .fold_by_key(restore.as_collection(), route::<K>, name, f);
+        Table::new(df, name, table, Some(index))
+    }
+
+    /// Counts the events per key.
+    pub fn count(self, name: &str) -> Table<'s, K, i64> {
+        self.fold(name, |_, n: Option<&i64>, _| n.copied().unwrap_or(0) + 1)
+    }
+
+    /// Combines the values of each key with `f` (the first value is taken as it is).
+    pub fn reduce(self, name: &str, f: impl Fn(&V, V) -> V + 'static) -> Table<'s, K, V> {
+        self.fold(name, move |_, acc: Option<&V>, v| match acc {
+            Some(acc) => f(acc, v),
+            None => v,
+        })
+    }
+
+    /// Sums the values of each key.
+    pub fn sum(self, name: &str) -> Table<'s, K, V>
+    where
+        V: std::ops::Add<Output = V>,
+    {
+        self.reduce(name, |acc, v| acc.clone() + v)
+    }
+
+    /// The differential collection behind the stream: `(key, value, position)` with
+    /// multiplicity 1, at the epoch the event was read.
+    pub fn collection(&self) -> VecCollection<'s, u64, (K, V, Pos)> {
+        self.coll.clone()
+    }
+}
+
+impl<'s, K: Data, V: Data> Stream<'s, K, Option<V>> {
+    /// The table of the last value per key, where `None` deletes the key (an upsert table),
+    /// named `name`, with its changelog.
+    pub fn upsert(self, name: &str) -> Table<'s, K, V> {
+        self.fold_core(name, |_, _, v| v)
+    }
+}
+
+/// A table: at most one value per key, kept up to date as its inputs change.
+#[derive(Clone)]
+pub struct Table<'s, K: 'static, A: 'static> {
+    df: Dataflow<'s>,
+    name: String,
+    coll: VecCollection<'s, u64, (K, A)>,
+    changes: VecCollection<'s, u64, (K, Option<A>, Pos)>,
+    shard: Shard<K, A>,
+}
+
+impl<'s, K: Data, A: Data> Table<'s, K, A> {
+    fn new(
+        df: Dataflow<'s>,
+        name: &str,
+        coll: VecCollection<'s, u64, (K, A)>,
+        changelog: Option<u32>,
+    ) -> Self {
+        let shard: Shard<K, A> = Arc::new(RwLock::new(BTreeMap::new()));
+        let (changes, records) = maintain(coll.clone(), Arc::clone(&shard), changelog, name);
+        df.push_output(records);
+        Table {
+            df,
+            name: name.to_string(),
+            coll,
+            changes,
+            shard,
+        }
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Serves the table over HTTP (`/api/table/<name>/...`). Tables are private unless marked.
+    pub fn public(self) -> Self {
+        let ctx = &self.df.ctx;
+        ctx.tables.register(
+            &self.name,
+            self.df.scope.index(),
+            self.df.scope.peers(),
+            ctx.workers,
+            Arc::clone(&self.shard),
+        );
+        self
+    }
+
+    /// The table's changes: per epoch and key, the new value, or `None` when the key is removed.
+    pub fn changes(&self) -> Stream<'s, K, Option<A>> {
+        Stream {
+            df: self.df.clone(),
+            coll: self.changes.clone(),
+        }
+    }
+
+    /// Writes the table's changes to `topic`: the new value, or a tombstone when a key is
+    /// removed (so a compacted topic converges to the table).
+    pub fn to_topic(&self, topic: &Topic<K, A>) {
+        let index = self.df.out_topic(topic.name(), topic.partitions, false);
+        let t = topic.clone();
+        let records = self
+            .changes
+            .inner
+            .clone()
+            .map(move |((k, v, pos), _t, _d)| {
+                CommitItem::Record(
+                    pos,
+                    OutRecord {
+                        topic: index,
+                        key: Some(t.encode_key(&k)),
+                        value: v.as_ref().map(|v| t.encode_value(v)),
+                        headers: Vec::new(),
+                    },
+                )
+            });
+        self.df.push_output(records);
+    }
+
+    /// The differential collection behind the table: `(key, value)` pairs.
+    pub fn collection(&self) -> VecCollection<'s, u64, (K, A)> {
+        self.coll.clone()
+    }
+}

@@ -1,0 +1,21 @@
+//! The engine's error type.
+
+pub use faustus_connectors::ConnectorError;
+
+/// Everything that can stop a faustus application.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is wrong; the message says what to fix.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Kafka failed.
+    #[error(transparent)]
+    Kafka(#[from] ConnectorError),
+    /// The dataflow runtime failed.
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

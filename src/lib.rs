@@ -1,0 +1,59 @@
+//! # faustus
+//!
+//! Faust's stream-processing model — typed topics, streams, tables, agents, web views over
+//! tables — in Rust, on timely dataflow and differential dataflow, with Kafka as source, sink and
+//! durable store.
+//!
+//! ```no_run
+//! use faustus::prelude::*;
+//!
+//! #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+//! struct Order {
+//!     account: String,
+//!     amount: i64,
+//! }
+//!
+//! fn main() -> faustus::Result<()> {
+//!     let orders = Topic::<String, Order>::new("orders").key_codec(Str);
+//!     App::new("shop").brokers("127.0.0.1:9092").run(move |df| {
+//!         df.stream(&orders)
+//!             .map(|_, order| (order.account, order.amount))
+//!             .sum("user_to_amount")
+//!             .public();
+//!     })
+//! }
+//! ```
+//!
+//! Each epoch's outputs, table changelogs and input positions commit together in one Kafka
+//! transaction; on restart, tables are restored from their changelogs and input resumes where
+//! the last committed epoch ended. See `docs/design.md` for how and why.
+
+pub mod app;
+pub mod config;
+pub mod dataflow;
+pub mod error;
+pub mod http;
+mod runtime;
+pub mod topic;
+
+pub use app::{App, Running};
+pub use config::{AppArgs, AppConfig, Guarantee};
+pub use dataflow::{Data, Dataflow, Stream, Table};
+pub use error::{Error, Result};
+pub use runtime::Pos;
+pub use topic::Topic;
+
+/// Codecs for topics.
+pub mod codec {
+    pub use faustus_connectors::{Codec, Json, Raw, Str};
+}
+
+/// Kafka connectors, for programs and tests that talk to Kafka directly.
+pub use faustus_connectors as connectors;
+
+/// Everything a program usually needs.
+pub mod prelude {
+    pub use crate::codec::{Codec, Json, Raw, Str};
+    pub use crate::{App, AppArgs, Data, Dataflow, Guarantee, Stream, Table, Topic};
+    pub use serde::{Deserialize, Serialize};
+}

@@ -1,0 +1,108 @@
+//! The runtime: the timely operators that connect a dataflow to Kafka, and the worker loop.
+//!
+//! Operators here read Kafka ([`source`]), restore tables ([`restore`]), keep tables' changelogs
+//! and read replicas ([`table`]) and hand each closed epoch to the committer ([`commit`]).
+
+pub(crate) mod commit;
+pub(crate) mod restore;
+pub(crate) mod source;
+pub(crate) mod table;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use faustus_connectors::{KafkaConfig, OutRecord};
+use serde::{Deserialize, Serialize};
+
+/// Where a record came from: `(source, partition, offset, sub-index)`. Orders records within an
+/// epoch deterministically, whatever the interleaving of workers.
+pub type Pos = (u32, i32, i64, u32);
+
+/// What flows to the committer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum CommitItem {
+    /// A record for a sink, changelog or the dead-letter topic.
+    Record(Pos, OutRecord),
+    /// An input position: source index, partition, next offset.
+    Offset(u32, i32, i64),
+}
+
+/// What every worker learns before the dataflow runs.
+pub(crate) struct Startup {
+    /// Only planning: operators stop at once.
+    pub planning: bool,
+    /// The restore epoch: tables are restored at it; inputs start after it.
+    pub resume_epoch: u64,
+    /// Input positions recorded by the last committed epoch.
+    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Partition counts of every topic the program uses.
+    pub partitions: BTreeMap<String, i32>,
+    /// How to reach Kafka.
+    pub kafka: KafkaConfig,
+    /// Epoch length.
+    pub commit_interval: Duration,
+    /// Set to stop the sources (and so, once drained, the whole dataflow).
+    pub stop: Arc<AtomicBool>,
+    /// The first fatal error an operator met.
+    pub fatal: Mutex<Option<String>>,
+}
+
+impl Startup {
+    /// A startup for the planning pass: nothing runs.
+    pub(crate) fn planning() -> Self {
+        Startup {
+            planning: true,
+            resume_epoch: 1,
+            offsets: BTreeMap::new(),
+            partitions: BTreeMap::new(),
+            kafka: KafkaConfig::new(""),
+            commit_interval: Duration::from_millis(100),
+            stop: Arc::new(AtomicBool::new(true)),
+            fatal: Mutex::new(None),
+        }
+    }
+
+    /// True once the application is stopping.
+    pub(crate) fn stopping(&self) -> bool {
+        self.planning || self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Records a fatal error and stops the application.
+    pub(crate) fn fail(&self, message: String) {
+        log::error!("{message}");
+        let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        fatal.get_or_insert(message);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// The epoch of the wall clock: milliseconds since 1970 divided by the commit interval.
+    pub(crate) fn epoch_now(&self) -> u64 {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        millis / (self.commit_interval.as_millis() as u64).max(1)
+    }
+
+    /// Time until the next epoch begins.
+    pub(crate) fn until_next_epoch(&self) -> Duration {
+        let interval = (self.commit_interval.as_millis() as u64).max(1);
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        Duration::from_millis(interval - millis % interval)
+    }
+}
+
+/// The stable hash that routes a key to its owning worker: murmur2 of its JSON encoding.
+pub(crate) fn route<K: Serialize>(key: &K) -> u64 {
+    u64::from(faustus_connectors::murmur2(&key_bytes(key)))
+}
+
+/// The stable encoding of a key: JSON.
+pub(crate) fn key_bytes<K: Serialize>(key: &K) -> Vec<u8> {
+    serde_json::to_vec(key).expect("keys serialize to JSON")
+}

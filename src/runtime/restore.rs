@@ -1,0 +1,105 @@
+//! Restoring a table from its changelog.
+//!
+//! Worker `w` reads changelog partitions `p` with `p % peers == w` from the beginning to their
+//! current end (committed data only), keeps the last value per key (a tombstone removes the
+//! key), and emits the result at the restore epoch; then it drops its capability. Sources start
+//! after the restore epoch, so every table is whole before the first new event reaches it.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use differential_dataflow::ExchangeData;
+use faustus_connectors::read_to_end;
+use serde::de::DeserializeOwned;
+use timely::dataflow::operators::generic::source as timely_source;
+use timely::dataflow::{Scope, StreamVec};
+
+use super::Startup;
+
+/// Emits the entries of changelog `topic` as `((key, value), restore epoch, 1)`.
+pub(crate) fn restore_source<'s, K, A>(
+    scope: Scope<'s, u64>,
+    startup: Arc<Startup>,
+    topic: String,
+) -> StreamVec<'s, u64, ((K, A), u64, isize)>
+where
+    K: ExchangeData + Hash + DeserializeOwned,
+    A: ExchangeData + DeserializeOwned,
+{
+    let worker = scope.index();
+    let peers = scope.peers();
+    timely_source(
+        scope,
+        &format!("Restore({topic})"),
+        move |capability, _info| {
+            let mut capability = Some(capability);
+            move |output| {
+                let Some(mut cap) = capability.take() else {
+                    return;
+                };
+                if startup.planning {
+                    return;
+                }
+                let epoch = startup.resume_epoch;
+                cap.downgrade(&epoch);
+                let partitions = startup.partitions.get(&topic).copied().unwrap_or(0);
+                let mine: Vec<i32> = (0..partitions)
+                    .filter(|p| *p as usize % peers == worker)
+                    .collect();
+                let mut entries: HashMap<K, A> = HashMap::new();
+                let mut error = None;
+                let read = read_to_end(
+                    &startup.kafka,
+                    &topic,
+                    &mine,
+                    Duration::from_secs(300),
+                    |record| {
+                        let key = record.key.unwrap_or_default();
+                        match serde_json::from_slice::<K>(key) {
+                            Ok(key) => match record.value {
+                                None => {
+                                    entries.remove(&key);
+                                }
+                                Some(value) => match serde_json::from_slice::<A>(value) {
+                                    Ok(value) => {
+                                        entries.insert(key, value);
+                                    }
+                                    Err(e) => {
+                                        error = Some(format!(
+                                            "{}/{}@{}: {e}",
+                                            record.topic, record.partition, record.offset
+                                        ))
+                                    }
+                                },
+                            },
+                            Err(e) => {
+                                error = Some(format!(
+                                    "{}/{}@{}: {e}",
+                                    record.topic, record.partition, record.offset
+                                ))
+                            }
+                        }
+                    },
+                );
+                match (read, error) {
+                (Err(e), _) => startup.fail(format!("restoring `{topic}`: {e}")),
+                (Ok(_), Some(e)) => startup.fail(format!(
+                    "restoring `{topic}`: a changelog record does not decode ({e}); was the table's type changed?"
+                )),
+                (Ok(n), None) => {
+                    log::info!(
+                        "worker {worker} restored {} keys of `{topic}` from {n} changelog records",
+                        entries.len()
+                    );
+                    let mut session = output.session(&cap);
+                    for (k, a) in entries {
+                        session.give(((k, a), epoch, 1));
+                    }
+                }
+            }
+            }
+        },
+    )
+}

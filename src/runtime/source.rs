@@ -1,0 +1,184 @@
+//! The Kafka source operator.
+//!
+//! ## Contract
+//!
+//! Partition `p` of the source with index `s` is read by global worker `(s + p) % peers`; a
+//! worker that reads no partition drops its capability at once, so it never holds the frontier
+//! back. A worker's epochs follow the wall clock (`now / commit interval`), starting after the
+//! restore epoch; every record is emitted at the epoch in which it was read, in offset order per
+//! partition. Before its capability moves past an epoch, the source emits the positions it
+//! reached in that epoch, so the committer records exactly the input that epoch consumed. A
+//! record that does not decode goes to the dead-letter topic, with the reason and its
+//! topic/partition/offset in headers, as a record of the same epoch.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use differential_dataflow::ExchangeData;
+use faustus_connectors::{OutRecord, PartitionReader, RawRecord};
+use timely::dataflow::operators::generic::source as timely_source;
+use timely::dataflow::{Scope, StreamVec};
+
+use super::{CommitItem, Pos, Startup};
+use std::sync::Arc;
+
+/// Index of the dead-letter topic among output topics.
+pub(crate) const DEAD_LETTER: u32 = 0;
+
+/// Records handed out per activation before yielding to other operators.
+const BATCH: usize = 8192;
+
+/// What a source emits: data, or something for the committer.
+pub(crate) type SourceItem<D> = Result<((D, Pos), u64, isize), CommitItem>;
+
+/// Which partitions of source `index` worker `worker` of `peers` reads.
+pub(crate) fn assigned(index: u32, partitions: i32, worker: usize, peers: usize) -> Vec<i32> {
+    (0..partitions)
+        .filter(|p| (index as usize + *p as usize) % peers == worker)
+        .collect()
+}
+
+/// Builds the source operator for topic `topic` (source index `index`).
+pub(crate) fn kafka_source<'s, D, F>(
+    scope: Scope<'s, u64>,
+    startup: Arc<Startup>,
+    index: u32,
+    topic: String,
+    mut decode: F,
+) -> StreamVec<'s, u64, SourceItem<D>>
+where
+    D: ExchangeData,
+    F: FnMut(&RawRecord<'_>) -> Result<D, String> + 'static,
+{
+    let worker = scope.index();
+    let peers = scope.peers();
+    timely_source(
+        scope,
+        &format!("Source({topic})"),
+        move |capability, info| {
+            let activator = scope.activator_for(info.address);
+            let mut capability = Some(capability);
+            let mut reader: Option<PartitionReader> = None;
+            let mut reported: BTreeMap<i32, i64> = BTreeMap::new();
+            let mut started = false;
+            move |output| {
+                let Some(cap) = capability.as_mut() else {
+                    return;
+                };
+                if !started {
+                    started = true;
+                    if startup.planning {
+                        capability = None;
+                        return;
+                    }
+                    cap.downgrade(&(startup.resume_epoch + 1).max(startup.epoch_now()));
+                    let partitions = startup.partitions.get(&topic).copied().unwrap_or(0);
+                    let mine = assigned(index, partitions, worker, peers);
+                    if mine.is_empty() {
+                        capability = None;
+                        return;
+                    }
+                    let resume = startup.offsets.get(&topic);
+                    let start: Vec<(i32, Option<i64>)> = mine
+                        .iter()
+                        .map(|p| (*p, resume.and_then(|r| r.get(p)).copied()))
+                        .collect();
+                    log::info!("worker {worker} reads `{topic}` partitions {mine:?}");
+                    match PartitionReader::new(&startup.kafka, &topic, &start) {
+                        Ok(r) => {
+                            reported = r.positions().clone();
+                            reader = Some(r);
+                        }
+                        Err(e) => {
+                            startup.fail(format!("source `{topic}`: {e}"));
+                            capability = None;
+                            return;
+                        }
+                    }
+                }
+                let Some(cap) = capability.as_mut() else {
+                    return;
+                };
+                let reader = reader.as_mut().expect("reader exists once started");
+
+                // Close the current epoch if the clock moved on (or we are stopping): report the
+                // positions reached, then move the capability.
+                let stopping = startup.stopping();
+                let now = startup.epoch_now();
+                if stopping || now > *cap.time() {
+                    let mut session = output.session(&*cap);
+                    for (&partition, &offset) in reader.positions() {
+                        if reported.get(&partition) != Some(&offset) {
+                            session.give(Err(CommitItem::Offset(index, partition, offset)));
+                            reported.insert(partition, offset);
+                        }
+                    }
+                    drop(session);
+                    if stopping {
+                        capability = None;
+                        return;
+                    }
+                    cap.downgrade(&now);
+                }
+
+                let time = *cap.time();
+                let mut session = output.session(&*cap);
+                let polled = reader.poll(BATCH, Duration::ZERO, |record| {
+                    let pos: Pos = (index, record.partition, record.offset, 0);
+                    match decode(&record) {
+                        Ok(data) => session.give(Ok(((data, pos), time, 1))),
+                        Err(reason) => session.give(Err(dead_letter(&record, pos, &reason))),
+                    }
+                });
+                drop(session);
+                match polled {
+                    Ok(n) if n >= BATCH => activator.activate(),
+                    Ok(_) => activator
+                        .activate_after(startup.until_next_epoch().min(Duration::from_millis(2))),
+                    Err(e) => {
+                        log::warn!("source `{topic}`: {e}");
+                        activator.activate_after(Duration::from_millis(100));
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The dead-letter record for a record that did not decode: its key and value unchanged, and
+/// the reason and origin in headers.
+fn dead_letter(record: &RawRecord<'_>, pos: Pos, reason: &str) -> CommitItem {
+    let headers = vec![
+        (
+            "faustus.error.reason".to_string(),
+            reason.as_bytes().to_vec(),
+        ),
+        (
+            "faustus.error.topic".to_string(),
+            record.topic.as_bytes().to_vec(),
+        ),
+        (
+            "faustus.error.partition".to_string(),
+            record.partition.to_string().into_bytes(),
+        ),
+        (
+            "faustus.error.offset".to_string(),
+            record.offset.to_string().into_bytes(),
+        ),
+    ];
+    log::warn!(
+        "dead letter: `{}`/{}@{}: {reason}",
+        record.topic,
+        record.partition,
+        record.offset
+    );
+    CommitItem::Record(
+        pos,
+        OutRecord {
+            topic: DEAD_LETTER,
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.map(<[u8]>::to_vec),
+            headers,
+        },
+    )
+}

@@ -1,0 +1,293 @@
+//! Table maintenance: each table's changes per epoch, its changelog, and its read replica.
+//!
+//! Every table passes through one maintainer operator. Updates are routed by the stable key
+//! hash (so the worker that holds a key's replica is computable outside the dataflow), buffered
+//! per epoch, and, once the epoch is complete, consolidated into at most one change per key:
+//! the key's new value, or its removal. Each change
+//!
+//! - is applied to the worker's read replica (what HTTP reads: epoch-consistent, never touching
+//!   the dataflow's own state),
+//! - becomes a changelog record (JSON key, JSON value or a tombstone) for the committer, when the
+//!   table has a changelog,
+//! - is emitted as the table's change stream.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::{Arc, RwLock};
+
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use faustus_connectors::OutRecord;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Capability, OkErr, Operator};
+use timely::dataflow::StreamVec;
+
+use super::{key_bytes, route, CommitItem, Pos};
+
+/// One worker's part of a table's read replica.
+pub(crate) type Shard<K, A> = Arc<RwLock<BTreeMap<K, A>>>;
+
+/// Order key of changelog records: after every sink record of the epoch.
+const CHANGELOG_POS: Pos = (u32::MAX, 0, 0, 0);
+
+/// Maintains `table`: returns its change stream and the records for the committer.
+pub(crate) fn maintain<'s, K, A>(
+    table: VecCollection<'s, u64, (K, A)>,
+    shard: Shard<K, A>,
+    changelog: Option<u32>,
+    name: &str,
+) -> (
+    VecCollection<'s, u64, (K, Option<A>, Pos)>,
+    StreamVec<'s, u64, CommitItem>,
+)
+where
+    K: ExchangeData + Hash + Serialize,
+    A: ExchangeData + Serialize,
+{
+    type Item<K, A> = Result<((K, Option<A>, Pos), u64, isize), CommitItem>;
+    let pact = Exchange::new(|((k, _), _, _): &((K, A), u64, isize)| route(k));
+    let (changes, records) = table
+        .inner
+        .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Item<K, A>>>, _, _, _>(
+            pact,
+            &format!("Table({name})"),
+            move |_cap, _info| {
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<((K, A), isize)>)> =
+                    BTreeMap::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        let Some(least) = cap.retain_least(0) else {
+                            return;
+                        };
+                        for (kv, t, d) in data.drain(..) {
+                            pending
+                                .entry(t)
+                                .or_insert_with(|| (least.delayed(&t), Vec::new()))
+                                .1
+                                .push((kv, d));
+                        }
+                    });
+                    while let Some((&time, _)) = pending.first_key_value() {
+                        if frontier.less_equal(&time) {
+                            break;
+                        }
+                        let (cap, updates) = pending.pop_first().expect("non-empty").1;
+                        let changes = net_changes(updates);
+                        if changes.is_empty() {
+                            continue;
+                        }
+                        let mut session = output.session(&cap);
+                        let mut replica = shard.write().unwrap_or_else(|e| e.into_inner());
+                        for (k, new) in changes {
+                            if let Some(topic) = changelog {
+                                session.give(Err(CommitItem::Record(
+                                    CHANGELOG_POS,
+                                    OutRecord {
+                                        topic,
+                                        key: Some(key_bytes(&k)),
+                                        value: new.as_ref().map(key_bytes),
+                                        headers: Vec::new(),
+                                    },
+                                )));
+                            }
+                            match &new {
+                                Some(v) => replica.insert(k.clone(), v.clone()),
+                                None => replica.remove(&k),
+                            };
+                            session.give(Ok(((k, new, CHANGELOG_POS), time, 1)));
+                        }
+                    }
+                }
+            },
+        )
+        .ok_err(|x| x);
+    (changes.as_collection(), records)
+}
+
+/// The net change per key of one epoch's updates: `Some(new value)` or `None` (removed).
+fn net_changes<K: ExchangeData + Hash, A: ExchangeData>(
+    updates: Vec<((K, A), isize)>,
+) -> Vec<(K, Option<A>)> {
+    let mut sums: BTreeMap<(K, A), isize> = BTreeMap::new();
+    for (kv, d) in updates {
+        *sums.entry(kv).or_insert(0) += d;
+    }
+    let mut per_key: BTreeMap<K, Option<A>> = BTreeMap::new();
+    for ((k, a), d) in sums {
+        if d > 0 {
+            per_key.insert(k, Some(a));
+        } else if d < 0 {
+            per_key.entry(k).or_insert(None);
+        }
+    }
+    per_key.into_iter().collect()
+}
+
+/// The answer to a key lookup.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The key's value.
+    Found(serde_json::Value),
+    /// The key is not in the table.
+    Missing,
+    /// The key does not parse as the table's key type.
+    BadKey(String),
+    /// Another process owns the key.
+    Remote(usize),
+}
+
+/// A table's replica as the HTTP layer sees it: untyped.
+pub(crate) trait TableView: Send + Sync {
+    /// Looks a key (as written in a URL) up.
+    fn get(&self, key: &str) -> Lookup;
+    /// Entries held by this process, in key order, as JSON `(key, value)` pairs.
+    fn entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, serde_json::Value)>, String>;
+    /// For registration.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A table's shards in this process.
+pub(crate) struct Replicas<K, A> {
+    shards: RwLock<BTreeMap<usize, Shard<K, A>>>,
+    peers: usize,
+    workers: usize,
+}
+
+/// Parses a key as written in a URL: as JSON, or else as a JSON string.
+pub(crate) fn parse_key<K: DeserializeOwned>(raw: &str) -> Result<K, String> {
+    serde_json::from_str::<K>(raw)
+        .or_else(|_| serde_json::from_value::<K>(serde_json::Value::String(raw.to_string())))
+        .map_err(|e| format!("`{raw}` is not a valid key for this table: {e}"))
+}
+
+impl<K, A> TableView for Replicas<K, A>
+where
+    K: ExchangeData + Hash + Serialize + DeserializeOwned + Sync,
+    A: ExchangeData + Serialize + Sync,
+{
+    fn get(&self, raw: &str) -> Lookup {
+        let key: K = match parse_key(raw) {
+            Ok(k) => k,
+            Err(e) => return Lookup::BadKey(e),
+        };
+        let owner = (route(&key) % self.peers as u64) as usize;
+        let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
+        match shards.get(&owner) {
+            Some(shard) => match shard.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+                Some(v) => Lookup::Found(serde_json::to_value(v).expect("values serialize")),
+                None => Lookup::Missing,
+            },
+            None => Lookup::Remote(owner / self.workers),
+        }
+    }
+
+    fn entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, serde_json::Value)>, String> {
+        let after: Option<K> = after.map(parse_key).transpose()?;
+        let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
+        let mut merged: Vec<(K, A)> = Vec::new();
+        for shard in shards.values() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            let range = match &after {
+                Some(a) => shard
+                    .range((
+                        std::ops::Bound::Excluded(a.clone()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>(),
+                None => shard
+                    .iter()
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            };
+            merged.extend(range);
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        merged.truncate(limit);
+        Ok(merged
+            .into_iter()
+            .map(|(k, v)| {
+                let key = match serde_json::to_value(&k).expect("keys serialize") {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (key, serde_json::to_value(v).expect("values serialize"))
+            })
+            .collect())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The public tables of this process.
+#[derive(Default)]
+pub(crate) struct Tables {
+    map: RwLock<BTreeMap<String, Arc<dyn TableView>>>,
+}
+
+impl Tables {
+    /// Registers worker `worker`'s shard of table `name`.
+    pub(crate) fn register<K, A>(
+        &self,
+        name: &str,
+        worker: usize,
+        peers: usize,
+        workers: usize,
+        shard: Shard<K, A>,
+    ) where
+        K: ExchangeData + Hash + Serialize + DeserializeOwned + Sync,
+        A: ExchangeData + Serialize + Sync,
+    {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let view = map.entry(name.to_string()).or_insert_with(|| {
+            Arc::new(Replicas::<K, A> {
+                shards: RwLock::new(BTreeMap::new()),
+                peers,
+                workers,
+            })
+        });
+        match view.as_any().downcast_ref::<Replicas<K, A>>() {
+            Some(replicas) => {
+                replicas
+                    .shards
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(worker, shard);
+            }
+            None => log::error!("table `{name}` registered twice with different types"),
+        }
+    }
+
+    /// The names of the public tables.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A public table by name.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn TableView>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+}

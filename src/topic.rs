@@ -1,0 +1,91 @@
+//! Typed topics.
+
+use std::sync::Arc;
+
+use faustus_connectors::{Codec, Json};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A Kafka topic whose records have keys of type `K` and values of type `V`.
+///
+/// Keys and values are JSON by default; choose other codecs with [`Topic::key_codec`] and
+/// [`Topic::value_codec`] (e.g. [`crate::codec::Str`] for plain-text keys).
+pub struct Topic<K, V> {
+    pub(crate) name: Arc<str>,
+    pub(crate) key: Arc<dyn Codec<K>>,
+    pub(crate) value: Arc<dyn Codec<V>>,
+    pub(crate) partitions: Option<i32>,
+}
+
+impl<K, V> Clone for Topic<K, V> {
+    fn clone(&self) -> Self {
+        Topic {
+            name: Arc::clone(&self.name),
+            key: Arc::clone(&self.key),
+            value: Arc::clone(&self.value),
+            partitions: self.partitions,
+        }
+    }
+}
+
+impl<K, V> Topic<K, V>
+where
+    K: Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned + 'static,
+{
+    /// A topic with JSON keys and values. If it does not exist, faustus creates it with the
+    /// application's default partition count.
+    pub fn new(name: impl Into<String>) -> Self {
+        Topic {
+            name: Arc::from(name.into()),
+            key: Arc::new(Json::<K>::default()),
+            value: Arc::new(Json::<V>::default()),
+            partitions: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Topic<K, V> {
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sets the key codec.
+    pub fn key_codec(mut self, codec: impl Codec<K>) -> Self {
+        self.key = Arc::new(codec);
+        self
+    }
+
+    /// Sets the value codec.
+    pub fn value_codec(mut self, codec: impl Codec<V>) -> Self {
+        self.value = Arc::new(codec);
+        self
+    }
+
+    /// Sets the partition count used when faustus creates the topic.
+    pub fn partitions(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// Encodes a key.
+    pub fn encode_key(&self, key: &K) -> Vec<u8> {
+        self.key.encode(key)
+    }
+
+    /// Encodes a value.
+    pub fn encode_value(&self, value: &V) -> Vec<u8> {
+        self.value.encode(value)
+    }
+
+    /// Decodes a key.
+    pub fn decode_key(&self, bytes: &[u8]) -> Result<K, String> {
+        self.key.decode(bytes)
+    }
+
+    /// Decodes a value.
+    pub fn decode_value(&self, bytes: &[u8]) -> Result<V, String> {
+        self.value.decode(bytes)
+    }
+}

@@ -1,0 +1,294 @@
+//! Helpers for integration tests against the real Kafka broker.
+//!
+//! The broker address comes from `FAUSTUS_TEST_BROKERS` (set by `scripts/test`); without it the
+//! helpers start the repository's broker with `scripts/kafka start`.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use faustus::connectors::{ensure_topics, partition_count, read_to_end, KafkaConfig, TopicSpec};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+/// The real broker's bootstrap address.
+pub fn brokers() -> String {
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS
+        .get_or_init(|| {
+            if let Ok(b) = std::env::var("FAUSTUS_TEST_BROKERS") {
+                return b;
+            }
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let out = Command::new(root.join("scripts/kafka"))
+                .arg("start")
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("running scripts/kafka start");
+            assert!(out.status.success(), "scripts/kafka start failed");
+            String::from_utf8(out.stdout)
+                .expect("utf-8")
+                .lines()
+                .last()
+                .expect("scripts/kafka start prints the address last")
+                .trim()
+                .to_string()
+        })
+        .clone()
+}
+
+/// A Kafka configuration for the test broker.
+pub fn kafka() -> KafkaConfig {
+    KafkaConfig::new(brokers())
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub fn create_topic(topic: &str, partitions: i32) {
+    ensure_topics(&kafka(), &[TopicSpec::new(topic, partitions)]).expect("creating a topic");
+}
+
+/// Produces records (key, value) to `topic` and waits until all are acknowledged.
+pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+    let producer: ThreadedProducer<_> = kafka().producer().create().expect("producer");
+    for (key, value) in records {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(k) = key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = value {
+            record = record.payload(v.as_slice());
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// One record read back.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// All committed records of `topic`, per partition in offset order.
+pub fn read_all(topic: &str) -> Vec<Record> {
+    let config = kafka();
+    let partitions = partition_count(&config, topic)
+        .expect("metadata")
+        .unwrap_or_else(|| panic!("topic {topic} does not exist"));
+    let mut out = Vec::new();
+    read_to_end(
+        &config,
+        topic,
+        &(0..partitions).collect::<Vec<_>>(),
+        Duration::from_secs(120),
+        |r| {
+            out.push(Record {
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            })
+        },
+    )
+    .expect("reading a topic to its end");
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
+
+/// The table a compacted topic converges to: last value per key, tombstones remove.
+pub fn last_values(records: &[Record]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut table = BTreeMap::new();
+    for r in records {
+        let key = r.key.clone().unwrap_or_default();
+        match &r.value {
+            Some(v) => {
+                table.insert(key, v.clone());
+            }
+            None => {
+                table.remove(&key);
+            }
+        }
+    }
+    table
+}
+
+/// Waits until `check` returns `Some`, polling, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An order as the quickstart reads it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Order {
+    pub account: String,
+    pub amount: i64,
+}
+
+/// `n` deterministic orders over `accounts` accounts, and the expected total per account.
+pub fn orders(n: usize, accounts: usize, seed: u64) -> (Vec<Order>, BTreeMap<String, i64>) {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    };
+    let mut totals = BTreeMap::new();
+    let orders: Vec<Order> = (0..n)
+        .map(|_| {
+            let account = format!("account-{}", next() % accounts as u64);
+            let amount = (next() % 100) as i64 + 1;
+            *totals.entry(account.clone()).or_insert(0) += amount;
+            Order { account, amount }
+        })
+        .collect();
+    (orders, totals)
+}
+
+/// Encodes orders as the quickstart's topic holds them (key = account, JSON value).
+pub fn order_records(orders: &[Order]) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    orders
+        .iter()
+        .map(|o| {
+            (
+                Some(o.account.clone().into_bytes()),
+                Some(serde_json::to_vec(o).unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Decodes a `String → i64` table from a topic of string keys and JSON numbers.
+pub fn decode_totals(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, i64> {
+    table
+        .iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k.clone()).unwrap(),
+                serde_json::from_slice(v).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The quickstart example binary (cargo builds examples before integration tests).
+pub fn quickstart_binary() -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let binary = dir.join("examples").join("quickstart");
+    assert!(
+        binary.exists(),
+        "{} does not exist: run the tests with `cargo test` (which builds examples)",
+        binary.display()
+    );
+    binary
+}
+
+/// A quickstart process under test; killed when dropped.
+pub struct Process {
+    pub child: Child,
+}
+
+impl Process {
+    /// Starts the quickstart with `args` (plus `--brokers`, `--no-generate`).
+    pub fn quickstart(args: &[String]) -> Process {
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("faustus-test-{}.log", unique("quickstart"))),
+        )
+        .expect("log file");
+        let child = Command::new(quickstart_binary())
+            .args(["--brokers", &brokers(), "--no-generate"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting the quickstart");
+        Process { child }
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (with a deadline) for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the process did not stop within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,116 @@
+//! End to end on the real broker: known orders in, exact sums out — in the table served over
+//! HTTP, in the updates topic and in the changelog.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use faustus::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Order {
+    account: String,
+    amount: i64,
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::blocking_get(format!("http://{addr}{path}"));
+    response
+}
+
+mod reqwest {
+    /// A minimal blocking GET over a fresh Tokio runtime (keeps the tests free of extra clients).
+    pub fn blocking_get(url: String) -> (u16, serde_json::Value) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = ::reqwest::get(&url).await.expect("HTTP request");
+            let status = response.status().as_u16();
+            let body = response.json().await.unwrap_or(serde_json::Value::Null);
+            (status, body)
+        })
+    }
+}
+
+#[test]
+fn orders_are_summed_exactly_in_table_topic_and_changelog() {
+    let app_id = unique("e2e");
+    let input = unique("orders");
+    let output = unique("totals");
+    create_topic(&input, 4);
+    let (orders, expected) = common::orders(2_000, 25, 7);
+    produce(&input, &order_records(&orders));
+
+    let orders_topic = Topic::<String, Order>::new(input.clone()).key_codec(Str);
+    let totals_topic = Topic::<String, i64>::new(output.clone()).key_codec(Str);
+    let running = App::new(app_id.clone())
+        .brokers(brokers())
+        .workers(2)
+        .http(Some("127.0.0.1:0".parse().unwrap()))
+        .commit_interval(Duration::from_millis(100))
+        .start(move |df| {
+            let table = df
+                .stream(&orders_topic)
+                .map(|_, o| (o.account, o.amount))
+                .sum("user_to_amount")
+                .public();
+            table.to_topic(&totals_topic);
+        })
+        .expect("the app starts");
+    let addr = running.http_addr().unwrap();
+
+    // The updates topic converges to the exact totals.
+    let got = wait_for(
+        "the totals topic to reach the expected sums",
+        Duration::from_secs(60),
+        || {
+            let got = decode_totals(&last_values(&read_all(&output)));
+            (got == expected).then_some(got)
+        },
+    );
+    assert_eq!(got, expected);
+
+    // Every key over HTTP.
+    for (account, total) in &expected {
+        let (status, body) = http_get(addr, &format!("/api/table/user_to_amount/{account}/"));
+        assert_eq!(status, 200, "{account}: {body}");
+        assert_eq!(body, serde_json::json!({ account.as_str(): total }));
+    }
+    let (status, body) = http_get(addr, "/api/table/user_to_amount/no-such-account/");
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("no-such-account"));
+    let (status, body) = http_get(addr, "/api/table/");
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"results": ["user_to_amount"]}))
+    );
+
+    running.shutdown().expect("a clean stop");
+
+    // The changelog holds the same table (JSON keys and values).
+    let changelog = last_values(&read_all(&format!("{app_id}-user_to_amount-changelog")));
+    let changelog: BTreeMap<String, i64> = changelog
+        .iter()
+        .map(|(k, v)| {
+            (
+                serde_json::from_slice(k).unwrap(),
+                serde_json::from_slice(v).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(changelog, expected);
+
+    // Exactly-once: the updates topic holds, per key, strictly increasing running totals whose
+    // last is the total — no epoch's update was written twice.
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for record in read_all(&output) {
+        let key = String::from_utf8(record.key.unwrap()).unwrap();
+        let value: i64 = serde_json::from_slice(&record.value.unwrap()).unwrap();
+        let previous = last.insert(key.clone(), value).unwrap_or(0);
+        assert!(value > previous, "{key}: update {value} after {previous}");
+    }
+}
