@@ -158,6 +158,7 @@ impl App {
                     progress_topic: progress_topic.clone(),
                     topics: planned.out_topics,
                     transaction_timeout: Duration::from_secs(60),
+                    hold_open: fault_commit_hold()?,
                 },
             )?)
         } else {
@@ -343,6 +344,19 @@ where
             }
         })
     })
+}
+
+/// Fault injection for tests: `FAUSTUS_FAULT_COMMIT_HOLD_MS` holds every commit open that
+/// long, so that a test's `kill -9` lands inside an open transaction.
+fn fault_commit_hold() -> Result<Duration> {
+    match std::env::var("FAUSTUS_FAULT_COMMIT_HOLD_MS") {
+        Err(_) => Ok(Duration::ZERO),
+        Ok(ms) => ms.parse().map(Duration::from_millis).map_err(|_| {
+            Error::Config(format!(
+                "FAUSTUS_FAULT_COMMIT_HOLD_MS=`{ms}` is not a number of milliseconds"
+            ))
+        }),
+    }
 }
 
 async fn wait_for_signal() {

@@ -112,6 +112,10 @@ pub struct CommitterConfig {
     pub topics: Vec<String>,
     /// How long a transaction may stay open before the broker aborts it.
     pub transaction_timeout: Duration,
+    /// Fault injection for tests: how long to hold each commit open after its records were
+    /// sent and before it completes (the transaction is open, or the progress record unwritten).
+    /// Zero in production.
+    pub hold_open: Duration,
 }
 
 /// Counts delivery failures, so that an at-least-once flush can tell whether everything landed.
@@ -303,6 +307,7 @@ fn commit_transaction(
         let attempt = (|| -> std::result::Result<(), KafkaError> {
             producer.begin_transaction()?;
             send_all(producer, config, records, progress)?;
+            hold_open(config);
             producer.commit_transaction(Duration::from_secs(120))
         })();
         match attempt {
@@ -350,7 +355,12 @@ fn commit_flush(
     let mut backoff = Duration::from_millis(100);
     loop {
         let before = producer.context().failed.load(Ordering::Relaxed);
-        let attempt = send_all(producer, config, records, progress)
+        let attempt = send_records(producer, config, records)
+            .and_then(|()| producer.flush(Duration::from_secs(120)))
+            .and_then(|()| {
+                hold_open(config);
+                send_progress(producer, config, progress)
+            })
             .and_then(|()| producer.flush(Duration::from_secs(120)));
         let failed = producer.context().failed.load(Ordering::Relaxed) != before;
         match attempt {
@@ -367,12 +377,29 @@ fn commit_flush(
     }
 }
 
+/// Sleeps for the configured fault-injection hold, if any.
+fn hold_open(config: &CommitterConfig) {
+    if !config.hold_open.is_zero() {
+        std::thread::sleep(config.hold_open);
+    }
+}
+
 /// Produces the records and then the progress record.
 fn send_all(
     producer: &ThreadedProducer<DeliveryCounter>,
     config: &CommitterConfig,
     records: &[OutRecord],
     progress: &Progress,
+) -> std::result::Result<(), KafkaError> {
+    send_records(producer, config, records)?;
+    send_progress(producer, config, progress)
+}
+
+/// Produces the records.
+fn send_records(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    config: &CommitterConfig,
+    records: &[OutRecord],
 ) -> std::result::Result<(), KafkaError> {
     for record in records {
         let topic = &config.topics[record.topic as usize];
@@ -395,6 +422,15 @@ fn send_all(
         }
         send(producer, base)?;
     }
+    Ok(())
+}
+
+/// Produces the progress record.
+fn send_progress(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    config: &CommitterConfig,
+    progress: &Progress,
+) -> std::result::Result<(), KafkaError> {
     let value = serde_json::to_vec(progress).expect("progress serializes");
     send(
         producer,

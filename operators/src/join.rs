@@ -100,6 +100,9 @@ pub type LateJoinRecord<K, V, W> = (K, Side<(V, EventTime), (W, EventTime)>);
 pub type StreamJoined<'scope, K, P, V, W> =
     WithLate<'scope, (K, P, EventTime), LateJoinRecord<K, V, W>>;
 
+/// An outer join of two tables: `(key, (left value, right value))`, at least one present.
+pub type OuterJoined<'scope, K, V, W> = VecCollection<'scope, u64, (K, (Option<V>, Option<W>))>;
+
 /// Windowed joins of two streams `(key, value, event time)`.
 pub trait WindowJoin<'scope, K, V> {
     /// Inner join: pairs of events within `window.window` of each other.
@@ -289,11 +292,8 @@ where
         let maxima = epoch_maxima(events.clone(), |(_, side): &(K, Side<_, _>)| match side {
             Side::Left((_, t)) | Side::Right((_, t)) => t.0,
         });
-        let pact = Exchange::new(
-            move |((k, _), _, _): &((K, Side<(V, EventTime), (W, EventTime)>), u64, isize)| {
-                route(k)
-            },
-        );
+        let pact =
+            Exchange::new(move |((k, _), _, _): &(LateJoinRecord<K, V, W>, u64, isize)| route(k));
         let out = events
             .inner
             .binary_frontier(maxima, pact, Pipeline, "WindowJoin", move |_cap, _info| {
@@ -472,7 +472,7 @@ pub trait TableJoin<'scope, K, V> {
     fn table_outer_join<W>(
         self,
         other: VecCollection<'scope, u64, (K, W)>,
-    ) -> VecCollection<'scope, u64, (K, (Option<V>, Option<W>))>
+    ) -> OuterJoined<'scope, K, V, W>
     where
         W: ExchangeData;
 
@@ -636,7 +636,7 @@ where
     fn table_outer_join<W>(
         self,
         other: VecCollection<'scope, u64, (K, W)>,
-    ) -> VecCollection<'scope, u64, (K, (Option<V>, Option<W>))>
+    ) -> OuterJoined<'scope, K, V, W>
     where
         W: ExchangeData,
     {

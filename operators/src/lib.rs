@@ -18,12 +18,16 @@ pub mod aggregate;
 mod epoch;
 pub mod fold;
 pub mod join;
+pub mod nested;
 pub mod time;
 pub mod upsert;
+pub mod window;
 
 pub use aggregate::*;
 pub use epoch::default_route;
 pub use fold::*;
 pub use join::*;
+pub use nested::*;
 pub use time::*;
 pub use upsert::*;
+pub use window::*;

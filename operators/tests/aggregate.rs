@@ -2,6 +2,8 @@
 //! the input multiset accumulated so far, computed from scratch. Inputs include retractions, so
 //! deleting the current min/max must move it back.
 
+#![allow(clippy::type_complexity)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -5,6 +5,8 @@
 //! (streams), with 1 and 3 workers. Scenario tests replay the Kafka Streams join semantics
 //! tables, one per join kind.
 
+#![allow(clippy::type_complexity)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! Oracle tests for upsert tables: the table after every epoch equals the model that applies each
 //! epoch's last write (by order key, then value) per key.
 
+#![allow(clippy::type_complexity)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -94,12 +94,28 @@ pub struct Record {
     pub headers: BTreeMap<String, String>,
 }
 
-/// All committed records of `topic`, per partition in offset order.
+/// All committed records of `topic`, per partition in offset order (none if it does not exist
+/// yet). A topic that was just created may not be readable at once: this retries for a while.
 pub fn read_all(topic: &str) -> Vec<Record> {
+    let mut attempts = 0;
+    loop {
+        match try_read_all(topic) {
+            Ok(records) => return records,
+            Err(e) if attempts < 20 => {
+                attempts += 1;
+                eprintln!("reading {topic}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => panic!("reading {topic} to its end: {e}"),
+        }
+    }
+}
+
+fn try_read_all(topic: &str) -> faustus::connectors::Result<Vec<Record>> {
     let config = kafka();
-    let partitions = partition_count(&config, topic)
-        .expect("metadata")
-        .unwrap_or_else(|| panic!("topic {topic} does not exist"));
+    let Some(partitions) = partition_count(&config, topic)? else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     read_to_end(
         &config,
@@ -119,10 +135,9 @@ pub fn read_all(topic: &str) -> Vec<Record> {
                     .collect(),
             })
         },
-    )
-    .expect("reading a topic to its end");
+    )?;
     out.sort_by_key(|r| (r.partition, r.offset));
-    out
+    Ok(out)
 }
 
 /// The table a compacted topic converges to: last value per key, tombstones remove.
@@ -237,6 +252,11 @@ pub struct Process {
 impl Process {
     /// Starts the quickstart with `args` (plus `--brokers`, `--no-generate`).
     pub fn quickstart(args: &[String]) -> Process {
+        Process::quickstart_env(args, &[])
+    }
+
+    /// Starts the quickstart with `args` and extra environment variables.
+    pub fn quickstart_env(args: &[String], env: &[(&str, &str)]) -> Process {
         let log = std::fs::File::create(
             std::env::temp_dir().join(format!("faustus-test-{}.log", unique("quickstart"))),
         )
@@ -245,6 +265,7 @@ impl Process {
             .args(["--brokers", &brokers(), "--no-generate"])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -1,0 +1,322 @@
+//! Nested tables: a set table (`key → set of members`) and a list table (`key → list`), built
+//! from a stream of operations, each with a changelog that restores it.
+//!
+//! ## Semantics
+//!
+//! The input is append-only `(key, op, order)` (records with `d <= 0` are ignored; `d > 0` applies
+//! the op `d` times). Epochs apply in order; within an epoch a key's ops apply in ascending
+//! `(order, op)` order, so the result does not depend on arrival order. Output changes only when
+//! an epoch completes, by the net change of the epoch.
+//!
+//! * [`SetOp`]: `add` (idempotent), `remove` (a no-op for a non-member), `clear`. The set table is
+//!   the relation `(key, member)`: one row per member, so adding a member inserts one row and a
+//!   large set is never re-emitted as a whole.
+//! * [`ListOp`]: `append`, `remove` (the first occurrence; a no-op if absent), `clear`, and
+//!   `replace` (the whole list; what the changelog writes). The list table is `(key, list)` in
+//!   arrival order; a change retracts the old list and inserts the new one. An empty list is
+//!   absent.
+//!
+//! ## Changelog, and how it stays bounded under compaction
+//!
+//! A compacted Kafka topic keeps only the latest record per message key, so an operation log
+//! keyed only by the table key would lose all but its last op. The two tables avoid this in the
+//! two ways a log can:
+//!
+//! * **Set: keyed by `(key, member)`.** For every member whose membership changed in an epoch, the
+//!   changelog has one record `((key, member), {"action": "add"|"remove", "value": member})`.
+//!   A `clear` becomes one `remove` per member. Compaction keeps the latest op per member, which
+//!   is exactly the membership; `remove` records may be written as tombstones and compacted away.
+//!   The log is bounded by the number of live members (plus tombstones until they are cleaned).
+//! * **List: a snapshot per key.** Order and duplicates make a list's ops depend on each other,
+//!   so for every key whose list changed in an epoch, the changelog has one record
+//!   `(key, {"action": "replace", "value": [..]})` with the whole new list, or
+//!   `(key, {"action": "clear"})` when it became empty (a tombstone candidate). Compaction keeps
+//!   the latest snapshot per key, so the log is bounded by the table's size; the cost is writing
+//!   the whole list of every changed key once per epoch.
+//!
+//! Replaying a changelog's records in order, through [`SetOp::apply`] / [`ListOp::apply`] or
+//! through these operators, rebuilds the same table. Each key (or key and member) has at most one
+//! changelog record per epoch, so the order of records within an epoch does not matter.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
+
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Operator;
+
+use crate::epoch::{default_route, Stash};
+
+/// An operation on a set table; serialized as `{"action": "add", "value": member}`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "action", content = "value", rename_all = "snake_case")]
+pub enum SetOp<M> {
+    /// Adds a member.
+    Add(M),
+    /// Removes a member.
+    Remove(M),
+    /// Removes every member.
+    Clear,
+}
+
+impl<M: Ord + Clone> SetOp<M> {
+    /// Applies the operation to a set.
+    pub fn apply(&self, set: &mut BTreeSet<M>) {
+        match self {
+            SetOp::Add(m) => {
+                set.insert(m.clone());
+            }
+            SetOp::Remove(m) => {
+                set.remove(m);
+            }
+            SetOp::Clear => set.clear(),
+        }
+    }
+}
+
+/// An operation on a list table; serialized as `{"action": "append", "value": member}`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "action", content = "value", rename_all = "snake_case")]
+pub enum ListOp<M> {
+    /// Appends a value.
+    Append(M),
+    /// Removes the first occurrence of a value.
+    Remove(M),
+    /// Empties the list.
+    Clear,
+    /// Replaces the whole list (the changelog's snapshot record).
+    Replace(Vec<M>),
+}
+
+impl<M: PartialEq + Clone> ListOp<M> {
+    /// Applies the operation to a list.
+    pub fn apply(&self, list: &mut Vec<M>) {
+        match self {
+            ListOp::Append(m) => list.push(m.clone()),
+            ListOp::Remove(m) => {
+                if let Some(i) = list.iter().position(|x| x == m) {
+                    list.remove(i);
+                }
+            }
+            ListOp::Clear => list.clear(),
+            ListOp::Replace(all) => *list = all.clone(),
+        }
+    }
+}
+
+/// A nested table and its changelog.
+pub struct Nested<'scope, T: 'static, C: 'static> {
+    /// The table.
+    pub table: VecCollection<'scope, u64, T>,
+    /// The changelog: an append-only log of operations that rebuilds the table.
+    pub changelog: VecCollection<'scope, u64, C>,
+}
+
+/// A set table `(key, member)` with its changelog `((key, member), op)`.
+pub type SetTable<'scope, K, M> = Nested<'scope, (K, M), ((K, M), SetOp<M>)>;
+
+/// A list table `(key, list)` with its changelog `(key, op)`.
+pub type ListTable<'scope, K, M> = Nested<'scope, (K, Vec<M>), (K, ListOp<M>)>;
+
+/// Builds a set table from `(key, SetOp, order)` records.
+pub trait SetTables<'scope, K, M, O> {
+    /// The set table of the operations.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{SetOp, SetTables};
+    ///
+    /// timely::example(|scope| {
+    ///     let ops = scope.new_collection_from(vec![
+    ///         ('k', SetOp::Add(1), 0u64),
+    ///         ('k', SetOp::Add(2), 1),
+    ///         ('k', SetOp::Remove(1), 2),
+    ///     ]).1;
+    ///     let expected = scope.new_collection_from(vec![('k', 2)]).1;
+    ///     ops.set_table("tags").table.assert_eq(expected);
+    /// });
+    /// ```
+    fn set_table(self, name: &str) -> SetTable<'scope, K, M>;
+
+    /// As [`SetTables::set_table`], with `route(key)` choosing the worker that owns a key.
+    fn set_table_core<H>(self, name: &str, route: H) -> SetTable<'scope, K, M>
+    where
+        H: Fn(&K) -> u64 + 'static;
+}
+
+/// Builds a list table from `(key, ListOp, order)` records.
+pub trait ListTables<'scope, K, M, O> {
+    /// The list table of the operations.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{ListOp, ListTables};
+    ///
+    /// timely::example(|scope| {
+    ///     let ops = scope.new_collection_from(vec![
+    ///         ('k', ListOp::Append(1), 0u64),
+    ///         ('k', ListOp::Append(2), 1),
+    ///         ('k', ListOp::Append(1), 2),
+    ///         ('k', ListOp::Remove(1), 3),
+    ///     ]).1;
+    ///     let expected = scope.new_collection_from(vec![('k', vec![2, 1])]).1;
+    ///     let list = ops.list_table("history");
+    ///     list.table.assert_eq(expected);
+    ///     let snapshot = scope.new_collection_from(vec![('k', ListOp::Replace(vec![2, 1]))]).1;
+    ///     list.changelog.assert_eq(snapshot);
+    /// });
+    /// ```
+    fn list_table(self, name: &str) -> ListTable<'scope, K, M>;
+
+    /// As [`ListTables::list_table`], with `route(key)` choosing the worker that owns a key.
+    fn list_table_core<H>(self, name: &str, route: H) -> ListTable<'scope, K, M>
+    where
+        H: Fn(&K) -> u64 + 'static;
+}
+
+/// Applies each completed epoch's ops per key, in `(order, op)` order, to a per-key state `S`, and
+/// emits `emit(key, old, new)`'s updates for every key whose state changed.
+fn nested_core<'scope, K, Op, O, S, D, H, A, E>(
+    input: VecCollection<'scope, u64, (K, Op, O)>,
+    name: &str,
+    route: H,
+    mut apply: A,
+    mut emit: E,
+) -> VecCollection<'scope, u64, D>
+where
+    K: ExchangeData + Hash,
+    Op: ExchangeData,
+    O: ExchangeData,
+    S: Default + PartialEq + Clone + 'static,
+    D: ExchangeData,
+    H: Fn(&K) -> u64 + 'static,
+    A: FnMut(&Op, &mut S) + 'static,
+    E: FnMut(&K, &S, &S, &mut Vec<(D, isize)>) + 'static,
+{
+    let pact = Exchange::new(move |((k, _, _), _, _): &((K, Op, O), u64, isize)| route(k));
+    input
+        .inner
+        .unary_frontier(pact, name, move |_cap, _info| {
+            let mut state: HashMap<K, S> = HashMap::new();
+            let mut stash: Stash<((K, Op, O), isize), ()> = Stash::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    for (record, t, d) in data.drain(..) {
+                        if d > 0 {
+                            stash.push_first(&cap, t, (record, d));
+                        }
+                    }
+                });
+                while let Some((time, batch)) = stash.pop_complete(&[frontier]) {
+                    let mut per_key: BTreeMap<K, Vec<(O, Op, isize)>> = BTreeMap::new();
+                    for ((k, op, o), d) in batch.first {
+                        per_key.entry(k).or_default().push((o, op, d));
+                    }
+                    let mut updates: Vec<(D, isize)> = Vec::new();
+                    for (k, mut ops) in per_key {
+                        ops.sort();
+                        let old = state.get(&k).cloned().unwrap_or_default();
+                        let mut new = old.clone();
+                        for (_o, op, d) in ops {
+                            for _ in 0..d {
+                                apply(&op, &mut new);
+                            }
+                        }
+                        if new != old {
+                            emit(&k, &old, &new, &mut updates);
+                            if new == S::default() {
+                                state.remove(&k);
+                            } else {
+                                state.insert(k, new);
+                            }
+                        }
+                    }
+                    let mut session = output.session(&batch.capability);
+                    for (d, r) in updates {
+                        session.give((d, time, r));
+                    }
+                }
+            }
+        })
+        .as_collection()
+}
+
+impl<'scope, K, M, O> SetTables<'scope, K, M, O> for VecCollection<'scope, u64, (K, SetOp<M>, O)>
+where
+    K: ExchangeData + Hash,
+    M: ExchangeData,
+    O: ExchangeData,
+{
+    fn set_table(self, name: &str) -> SetTable<'scope, K, M> {
+        self.set_table_core(name, default_route::<K>)
+    }
+
+    fn set_table_core<H>(self, name: &str, route: H) -> SetTable<'scope, K, M>
+    where
+        H: Fn(&K) -> u64 + 'static,
+    {
+        type Out<K, M> = Result<(K, M), ((K, M), SetOp<M>)>;
+        let out = nested_core(
+            self,
+            name,
+            route,
+            |op: &SetOp<M>, set: &mut BTreeSet<M>| op.apply(set),
+            |k: &K, old: &BTreeSet<M>, new: &BTreeSet<M>, out: &mut Vec<(Out<K, M>, isize)>| {
+                for m in old.difference(new) {
+                    let km = (k.clone(), m.clone());
+                    out.push((Ok(km.clone()), -1));
+                    out.push((Err((km, SetOp::Remove(m.clone()))), 1));
+                }
+                for m in new.difference(old) {
+                    let km = (k.clone(), m.clone());
+                    out.push((Ok(km.clone()), 1));
+                    out.push((Err((km, SetOp::Add(m.clone()))), 1));
+                }
+            },
+        );
+        Nested {
+            table: out.clone().flat_map(|r| r.ok()),
+            changelog: out.flat_map(|r| r.err()),
+        }
+    }
+}
+
+impl<'scope, K, M, O> ListTables<'scope, K, M, O> for VecCollection<'scope, u64, (K, ListOp<M>, O)>
+where
+    K: ExchangeData + Hash,
+    M: ExchangeData,
+    O: ExchangeData,
+{
+    fn list_table(self, name: &str) -> ListTable<'scope, K, M> {
+        self.list_table_core(name, default_route::<K>)
+    }
+
+    fn list_table_core<H>(self, name: &str, route: H) -> ListTable<'scope, K, M>
+    where
+        H: Fn(&K) -> u64 + 'static,
+    {
+        type Out<K, M> = Result<(K, Vec<M>), (K, ListOp<M>)>;
+        let out = nested_core(
+            self,
+            name,
+            route,
+            |op: &ListOp<M>, list: &mut Vec<M>| op.apply(list),
+            |k: &K, old: &Vec<M>, new: &Vec<M>, out: &mut Vec<(Out<K, M>, isize)>| {
+                if !old.is_empty() {
+                    out.push((Ok((k.clone(), old.clone())), -1));
+                }
+                if new.is_empty() {
+                    out.push((Err((k.clone(), ListOp::Clear)), 1));
+                } else {
+                    out.push((Ok((k.clone(), new.clone())), 1));
+                    out.push((Err((k.clone(), ListOp::Replace(new.clone()))), 1));
+                }
+            },
+        );
+        Nested {
+            table: out.clone().flat_map(|r| r.ok()),
+            changelog: out.flat_map(|r| r.err()),
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Oracle and scenario tests for windows.
+//!
+//! The model replays the documented rules with plain vectors: stream time per epoch, lateness
+//! judged against the stream time before the epoch, and the windowed table recomputed from
+//! scratch from the accepted records after every epoch (sessions as unions of `[t, t + gap)`).
+
+#![allow(clippy::type_complexity)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{appends, as_set, at, changes_at, run1, Updates, WORKERS};
+use faustus_operators::{Emit, EventTime, Window, WindowConfig, WindowKind, Windows};
+use proptest::prelude::*;
+
+type Rec = (u8, u8, EventTime);
+type Content = Vec<(EventTime, u8)>;
+type Row = ((u8, Window), Content);
+type Late = ((u8, Window), (u8, EventTime));
+
+/// Every fixed window `[n * advance, n * advance + size)` containing `t`, from scratch.
+fn fixed_windows(size: u64, advance: u64, t: u64) -> Vec<Window> {
+    (0..=t / advance)
+        .map(|n| Window {
+            start: n * advance,
+            end: n * advance + size,
+        })
+        .filter(|w| w.contains(t))
+        .collect()
+}
+
+/// Sessions of `times` (sorted): unions of overlapping `[t, t + gap)`.
+fn sessions(times: &[u64], gap: u64) -> Vec<Window> {
+    let mut out: Vec<Window> = Vec::new();
+    for &t in times {
+        match out.last_mut() {
+            Some(w) if t < w.end => w.end = w.end.max(t + gap),
+            _ => out.push(Window {
+                start: t,
+                end: t + gap,
+            }),
+        }
+    }
+    out
+}
+
+/// The model: `(table, late)` after each epoch.
+fn model(
+    epochs: &[Vec<Rec>],
+    c: WindowConfig,
+) -> Vec<(BTreeMap<Row, isize>, BTreeMap<Late, isize>)> {
+    let closed = |w: &Window, st: u64| w.end + c.grace <= st;
+    let retention = match c.kind {
+        WindowKind::Session { gap } => c.expires.max(c.grace + gap),
+        _ => c.expires.max(c.grace),
+    };
+    let mut st = 0;
+    // Fixed windows: accepted (key, window, record); others: accepted (key, record).
+    let mut accepted_fixed: Vec<(u8, Window, (EventTime, u8))> = Vec::new();
+    let mut accepted: Vec<(u8, (EventTime, u8))> = Vec::new();
+    let mut late: Vec<Late> = Vec::new();
+    let mut result = Vec::new();
+    // The windows of each key, with their content, from the accepted records.
+    let windows_of = |accepted: &Vec<(u8, (EventTime, u8))>,
+                      fixed: &Vec<(u8, Window, (EventTime, u8))>| {
+        let mut rows: BTreeMap<(u8, Window), Content> = BTreeMap::new();
+        match c.kind {
+            WindowKind::Tumbling { .. } | WindowKind::Hopping { .. } => {
+                for &(k, w, r) in fixed {
+                    rows.entry((k, w)).or_default().push(r);
+                }
+            }
+            WindowKind::Sliding { size } => {
+                for &(k, (t, _)) in accepted {
+                    let w = Window {
+                        start: (t.0 + 1).saturating_sub(size),
+                        end: t.0 + 1,
+                    };
+                    let content = accepted
+                        .iter()
+                        .filter(|(k2, (t2, _))| *k2 == k && w.contains(t2.0))
+                        .map(|(_, r)| *r)
+                        .collect();
+                    rows.insert((k, w), content);
+                }
+            }
+            WindowKind::Session { gap } => {
+                let mut keys: Vec<u8> = accepted.iter().map(|(k, _)| *k).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let mut times: Vec<u64> = accepted
+                        .iter()
+                        .filter(|(k2, _)| *k2 == k)
+                        .map(|(_, (t, _))| t.0)
+                        .collect();
+                    times.sort();
+                    for w in sessions(&times, gap) {
+                        let content = accepted
+                            .iter()
+                            .filter(|(k2, (t2, _))| *k2 == k && w.contains(t2.0))
+                            .map(|(_, r)| *r)
+                            .collect();
+                        rows.insert((k, w), content);
+                    }
+                }
+            }
+        }
+        for content in rows.values_mut() {
+            content.sort();
+        }
+        rows
+    };
+    for batch in epochs {
+        let before = st;
+        for &(_, _, t) in batch {
+            st = st.max(t.0);
+        }
+        let existing = windows_of(&accepted, &accepted_fixed);
+        for &(k, v, t) in batch {
+            match c.kind {
+                WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => {
+                    let advance = match c.kind {
+                        WindowKind::Hopping { advance, .. } => advance,
+                        _ => size,
+                    };
+                    for w in fixed_windows(size, advance, t.0) {
+                        if closed(&w, before) {
+                            late.push(((k, w), (v, t)));
+                        } else {
+                            accepted_fixed.push((k, w, (t, v)));
+                        }
+                    }
+                }
+                WindowKind::Sliding { size } => {
+                    let own = Window {
+                        start: (t.0 + 1).saturating_sub(size),
+                        end: t.0 + 1,
+                    };
+                    if closed(&own, before) {
+                        late.push(((k, own), (v, t)));
+                    } else {
+                        accepted.push((k, (t, v)));
+                    }
+                }
+                WindowKind::Session { gap } => {
+                    let own = Window {
+                        start: t.0,
+                        end: t.0 + gap,
+                    };
+                    let overlaps_closed = existing.keys().any(|(k2, w)| {
+                        *k2 == k && closed(w, before) && w.start < own.end && own.start < w.end
+                    });
+                    if closed(&own, before) || overlaps_closed {
+                        late.push(((k, own), (v, t)));
+                    } else {
+                        accepted.push((k, (t, v)));
+                    }
+                }
+            }
+        }
+        let rows = windows_of(&accepted, &accepted_fixed);
+        let table = rows.into_iter().filter(|((_, w), _)| match c.emit {
+            Emit::EveryUpdate => w.end + retention > st,
+            Emit::Final => closed(w, st),
+        });
+        result.push((as_set(table), as_set(late.clone())));
+    }
+    result
+}
+
+fn config() -> impl Strategy<Value = WindowConfig> {
+    let kind = prop_oneof![
+        (1u64..10).prop_map(|size| WindowKind::Tumbling { size }),
+        (1u64..10, 1u64..10).prop_map(|(size, a)| WindowKind::Hopping {
+            size,
+            advance: 1 + a % size
+        }),
+        (1u64..10).prop_map(|size| WindowKind::Sliding { size }),
+        (1u64..8).prop_map(|gap| WindowKind::Session { gap }),
+    ];
+    let emit = prop_oneof![Just(Emit::EveryUpdate), Just(Emit::Final)];
+    (kind, 0u64..8, 0u64..20, emit).prop_map(|(kind, grace, expires, emit)| WindowConfig {
+        kind,
+        grace,
+        expires,
+        emit,
+    })
+}
+
+fn records() -> impl Strategy<Value = Vec<Vec<Rec>>> {
+    let rec = (0u8..3, 0u8..3, 0u64..40).prop_map(|(k, v, t)| (k, v, EventTime(t)));
+    proptest::collection::vec(proptest::collection::vec(rec, 0..5), 1..7)
+}
+
+fn run_windows(workers: usize, epochs: &[Vec<Rec>], c: WindowConfig) -> Updates<Result<Row, Late>> {
+    run1(workers, appends(epochs.to_vec()), move |input| {
+        let w = input.window_aggregate(c, "content", |_k, _w, records| records.to_vec());
+        w.output.map(Ok).concat(w.late.map(Err))
+    })
+}
+
+fn split(
+    out: &Updates<Result<Row, Late>>,
+    e: u64,
+) -> (BTreeMap<Row, isize>, BTreeMap<Late, isize>) {
+    let all = at(out, e);
+    let ok = all
+        .iter()
+        .filter_map(|(r, n)| r.clone().ok().map(|r| (r, *n)))
+        .collect();
+    let err = all
+        .iter()
+        .filter_map(|(r, n)| r.clone().err().map(|r| (r, *n)))
+        .collect();
+    (ok, err)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn windows_match_model(epochs in records(), c in config()) {
+        let want = model(&epochs, c);
+        for workers in WORKERS {
+            let out = run_windows(workers, &epochs, c);
+            for (e, want) in want.iter().enumerate() {
+                prop_assert_eq!(&split(&out, e as u64), want, "workers {} epoch {}", workers, e);
+            }
+            if c.emit == Emit::Final {
+                // Exactly one result per window, never retracted.
+                prop_assert!(out.iter().all(|(_, _, r)| *r == 1));
+                let mut seen = std::collections::BTreeSet::new();
+                for (row, _, _) in &out {
+                    if let Ok((kw, _)) = row {
+                        prop_assert!(seen.insert(*kw), "window {:?} emitted twice", kw);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- Scenario tests, one per window kind ----
+
+fn cfg(kind: WindowKind, grace: u64, expires: u64, emit: Emit) -> WindowConfig {
+    WindowConfig {
+        kind,
+        grace,
+        expires,
+        emit,
+    }
+}
+
+fn counts(epochs: Vec<Vec<Rec>>, c: WindowConfig) -> Updates<Result<((u8, Window), isize), Late>> {
+    run1(1, appends(epochs), move |input| {
+        let w = input.window_count(c);
+        w.output.map(Ok).concat(w.late.map(Err))
+    })
+}
+
+fn w(start: u64, end: u64) -> Window {
+    Window { start, end }
+}
+
+#[test]
+fn tumbling_scenario_grace_late_and_expiry() {
+    let c = cfg(WindowKind::Tumbling { size: 10 }, 5, 20, Emit::EveryUpdate);
+    let epochs = vec![
+        vec![(0, 0, EventTime(2)), (0, 0, EventTime(12))],
+        vec![(0, 0, EventTime(14)), (0, 0, EventTime(8))], // ST(0) = 12; [0,10) open until 15
+        vec![(0, 0, EventTime(16))],                       // ST -> 16 closes [0,10)
+        vec![(0, 0, EventTime(9))],                        // late for [0,10)
+        vec![(0, 0, EventTime(31))],                       // ST -> 31: [0,10) expires (10+20)
+    ];
+    let out = counts(epochs, c);
+    assert_eq!(
+        at(&out, 1),
+        as_set([Ok(((0, w(0, 10)), 2)), Ok(((0, w(10, 20)), 2))])
+    );
+    assert_eq!(
+        at(&out, 2),
+        as_set([Ok(((0, w(0, 10)), 2)), Ok(((0, w(10, 20)), 3))])
+    );
+    assert_eq!(
+        changes_at(&out, 3),
+        as_set([Err(((0, w(0, 10)), (0, EventTime(9))))])
+    );
+    let mut expired = BTreeMap::new();
+    expired.insert(Ok(((0, w(0, 10)), 2)), -1);
+    expired.insert(Ok(((0, w(30, 40)), 1)), 1);
+    assert_eq!(changes_at(&out, 4), expired);
+}
+
+#[test]
+fn hopping_scenario_final_emits_once_per_window() {
+    let c = cfg(
+        WindowKind::Hopping {
+            size: 10,
+            advance: 5,
+        },
+        0,
+        100,
+        Emit::Final,
+    );
+    let epochs = vec![
+        vec![(0, 0, EventTime(7))],
+        vec![(0, 0, EventTime(12))],
+        vec![(0, 0, EventTime(40))],
+    ];
+    let out = counts(epochs, c);
+    // 7 is in [0,10) and [5,15); 12 in [5,15) and [10,20).
+    assert_eq!(
+        at(&out, 1),
+        as_set([Ok(((0, w(0, 10)), 1))]),
+        "[0,10) closes at ST 12"
+    );
+    assert_eq!(
+        changes_at(&out, 2),
+        as_set([Ok(((0, w(5, 15)), 2)), Ok(((0, w(10, 20)), 1))])
+    );
+}
+
+#[test]
+fn hopping_scenario_partially_late_record() {
+    let c = cfg(
+        WindowKind::Hopping {
+            size: 10,
+            advance: 5,
+        },
+        0,
+        100,
+        Emit::EveryUpdate,
+    );
+    // After epoch 0, ST = 12: [0,10) is closed, [5,15) is open. A record at 7 is late for the
+    // first and counted in the second.
+    let epochs = vec![vec![(0, 0, EventTime(12))], vec![(0, 1, EventTime(7))]];
+    let out = counts(epochs, c);
+    assert_eq!(
+        changes_at(&out, 1),
+        as_set([Err(((0, w(0, 10)), (1, EventTime(7))))])
+            .into_iter()
+            .chain([(Ok(((0, w(5, 15)), 1)), -1), (Ok(((0, w(5, 15)), 2)), 1)])
+            .collect()
+    );
+}
+
+#[test]
+fn sliding_scenario() {
+    let c = cfg(
+        WindowKind::Sliding { size: 10 },
+        100,
+        100,
+        Emit::EveryUpdate,
+    );
+    let epochs = vec![
+        vec![(0, 0, EventTime(5)), (0, 0, EventTime(12))],
+        vec![(0, 0, EventTime(9))],
+    ];
+    let out = counts(epochs, c);
+    // Windows end at each record: (-4..6] -> [0,6), [3,13).
+    assert_eq!(
+        at(&out, 0),
+        as_set([Ok(((0, w(0, 6)), 1)), Ok(((0, w(3, 13)), 2))])
+    );
+    // 9 creates [0,10) holding 5 and 9, and joins [3,13).
+    assert_eq!(
+        at(&out, 1),
+        as_set([
+            Ok(((0, w(0, 6)), 1)),
+            Ok(((0, w(0, 10)), 2)),
+            Ok(((0, w(3, 13)), 3))
+        ])
+    );
+}
+
+#[test]
+fn session_records_exactly_gap_apart_are_separate_sessions() {
+    let c = cfg(WindowKind::Session { gap: 5 }, 10, 0, Emit::EveryUpdate);
+    let out = counts(vec![vec![(0, 0, EventTime(5)), (0, 0, EventTime(10))]], c);
+    assert_eq!(
+        at(&out, 0),
+        as_set([Ok(((0, w(5, 10)), 1)), Ok(((0, w(10, 15)), 1))])
+    );
+}
+
+#[test]
+fn session_scenario_merge_and_close() {
+    let c = cfg(WindowKind::Session { gap: 5 }, 10, 0, Emit::EveryUpdate);
+    let epochs = vec![
+        vec![(0, 0, EventTime(1)), (0, 0, EventTime(9))], // two sessions: [1,6), [9,14)
+        vec![(0, 0, EventTime(5))],                       // bridges them: [1,14)
+        vec![(0, 0, EventTime(30))], // closes and expires [1,14) (retention 10 + 5)
+    ];
+    let out = counts(epochs, c);
+    assert_eq!(
+        at(&out, 0),
+        as_set([Ok(((0, w(1, 6)), 1)), Ok(((0, w(9, 14)), 1))])
+    );
+    assert_eq!(at(&out, 1), as_set([Ok(((0, w(1, 14)), 3))]));
+    assert_eq!(at(&out, 2), as_set([Ok(((0, w(30, 35)), 1))]));
+}

@@ -1,0 +1,94 @@
+//! One worker, two workers, and two processes of two workers compute the same table.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+
+fn changelog(app_id: &str) -> BTreeMap<String, i64> {
+    last_values(&read_all(&format!("{app_id}-user_to_amount-changelog")))
+        .iter()
+        .map(|(k, v)| {
+            (
+                serde_json::from_slice(k).unwrap(),
+                serde_json::from_slice(v).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs the quickstart as `processes` processes of `workers` workers each over `input`, waits
+/// for the expected totals, stops cleanly, and returns the changelog's table.
+fn run(
+    input: &str,
+    expected: &BTreeMap<String, i64>,
+    processes: usize,
+    workers: usize,
+) -> BTreeMap<String, i64> {
+    let app_id = unique(&format!("cluster-{processes}x{workers}"));
+    let output = unique("totals");
+    let hosts: Vec<String> = (0..processes)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut procs: Vec<Process> = (0..processes)
+        .map(|i| {
+            let mut args: Vec<String> = vec![
+                "--app-id".into(),
+                app_id.clone(),
+                "--input-topic".into(),
+                input.into(),
+                "--output-topic".into(),
+                output.clone(),
+                "--http".into(),
+                "off".into(),
+                "--workers".into(),
+                workers.to_string(),
+            ];
+            if processes > 1 {
+                args.extend([
+                    "--processes".into(),
+                    processes.to_string(),
+                    "--process-id".into(),
+                    i.to_string(),
+                    "--hosts".into(),
+                    hosts.join(","),
+                ]);
+            }
+            Process::quickstart(&args)
+        })
+        .collect();
+    wait_for(
+        &format!("{processes} process(es) x {workers} worker(s) to sum all orders"),
+        Duration::from_secs(120),
+        || (decode_totals(&last_values(&read_all(&output))) == *expected).then_some(()),
+    );
+    for p in &mut procs {
+        let _ = Command::new("kill")
+            .args(["-TERM", &p.child.id().to_string()])
+            .status();
+    }
+    for p in &mut procs {
+        let status = p.terminate();
+        assert!(status.success(), "a clean stop exits 0, got {status}");
+    }
+    changelog(&app_id)
+}
+
+use std::process::Command;
+
+#[test]
+fn one_worker_two_workers_and_two_processes_agree() {
+    let input = unique("orders");
+    create_topic(&input, 4);
+    let (orders, expected) = common::orders(5_000, 40, 9);
+    produce(&input, &order_records(&orders));
+
+    let one = run(&input, &expected, 1, 1);
+    let two = run(&input, &expected, 1, 2);
+    let cluster = run(&input, &expected, 2, 2);
+    assert_eq!(one, expected);
+    assert_eq!(two, expected);
+    assert_eq!(cluster, expected);
+}
