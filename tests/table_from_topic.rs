@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use faustus::prelude::*;
 
-fn entry(key: &str, value: Option<i64>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+fn entry(key: &str, value: Option<i64>) -> KeyValue {
     (
         Some(key.as_bytes().to_vec()),
         value.map(|v| v.to_string().into_bytes()),

@@ -65,7 +65,7 @@ fn table_join_model(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(32)))]
 
     #[test]
     fn table_joins_match_model(left in upserts(), right in upserts()) {
@@ -236,7 +236,7 @@ fn split(out: &Updates<Out>, e: u64) -> (BTreeMap<JoinRow, isize>, BTreeMap<Late
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
     #[test]
     fn window_joins_match_model(

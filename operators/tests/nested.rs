@@ -92,7 +92,7 @@ fn changelog<C: Clone, T>(out: &Updates<Result<T, C>>, epoch: u64) -> Vec<(C, is
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
     #[test]
     fn set_table_matches_model(epochs in set_ops()) {

@@ -42,7 +42,7 @@ fn writes() -> impl Strategy<Value = Vec<Vec<Write>>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
     #[test]
     fn upsert_matches_model(epochs in writes()) {

@@ -218,7 +218,7 @@ fn split(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
 
     #[test]
     fn windows_match_model(epochs in records(), c in config()) {

@@ -61,7 +61,7 @@ pub(crate) fn commit_sink(
                         }
                     }
                 }
-                records.sort_by(|a, b| a.0.cmp(&b.0));
+                records.sort_by_key(|r| r.0);
                 batch.records = records.into_iter().map(|(_, r)| r).collect();
                 let committer = committer.borrow();
                 match committer.as_ref() {

@@ -32,16 +32,19 @@ pub(crate) type Shard<K, A> = Arc<RwLock<BTreeMap<K, A>>>;
 /// Order key of changelog records: after every sink record of the epoch.
 const CHANGELOG_POS: Pos = (u32::MAX, 0, 0, 0);
 
+/// A table's change stream: `(key, new value or None, order)`.
+pub(crate) type Changes<'s, K, A> = VecCollection<'s, u64, (K, Option<A>, Pos)>;
+
+/// Updates of one epoch waiting for the epoch to complete.
+type Pending<K, A> = BTreeMap<u64, (Capability<u64>, Vec<((K, A), isize)>)>;
+
 /// Maintains `table`: returns its change stream and the records for the committer.
 pub(crate) fn maintain<'s, K, A>(
     table: VecCollection<'s, u64, (K, A)>,
     shard: Shard<K, A>,
     changelog: Option<u32>,
     name: &str,
-) -> (
-    VecCollection<'s, u64, (K, Option<A>, Pos)>,
-    StreamVec<'s, u64, CommitItem>,
-)
+) -> (Changes<'s, K, A>, StreamVec<'s, u64, CommitItem>)
 where
     K: ExchangeData + Hash + Serialize,
     A: ExchangeData + Serialize,
@@ -54,8 +57,7 @@ where
             pact,
             &format!("Table({name})"),
             move |_cap, _info| {
-                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<((K, A), isize)>)> =
-                    BTreeMap::new();
+                let mut pending: Pending<K, A> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         let Some(least) = cap.retain_least(0) else {

@@ -54,13 +54,16 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// A record to produce: optional key, optional value (`None` is a tombstone).
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Creates `topic` with `partitions` partitions.
 pub fn create_topic(topic: &str, partitions: i32) {
     ensure_topics(&kafka(), &[TopicSpec::new(topic, partitions)]).expect("creating a topic");
 }
 
 /// Produces records (key, value) to `topic` and waits until all are acknowledged.
-pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+pub fn produce(topic: &str, records: &[KeyValue]) {
     let producer: ThreadedProducer<_> = kafka().producer().create().expect("producer");
     for (key, value) in records {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
@@ -203,7 +206,7 @@ pub fn orders(n: usize, accounts: usize, seed: u64) -> (Vec<Order>, BTreeMap<Str
 }
 
 /// Encodes orders as the quickstart's topic holds them (key = account, JSON value).
-pub fn order_records(orders: &[Order]) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn order_records(orders: &[Order]) -> Vec<KeyValue> {
     orders
         .iter()
         .map(|o| {

@@ -135,3 +135,11 @@ pub fn appends<I>(epochs: Vec<Vec<I>>) -> Vec<Vec<(I, isize)>> {
         .map(|batch| batch.into_iter().map(|r| (r, 1)).collect())
         .collect()
 }
+
+/// The number of proptest cases: `default`, or `PROPTEST_CASES` when set (for deeper runs).
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
