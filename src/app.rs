@@ -46,6 +46,20 @@ impl App {
         }
     }
 
+    /// An application configured from this process's command line and `FAUSTUS_*` environment
+    /// variables (see [`AppArgs`]). `--help` prints the flags; a bad flag prints what is wrong
+    /// and exits with status 2.
+    pub fn from_command_line(app_id: impl Into<String>) -> Result<Self> {
+        /// The flags of a program that has none of its own.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            app: AppArgs,
+        }
+        let cli = <Cli as clap::Parser>::parse();
+        App::new(app_id).with_args(&cli.app)
+    }
+
     /// Applies command-line flags / environment variables (see [`AppArgs`]).
     pub fn with_args(self, args: &AppArgs) -> Result<Self> {
         Ok(App {
@@ -274,6 +288,7 @@ impl App {
             brokers,
             stats,
             runtime,
+            processes: config.processes,
             _embedded: embedded,
         })
     }
@@ -390,6 +405,7 @@ pub struct Running {
     brokers: String,
     stats: Option<Arc<CommitStats>>,
     runtime: tokio::runtime::Runtime,
+    processes: usize,
     _embedded: Option<EmbeddedBroker>,
 }
 
@@ -426,6 +442,10 @@ impl Running {
 
     /// Waits until the application has stopped, and returns why it stopped if it failed.
     pub fn join(mut self) -> Result<()> {
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Result<()> {
         let outcome = match self.thread.take() {
             Some(thread) => thread
                 .join()
@@ -460,12 +480,51 @@ impl Running {
             log::info!("stopping: draining the epochs in flight");
             stop.store(true, Ordering::Relaxed);
         });
-        self.join()
+        // A fatal error stops this process's sources, but the other processes of a cluster
+        // would wait for them forever: give the drain a moment, then end the process, so that
+        // the others fail too (their connections to it drop) and everything restarts cleanly.
+        if self.processes > 1 {
+            let startup = Arc::clone(&self.startup);
+            std::thread::spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(200));
+                let fatal = startup
+                    .fatal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(message) = fatal {
+                    std::thread::sleep(Duration::from_secs(5));
+                    eprintln!("error: {message}");
+                    std::process::exit(1);
+                }
+            });
+        }
+        let stats = self.commit_stats();
+        let outcome = self.join();
+        if let (Ok(()), Some(stats)) = (&outcome, stats) {
+            log::info!(
+                "stopped cleanly after committing epoch {}",
+                stats.committed_epoch.load(Ordering::Acquire)
+            );
+        }
+        outcome
     }
 
     /// Stops the application and waits for it.
     pub fn shutdown(self) -> Result<()> {
         self.stop();
         self.join()
+    }
+}
+
+impl Drop for Running {
+    /// A running application that goes out of scope is stopped and waited for.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop();
+            if let Err(e) = self.wait() {
+                log::error!("{e}");
+            }
+        }
     }
 }

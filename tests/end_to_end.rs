@@ -114,3 +114,20 @@ fn orders_are_summed_exactly_in_table_topic_and_changelog() {
         assert!(value > previous, "{key}: update {value} after {previous}");
     }
 }
+
+#[test]
+fn a_missing_input_topic_stops_start_up_with_its_name() {
+    let missing = unique("no-such-topic");
+    let topic = Topic::<String, Order>::new(missing.clone()).key_codec(Str);
+    let result = App::new(unique("missing"))
+        .brokers(brokers())
+        .http(None)
+        .start(move |df| {
+            df.stream(&topic).count("n");
+        });
+    let error = result.err().expect("start-up fails").to_string();
+    assert!(
+        error.contains(&missing) && error.contains("does not exist"),
+        "{error}"
+    );
+}
