@@ -106,14 +106,10 @@ impl<'s> Dataflow<'s> {
     pub fn stream<K: Data, V: Data>(&self, topic: &Topic<K, V>) -> Stream<'s, K, V> {
         let t = topic.clone();
         self.source(topic.name(), topic.partitions, move |record| {
-            let key = t
-                .decode_key(record.key.unwrap_or_default())
-                .map_err(|e| format!("key: {e}"))?;
-            let value = match record.value {
-                Some(v) => t.decode_value(v).map_err(|e| format!("value: {e}"))?,
-                None => return Err("value: a tombstone (null value) in a stream topic".into()),
-            };
-            Ok((key, value))
+            match t.decode_record(record.key, record.value)? {
+                (key, Some(value)) => Ok((key, value)),
+                (_, None) => Err("value: a tombstone (null value) in a stream topic".into()),
+            }
         })
     }
 
@@ -122,14 +118,7 @@ impl<'s> Dataflow<'s> {
     pub fn table<K: Data, V: Data>(&self, topic: &Topic<K, V>, name: &str) -> Table<'s, K, V> {
         let t = topic.clone();
         self.source(topic.name(), topic.partitions, move |record| {
-            let key = t
-                .decode_key(record.key.unwrap_or_default())
-                .map_err(|e| format!("key: {e}"))?;
-            let value = match record.value {
-                Some(v) => Some(t.decode_value(v).map_err(|e| format!("value: {e}"))?),
-                None => None,
-            };
-            Ok((key, value))
+            t.decode_record(record.key, record.value)
         })
         .upsert(name)
     }

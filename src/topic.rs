@@ -88,4 +88,20 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     pub fn decode_value(&self, bytes: &[u8]) -> Result<V, String> {
         self.value.decode(bytes)
     }
+
+    /// Decodes a record's key and value (`None` for a tombstone); the error names which part
+    /// failed and why.
+    pub fn decode_record(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(K, Option<V>), String> {
+        let key = self
+            .decode_key(key.unwrap_or_default())
+            .map_err(|e| format!("key: {e}"))?;
+        let value = value
+            .map(|v| self.decode_value(v).map_err(|e| format!("value: {e}")))
+            .transpose()?;
+        Ok((key, value))
+    }
 }

@@ -7,18 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn changelog(app_id: &str) -> BTreeMap<String, i64> {
-    last_values(&read_all(&format!("{app_id}-user_to_amount-changelog")))
-        .iter()
-        .map(|(k, v)| {
-            (
-                serde_json::from_slice(k).unwrap(),
-                serde_json::from_slice(v).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// Runs the quickstart as `processes` processes of `workers` workers each over `input`, waits
 /// for the expected totals, stops cleanly, and returns the changelog's table.
 fn run(
@@ -73,7 +61,7 @@ fn run(
         let status = p.terminate();
         assert!(status.success(), "a clean stop exits 0, got {status}");
     }
-    changelog(&app_id)
+    changelog_table(&app_id, "user_to_amount")
 }
 
 use std::process::Command;

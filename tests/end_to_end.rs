@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
@@ -92,27 +91,12 @@ fn orders_are_summed_exactly_in_table_topic_and_changelog() {
     running.shutdown().expect("a clean stop");
 
     // The changelog holds the same table (JSON keys and values).
-    let changelog = last_values(&read_all(&format!("{app_id}-user_to_amount-changelog")));
-    let changelog: BTreeMap<String, i64> = changelog
-        .iter()
-        .map(|(k, v)| {
-            (
-                serde_json::from_slice(k).unwrap(),
-                serde_json::from_slice(v).unwrap(),
-            )
-        })
-        .collect();
+    let changelog = changelog_table(&app_id, "user_to_amount");
     assert_eq!(changelog, expected);
 
     // Exactly-once: the updates topic holds, per key, strictly increasing running totals whose
     // last is the total — no epoch's update was written twice.
-    let mut last: BTreeMap<String, i64> = BTreeMap::new();
-    for record in read_all(&output) {
-        let key = String::from_utf8(record.key.unwrap()).unwrap();
-        let value: i64 = serde_json::from_slice(&record.value.unwrap()).unwrap();
-        let previous = last.insert(key.clone(), value).unwrap_or(0);
-        assert!(value > previous, "{key}: update {value} after {previous}");
-    }
+    assert_updates_increase(&output);
 }
 
 #[test]

@@ -32,23 +32,6 @@ fn totals(output: &str) -> BTreeMap<String, i64> {
     decode_totals(&last_values(&read_all(output)))
 }
 
-/// Per key, the updates must be strictly increasing (amounts are positive): an update written
-/// twice, or a restart that restored the wrong state, breaks that.
-fn assert_updates_increase(output: &str) {
-    let mut last: BTreeMap<String, i64> = BTreeMap::new();
-    for record in read_all(output) {
-        let key = String::from_utf8(record.key.unwrap()).unwrap();
-        let value: i64 = serde_json::from_slice(&record.value.unwrap()).unwrap();
-        let previous = last.insert(key.clone(), value).unwrap_or(0);
-        assert!(
-            value > previous,
-            "{key}: update {value} after {previous} (partition {}, offset {})",
-            record.partition,
-            record.offset
-        );
-    }
-}
-
 #[test]
 fn a_clean_stop_and_restart_continues_exactly() {
     let app_id = unique("clean");
@@ -134,15 +117,6 @@ fn kill_9_while_input_arrives_loses_nothing_and_counts_nothing_twice() {
     );
     assert_updates_increase(&output);
     // The changelog agrees.
-    let changelog: BTreeMap<String, i64> =
-        last_values(&read_all(&format!("{app_id}-user_to_amount-changelog")))
-            .iter()
-            .map(|(k, v)| {
-                (
-                    serde_json::from_slice(k).unwrap(),
-                    serde_json::from_slice(v).unwrap(),
-                )
-            })
-            .collect();
+    let changelog = changelog_table(&app_id, "user_to_amount");
     assert_eq!(changelog, expected);
 }

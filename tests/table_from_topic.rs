@@ -38,16 +38,7 @@ fn run_once(app_id: &str, input: &str, output: &str) -> BTreeMap<String, i64> {
     });
     assert!(stats.commits.load(std::sync::atomic::Ordering::Relaxed) > 0);
     running.shutdown().expect("a clean stop");
-    let changelog = last_values(&read_all(&format!("{app_id}-prices-changelog")));
-    changelog
-        .iter()
-        .map(|(k, v)| {
-            (
-                serde_json::from_slice(k).unwrap(),
-                serde_json::from_slice(v).unwrap(),
-            )
-        })
-        .collect()
+    changelog_table(app_id, "prices")
 }
 
 #[test]
@@ -104,15 +95,6 @@ fn updates_replace_and_tombstones_delete() {
         },
     );
     running.shutdown().expect("a clean stop");
-    let changelog: BTreeMap<String, i64> =
-        last_values(&read_all(&format!("{app_id}-prices-changelog")))
-            .iter()
-            .map(|(k, v)| {
-                (
-                    serde_json::from_slice(k).unwrap(),
-                    serde_json::from_slice(v).unwrap(),
-                )
-            })
-            .collect();
+    let changelog = changelog_table(&app_id, "prices");
     assert_eq!(changelog, expected);
 }

@@ -312,12 +312,7 @@ fn commit_transaction(
         })();
         match attempt {
             Ok(()) => return Ok(()),
-            Err(e) if is_fenced(&e) => {
-                return Err(ConnectorError::Fenced(format!(
-                    "{}-committer",
-                    config.app_id
-                )))
-            }
+            Err(e) if is_fenced(&e) => return Err(fenced(config)),
             Err(KafkaError::Transaction(ref t)) if t.is_fatal() => {
                 return Err(ConnectorError::Kafka {
                     context: format!("committing epoch {}", progress.epoch),
@@ -331,10 +326,7 @@ fn commit_transaction(
                 );
                 if let Err(abort) = producer.abort_transaction(Duration::from_secs(120)) {
                     if is_fenced(&abort) {
-                        return Err(ConnectorError::Fenced(format!(
-                            "{}-committer",
-                            config.app_id
-                        )));
+                        return Err(fenced(config));
                     }
                     log::warn!("abort failed: {abort}");
                 }
@@ -455,6 +447,11 @@ fn send<'a>(
             Err((e, _)) => return Err(e),
         }
     }
+}
+
+/// The error of a committer fenced by a newer instance.
+fn fenced(config: &CommitterConfig) -> ConnectorError {
+    ConnectorError::Fenced(format!("{}-committer", config.app_id))
 }
 
 fn is_fenced(e: &KafkaError) -> bool {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::client::KafkaConfig;
@@ -118,25 +118,8 @@ impl PartitionReader {
                     break;
                 }
                 Some(Ok(message)) => {
-                    let offset = message.offset();
-                    let partition = message.partition();
-                    let headers = message
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key, h.value.unwrap_or_default()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    f(RawRecord {
-                        topic: &self.topic,
-                        partition,
-                        offset,
-                        timestamp: message.timestamp().to_millis(),
-                        key: message.key(),
-                        value: message.payload(),
-                        headers,
-                    });
+                    let (partition, offset) = (message.partition(), message.offset());
+                    f(raw_record(&self.topic, &message));
                     self.next.insert(partition, offset + 1);
                     count += 1;
                 }
@@ -144,6 +127,26 @@ impl PartitionReader {
             timeout = Duration::ZERO;
         }
         Ok(count)
+    }
+}
+
+/// The record view of a message.
+fn raw_record<'a>(topic: &'a str, message: &'a BorrowedMessage<'_>) -> RawRecord<'a> {
+    RawRecord {
+        topic,
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        key: message.key(),
+        value: message.payload(),
+        headers: message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key, h.value.unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -197,23 +200,7 @@ pub fn read_to_end(
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                let headers = message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key, h.value.unwrap_or_default()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                f(RawRecord {
-                    topic,
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    timestamp: message.timestamp().to_millis(),
-                    key: message.key(),
-                    value: message.payload(),
-                    headers,
-                });
+                f(raw_record(topic, &message));
                 read += 1;
                 if message.offset() + 1
                     >= ends.get(&message.partition()).copied().unwrap_or(i64::MAX)

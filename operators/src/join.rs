@@ -181,6 +181,21 @@ pub trait WindowJoin<'scope, K, V> {
 
     /// The general form: `kind` chooses which unmatched events are emitted, and `route(key)`
     /// chooses the worker that owns a key.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{EventTime, JoinKind, JoinWindow, Side, WindowJoin};
+    ///
+    /// timely::example(|scope| {
+    ///     let left = scope.new_collection_from(vec![(1u64, 'l', EventTime(100))]).1;
+    ///     let right = scope.new_collection_from(vec![(1u64, 'r', EventTime(105))]).1;
+    ///     let pairs = scope.new_collection_from(vec![(1u64, (Some('l'), Some('r')), EventTime(105))]).1;
+    ///     let window = JoinWindow { window: 10, grace: 0 };
+    ///     let joined = left.window_join_core(right, window, JoinKind::Outer, |k: &u64| *k);
+    ///     joined.output.assert_eq(pairs);
+    ///     joined.late.assert_empty();
+    /// });
+    /// ```
     fn window_join_core<W, H>(
         self,
         other: VecCollection<'scope, u64, (K, W, EventTime)>,
@@ -570,6 +585,18 @@ pub trait TableJoin<'scope, K, V> {
 
     /// The general stream⋈table lookup: `left` keeps unmatched events as `(v, None)`, and
     /// `route(key)` chooses the worker that owns a key.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::TableJoin;
+    ///
+    /// timely::example(|scope| {
+    ///     let events = scope.new_collection_from(vec![(1u64, 'e'), (2, 'f')]).1;
+    ///     let table = scope.new_collection_from(vec![(1u64, 'x')]).1;
+    ///     let expected = scope.new_collection_from(vec![(1u64, ('e', Some('x'))), (2, ('f', None))]).1;
+    ///     events.lookup_join_core(table, true, |k: &u64| *k).assert_eq(expected);
+    /// });
+    /// ```
     fn lookup_join_core<W, H>(
         self,
         table: VecCollection<'scope, u64, (K, W)>,

@@ -5,14 +5,17 @@
 //! |---|---|---|---|
 //! | keyed fold | [`fold`] | append-only `(K, V, O)` | table `(K, A)` |
 //! | upsert tables | [`upsert`] | append-only `(K, Option<V>, O)` | table `(K, V)` |
-//! | aggregates | [`aggregate`] | collection `(K, V)` with retractions | table `(K, A)` |
-//! | joins | [`join`] | streams and tables | streams and tables of pairs |
+//! | aggregates | [`aggregate`] | collection `(K, V)` with retractions | table `(K, A)`: count, sum, min, max, reduce |
+//! | joins | [`join`] | streams and tables | stream⋈stream (windowed), table⋈table, stream⋈table, foreign key |
 //! | windows | [`window`] | append-only `(K, V, EventTime)` | windowed table `((K, Window), A)` + late records |
-//! | nested tables | [`nested`] | append-only `(K, op, O)` | set/list table + operation log |
+//! | nested tables | [`nested`] | append-only `(K, op, O)` | set/list table + compaction-safe operation log |
 //!
-//! Timely time is always a `u64` epoch (processing time); event time is data. Every operator is
-//! an extension trait on differential's [`VecCollection`](differential_dataflow::VecCollection),
-//! and every operator is checked against a plain model by the property tests in `tests/`.
+//! Timely time is always a `u64` epoch (processing time); event time is data ([`EventTime`]).
+//! What *stream time* and *late* mean, with any number of workers, is defined once in [`time`].
+//! Stateful operators route records by key with [`default_route`], or with the engine's own
+//! stable route through their `_core` variants. Every operator is an extension trait on
+//! differential's [`VecCollection`](differential_dataflow::VecCollection), and every operator is
+//! checked against a plain model by the property tests in `tests/`, with one and several workers.
 
 pub mod aggregate;
 mod epoch;

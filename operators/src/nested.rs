@@ -140,6 +140,25 @@ pub trait SetTables<'scope, K, M, O> {
     fn set_table(self, name: &str) -> SetTable<'scope, K, M>;
 
     /// As [`SetTables::set_table`], with `route(key)` choosing the worker that owns a key.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{SetOp, SetTables};
+    ///
+    /// timely::example(|scope| {
+    ///     let ops = scope.new_collection_from(vec![
+    ///         (1u64, SetOp::Add('a'), 0u64),
+    ///         (1, SetOp::Add('b'), 1),
+    ///         (1, SetOp::Clear, 2),
+    ///         (1, SetOp::Add('c'), 3),
+    ///     ]).1;
+    ///     let set = ops.set_table_core("tags", |k: &u64| *k);
+    ///     set.table.assert_eq(scope.new_collection_from(vec![(1u64, 'c')]).1);
+    ///     // The changelog is keyed by (key, member): one op per changed member.
+    ///     let log = scope.new_collection_from(vec![((1u64, 'c'), SetOp::Add('c'))]).1;
+    ///     set.changelog.assert_eq(log);
+    /// });
+    /// ```
     fn set_table_core<H>(self, name: &str, route: H) -> SetTable<'scope, K, M>
     where
         H: Fn(&K) -> u64 + 'static;
@@ -170,6 +189,22 @@ pub trait ListTables<'scope, K, M, O> {
     fn list_table(self, name: &str) -> ListTable<'scope, K, M>;
 
     /// As [`ListTables::list_table`], with `route(key)` choosing the worker that owns a key.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{ListOp, ListTables};
+    ///
+    /// timely::example(|scope| {
+    ///     let ops = scope.new_collection_from(vec![
+    ///         (1u64, ListOp::Append('a'), 0u64),
+    ///         (1, ListOp::Clear, 1),
+    ///     ]).1;
+    ///     // No net change within the epoch: nothing in the table, nothing in the changelog.
+    ///     let list = ops.list_table_core("history", |k: &u64| *k);
+    ///     list.table.assert_empty();
+    ///     list.changelog.assert_empty();
+    /// });
+    /// ```
     fn list_table_core<H>(self, name: &str, route: H) -> ListTable<'scope, K, M>
     where
         H: Fn(&K) -> u64 + 'static;

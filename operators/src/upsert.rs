@@ -48,6 +48,18 @@ pub trait Upsert<'scope, K, V, O> {
 
     /// As [`Upsert::upsert`], with `route(key)` choosing the worker that owns a key (it must be the
     /// same function on every worker).
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::Upsert;
+    ///
+    /// timely::example(|scope| {
+    ///     // Same order key: the greater value wins, whatever the arrival order.
+    ///     let writes = scope.new_collection_from(vec![(1u64, Some('x'), 0u32), (1, Some('y'), 0)]).1;
+    ///     let expected = scope.new_collection_from(vec![(1u64, 'y')]).1;
+    ///     writes.upsert_core("table", |k: &u64| *k).assert_eq(expected);
+    /// });
+    /// ```
     fn upsert_core<H>(self, name: &str, route: H) -> VecCollection<'scope, u64, (K, V)>
     where
         H: Fn(&K) -> u64 + 'static;

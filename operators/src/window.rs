@@ -317,6 +317,32 @@ pub trait Windows<'scope, K, V> {
         L: FnMut(&K, &Window, &[(EventTime, V)]) -> A + 'static;
 
     /// As [`Windows::window_aggregate`], with `route(key)` choosing the worker that owns a key.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{Emit, EventTime, Window, WindowConfig, WindowKind, Windows};
+    ///
+    /// timely::example(|scope| {
+    ///     // Hopping windows of 10 ms every 5 ms: the record at 7 is in [0, 10) and [5, 15).
+    ///     let events = scope.new_collection_from(vec![(1u64, 'x', EventTime(7))]).1;
+    ///     let config = WindowConfig {
+    ///         kind: WindowKind::Hopping { size: 10, advance: 5 },
+    ///         grace: 0,
+    ///         expires: 0,
+    ///         emit: Emit::EveryUpdate,
+    ///     };
+    ///     let expected = scope.new_collection_from(vec![
+    ///         ((1u64, Window { start: 0, end: 10 }), vec!['x']),
+    ///         ((1u64, Window { start: 5, end: 15 }), vec!['x']),
+    ///     ]).1;
+    ///     events
+    ///         .window_aggregate_core(config, "values", |k: &u64| *k, |_k, _w, records| {
+    ///             records.iter().map(|(_t, v)| *v).collect::<Vec<char>>()
+    ///         })
+    ///         .output
+    ///         .assert_eq(expected);
+    /// });
+    /// ```
     fn window_aggregate_core<A, L, H>(
         self,
         config: WindowConfig,
@@ -476,14 +502,12 @@ where
                                     })
                                     .collect();
                                 let value = logic(&k, &w, &content);
-                                let old = ks.windows.insert(
-                                    w,
-                                    Live {
-                                        value: value.clone(),
-                                        closed: false,
-                                    },
-                                );
-                                if every_update {
+                                let live = Live {
+                                    value: value.clone(),
+                                    closed: false,
+                                };
+                                let old = ks.windows.insert(w, live);
+                                if every_update && old.as_ref().map(|o| &o.value) != Some(&value) {
                                     if let Some(old) = old {
                                         out.push((Ok(((k.clone(), w), old.value)), time, -1));
                                     }
@@ -500,23 +524,6 @@ where
                                         .filter(|(_, l)| l.closed)
                                         .map(|(w, _)| *w)
                                         .collect();
-                                    let open: Vec<Window> = ks
-                                        .windows
-                                        .iter()
-                                        .filter(|(_, l)| !l.closed)
-                                        .map(|(w, _)| *w)
-                                        .collect();
-                                    for w in open {
-                                        if let Some(old) = ks.windows.remove(&w) {
-                                            if every_update {
-                                                out.push((
-                                                    Ok(((k.clone(), w), old.value)),
-                                                    time,
-                                                    -1,
-                                                ));
-                                            }
-                                        }
-                                    }
                                     let mut sessions: Vec<Window> = Vec::new();
                                     for &t in ks.records.keys() {
                                         if closed.iter().any(|w| w.contains(t)) {
@@ -528,6 +535,22 @@ where
                                                 last.end = last.end.max(end)
                                             }
                                             _ => sessions.push(Window { start: t, end }),
+                                        }
+                                    }
+                                    // Sessions that merged away are retracted; the rest
+                                    // are (re)computed, emitting only changed values.
+                                    let gone: Vec<Window> = ks
+                                        .windows
+                                        .iter()
+                                        .filter(|(w, l)| !l.closed && !sessions.contains(w))
+                                        .map(|(w, _)| *w)
+                                        .collect();
+                                    for w in gone {
+                                        if let Some(old) = ks.windows.remove(&w) {
+                                            if every_update {
+                                                let row = ((k.clone(), w), old.value);
+                                                out.push((Ok(row), time, -1));
+                                            }
                                         }
                                     }
                                     for w in sessions {

@@ -218,6 +218,39 @@ pub fn order_records(orders: &[Order]) -> Vec<KeyValue> {
         .collect()
 }
 
+/// The `String → i64` table in the changelog of table `table` of application `app_id` (JSON
+/// keys and values).
+pub fn changelog_table(app_id: &str, table: &str) -> BTreeMap<String, i64> {
+    last_values(&read_all(&format!("{app_id}-{table}-changelog")))
+        .iter()
+        .map(|(k, v)| {
+            (
+                serde_json::from_slice(k).expect("changelog keys are JSON"),
+                serde_json::from_slice(v).expect("changelog values are JSON"),
+            )
+        })
+        .collect()
+}
+
+/// Per key, the updates in `topic` (string keys, JSON numbers) must strictly increase (the
+/// amounts are positive): an update written twice, or a restart that restored the wrong state,
+/// breaks that.
+pub fn assert_updates_increase(topic: &str) {
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for record in read_all(topic) {
+        let key = String::from_utf8(record.key.expect("updates have keys")).unwrap();
+        let value: i64 =
+            serde_json::from_slice(&record.value.expect("updates have values")).unwrap();
+        let previous = last.insert(key.clone(), value).unwrap_or(0);
+        assert!(
+            value > previous,
+            "{key}: update {value} after {previous} (partition {}, offset {})",
+            record.partition,
+            record.offset
+        );
+    }
+}
+
 /// Decodes a `String → i64` table from a topic of string keys and JSON numbers.
 pub fn decode_totals(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, i64> {
     table
