@@ -44,6 +44,12 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The number of partitions of `topic`, or `None` if it does not exist.
 pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<Option<i32>> {
+    Ok(topic_state(config, topic)?.map(|(partitions, _)| partitions))
+}
+
+/// The partition count of `topic` and whether every partition has a leader (a topic that was
+/// just created cannot be read or written until they all do).
+fn topic_state(config: &KafkaConfig, topic: &str) -> Result<Option<(i32, bool)>> {
     let consumer: BaseConsumer = config
         .client()
         .set("allow.auto.create.topics", "false")
@@ -57,7 +63,12 @@ pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<Option<i32>>
         .iter()
         .find(|t| t.name() == topic)
         .and_then(|t| match t.error() {
-            None => Some(t.partitions().len() as i32),
+            None => Some((
+                t.partitions().len() as i32,
+                t.partitions()
+                    .iter()
+                    .all(|p| p.leader() >= 0 && p.error().is_none()),
+            )),
             Some(_) => None,
         }))
 }
@@ -109,13 +120,14 @@ pub fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<Vec<i
             }
         }
     }
-    // Wait until every topic is visible with its partitions (creation is asynchronous).
+    // Wait until every topic is visible with its partitions, each with a leader (creation is
+    // asynchronous).
     let deadline = std::time::Instant::now() + TIMEOUT;
     let mut counts = Vec::with_capacity(topics.len());
     for spec in topics {
         loop {
-            match partition_count(config, &spec.name)? {
-                Some(n) if n > 0 => {
+            match topic_state(config, &spec.name)? {
+                Some((n, true)) if n > 0 => {
                     counts.push(n);
                     break;
                 }

@@ -130,6 +130,34 @@ impl PartitionReader {
     }
 }
 
+/// The low and high watermarks of a partition, retrying while the partition has no leader (just
+/// created, or the broker restarting) until `deadline`.
+fn watermarks(
+    consumer: &BaseConsumer<QuietContext>,
+    topic: &str,
+    partition: i32,
+    deadline: Duration,
+) -> Result<(i64, i64)> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(30)) {
+            Ok(w) => return Ok(w),
+            Err(e) if started.elapsed() < deadline => {
+                log::debug!("reading the end of `{topic}`/{partition}: {e}; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(source) => {
+                return Err(ConnectorError::Kafka {
+                    context: format!("reading the end of `{topic}`/{partition}"),
+                    source,
+                })
+            }
+        }
+    }
+}
+
 /// The record view of a message.
 fn raw_record<'a>(topic: &'a str, message: &'a BorrowedMessage<'_>) -> RawRecord<'a> {
     RawRecord {
@@ -173,9 +201,7 @@ pub fn read_to_end(
     let mut ends = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for &p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(30))
-            .context(|| format!("reading the end of `{topic}`/{p}"))?;
+        let (low, high) = watermarks(&consumer, topic, p, deadline)?;
         if high > low {
             ends.insert(p, high);
             assignment
