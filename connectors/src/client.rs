@@ -45,7 +45,8 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "true")
             .set("fetch.wait.max.ms", "10")
-            .set("queued.min.messages", "20000");
+            .set("queued.min.messages", "100000")
+            .set("fetch.queue.backoff.ms", "1");
         config
     }
 
