@@ -162,9 +162,10 @@ impl App {
         let partitions: BTreeMap<String, i32> =
             specs.iter().map(|s| s.name.clone()).zip(counts).collect();
 
-        // Fence any previous instance before reading what it committed.
-        let committer = if config.process_id == 0 {
-            Some(Committer::start(
+        // Fence any previous instance before reading what it committed (process 0 runs the
+        // committer, which does both; the other processes only read).
+        let (committer, progress) = if config.process_id == 0 {
+            let (committer, progress) = Committer::start(
                 &kafka,
                 CommitterConfig {
                     app_id: config.app_id.clone(),
@@ -174,12 +175,13 @@ impl App {
                     transaction_timeout: Duration::from_secs(60),
                     hold_open: fault_commit_hold()?,
                 },
-            )?)
+            )?;
+            (Some(committer), progress)
         } else {
-            None
+            let progress = read_progress(&kafka, &progress_topic)?.unwrap_or_default();
+            (None, progress)
         };
         let stats = committer.as_ref().map(|c| c.stats());
-        let progress = read_progress(&kafka, &progress_topic)?.unwrap_or_default();
         log::info!(
             "starting `{}` after epoch {} ({:?}, {} worker(s) x {} process(es))",
             config.app_id,

@@ -158,9 +158,15 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Creates the producer and, under exactly-once, fences any previous instance. Returns once
-    /// the committer is ready; commits run on a thread of their own.
-    pub fn start(config: &KafkaConfig, committer: CommitterConfig) -> Result<Committer> {
+    /// Creates the producer, fences any previous instance (under exactly-once), and reads the
+    /// last committed progress, which it returns. Every progress record this committer writes
+    /// carries the positions of every partition ever recorded, not only of those that moved since
+    /// the start: a partition that gets no new input keeps its position across restarts.
+    /// Commits run on a thread of their own.
+    pub fn start(
+        config: &KafkaConfig,
+        committer: CommitterConfig,
+    ) -> Result<(Committer, Progress)> {
         let mut client = config.producer();
         if committer.guarantee == Guarantee::ExactlyOnce {
             client
@@ -181,18 +187,30 @@ impl Committer {
                 producer.init_transactions(Duration::from_secs(60))
             })?;
         }
+        // Only now, with any open transaction of a previous instance aborted, is the last
+        // committed progress final.
+        let progress = read_progress(config, &committer.progress_topic)?.unwrap_or_default();
+        let offsets: BTreeMap<(String, i32), i64> = progress
+            .offsets
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
+            .collect();
         let stats = Arc::new(CommitStats::default());
+        stats
+            .committed_epoch
+            .store(progress.epoch, Ordering::Release);
         let (sender, receiver) = mpsc::channel();
         let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("faustus-committer".into())
-            .spawn(move || run(producer, committer, receiver, thread_stats))
+            .spawn(move || run(producer, committer, offsets, receiver, thread_stats))
             .expect("spawning the committer thread");
-        Ok(Committer {
+        let committer = Committer {
             sender: Some(sender),
             thread: Some(thread),
             stats,
-        })
+        };
+        Ok((committer, progress))
     }
 
     /// Queues an epoch for commit. Epochs must be queued in increasing order.
@@ -240,10 +258,10 @@ impl Drop for Committer {
 fn run(
     producer: ThreadedProducer<DeliveryCounter>,
     config: CommitterConfig,
+    mut offsets: BTreeMap<(String, i32), i64>,
     receiver: Receiver<EpochBatch>,
     stats: Arc<CommitStats>,
 ) -> Result<()> {
-    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
     while let Ok(first) = receiver.recv() {
         let mut batches = vec![first];
         batches.extend(receiver.try_iter());

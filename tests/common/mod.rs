@@ -64,6 +64,11 @@ pub fn create_topic(topic: &str, partitions: i32) {
 
 /// Produces records (key, value) to `topic` and waits until all are acknowledged.
 pub fn produce(topic: &str, records: &[KeyValue]) {
+    produce_to(topic, None, records)
+}
+
+/// Produces records to one partition of `topic` (or by key when `partition` is `None`).
+pub fn produce_to(topic: &str, partition: Option<i32>, records: &[KeyValue]) {
     let producer: ThreadedProducer<_> = kafka().producer().create().expect("producer");
     for (key, value) in records {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
@@ -72,6 +77,9 @@ pub fn produce(topic: &str, records: &[KeyValue]) {
         }
         if let Some(v) = value {
             record = record.payload(v.as_slice());
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         let mut record = record;
         loop {
