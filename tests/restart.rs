@@ -121,57 +121,66 @@ fn kill_9_while_input_arrives_loses_nothing_and_counts_nothing_twice() {
     assert_eq!(changelog, expected);
 }
 
+/// An order as the in-process runs read it.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+struct TypedOrder {
+    account: String,
+    amount: i64,
+}
+
+/// Runs the sum of orders in-process with `interval` epochs until the totals equal `expected`,
+/// then stops cleanly.
+fn run_sum(app_id: &str, input: &str, output: &str, interval: Duration, expected: &[(&str, i64)]) {
+    use faustus::prelude::*;
+    let expected: BTreeMap<String, i64> =
+        expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let orders = Topic::<String, TypedOrder>::new(input.to_string()).key_codec(Str);
+    let totals = Topic::<String, i64>::new(output.to_string()).key_codec(Str);
+    let running = App::new(app_id)
+        .brokers(brokers())
+        .http(None)
+        .commit_interval(interval)
+        .start(move |df| {
+            df.stream(&orders)
+                .map(|_, o| (o.account, o.amount))
+                .sum("user_to_amount")
+                .to_topic(&totals);
+        })
+        .expect("the app starts");
+    wait_for("the totals", Duration::from_secs(60), || {
+        (decode_totals(&last_values(&read_all(output))) == expected).then_some(())
+    });
+    running.shutdown().expect("a clean stop");
+}
+
+fn order(account: &str, amount: i64) -> Vec<KeyValue> {
+    order_records(&[common::Order {
+        account: account.into(),
+        amount,
+    }])
+}
+
 /// Regression: a restart whose epochs moved only some partitions used to record only those in
 /// its progress, so the next restart re-read the others from the beginning and counted them
 /// twice.
 #[test]
 fn a_partition_without_new_input_keeps_its_position_across_restarts() {
-    use faustus::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-    struct Order {
-        account: String,
-        amount: i64,
-    }
-
     let app_id = unique("positions");
     let input = unique("orders");
     let output = unique("totals");
     create_topic(&input, 2);
-    let run = |expected: &BTreeMap<String, i64>| {
-        let orders = Topic::<String, Order>::new(input.clone()).key_codec(Str);
-        let totals = Topic::<String, i64>::new(output.clone()).key_codec(Str);
-        let running = App::new(app_id.clone())
-            .brokers(brokers())
-            .http(None)
-            .start(move |df| {
-                df.stream(&orders)
-                    .map(|_, o| (o.account, o.amount))
-                    .sum("user_to_amount")
-                    .to_topic(&totals);
-            })
-            .expect("the app starts");
-        wait_for("the totals", Duration::from_secs(60), || {
-            (decode_totals(&last_values(&read_all(&output))) == *expected).then_some(())
-        });
-        running.shutdown().expect("a clean stop");
-    };
-    let order = |account: &str, amount: i64| {
-        order_records(&[common::Order {
-            account: account.into(),
-            amount,
-        }])
-    };
-
+    let interval = Duration::from_millis(100);
     produce_to(&input, Some(0), &order("a", 1));
     produce_to(&input, Some(1), &order("b", 10));
-    run(&[("a".into(), 1), ("b".into(), 10)].into_iter().collect());
+    run_sum(&app_id, &input, &output, interval, &[("a", 1), ("b", 10)]);
     // Only partition 0 moves in the second run ...
     produce_to(&input, Some(0), &order("a", 2));
-    run(&[("a".into(), 3), ("b".into(), 10)].into_iter().collect());
+    run_sum(&app_id, &input, &output, interval, &[("a", 3), ("b", 10)]);
     // ... and the third run must still start partition 1 where the first run left it.
     produce_to(&input, Some(0), &order("a", 4));
-    run(&[("a".into(), 7), ("b".into(), 10)].into_iter().collect());
+    run_sum(&app_id, &input, &output, interval, &[("a", 7), ("b", 10)]);
     assert_updates_increase(&output);
     assert_eq!(
         changelog_table(&app_id, "user_to_amount"),
@@ -179,4 +188,39 @@ fn a_partition_without_new_input_keeps_its_position_across_restarts() {
             .into_iter()
             .collect()
     );
+}
+
+/// Regression: epochs used to be numbered `now / interval`, so restarting with a longer commit
+/// interval produced epoch numbers below the last committed one and nothing committed again.
+#[test]
+fn a_restart_with_another_commit_interval_continues() {
+    let app_id = unique("interval");
+    let input = unique("orders");
+    let output = unique("totals");
+    create_topic(&input, 1);
+    produce(&input, &order("a", 1));
+    run_sum(
+        &app_id,
+        &input,
+        &output,
+        Duration::from_millis(50),
+        &[("a", 1)],
+    );
+    produce(&input, &order("a", 2));
+    run_sum(
+        &app_id,
+        &input,
+        &output,
+        Duration::from_millis(1000),
+        &[("a", 3)],
+    );
+    produce(&input, &order("a", 4));
+    run_sum(
+        &app_id,
+        &input,
+        &output,
+        Duration::from_millis(20),
+        &[("a", 7)],
+    );
+    assert_updates_increase(&output);
 }

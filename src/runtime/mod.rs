@@ -77,13 +77,17 @@ impl Startup {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// The epoch of the wall clock: milliseconds since 1970 divided by the commit interval.
+    /// The epoch of the wall clock: milliseconds since 1970, rounded down to a multiple of the
+    /// commit interval. Epochs are in milliseconds whatever the interval, so a restart with a
+    /// different interval continues after the last committed epoch instead of waiting for the
+    /// clock to catch up with a differently scaled number.
     pub(crate) fn epoch_now(&self) -> u64 {
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
-        millis / (self.commit_interval.as_millis() as u64).max(1)
+        let interval = (self.commit_interval.as_millis() as u64).max(1);
+        millis - millis % interval
     }
 
     /// Time until the next epoch begins.
