@@ -34,10 +34,6 @@ pub struct AppArgs {
     /// HTTP address to serve tables on (`off` disables the server).
     #[arg(long, env = "FAUSTUS_HTTP")]
     pub http: Option<String>,
-    /// HTTP addresses of all processes (`host:port,...`), one per process, in order; requests for
-    /// keys another process owns are forwarded there.
-    #[arg(long, env = "FAUSTUS_HTTP_HOSTS", value_delimiter = ',')]
-    pub http_hosts: Vec<String>,
     /// Commit interval in milliseconds: the length of an epoch.
     #[arg(long, env = "FAUSTUS_COMMIT_INTERVAL_MS")]
     pub commit_interval_ms: Option<u64>,
@@ -67,8 +63,6 @@ pub struct AppConfig {
     pub hosts: Vec<String>,
     /// HTTP address, or `None` for no server.
     pub http: Option<SocketAddr>,
-    /// HTTP addresses of all processes (empty: only this one's is known).
-    pub http_hosts: Vec<String>,
     /// Epoch length.
     pub commit_interval: Duration,
     /// Guarantee.
@@ -89,7 +83,6 @@ impl AppConfig {
             process_id: 0,
             hosts: Vec::new(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 6066))),
-            http_hosts: Vec::new(),
             commit_interval: Duration::from_millis(100),
             guarantee: Guarantee::AtLeastOnce,
             partitions: 4,
@@ -113,9 +106,6 @@ impl AppConfig {
         }
         if let Some(http) = &args.http {
             self.http = parse_http(http)?;
-        }
-        if !args.http_hosts.is_empty() {
-            self.http_hosts = args.http_hosts.clone();
         }
         if let Some(ms) = args.commit_interval_ms {
             self.commit_interval = Duration::from_millis(ms);
@@ -160,13 +150,6 @@ impl AppConfig {
             return bad(format!(
                 "--hosts lists {} addresses but --processes is {}: give one `host:port` per process",
                 self.hosts.len(),
-                self.processes
-            ));
-        }
-        if !self.http_hosts.is_empty() && self.http_hosts.len() != self.processes {
-            return bad(format!(
-                "--http-hosts lists {} addresses but --processes is {}",
-                self.http_hosts.len(),
                 self.processes
             ));
         }
