@@ -19,10 +19,21 @@
 //! input's history compacted to its live records, and outputs change exactly at the epochs where
 //! an aggregate changes (an update that leaves an aggregate unchanged emits nothing). Records with
 //! a non-positive accumulated count (an inconsistent input) are ignored rather than trusted.
+//!
+//! ## Routing
+//!
+//! Each aggregate has a `_core` variant taking `route(key)`, the worker that owns a key (the same
+//! function on every worker). The input is exchanged by the route and arranged where it lands,
+//! with no second exchange, so a key's aggregate lives on `route(key)`'s worker. The plain
+//! methods use [`default_route`](crate::default_route).
 
 use std::hash::Hash;
+use std::rc::Rc;
 
+use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::{ExchangeData, VecCollection};
+
+use crate::epoch::{arrange_by_route, default_route};
 
 /// Values that can be summed by [`Aggregate::sum_by_key`]: integers, with wrapping arithmetic.
 pub trait Summable: ExchangeData {
@@ -127,6 +138,55 @@ pub trait Aggregate<'scope, K, V> {
     where
         A: ExchangeData,
         L: FnMut(&K, &[(&V, isize)]) -> Option<A> + 'static;
+
+    /// As [`Aggregate::count_by_key`], with `route(key)` choosing the worker that owns a key.
+    fn count_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, isize)>
+    where
+        H: Fn(&K) -> u64 + 'static;
+
+    /// As [`Aggregate::sum_by_key`], with `route(key)` choosing the worker that owns a key.
+    fn sum_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
+    where
+        V: Summable,
+        H: Fn(&K) -> u64 + 'static;
+
+    /// As [`Aggregate::min_by_key`], with `route(key)` choosing the worker that owns a key.
+    fn min_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
+    where
+        H: Fn(&K) -> u64 + 'static;
+
+    /// As [`Aggregate::max_by_key`], with `route(key)` choosing the worker that owns a key.
+    fn max_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
+    where
+        H: Fn(&K) -> u64 + 'static;
+
+    /// As [`Aggregate::reduce_by_key`], with `route(key)` choosing the worker that owns a key
+    /// (it must be the same function on every worker). Every other aggregate is built on this.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::Aggregate;
+    ///
+    /// timely::example(|scope| {
+    ///     let input = scope.new_collection_from(vec![(1u64, 3), (1, 2), (2, 7)]).1;
+    ///     let expected = scope.new_collection_from(vec![(1u64, 5), (2, 7)]).1;
+    ///     input
+    ///         .reduce_by_key_core("sum", |k: &u64| *k, |_key, values| {
+    ///             Some(values.iter().map(|(v, n)| **v * *n as i32).sum::<i32>())
+    ///         })
+    ///         .assert_eq(expected);
+    /// });
+    /// ```
+    fn reduce_by_key_core<A, L, H>(
+        self,
+        name: &str,
+        route: H,
+        logic: L,
+    ) -> VecCollection<'scope, u64, (K, A)>
+    where
+        A: ExchangeData,
+        L: FnMut(&K, &[(&V, isize)]) -> Option<A> + 'static,
+        H: Fn(&K) -> u64 + 'static;
 }
 
 impl<'scope, K, V> Aggregate<'scope, K, V> for VecCollection<'scope, u64, (K, V)>
@@ -135,16 +195,47 @@ where
     V: ExchangeData,
 {
     fn count_by_key(self) -> VecCollection<'scope, u64, (K, isize)> {
-        self.reduce_by_key("CountByKey", |_k, values| {
-            Some(values.iter().map(|(_, d)| *d).sum())
-        })
+        self.count_by_key_core(default_route::<K>)
     }
 
     fn sum_by_key(self) -> VecCollection<'scope, u64, (K, V)>
     where
         V: Summable,
     {
-        self.reduce_by_key("SumByKey", |_k, values| {
+        self.sum_by_key_core(default_route::<K>)
+    }
+
+    fn min_by_key(self) -> VecCollection<'scope, u64, (K, V)> {
+        self.min_by_key_core(default_route::<K>)
+    }
+
+    fn max_by_key(self) -> VecCollection<'scope, u64, (K, V)> {
+        self.max_by_key_core(default_route::<K>)
+    }
+
+    fn reduce_by_key<A, L>(self, name: &str, logic: L) -> VecCollection<'scope, u64, (K, A)>
+    where
+        A: ExchangeData,
+        L: FnMut(&K, &[(&V, isize)]) -> Option<A> + 'static,
+    {
+        self.reduce_by_key_core(name, default_route::<K>, logic)
+    }
+
+    fn count_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, isize)>
+    where
+        H: Fn(&K) -> u64 + 'static,
+    {
+        self.reduce_by_key_core("CountByKey", route, |_k, values| {
+            Some(values.iter().map(|(_, d)| *d).sum())
+        })
+    }
+
+    fn sum_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
+    where
+        V: Summable,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        self.reduce_by_key_core("SumByKey", route, |_k, values| {
             let mut sum = V::zero();
             for (v, d) in values {
                 sum.add_times(v, *d);
@@ -153,35 +244,56 @@ where
         })
     }
 
-    fn min_by_key(self) -> VecCollection<'scope, u64, (K, V)> {
-        self.reduce_by_key("MinByKey", |_k, values| {
+    fn min_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
+    where
+        H: Fn(&K) -> u64 + 'static,
+    {
+        self.reduce_by_key_core("MinByKey", route, |_k, values| {
             values.first().map(|(v, _)| (*v).clone())
         })
     }
 
-    fn max_by_key(self) -> VecCollection<'scope, u64, (K, V)> {
-        self.reduce_by_key("MaxByKey", |_k, values| {
+    fn max_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
+    where
+        H: Fn(&K) -> u64 + 'static,
+    {
+        self.reduce_by_key_core("MaxByKey", route, |_k, values| {
             values.last().map(|(v, _)| (*v).clone())
         })
     }
 
-    fn reduce_by_key<A, L>(self, name: &str, mut logic: L) -> VecCollection<'scope, u64, (K, A)>
+    fn reduce_by_key_core<A, L, H>(
+        self,
+        name: &str,
+        route: H,
+        mut logic: L,
+    ) -> VecCollection<'scope, u64, (K, A)>
     where
         A: ExchangeData,
         L: FnMut(&K, &[(&V, isize)]) -> Option<A> + 'static,
+        H: Fn(&K) -> u64 + 'static,
     {
-        self.reduce_named(name, move |k, input, output| {
-            let positive: Vec<(&V, isize)> = input
-                .iter()
-                .filter(|(_, d)| *d > 0)
-                .map(|(v, d)| (*v, *d))
-                .collect();
-            if positive.is_empty() {
-                return;
-            }
-            if let Some(a) = logic(k, &positive) {
-                output.push((a, 1isize));
-            }
-        })
+        arrange_by_route(self, &format!("Arrange: {name}"), Rc::new(route))
+            .reduce_abelian::<_, ValBuilder<K, A, u64, isize>, ValSpine<K, A, u64, isize>, _, _>(
+                name,
+                move |k: &K, input: &[(&V, isize)], output: &mut Vec<(A, isize)>| {
+                    let positive: Vec<(&V, isize)> = input
+                        .iter()
+                        .filter(|(_, d)| *d > 0)
+                        .map(|(v, d)| (*v, *d))
+                        .collect();
+                    if positive.is_empty() {
+                        return;
+                    }
+                    if let Some(a) = logic(k, &positive) {
+                        output.push((a, 1isize));
+                    }
+                },
+                |buffer, key, updates| {
+                    buffer.clear();
+                    buffer.extend(updates.drain(..).map(|(a, t, r)| ((key.clone(), a), t, r)));
+                },
+            )
+            .as_collection(|k: &K, a: &A| (k.clone(), a.clone()))
     }
 }

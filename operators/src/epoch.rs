@@ -7,9 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
+use std::rc::Rc;
 
-use differential_dataflow::{Hashable, VecCollection};
-use timely::dataflow::channels::pact::Pipeline;
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::trace::implementations::{
+    KeyBatcher, KeyBuilder, KeySpine, ValBatcher, ValSpine,
+};
+use differential_dataflow::{ExchangeData, Hashable, VecCollection};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, InputCapability, Operator};
 use timely::dataflow::StreamVec;
@@ -21,6 +27,81 @@ use timely::progress::frontier::MutableAntichain;
 /// `_core` variants instead.
 pub fn default_route<K: Hash>(key: &K) -> u64 {
     key.hashed()
+}
+
+/// A routing function shared by the several exchanges of one operator.
+pub(crate) type Route<K> = Rc<dyn Fn(&K) -> u64>;
+
+/// `(key, value)` updates arranged by key on the worker that owns the key.
+pub(crate) type ByKey<'scope, K, V> = Arranged<'scope, TraceAgent<ValSpine<K, V, u64, isize>>>;
+
+/// Keys arranged on the worker that owns them.
+pub(crate) type Keys<'scope, K> = Arranged<'scope, TraceAgent<KeySpine<K, u64, isize>>>;
+
+/// Arranges `(key, value)` updates by key on the worker `route(key)` chooses.
+///
+/// Differential's `arrange_by_key` exchanges by `Hashable`; here the arrangement's own
+/// parallelization contract is the exchange by `route`, so records move once, to the route's
+/// owner, and are arranged there. Every operator downstream of the arrangement (`join_core`,
+/// `reduce_abelian`) reads it in place (`Pipeline`), so two arrangements made with the same route
+/// line up key by key.
+pub(crate) fn arrange_by_route<'scope, K, V>(
+    input: VecCollection<'scope, u64, (K, V)>,
+    name: &str,
+    route: Route<K>,
+) -> ByKey<'scope, K, V>
+where
+    K: ExchangeData,
+    V: ExchangeData,
+{
+    let pact = Exchange::new(move |((k, _), _, _): &((K, V), u64, isize)| route(k));
+    arrange_core::<_, _, ValBatcher<K, V, u64, isize>, ValSpine<K, V, u64, isize>>(
+        input.inner,
+        pact,
+        name,
+        ValBatcher::new,
+    )
+}
+
+/// The distinct keys of `(key, value)` updates (every key with a non-zero accumulated count),
+/// arranged on the worker `route(key)` chooses: differential's `distinct`, routed.
+pub(crate) fn distinct_keys_by_route<'scope, K, V>(
+    input: VecCollection<'scope, u64, (K, V)>,
+    name: &str,
+    route: Route<K>,
+) -> Keys<'scope, K>
+where
+    K: ExchangeData,
+    V: ExchangeData,
+{
+    let pact = Exchange::new(move |((k, _), _, _): &((K, ()), u64, isize)| route(k));
+    let keys = input.map(|(k, _)| (k, ()));
+    arrange_core::<_, _, KeyBatcher<K, u64, isize>, KeySpine<K, u64, isize>>(
+        keys.inner,
+        pact,
+        &format!("Arrange: {name}"),
+        KeyBatcher::new,
+    )
+    .reduce_abelian::<_, KeyBuilder<K, u64, isize>, KeySpine<K, u64, isize>, _, _>(
+        name,
+        |_key, _input, output| output.push(((), 1)),
+        |buffer, key, updates| {
+            buffer.clear();
+            buffer.extend(updates.drain(..).map(|(v, t, r)| ((key.clone(), v), t, r)));
+        },
+    )
+}
+
+/// The rows of `rows` whose key is in `keys` (differential's `semijoin`, on arrangements).
+pub(crate) fn semijoin_arranged<'scope, K, V>(
+    rows: ByKey<'scope, K, V>,
+    keys: Keys<'scope, K>,
+) -> VecCollection<'scope, u64, (K, V)>
+where
+    K: ExchangeData,
+    V: ExchangeData,
+{
+    rows.join_core(keys, |k: &K, v: &V, _: &()| Some((k.clone(), v.clone())))
 }
 
 /// The records of one epoch from up to two inputs, with a capability to emit at the epoch.

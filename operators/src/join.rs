@@ -50,17 +50,35 @@
 //!   could still arrive until then). The outer join does the same for right events,
 //!   `(None, w)`, with the event's own event time.
 //!
-//! The operator's state is the unexpired events of both sides, per key, on the key's owner.
+//! The operator's state is the unexpired events of both sides, per key and by event time, on the
+//! key's owner. A new event meets only the other side's events within `window` of it (a range
+//! query), and each key is scheduled at the stream time its earliest event expires, so an epoch
+//! touches only the keys it brings events for and the keys with something to expire.
+//!
+//! ## Routing
+//!
+//! Every join has a route-taking form — [`WindowJoin::window_join_core`],
+//! [`TableJoin::lookup_join_core`], [`TableJoin::join_stream_core`] and the `_core` table⋈table
+//! and foreign-key joins — where `route(key)` (the same function on every worker) chooses the
+//! worker that owns a key; the foreign-key joins route by the foreign key, on which they join.
+//! The table⋈table joins exchange their inputs by the route and arrange them where they land,
+//! with no second (`Hashable`) exchange. The plain methods use
+//! [`default_route`](crate::default_route).
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::Hash;
+use std::rc::Rc;
 
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Operator;
 
-use crate::epoch::{default_route, epoch_maxima, Stash, StreamTime};
+use crate::epoch::{
+    arrange_by_route, default_route, distinct_keys_by_route, epoch_maxima, semijoin_arranged,
+    Route, Stash, StreamTime,
+};
 use crate::time::{EventTime, WithLate};
 
 /// One of the two inputs of a join.
@@ -208,29 +226,45 @@ pub trait WindowJoin<'scope, K, V> {
         H: Fn(&K) -> u64 + 'static;
 }
 
-/// An unexpired stream event: its event time, value, multiplicity, and whether it has matched.
+/// An unexpired stream event: its value, multiplicity, and whether it has matched.
 struct Stored<X> {
-    time: u64,
     value: X,
     count: isize,
     matched: bool,
 }
 
-impl<X> Stored<X> {
-    fn new(time: u64, value: X, count: isize) -> Self {
-        Stored {
-            time,
-            value,
-            count,
-            matched: false,
+/// The unexpired events of one key, sorted by event time (a key holds few events, so sorted
+/// vectors beat trees here).
+struct Events<V, W> {
+    left: Vec<(u64, Stored<V>)>,
+    right: Vec<(u64, Stored<W>)>,
+    /// The stream time at which this key's next expiry is scheduled.
+    scheduled: Option<u64>,
+}
+
+impl<V, W> Events<V, W> {
+    /// The earliest event time held.
+    fn earliest(&self) -> Option<u64> {
+        let left = self.left.first().map(|(t, _)| *t);
+        let right = self.right.first().map(|(t, _)| *t);
+        match (left, right) {
+            (Some(l), Some(r)) => Some(l.min(r)),
+            (l, r) => l.or(r),
         }
     }
 }
 
-/// The unexpired events of one key.
-struct Events<V, W> {
-    left: Vec<Stored<V>>,
-    right: Vec<Stored<W>>,
+/// The events of `events` (sorted by time) within `window` of `t`.
+fn within<X>(events: &mut [(u64, Stored<X>)], t: u64, window: u64) -> &mut [(u64, Stored<X>)] {
+    let lo = events.partition_point(|(x, _)| *x < t.saturating_sub(window));
+    let hi = events.partition_point(|(x, _)| *x <= t.saturating_add(window));
+    &mut events[lo..hi]
+}
+
+/// Inserts an event after those at the same or an earlier time.
+fn insert_sorted<X>(events: &mut Vec<(u64, Stored<X>)>, t: u64, stored: Stored<X>) {
+    let at = events.partition_point(|(x, _)| *x <= t);
+    events.insert(at, (t, stored));
 }
 
 type StreamJoinOut<K, V, W> =
@@ -313,8 +347,19 @@ where
             .inner
             .binary_frontier(maxima, pact, Pipeline, "WindowJoin", move |_cap, _info| {
                 let mut state: HashMap<K, Events<V, W>> = HashMap::new();
+                // Keys by the stream time at which their earliest event expires.
+                let mut due: BinaryHeap<Reverse<(u64, K)>> = BinaryHeap::new();
                 let mut stream_time = StreamTime::default();
                 let mut stash = Stash::new();
+                // An event at `t` is open (can still match) while `t + window + grace >= ST`,
+                // and is due to expire at stream time `t + window + grace + 1`.
+                let open =
+                    move |t: u64, st: u64| t.saturating_add(window).saturating_add(grace) >= st;
+                let expiry = move |t: u64| {
+                    t.saturating_add(window)
+                        .saturating_add(grace)
+                        .saturating_add(1)
+                };
                 move |(input, frontier), (max_input, max_frontier), output| {
                     input.for_each(|cap, data| {
                         for (record, t, d) in data.drain(..) {
@@ -333,7 +378,8 @@ where
                         let now = stream_time.0;
                         let mut out: Vec<(StreamJoinOut<K, V, W>, u64, isize)> = Vec::new();
                         // New, not late, events per key.
-                        let mut fresh: BTreeMap<K, Events<V, W>> = BTreeMap::new();
+                        type Fresh<V, W> = (Vec<(u64, V, isize)>, Vec<(u64, W, isize)>);
+                        let mut fresh: BTreeMap<K, Fresh<V, W>> = BTreeMap::new();
                         for ((k, side), d) in batch.first {
                             let t = match &side {
                                 Side::Left((_, t)) | Side::Right((_, t)) => t.0,
@@ -342,75 +388,105 @@ where
                                 out.push((Err((k, side)), time, d));
                                 continue;
                             }
-                            let entry = fresh.entry(k).or_insert_with(|| Events {
-                                left: Vec::new(),
-                                right: Vec::new(),
-                            });
+                            let entry = fresh.entry(k).or_default();
                             match side {
-                                Side::Left((v, t)) => entry.left.push(Stored::new(t.0, v, d)),
-                                Side::Right((w, t)) => entry.right.push(Stored::new(t.0, w, d)),
+                                Side::Left((v, t)) => entry.0.push((t.0, v, d)),
+                                Side::Right((w, t)) => entry.1.push((t.0, w, d)),
                             }
                         }
-                        for (k, mut new) in fresh {
-                            let old = state.entry(k.clone()).or_insert_with(|| Events {
+                        for (k, (new_left, new_right)) in fresh {
+                            let events = state.entry(k.clone()).or_insert_with(|| Events {
                                 left: Vec::new(),
                                 right: Vec::new(),
+                                scheduled: None,
                             });
-                            let mut pair = |l: &mut Stored<V>, r: &mut Stored<W>| {
-                                if l.time.abs_diff(r.time) <= window {
+                            let mut pair =
+                                |(tl, v, l): (u64, &V, isize), (tr, w, r): (u64, &W, isize)| {
+                                    let t = EventTime(std::cmp::max(tl, tr));
+                                    let vw = (Some(v.clone()), Some(w.clone()));
+                                    out.push((Ok((k.clone(), vw, t)), time, l * r));
+                                };
+                            let mut first = u64::MAX;
+                            // New right events meet the old left ones...
+                            for (t, w, d) in new_right {
+                                first = first.min(t);
+                                let mut matched = false;
+                                for (tl, l) in within(&mut events.left, t, window) {
                                     l.matched = true;
+                                    matched = true;
+                                    pair((*tl, &l.value, l.count), (t, &w, d));
+                                }
+                                let stored = Stored {
+                                    value: w,
+                                    count: d,
+                                    matched,
+                                };
+                                insert_sorted(&mut events.right, t, stored);
+                            }
+                            // ...and new left events meet every right one, old and new.
+                            for (t, v, d) in new_left {
+                                first = first.min(t);
+                                let mut matched = false;
+                                for (tr, r) in within(&mut events.right, t, window) {
                                     r.matched = true;
-                                    let t = EventTime(std::cmp::max(l.time, r.time));
-                                    let v = (Some(l.value.clone()), Some(r.value.clone()));
-                                    out.push((Ok((k.clone(), v, t)), time, l.count * r.count));
+                                    matched = true;
+                                    pair((t, &v, d), (*tr, &r.value, r.count));
                                 }
-                            };
-                            for l in new.left.iter_mut() {
-                                for r in old.right.iter_mut().chain(new.right.iter_mut()) {
-                                    pair(l, r);
-                                }
+                                let stored = Stored {
+                                    value: v,
+                                    count: d,
+                                    matched,
+                                };
+                                insert_sorted(&mut events.left, t, stored);
                             }
-                            for r in new.right.iter_mut() {
-                                for l in old.left.iter_mut() {
-                                    pair(l, r);
-                                }
+                            let at = expiry(first);
+                            if events.scheduled.is_none_or(|s| at < s) {
+                                events.scheduled = Some(at);
+                                due.push(Reverse((at, k)));
                             }
-                            old.left.append(&mut new.left);
-                            old.right.append(&mut new.right);
                         }
                         // Expire events whose window has closed; emit the unmatched ones.
-                        let open = |t: u64| t.saturating_add(window).saturating_add(grace) >= now;
-                        state.retain(|k, events| {
-                            events.left.retain(|l| {
-                                if open(l.time) {
-                                    return true;
+                        while due.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                            let Some(Reverse((at, k))) = due.pop() else {
+                                break;
+                            };
+                            {
+                                let Some(events) = state.get_mut(&k) else {
+                                    continue;
+                                };
+                                if events.scheduled != Some(at) {
+                                    continue; // superseded by an earlier schedule
                                 }
-                                if emit_left && !l.matched {
-                                    let v = (Some(l.value.clone()), None);
-                                    out.push((
-                                        Ok((k.clone(), v, EventTime(l.time))),
-                                        time,
-                                        l.count,
-                                    ));
+                                let n = events.left.partition_point(|(t, _)| !open(*t, now));
+                                for (t, l) in events.left.drain(..n) {
+                                    if emit_left && !l.matched {
+                                        let v = (Some(l.value), None);
+                                        let row = Ok((k.clone(), v, EventTime(t)));
+                                        out.push((row, time, l.count));
+                                    }
                                 }
-                                false
-                            });
-                            events.right.retain(|r| {
-                                if open(r.time) {
-                                    return true;
+                                let n = events.right.partition_point(|(t, _)| !open(*t, now));
+                                for (t, r) in events.right.drain(..n) {
+                                    if emit_right && !r.matched {
+                                        let v = (None, Some(r.value));
+                                        let row = Ok((k.clone(), v, EventTime(t)));
+                                        out.push((row, time, r.count));
+                                    }
                                 }
-                                if emit_right && !r.matched {
-                                    let v = (None, Some(r.value.clone()));
-                                    out.push((
-                                        Ok((k.clone(), v, EventTime(r.time))),
-                                        time,
-                                        r.count,
-                                    ));
+                                events.scheduled = None;
+                                match events.earliest() {
+                                    // (`expiry(t) <= now` only when it saturates: never.)
+                                    Some(t) if expiry(t) > now => {
+                                        events.scheduled = Some(expiry(t));
+                                        due.push(Reverse((expiry(t), k)));
+                                    }
+                                    Some(_) => {}
+                                    None => {
+                                        state.remove(&k);
+                                    }
                                 }
-                                false
-                            });
-                            !events.left.is_empty() || !events.right.is_empty()
-                        });
+                            }
+                        }
                         output
                             .session(&batch.capability)
                             .give_iterator(out.into_iter());
@@ -627,6 +703,101 @@ pub trait TableJoin<'scope, K, V> {
     ) -> VecCollection<'scope, u64, (K, (V, S))>
     where
         S: ExchangeData;
+
+    /// As [`TableJoin::join_stream`], with `route(key)` choosing the worker that owns a key.
+    fn join_stream_core<S, H>(
+        self,
+        stream: VecCollection<'scope, u64, (K, S)>,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, S))>
+    where
+        S: ExchangeData,
+        H: Fn(&K) -> u64 + 'static;
+
+    /// As [`TableJoin::table_join`], with `route(key)` choosing the worker that owns a key (the
+    /// same function on every worker).
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::TableJoin;
+    ///
+    /// timely::example(|scope| {
+    ///     let left = scope.new_collection_from(vec![(1u64, 'a'), (2, 'b')]).1;
+    ///     let right = scope.new_collection_from(vec![(1u64, 'x')]).1;
+    ///     let expected = scope.new_collection_from(vec![(1u64, ('a', 'x'))]).1;
+    ///     left.table_join_core(right, |k: &u64| *k).assert_eq(expected);
+    /// });
+    /// ```
+    fn table_join_core<W, H>(
+        self,
+        other: VecCollection<'scope, u64, (K, W)>,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, W))>
+    where
+        W: ExchangeData,
+        H: Fn(&K) -> u64 + 'static;
+
+    /// As [`TableJoin::table_left_join`], with `route(key)` choosing the worker that owns a key.
+    fn table_left_join_core<W, H>(
+        self,
+        other: VecCollection<'scope, u64, (K, W)>,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
+    where
+        W: ExchangeData,
+        H: Fn(&K) -> u64 + 'static;
+
+    /// As [`TableJoin::table_outer_join`], with `route(key)` choosing the worker that owns a key.
+    fn table_outer_join_core<W, H>(
+        self,
+        other: VecCollection<'scope, u64, (K, W)>,
+        route: H,
+    ) -> OuterJoined<'scope, K, V, W>
+    where
+        W: ExchangeData,
+        H: Fn(&K) -> u64 + 'static;
+
+    /// As [`TableJoin::fk_join`], with `route(foreign key)` choosing the worker that owns a
+    /// foreign key: the join happens there, where the right row of that key lives.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::TableJoin;
+    ///
+    /// timely::example(|scope| {
+    ///     let orders = scope.new_collection_from(vec![(1, (7u64, 50)), (2, (8, 20))]).1;
+    ///     let customers = scope.new_collection_from(vec![(7u64, 'x')]).1;
+    ///     let expected = scope.new_collection_from(vec![(1, ((7u64, 50), 'x'))]).1;
+    ///     orders
+    ///         .fk_join_core(customers, |&(customer, _)| Some(customer), |c: &u64| *c)
+    ///         .assert_eq(expected);
+    /// });
+    /// ```
+    fn fk_join_core<F, W, L, H>(
+        self,
+        other: VecCollection<'scope, u64, (F, W)>,
+        fk: L,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, W))>
+    where
+        F: ExchangeData,
+        W: ExchangeData,
+        L: Fn(&V) -> Option<F> + 'static,
+        H: Fn(&F) -> u64 + 'static;
+
+    /// As [`TableJoin::fk_left_join`], with `route(foreign key)` choosing the worker that owns a
+    /// foreign key.
+    fn fk_left_join_core<F, W, L, H>(
+        self,
+        other: VecCollection<'scope, u64, (F, W)>,
+        fk: L,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
+    where
+        F: ExchangeData,
+        W: ExchangeData,
+        L: Fn(&V) -> Option<F> + 'static,
+        H: Fn(&F) -> u64 + 'static;
 }
 
 impl<'scope, K, V> TableJoin<'scope, K, V> for VecCollection<'scope, u64, (K, V)>
@@ -641,7 +812,7 @@ where
     where
         W: ExchangeData,
     {
-        self.join(other)
+        self.table_join_core(other, default_route::<K>)
     }
 
     fn table_left_join<W>(
@@ -651,13 +822,7 @@ where
     where
         W: ExchangeData,
     {
-        let keys = other.clone().map(|(k, _)| k).distinct();
-        let matched = self
-            .clone()
-            .join(other)
-            .map(|(k, (v, w))| (k, (v, Some(w))));
-        let unmatched = self.antijoin(keys).map(|(k, v)| (k, (v, None)));
-        matched.concat(unmatched)
+        self.table_left_join_core(other, default_route::<K>)
     }
 
     fn table_outer_join<W>(
@@ -667,15 +832,7 @@ where
     where
         W: ExchangeData,
     {
-        let left_keys = self.clone().map(|(k, _)| k).distinct();
-        let right_keys = other.clone().map(|(k, _)| k).distinct();
-        let matched = self
-            .clone()
-            .join(other.clone())
-            .map(|(k, (v, w))| (k, (Some(v), Some(w))));
-        let left_only = self.antijoin(right_keys).map(|(k, v)| (k, (Some(v), None)));
-        let right_only = other.antijoin(left_keys).map(|(k, w)| (k, (None, Some(w))));
-        matched.concat(left_only).concat(right_only)
+        self.table_outer_join_core(other, default_route::<K>)
     }
 
     fn fk_join<F, W, L>(
@@ -688,9 +845,7 @@ where
         W: ExchangeData,
         L: Fn(&V) -> Option<F> + 'static,
     {
-        self.flat_map(move |(k, v)| fk(&v).map(|f| (f, (k, v))))
-            .join(other)
-            .map(|(_f, ((k, v), w))| (k, (v, w)))
+        self.fk_join_core(other, fk, default_route::<F>)
     }
 
     fn fk_left_join<F, W, L>(
@@ -703,18 +858,125 @@ where
         W: ExchangeData,
         L: Fn(&V) -> Option<F> + 'static,
     {
-        let fk = std::rc::Rc::new(fk);
-        let fk2 = std::rc::Rc::clone(&fk);
+        self.fk_left_join_core(other, fk, default_route::<F>)
+    }
+
+    fn table_join_core<W, H>(
+        self,
+        other: VecCollection<'scope, u64, (K, W)>,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, W))>
+    where
+        W: ExchangeData,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        let route: Route<K> = Rc::new(route);
+        let left = arrange_by_route(self, "TableJoin: left", Rc::clone(&route));
+        let right = arrange_by_route(other, "TableJoin: right", route);
+        left.join_core(right, |k: &K, v: &V, w: &W| {
+            Some((k.clone(), (v.clone(), w.clone())))
+        })
+    }
+
+    fn table_left_join_core<W, H>(
+        self,
+        other: VecCollection<'scope, u64, (K, W)>,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
+    where
+        W: ExchangeData,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        let route: Route<K> = Rc::new(route);
+        let keys = distinct_keys_by_route(other.clone(), "RightKeys", Rc::clone(&route));
+        let left = arrange_by_route(self.clone(), "TableLeftJoin: left", Rc::clone(&route));
+        let right = arrange_by_route(other, "TableLeftJoin: right", route);
+        let matched = left.clone().join_core(right, |k: &K, v: &V, w: &W| {
+            Some((k.clone(), (v.clone(), Some(w.clone()))))
+        });
+        let unmatched = self
+            .concat(semijoin_arranged(left, keys).negate())
+            .map(|(k, v)| (k, (v, None)));
+        matched.concat(unmatched)
+    }
+
+    fn table_outer_join_core<W, H>(
+        self,
+        other: VecCollection<'scope, u64, (K, W)>,
+        route: H,
+    ) -> OuterJoined<'scope, K, V, W>
+    where
+        W: ExchangeData,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        let route: Route<K> = Rc::new(route);
+        let left_keys = distinct_keys_by_route(self.clone(), "LeftKeys", Rc::clone(&route));
+        let right_keys = distinct_keys_by_route(other.clone(), "RightKeys", Rc::clone(&route));
+        let left = arrange_by_route(self.clone(), "TableOuterJoin: left", Rc::clone(&route));
+        let right = arrange_by_route(other.clone(), "TableOuterJoin: right", route);
+        let matched = left
+            .clone()
+            .join_core(right.clone(), |k: &K, v: &V, w: &W| {
+                Some((k.clone(), (Some(v.clone()), Some(w.clone()))))
+            });
+        let left_only = self
+            .concat(semijoin_arranged(left, right_keys).negate())
+            .map(|(k, v)| (k, (Some(v), None)));
+        let right_only = other
+            .concat(semijoin_arranged(right, left_keys).negate())
+            .map(|(k, w)| (k, (None, Some(w))));
+        matched.concat(left_only).concat(right_only)
+    }
+
+    fn fk_join_core<F, W, L, H>(
+        self,
+        other: VecCollection<'scope, u64, (F, W)>,
+        fk: L,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, W))>
+    where
+        F: ExchangeData,
+        W: ExchangeData,
+        L: Fn(&V) -> Option<F> + 'static,
+        H: Fn(&F) -> u64 + 'static,
+    {
+        let route: Route<F> = Rc::new(route);
+        let keyed = self.flat_map(move |(k, v)| fk(&v).map(|f| (f, (k, v))));
+        let left = arrange_by_route(keyed, "FkJoin: left", Rc::clone(&route));
+        let right = arrange_by_route(other, "FkJoin: right", route);
+        left.join_core(right, |_f: &F, (k, v): &(K, V), w: &W| {
+            Some((k.clone(), (v.clone(), w.clone())))
+        })
+    }
+
+    fn fk_left_join_core<F, W, L, H>(
+        self,
+        other: VecCollection<'scope, u64, (F, W)>,
+        fk: L,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
+    where
+        F: ExchangeData,
+        W: ExchangeData,
+        L: Fn(&V) -> Option<F> + 'static,
+        H: Fn(&F) -> u64 + 'static,
+    {
+        let route: Route<F> = Rc::new(route);
+        let fk = Rc::new(fk);
+        let fk2 = Rc::clone(&fk);
         let keyed = self
             .clone()
             .flat_map(move |(k, v)| fk(&v).map(|f| (f, (k, v))));
-        let right_keys = other.clone().map(|(f, _)| f).distinct();
-        let matched = keyed
+        let right_keys = distinct_keys_by_route(other.clone(), "RightKeys", Rc::clone(&route));
+        let left = arrange_by_route(keyed.clone(), "FkLeftJoin: left", Rc::clone(&route));
+        let right = arrange_by_route(other, "FkLeftJoin: right", route);
+        let matched = left
             .clone()
-            .join(other)
-            .map(|(_f, ((k, v), w))| (k, (v, Some(w))));
+            .join_core(right, |_f: &F, (k, v): &(K, V), w: &W| {
+                Some((k.clone(), (v.clone(), Some(w.clone()))))
+            });
         let dangling = keyed
-            .antijoin(right_keys)
+            .concat(semijoin_arranged(left, right_keys).negate())
             .map(|(_f, (k, v))| (k, (v, None)));
         let no_key = self.flat_map(move |(k, v)| match fk2(&v) {
             None => Some((k, (v, None))),
@@ -823,8 +1085,20 @@ where
     where
         S: ExchangeData,
     {
+        self.join_stream_core(stream, default_route::<K>)
+    }
+
+    fn join_stream_core<S, H>(
+        self,
+        stream: VecCollection<'scope, u64, (K, S)>,
+        route: H,
+    ) -> VecCollection<'scope, u64, (K, (V, S))>
+    where
+        S: ExchangeData,
+        H: Fn(&K) -> u64 + 'static,
+    {
         stream
-            .lookup_join_core(self, false, default_route::<K>)
+            .lookup_join_core(self, false, route)
             .flat_map(|(k, (s, v))| v.map(|v| (k, (v, s))))
     }
 }

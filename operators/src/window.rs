@@ -49,10 +49,20 @@
 //!
 //! ## State and cost
 //!
-//! Per key, the accepted records of live windows and the current value of each live window. A
-//! window's value is recomputed from its records whenever records are added to it, which keeps
-//! any `logic` correct (including session merges) at the price of `O(records in window)` per
-//! touched window per epoch. Closing and expiry scan the operator's live windows once per epoch.
+//! Per key, the current value of each live window and, where needed, the accepted records.
+//!
+//! * [`Windows::window_aggregate`] recomputes a window's value from its records whenever records
+//!   are added to it, which keeps any `logic` correct (including session merges) at the price of
+//!   `O(records in window)` per touched window per epoch; it keeps the records of live windows.
+//! * [`Windows::window_fold_core`] (and [`Windows::window_count`]) fold each record into the
+//!   values of its windows and merge values when sessions merge: `O(windows per record)`, with no
+//!   records kept (except for sliding windows, whose new windows start from the records they
+//!   cover).
+//!
+//! Closing, expiry and the pruning of records are scheduled by the stream time at which they fall
+//! due (an ordered index by close and expiry time), so an epoch touches only the keys it brings
+//! records for and the windows that close or expire, never the whole state. A session's
+//! overlapping windows are found by a range query (a key's sessions are disjoint).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
@@ -80,10 +90,6 @@ impl Window {
     /// True when `t` lies in `[start, end)`.
     pub fn contains(&self, t: u64) -> bool {
         self.start <= t && t < self.end
-    }
-
-    fn overlaps(&self, other: &Window) -> bool {
-        self.start < other.end && other.start < self.end
     }
 }
 
@@ -229,16 +235,58 @@ impl Kind {
 }
 
 /// A live window: its current value and whether it has closed.
+///
+/// The value is `None` only while a recomputed window waits for its recomputation, within the
+/// epoch that changed it.
 struct Live<A> {
-    value: A,
+    value: Option<A>,
     closed: bool,
 }
 
 /// The state of one key.
 struct KeyState<V, A> {
-    /// Accepted records of live windows, by event time.
+    /// Accepted records, by event time: kept when values are recomputed from records, and for
+    /// sliding windows (a new window starts from the records it covers).
     records: BTreeMap<u64, Vec<V>>,
+    /// The key's live windows. Session windows of a key are disjoint.
     windows: BTreeMap<Window, Live<A>>,
+}
+
+impl<V, A> KeyState<V, A> {
+    fn is_empty(&self) -> bool {
+        self.windows.is_empty() && self.records.is_empty()
+    }
+}
+
+/// How window values are maintained.
+enum Agg<K, V, A> {
+    /// Recomputed from the window's records whenever records are added.
+    Recompute(Box<LogicFn<K, V, A>>),
+    /// Folded incrementally, record by record.
+    Fold {
+        init: A,
+        fold: Box<FoldFn<V, A>>,
+        merge: Box<MergeFn<A>>,
+    },
+}
+
+type LogicFn<K, V, A> = dyn FnMut(&K, &Window, &[(EventTime, V)]) -> A;
+type FoldFn<V, A> = dyn FnMut(&mut A, EventTime, &V);
+type MergeFn<A> = dyn FnMut(&mut A, A);
+
+/// Work scheduled at a stream time: closing or expiring a window, or dropping a key's records
+/// that no window can need any more.
+enum Due<K> {
+    Window(K, Window),
+    Prune(K),
+}
+
+/// The key's records in `[start, end)`, in `(event time, value)` order.
+fn content<V: Clone>(records: &BTreeMap<u64, Vec<V>>, w: &Window) -> Vec<(EventTime, V)> {
+    records
+        .range(w.start..w.end)
+        .flat_map(|(t, vs)| vs.iter().map(|v| (EventTime(*t), v.clone())))
+        .collect()
 }
 
 type WindowOut<K, V, A> = Result<((K, Window), A), LateWindowRecord<K, V>>;
@@ -354,6 +402,65 @@ pub trait Windows<'scope, K, V> {
         A: ExchangeData,
         L: FnMut(&K, &Window, &[(EventTime, V)]) -> A + 'static,
         H: Fn(&K) -> u64 + 'static;
+
+    /// An incremental windowed aggregate: each window's value starts at `init`, every accepted
+    /// record is folded in with `fold(value, event time, record)`, and when a record bridges
+    /// session windows their values are combined with `merge(into, other)`. The state keeps only
+    /// these values (plus, for sliding windows, the records a new window starts from), and adding
+    /// a record costs `O(windows it falls in)`, whatever the window's size. `route(key)` chooses
+    /// the worker that owns a key.
+    ///
+    /// `fold` and `merge` must not depend on the order of records: the result is then the same
+    /// table as [`Windows::window_aggregate_core`] with a `logic` that folds the window's records
+    /// in order (count, sum, min, max qualify; use `window_aggregate` for anything else).
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{Emit, EventTime, Window, WindowConfig, WindowKind, Windows};
+    ///
+    /// timely::example(|scope| {
+    ///     let events = scope.new_collection_from(vec![
+    ///         (1u64, 10u64, EventTime(1)),
+    ///         (1, 20, EventTime(4)),
+    ///         (1, 5, EventTime(20)),
+    ///     ]).1;
+    ///     let config = WindowConfig {
+    ///         kind: WindowKind::Session { gap: 5 },
+    ///         grace: 0,
+    ///         expires: 1000,
+    ///         emit: Emit::EveryUpdate,
+    ///     };
+    ///     let expected = scope.new_collection_from(vec![
+    ///         ((1u64, Window { start: 1, end: 9 }), 30u64),
+    ///         ((1u64, Window { start: 20, end: 25 }), 5),
+    ///     ]).1;
+    ///     events
+    ///         .window_fold_core(
+    ///             config,
+    ///             "sum",
+    ///             |k: &u64| *k,
+    ///             0u64,
+    ///             |sum, _t, v| *sum += *v,
+    ///             |sum, other| *sum += other,
+    ///         )
+    ///         .output
+    ///         .assert_eq(expected);
+    /// });
+    /// ```
+    fn window_fold_core<A, F, M, H>(
+        self,
+        config: WindowConfig,
+        name: &str,
+        route: H,
+        init: A,
+        fold: F,
+        merge: M,
+    ) -> Windowed<'scope, K, V, A>
+    where
+        A: ExchangeData,
+        F: FnMut(&mut A, EventTime, &V) + 'static,
+        M: FnMut(&mut A, A) + 'static,
+        H: Fn(&K) -> u64 + 'static;
 }
 
 impl<'scope, K, V> Windows<'scope, K, V> for VecCollection<'scope, u64, (K, V, EventTime)>
@@ -362,9 +469,14 @@ where
     V: ExchangeData,
 {
     fn window_count(self, config: WindowConfig) -> Windowed<'scope, K, V, isize> {
-        self.window_aggregate(config, "WindowCount", |_k, _w, records| {
-            records.len() as isize
-        })
+        self.window_fold_core(
+            config,
+            "WindowCount",
+            default_route::<K>,
+            0isize,
+            |count, _t, _v| *count += 1,
+            |count, other| *count += other,
+        )
     }
 
     fn window_aggregate<A, L>(
@@ -385,230 +497,400 @@ where
         config: WindowConfig,
         name: &str,
         route: H,
-        mut logic: L,
+        logic: L,
     ) -> Windowed<'scope, K, V, A>
     where
         A: ExchangeData,
         L: FnMut(&K, &Window, &[(EventTime, V)]) -> A + 'static,
         H: Fn(&K) -> u64 + 'static,
     {
-        let kind = Kind::new(config.kind);
-        let grace = config.grace;
-        let retention = kind.retention(&config);
-        let every_update = config.emit == Emit::EveryUpdate;
-        let maxima = epoch_maxima(self.clone(), |(_, _, t): &(K, V, EventTime)| t.0);
-        let pact =
-            Exchange::new(move |((k, _, _), _, _): &((K, V, EventTime), u64, isize)| route(k));
-        let out = self
-            .inner
-            .binary_frontier(maxima, pact, Pipeline, name, move |_cap, _info| {
-                let mut state: HashMap<K, KeyState<V, A>> = HashMap::new();
-                let mut stream_time = StreamTime::default();
-                let mut stash = Stash::new();
-                move |(input, frontier), (max_input, max_frontier), output| {
-                    input.for_each(|cap, data| {
-                        for (record, t, d) in data.drain(..) {
-                            if d > 0 {
-                                stash.push_first(&cap, t, (record, d));
-                            }
-                        }
-                    });
-                    max_input.for_each(|cap, data| {
-                        for (t, m) in data.drain(..) {
-                            stash.push_second(&cap, t, (t, m));
-                        }
-                    });
-                    while let Some((time, batch)) = stash.pop_complete(&[frontier, max_frontier]) {
-                        let before = stream_time.advance(&batch.second);
-                        let now = stream_time.0;
-                        let closed_by = |w: &Window, st: u64| w.end.saturating_add(grace) <= st;
-                        let mut out: Vec<(WindowOut<K, V, A>, u64, isize)> = Vec::new();
+        windowed(self, config, name, route, Agg::Recompute(Box::new(logic)))
+    }
 
-                        let mut groups: BTreeMap<K, Vec<(u64, V)>> = BTreeMap::new();
-                        for ((k, v, t), d) in batch.first {
-                            let group = groups.entry(k).or_default();
-                            for _ in 0..d {
-                                group.push((t.0, v.clone()));
-                            }
+    fn window_fold_core<A, F, M, H>(
+        self,
+        config: WindowConfig,
+        name: &str,
+        route: H,
+        init: A,
+        fold: F,
+        merge: M,
+    ) -> Windowed<'scope, K, V, A>
+    where
+        A: ExchangeData,
+        F: FnMut(&mut A, EventTime, &V) + 'static,
+        M: FnMut(&mut A, A) + 'static,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        let agg = Agg::Fold {
+            init,
+            fold: Box::new(fold),
+            merge: Box::new(merge),
+        };
+        windowed(self, config, name, route, agg)
+    }
+}
+
+/// The per-epoch work of one key: the windows it changed, with their values before the epoch.
+struct Touched<A> {
+    /// Values before the epoch (`None`: the window did not exist), when emitting every update.
+    before: BTreeMap<Window, Option<A>>,
+    /// Windows to recompute from records.
+    dirty: BTreeSet<Window>,
+    /// Windows created in the epoch, to schedule.
+    created: Vec<Window>,
+    every_update: bool,
+}
+
+impl<A: Clone> Touched<A> {
+    /// Remembers `w`'s value before the epoch, the first time `w` is touched.
+    fn snapshot<V>(&mut self, ks: &KeyState<V, A>, w: Window) {
+        if self.every_update && !self.before.contains_key(&w) {
+            let old = ks
+                .windows
+                .get(&w)
+                .map(|l| l.value.clone().expect("computed"));
+            self.before.insert(w, old);
+        }
+    }
+}
+
+/// Adds the record `(t, v)` to window `w`, creating the window if needed.
+fn add<K, V, A: Clone>(
+    agg: &mut Agg<K, V, A>,
+    ks: &mut KeyState<V, A>,
+    touched: &mut Touched<A>,
+    w: Window,
+    t: u64,
+    v: &V,
+) {
+    touched.snapshot(ks, w);
+    let live = ks.windows.entry(w).or_insert_with(|| {
+        touched.created.push(w);
+        Live {
+            value: match agg {
+                Agg::Recompute(_) => None,
+                Agg::Fold { init, .. } => Some(init.clone()),
+            },
+            closed: false,
+        }
+    });
+    match agg {
+        Agg::Recompute(_) => {
+            touched.dirty.insert(w);
+        }
+        Agg::Fold { fold, .. } => fold(live.value.as_mut().expect("folded"), EventTime(t), v),
+    }
+}
+
+/// The windowed aggregate operator behind every method of [`Windows`].
+fn windowed<'scope, K, V, A, H>(
+    input: VecCollection<'scope, u64, (K, V, EventTime)>,
+    config: WindowConfig,
+    name: &str,
+    route: H,
+    mut agg: Agg<K, V, A>,
+) -> Windowed<'scope, K, V, A>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    A: ExchangeData,
+    H: Fn(&K) -> u64 + 'static,
+{
+    let kind = Kind::new(config.kind);
+    let grace = config.grace;
+    let retention = kind.retention(&config);
+    let every_update = config.emit == Emit::EveryUpdate;
+    let recompute = matches!(agg, Agg::Recompute(_));
+    let keep_records = recompute || matches!(kind, Kind::Sliding { .. });
+    let maxima = epoch_maxima(input.clone(), |(_, _, t): &(K, V, EventTime)| t.0);
+    let pact = Exchange::new(move |((k, _, _), _, _): &((K, V, EventTime), u64, isize)| route(k));
+    let out = input
+        .inner
+        .binary_frontier(maxima, pact, Pipeline, name, move |_cap, _info| {
+            let mut state: HashMap<K, KeyState<V, A>> = HashMap::new();
+            // Closing, expiry and pruning, by the stream time at which they are due.
+            let mut due: BTreeMap<u64, Vec<Due<K>>> = BTreeMap::new();
+            let mut stream_time = StreamTime::default();
+            let mut stash = Stash::new();
+            move |(input, frontier), (max_input, max_frontier), output| {
+                input.for_each(|cap, data| {
+                    for (record, t, d) in data.drain(..) {
+                        if d > 0 {
+                            stash.push_first(&cap, t, (record, d));
                         }
-                        for (k, mut records) in groups {
-                            records.sort();
-                            let ks = state.entry(k.clone()).or_insert_with(|| KeyState {
-                                records: BTreeMap::new(),
-                                windows: BTreeMap::new(),
-                            });
-                            let mut touched: BTreeSet<Window> = BTreeSet::new();
-                            let mut dirty = false;
-                            for (t, v) in records {
-                                let mut late = |w: Window, v: V| {
-                                    out.push((Err(((k.clone(), w), (v, EventTime(t)))), time, 1));
-                                };
-                                let accepted = match kind {
-                                    Kind::Fixed { size, advance } => {
-                                        let mut any = false;
-                                        for w in Kind::fixed(size, advance, t) {
-                                            if closed_by(&w, before) {
-                                                late(w, v.clone());
-                                            } else {
-                                                any = true;
-                                                touched.insert(w);
-                                            }
-                                        }
-                                        any
-                                    }
-                                    Kind::Sliding { .. } => {
-                                        let own = kind.own(t);
-                                        if closed_by(&own, before) {
-                                            late(own, v.clone());
-                                            false
+                    }
+                });
+                max_input.for_each(|cap, data| {
+                    for (t, m) in data.drain(..) {
+                        stash.push_second(&cap, t, (t, m));
+                    }
+                });
+                while let Some((time, batch)) = stash.pop_complete(&[frontier, max_frontier]) {
+                    let before = stream_time.advance(&batch.second);
+                    let now = stream_time.0;
+                    let closed_by = |w: &Window, st: u64| w.end.saturating_add(grace) <= st;
+                    let mut out: Vec<(WindowOut<K, V, A>, u64, isize)> = Vec::new();
+
+                    let mut groups: BTreeMap<K, Vec<(u64, V)>> = BTreeMap::new();
+                    for ((k, v, t), d) in batch.first {
+                        let group = groups.entry(k).or_default();
+                        for _ in 1..d {
+                            group.push((t.0, v.clone()));
+                        }
+                        group.push((t.0, v));
+                    }
+                    for (k, mut records) in groups {
+                        records.sort();
+                        let ks = state.entry(k.clone()).or_insert_with(|| KeyState {
+                            records: BTreeMap::new(),
+                            windows: BTreeMap::new(),
+                        });
+                        let mut touched = Touched {
+                            before: BTreeMap::new(),
+                            dirty: BTreeSet::new(),
+                            created: Vec::new(),
+                            every_update,
+                        };
+                        let mut latest = None;
+                        for (t, v) in records {
+                            let mut late = |w: Window, v: V| {
+                                out.push((Err(((k.clone(), w), (v, EventTime(t)))), time, 1));
+                            };
+                            let accepted = match kind {
+                                Kind::Fixed { size, advance } => {
+                                    let mut any = false;
+                                    for w in Kind::fixed(size, advance, t) {
+                                        if closed_by(&w, before) {
+                                            late(w, v.clone());
                                         } else {
-                                            touched.insert(own);
-                                            for w in ks.windows.keys() {
-                                                if w.contains(t) {
-                                                    touched.insert(*w);
-                                                }
-                                            }
-                                            true
+                                            any = true;
+                                            add(&mut agg, ks, &mut touched, w, t, &v);
                                         }
                                     }
-                                    Kind::Session { .. } => {
-                                        let own = kind.own(t);
-                                        let blocked = closed_by(&own, before)
-                                            || ks
-                                                .windows
-                                                .iter()
-                                                .any(|(w, l)| l.closed && w.overlaps(&own));
-                                        if blocked {
-                                            late(own, v.clone());
-                                            false
-                                        } else {
-                                            dirty = true;
-                                            true
-                                        }
+                                    any
+                                }
+                                Kind::Sliding { .. } => {
+                                    let own = kind.own(t);
+                                    if closed_by(&own, before) {
+                                        late(own, v.clone());
+                                        continue;
                                     }
-                                };
-                                if accepted {
                                     let values = ks.records.entry(t).or_default();
                                     let at = values.partition_point(|x| x <= &v);
-                                    values.insert(at, v);
-                                }
-                            }
-                            let mut set = |w: Window, ks: &mut KeyState<V, A>, out: &mut Vec<_>| {
-                                let content: Vec<(EventTime, V)> = ks
-                                    .records
-                                    .range(w.start..w.end)
-                                    .flat_map(|(t, vs)| {
-                                        vs.iter().map(|v| (EventTime(*t), v.clone()))
-                                    })
-                                    .collect();
-                                let value = logic(&k, &w, &content);
-                                let live = Live {
-                                    value: value.clone(),
-                                    closed: false,
-                                };
-                                let old = ks.windows.insert(w, live);
-                                if every_update && old.as_ref().map(|o| &o.value) != Some(&value) {
-                                    if let Some(old) = old {
-                                        out.push((Ok(((k.clone(), w), old.value)), time, -1));
+                                    values.insert(at, v.clone());
+                                    latest = Some(t);
+                                    // A new window starts from every record it covers,
+                                    // this one included.
+                                    let mut fresh = false;
+                                    if !ks.windows.contains_key(&own) {
+                                        fresh = true;
+                                        touched.snapshot(ks, own);
+                                        touched.created.push(own);
+                                        let value = match &mut agg {
+                                            Agg::Recompute(_) => {
+                                                touched.dirty.insert(own);
+                                                None
+                                            }
+                                            Agg::Fold { init, fold, .. } => {
+                                                let mut acc = init.clone();
+                                                for (t, v) in content(&ks.records, &own) {
+                                                    fold(&mut acc, t, &v);
+                                                }
+                                                Some(acc)
+                                            }
+                                        };
+                                        let live = Live {
+                                            value,
+                                            closed: false,
+                                        };
+                                        ks.windows.insert(own, live);
                                     }
-                                    out.push((Ok(((k.clone(), w), value)), time, 1));
+                                    // Every window containing t starts at or after own.start.
+                                    let from = Window {
+                                        start: own.start,
+                                        end: 0,
+                                    };
+                                    let to = Window {
+                                        start: t.saturating_add(1),
+                                        end: 0,
+                                    };
+                                    let containing: Vec<Window> = ks
+                                        .windows
+                                        .range(from..to)
+                                        .map(|(w, _)| *w)
+                                        .filter(|w| w.contains(t) && !(fresh && *w == own))
+                                        .collect();
+                                    for w in containing {
+                                        add(&mut agg, ks, &mut touched, w, t, &v);
+                                    }
+                                    // Already stored.
+                                    false
+                                }
+                                Kind::Session { .. } => {
+                                    let own = kind.own(t);
+                                    // Sessions are disjoint, so those overlapping `own` are the
+                                    // last ones starting before its end, back to the first
+                                    // that ends after its start.
+                                    let upto = Window {
+                                        start: own.end,
+                                        end: 0,
+                                    };
+                                    let overlapping: Vec<(Window, bool)> = ks
+                                        .windows
+                                        .range(..upto)
+                                        .rev()
+                                        .take_while(|(w, _)| w.end > own.start)
+                                        .map(|(w, l)| (*w, l.closed))
+                                        .collect();
+                                    if closed_by(&own, before)
+                                        || overlapping.iter().any(|(_, closed)| *closed)
+                                    {
+                                        late(own, v.clone());
+                                        continue;
+                                    }
+                                    let mut merged = own;
+                                    for (w, _) in &overlapping {
+                                        merged.start = merged.start.min(w.start);
+                                        merged.end = merged.end.max(w.end);
+                                    }
+                                    if overlapping.len() != 1 || overlapping[0].0 != merged {
+                                        // The record creates or extends a session, or bridges
+                                        // several: they become one window.
+                                        let mut acc: Option<A> = None;
+                                        for (w, _) in overlapping {
+                                            touched.snapshot(ks, w);
+                                            let old = ks.windows.remove(&w).expect("live");
+                                            if let (Agg::Fold { merge, .. }, Some(value)) =
+                                                (&mut agg, old.value)
+                                            {
+                                                match acc.as_mut() {
+                                                    Some(acc) => merge(acc, value),
+                                                    None => acc = Some(value),
+                                                }
+                                            }
+                                        }
+                                        if let Agg::Fold { init, .. } = &agg {
+                                            let value = acc.unwrap_or_else(|| init.clone());
+                                            touched.snapshot(ks, merged);
+                                            touched.created.push(merged);
+                                            let live = Live {
+                                                value: Some(value),
+                                                closed: false,
+                                            };
+                                            ks.windows.insert(merged, live);
+                                        }
+                                    }
+                                    add(&mut agg, ks, &mut touched, merged, t, &v);
+                                    true
                                 }
                             };
-                            if let Kind::Session { gap } = kind {
-                                if dirty {
-                                    // Recompute the open sessions from the records outside
-                                    // closed sessions.
-                                    let closed: Vec<Window> = ks
-                                        .windows
-                                        .iter()
-                                        .filter(|(_, l)| l.closed)
-                                        .map(|(w, _)| *w)
-                                        .collect();
-                                    let mut sessions: Vec<Window> = Vec::new();
-                                    for &t in ks.records.keys() {
-                                        if closed.iter().any(|w| w.contains(t)) {
-                                            continue;
-                                        }
-                                        let end = t.saturating_add(gap);
-                                        match sessions.last_mut() {
-                                            Some(last) if t < last.end => {
-                                                last.end = last.end.max(end)
-                                            }
-                                            _ => sessions.push(Window { start: t, end }),
-                                        }
-                                    }
-                                    // Sessions that merged away are retracted; the rest
-                                    // are (re)computed, emitting only changed values.
-                                    let gone: Vec<Window> = ks
-                                        .windows
-                                        .iter()
-                                        .filter(|(w, l)| !l.closed && !sessions.contains(w))
-                                        .map(|(w, _)| *w)
-                                        .collect();
-                                    for w in gone {
-                                        if let Some(old) = ks.windows.remove(&w) {
-                                            if every_update {
-                                                let row = ((k.clone(), w), old.value);
-                                                out.push((Ok(row), time, -1));
-                                            }
-                                        }
-                                    }
-                                    for w in sessions {
-                                        set(w, ks, &mut out);
-                                    }
-                                }
-                            } else {
-                                for w in touched {
-                                    set(w, ks, &mut out);
+                            if accepted && keep_records {
+                                let values = ks.records.entry(t).or_default();
+                                let at = values.partition_point(|x| x <= &v);
+                                values.insert(at, v);
+                            }
+                        }
+                        if let Agg::Recompute(logic) = &mut agg {
+                            for w in std::mem::take(&mut touched.dirty) {
+                                if let Some(live) = ks.windows.get_mut(&w) {
+                                    live.value = Some(logic(&k, &w, &content(&ks.records, &w)));
                                 }
                             }
                         }
-
-                        // Close and expire windows against the new stream time.
-                        state.retain(|k, ks| {
-                            let mut expired = Vec::new();
-                            for (w, live) in ks.windows.iter_mut() {
-                                if !live.closed && closed_by(w, now) {
-                                    live.closed = true;
-                                    if !every_update {
-                                        let row = ((k.clone(), *w), live.value.clone());
-                                        out.push((Ok(row), time, 1));
-                                    }
+                        for (w, old) in std::mem::take(&mut touched.before) {
+                            let new = ks.windows.get(&w).and_then(|l| l.value.as_ref());
+                            if old.as_ref() != new {
+                                if let Some(old) = old {
+                                    out.push((Ok(((k.clone(), w), old)), time, -1));
                                 }
-                                if w.end.saturating_add(retention) <= now {
-                                    expired.push(*w);
+                                if let Some(new) = new {
+                                    out.push((Ok(((k.clone(), w), new.clone())), time, 1));
                                 }
                             }
-                            for w in expired {
-                                if let Some(live) = ks.windows.remove(&w) {
-                                    if every_update {
-                                        out.push((Ok(((k.clone(), w), live.value)), time, -1));
-                                    }
-                                }
-                                if let Kind::Session { .. } = kind {
-                                    let keep = ks.records.split_off(&w.start);
-                                    let mut keep_after = keep;
-                                    let after = keep_after.split_off(&w.end);
-                                    ks.records.extend(after);
-                                }
+                        }
+                        for w in touched.created {
+                            if ks.windows.contains_key(&w) {
+                                let at = w.end.saturating_add(grace);
+                                due.entry(at).or_default().push(Due::Window(k.clone(), w));
                             }
-                            if !matches!(kind, Kind::Session { .. }) {
-                                ks.records.retain(|t, _| {
-                                    kind.last_end(*t).saturating_add(retention) > now
-                                });
-                            }
-                            !ks.windows.is_empty() || !ks.records.is_empty()
-                        });
-                        output
-                            .session(&batch.capability)
-                            .give_iterator(out.into_iter());
+                        }
+                        if let Some(t) = latest {
+                            // Sliding records outlive their own windows: drop them once no
+                            // window can contain them.
+                            let at = kind.last_end(t).saturating_add(retention);
+                            due.entry(at).or_default().push(Due::Prune(k.clone()));
+                        }
                     }
+
+                    // Close, expire and prune what the new stream time has reached.
+                    while let Some(entry) = due.first_entry() {
+                        if *entry.key() > now {
+                            break;
+                        }
+                        for item in entry.remove() {
+                            let k = match item {
+                                Due::Prune(k) => k,
+                                Due::Window(k, w) => {
+                                    let Some(ks) = state.get_mut(&k) else {
+                                        continue;
+                                    };
+                                    let Some(live) = ks.windows.get_mut(&w) else {
+                                        continue;
+                                    };
+                                    let expiry = w.end.saturating_add(retention);
+                                    if !live.closed {
+                                        live.closed = true;
+                                        if !every_update {
+                                            let value = live.value.clone().expect("computed");
+                                            out.push((Ok(((k.clone(), w), value)), time, 1));
+                                        }
+                                        if expiry > now {
+                                            let again = Due::Window(k, w);
+                                            due.entry(expiry).or_default().push(again);
+                                            continue;
+                                        }
+                                    } else if expiry > now {
+                                        continue;
+                                    }
+                                    let live = ks.windows.remove(&w).expect("live");
+                                    if every_update {
+                                        let value = live.value.expect("computed");
+                                        out.push((Ok(((k.clone(), w), value)), time, -1));
+                                    }
+                                    if let Kind::Session { .. } = kind {
+                                        let mut rest = ks.records.split_off(&w.start);
+                                        let mut after = rest.split_off(&w.end);
+                                        ks.records.append(&mut after);
+                                    }
+                                    k
+                                }
+                            };
+                            let Some(ks) = state.get_mut(&k) else {
+                                continue;
+                            };
+                            if !matches!(kind, Kind::Session { .. }) {
+                                while let Some((&t, _)) = ks.records.first_key_value() {
+                                    if kind.last_end(t).saturating_add(retention) > now {
+                                        break;
+                                    }
+                                    ks.records.pop_first();
+                                }
+                            }
+                            if ks.is_empty() {
+                                state.remove(&k);
+                            }
+                        }
+                    }
+                    output
+                        .session(&batch.capability)
+                        .give_iterator(out.into_iter());
                 }
-            })
-            .as_collection();
-        WithLate {
-            output: out.clone().flat_map(|r| r.ok()),
-            late: out.flat_map(|r| r.err()),
-        }
+            }
+        })
+        .as_collection();
+    WithLate {
+        output: out.clone().flat_map(|r| r.ok()),
+        late: out.flat_map(|r| r.err()),
     }
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{as_set, at, run1, Updates, WORKERS};
+use common::{as_set, at, run1, Route, Updates, ROUTES, WORKERS};
 use faustus_operators::Aggregate;
 use proptest::prelude::*;
 
@@ -66,9 +66,17 @@ fn check<A: Ord + Clone + std::fmt::Debug>(
     out: &Updates<(u8, A)>,
     expected: &[BTreeMap<(u8, A), isize>],
     workers: usize,
+    route: Route,
 ) -> Result<(), TestCaseError> {
     for (e, want) in expected.iter().enumerate() {
-        prop_assert_eq!(&at(out, e as u64), want, "workers {} epoch {}", workers, e);
+        prop_assert_eq!(
+            &at(out, e as u64),
+            want,
+            "workers {} route {:?} epoch {}",
+            workers,
+            route,
+            e
+        );
     }
     Ok(())
 }
@@ -89,8 +97,13 @@ proptest! {
         let (updates, states) = realize(&epochs);
         let expected = model(&states, |vs| vs.len() as isize);
         for workers in WORKERS {
-            let out = run1(workers, updates.clone(), |c| c.count_by_key());
-            check(&out, &expected, workers)?;
+            for route in ROUTES {
+                let out = run1(workers, updates.clone(), move |c| match route {
+                    Route::Default => c.count_by_key(),
+                    _ => c.count_by_key_core(route.of()),
+                });
+                check(&out, &expected, workers, route)?;
+            }
         }
     }
 
@@ -99,8 +112,13 @@ proptest! {
         let (updates, states) = realize(&epochs);
         let expected = model(&states, |vs| vs.iter().sum::<i64>());
         for workers in WORKERS {
-            let out = run1(workers, updates.clone(), |c| c.sum_by_key());
-            check(&out, &expected, workers)?;
+            for route in ROUTES {
+                let out = run1(workers, updates.clone(), move |c| match route {
+                    Route::Default => c.sum_by_key(),
+                    _ => c.sum_by_key_core(route.of()),
+                });
+                check(&out, &expected, workers, route)?;
+            }
         }
     }
 
@@ -110,10 +128,18 @@ proptest! {
         let mins = model(&states, |vs| *vs.iter().min().unwrap());
         let maxs = model(&states, |vs| *vs.iter().max().unwrap());
         for workers in WORKERS {
-            let out = run1(workers, updates.clone(), |c| c.min_by_key());
-            check(&out, &mins, workers)?;
-            let out = run1(workers, updates.clone(), |c| c.max_by_key());
-            check(&out, &maxs, workers)?;
+            for route in ROUTES {
+                let out = run1(workers, updates.clone(), move |c| match route {
+                    Route::Default => c.min_by_key(),
+                    _ => c.min_by_key_core(route.of()),
+                });
+                check(&out, &mins, workers, route)?;
+                let out = run1(workers, updates.clone(), move |c| match route {
+                    Route::Default => c.max_by_key(),
+                    _ => c.max_by_key_core(route.of()),
+                });
+                check(&out, &maxs, workers, route)?;
+            }
         }
     }
 
@@ -122,19 +148,23 @@ proptest! {
         let (updates, states) = realize(&epochs);
         // Sorted values with repetition: any order-insensitive function of the group.
         let expected = model(&states, |vs| { let mut vs = vs.to_vec(); vs.sort(); vs });
+        let sorted = |_k: &u8, values: &[(&i64, isize)]| {
+            let mut all = Vec::new();
+            for (v, n) in values {
+                for _ in 0..*n {
+                    all.push(**v);
+                }
+            }
+            Some(all)
+        };
         for workers in WORKERS {
-            let out = run1(workers, updates.clone(), |c| {
-                c.reduce_by_key("sorted", |_k, values| {
-                    let mut all = Vec::new();
-                    for (v, n) in values {
-                        for _ in 0..*n {
-                            all.push(**v);
-                        }
-                    }
-                    Some(all)
-                })
-            });
-            check(&out, &expected, workers)?;
+            for route in ROUTES {
+                let out = run1(workers, updates.clone(), move |c| match route {
+                    Route::Default => c.reduce_by_key("sorted", sorted),
+                    _ => c.reduce_by_key_core("sorted", route.of(), sorted),
+                });
+                check(&out, &expected, workers, route)?;
+            }
         }
     }
 }

@@ -11,8 +11,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{appends, as_set, at, changes_at, run2, Updates, WORKERS};
-use faustus_operators::{EventTime, JoinWindow, Side, TableJoin, WindowJoin};
+use common::{appends, as_set, at, changes_at, run2, Route, Updates, ROUTES, WORKERS};
+use faustus_operators::{EventTime, JoinKind, JoinWindow, Side, TableJoin, WindowJoin};
 use proptest::prelude::*;
 
 type Upd<D> = Vec<Vec<(D, isize)>>;
@@ -73,10 +73,20 @@ proptest! {
         let (ru, rs) = tables(&right);
         let n = std::cmp::max(ls.len(), rs.len());
         let state = |s: &Vec<BTreeMap<u8, u8>>, e: usize| s.get(e).or(s.last()).cloned().unwrap_or_default();
-        for workers in WORKERS {
-            let inner = run2(workers, lu.clone(), ru.clone(), |l, r| l.table_join(r));
-            let left_ = run2(workers, lu.clone(), ru.clone(), |l, r| l.table_left_join(r));
-            let outer = run2(workers, lu.clone(), ru.clone(), |l, r| l.table_outer_join(r));
+        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+            let inner = run2(workers, lu.clone(), ru.clone(), move |l, r| match route {
+                Route::Default => l.table_join(r),
+                _ => l.table_join_core(r, route.of()),
+            });
+            let left_ = run2(workers, lu.clone(), ru.clone(), move |l, r| match route {
+                Route::Default => l.table_left_join(r),
+                _ => l.table_left_join_core(r, route.of()),
+            });
+            let outer = run2(workers, lu.clone(), ru.clone(), move |l, r| match route {
+                Route::Default => l.table_outer_join(r),
+                _ => l.table_outer_join_core(r, route.of()),
+            });
+            let workers = format!("{workers} {route:?}");
             for e in 0..n {
                 let rows = table_join_model(&state(&ls, e), &state(&rs, e));
                 let want_inner = as_set(rows.iter().filter_map(|&(k, (v, w))| Some((k, (v?, w?)))));
@@ -98,9 +108,16 @@ proptest! {
         let (ru, rs) = tables(&right);
         let n = std::cmp::max(ls.len(), rs.len());
         let state = |s: &Vec<BTreeMap<u8, u8>>, e: usize| s.get(e).or(s.last()).cloned().unwrap_or_default();
-        for workers in WORKERS {
-            let inner = run2(workers, lu.clone(), ru.clone(), move |l, r| l.fk_join(r, fk));
-            let left_ = run2(workers, lu.clone(), ru.clone(), move |l, r| l.fk_left_join(r, fk));
+        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+            let inner = run2(workers, lu.clone(), ru.clone(), move |l, r| match route {
+                Route::Default => l.fk_join(r, fk),
+                _ => l.fk_join_core(r, fk, route.of()),
+            });
+            let left_ = run2(workers, lu.clone(), ru.clone(), move |l, r| match route {
+                Route::Default => l.fk_left_join(r, fk),
+                _ => l.fk_left_join_core(r, fk, route.of()),
+            });
+            let workers = format!("{workers} {route:?}");
             for e in 0..n {
                 let (l, r) = (state(&ls, e), state(&rs, e));
                 let rows: Vec<(u8, (u8, Option<u8>))> = l
@@ -130,10 +147,22 @@ proptest! {
             acc.extend(batch.iter().map(|&(k, v)| (k, (v, t.get(&k).copied()))));
             want.push(as_set(acc.clone()));
         }
-        for workers in WORKERS {
-            let inner = run2(workers, appends(events.clone()), tu.clone(), |s, t| s.lookup_join(t));
-            let left_ = run2(workers, appends(events.clone()), tu.clone(), |s, t| s.lookup_left_join(t));
-            let mirror = run2(workers, appends(events.clone()), tu.clone(), |s, t| t.join_stream(s));
+        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+            let inner = run2(workers, appends(events.clone()), tu.clone(), move |s, t| match route {
+                Route::Default => s.lookup_join(t),
+                _ => s
+                    .lookup_join_core(t, false, route.of())
+                    .flat_map(|(k, (v, w))| w.map(|w| (k, (v, w)))),
+            });
+            let left_ = run2(workers, appends(events.clone()), tu.clone(), move |s, t| match route {
+                Route::Default => s.lookup_left_join(t),
+                _ => s.lookup_join_core(t, true, route.of()),
+            });
+            let mirror = run2(workers, appends(events.clone()), tu.clone(), move |s, t| match route {
+                Route::Default => t.join_stream(s),
+                _ => t.join_stream_core(s, route.of()),
+            });
+            let workers = format!("{workers} {route:?}");
             prop_assert!(inner.iter().all(|(_, _, r)| *r > 0), "never retracts");
             prop_assert!(left_.iter().all(|(_, _, r)| *r > 0), "never retracts");
             for (e, w) in want.iter().enumerate() {
@@ -248,9 +277,19 @@ proptest! {
         let w = JoinWindow { window, grace };
         for (kind, emit_l, emit_r) in [("inner", false, false), ("left", true, false), ("outer", true, true)] {
             let want = window_join_model(&left, &right, w, emit_l, emit_r);
-            for workers in WORKERS {
+            for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
                 let out = run2(workers, appends(left.clone()), appends(right.clone()), move |l, r| {
                     let j = match kind {
+                        _ if route != Route::Default => {
+                            let core = match kind {
+                                "inner" => JoinKind::Inner,
+                                "left" => JoinKind::Left,
+                                _ => JoinKind::Outer,
+                            };
+                            let j = l.window_join_core(r, w, core, route.of());
+                            // The core form carries options; the plain forms' rows, as options.
+                            (j.output, j.late)
+                        }
                         "inner" => {
                             let j = l.window_join(r, w);
                             (j.output.map(|(k, (v, w), t)| (k, (Some(v), Some(w)), t)), j.late)
@@ -268,7 +307,7 @@ proptest! {
                 });
                 prop_assert!(out.iter().all(|(_, _, r)| *r > 0), "{} never retracts", kind);
                 for (e, want) in want.iter().enumerate() {
-                    prop_assert_eq!(&split(&out, e as u64), want, "{} workers {} epoch {}", kind, workers, e);
+                    prop_assert_eq!(&split(&out, e as u64), want, "{} workers {} {:?} epoch {}", kind, workers, route, e);
                 }
             }
         }

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{appends, as_set, at, run1, Updates, WORKERS};
+use common::{appends, as_set, at, run1, Route, Updates, ROUTES, WORKERS};
 use faustus_operators::{ListOp, ListTables, SetOp, SetTables};
 use proptest::prelude::*;
 
@@ -97,11 +97,15 @@ proptest! {
     #[test]
     fn set_table_matches_model(epochs in set_ops()) {
         let want = replay(&epochs, set_apply);
-        for workers in WORKERS {
-            let out: Updates<SetOut> = run1(workers, appends(epochs.clone()), |ops| {
-                let t = ops.set_table("set");
+        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+            let out: Updates<SetOut> = run1(workers, appends(epochs.clone()), move |ops| {
+                let t = match route {
+                    Route::Default => ops.set_table("set"),
+                    _ => ops.set_table_core("set", route.of()),
+                };
                 t.table.map(Ok).concat(t.changelog.map(Err))
             });
+            let workers = format!("{workers} {route:?}");
             let mut restored: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
             for (e, want) in want.iter().enumerate() {
                 let table: BTreeMap<SetOut, isize> = at(&out, e as u64)
@@ -131,11 +135,15 @@ proptest! {
     #[test]
     fn list_table_matches_model(epochs in list_ops()) {
         let want = replay(&epochs, list_apply);
-        for workers in WORKERS {
-            let out: Updates<ListOut> = run1(workers, appends(epochs.clone()), |ops| {
-                let t = ops.list_table("list");
+        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+            let out: Updates<ListOut> = run1(workers, appends(epochs.clone()), move |ops| {
+                let t = match route {
+                    Route::Default => ops.list_table("list"),
+                    _ => ops.list_table_core("list", route.of()),
+                };
                 t.table.map(Ok).concat(t.changelog.map(Err))
             });
+            let workers = format!("{workers} {route:?}");
             let mut restored: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
             for (e, want) in want.iter().enumerate() {
                 let table: BTreeMap<ListOut, isize> = at(&out, e as u64)

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{appends, as_set, at, run1, WORKERS};
+use common::{appends, as_set, at, run1, Route, ROUTES, WORKERS};
 use faustus_operators::Upsert;
 use proptest::prelude::*;
 
@@ -47,10 +47,13 @@ proptest! {
     #[test]
     fn upsert_matches_model(epochs in writes()) {
         let expected = model(&epochs);
-        for workers in WORKERS {
-            let out = run1(workers, appends(epochs.clone()), |c| c.upsert("upsert"));
+        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+            let out = run1(workers, appends(epochs.clone()), move |c| match route {
+                Route::Default => c.upsert("upsert"),
+                _ => c.upsert_core("upsert", route.of()),
+            });
             for (e, want) in expected.iter().enumerate() {
-                prop_assert_eq!(&at(&out, e as u64), want, "workers {} epoch {}", workers, e);
+                prop_assert_eq!(&at(&out, e as u64), want, "workers {} {:?} epoch {}", workers, route, e);
             }
         }
     }

@@ -10,8 +10,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{appends, as_set, at, changes_at, run1, Updates, WORKERS};
-use faustus_operators::{Emit, EventTime, Window, WindowConfig, WindowKind, Windows};
+use common::{appends, as_set, at, changes_at, run1, Route, Updates, ROUTES, WORKERS};
+use differential_dataflow::VecCollection;
+use faustus_operators::{
+    default_route, Emit, EventTime, Window, WindowConfig, WindowKind, Windowed, Windows,
+};
 use proptest::prelude::*;
 
 type Rec = (u8, u8, EventTime);
@@ -194,9 +197,46 @@ fn records() -> impl Strategy<Value = Vec<Vec<Rec>>> {
     proptest::collection::vec(proptest::collection::vec(rec, 0..5), 1..7)
 }
 
-fn run_windows(workers: usize, epochs: &[Vec<Rec>], c: WindowConfig) -> Updates<Result<Row, Late>> {
+/// The windows' content folded incrementally: each record is inserted into a sorted list, and
+/// merging sorts the union of two lists (order-insensitive, so equal to the recomputed content).
+fn fold_content<'s>(
+    input: VecCollection<'s, u64, Rec>,
+    c: WindowConfig,
+    route: impl Fn(&u8) -> u64 + 'static,
+) -> Windowed<'s, u8, u8, Content> {
+    input.window_fold_core(
+        c,
+        "content",
+        route,
+        Vec::new(),
+        |acc: &mut Content, t, v| {
+            let at = acc.partition_point(|r| *r <= (t, *v));
+            acc.insert(at, (t, *v));
+        },
+        |acc: &mut Content, other| {
+            acc.extend(other);
+            acc.sort();
+        },
+    )
+}
+
+/// Runs the windows with the window's content as its value: recomputed from the records
+/// (`window_aggregate`), or, with `fold`, maintained incrementally ([`fold_content`]).
+fn run_windows(
+    workers: usize,
+    route: Route,
+    fold: bool,
+    epochs: &[Vec<Rec>],
+    c: WindowConfig,
+) -> Updates<Result<Row, Late>> {
     run1(workers, appends(epochs.to_vec()), move |input| {
-        let w = input.window_aggregate(c, "content", |_k, _w, records| records.to_vec());
+        let content = |_k: &u8, _w: &Window, records: &[(EventTime, u8)]| records.to_vec();
+        let w = match (fold, route) {
+            (false, Route::Default) => input.window_aggregate(c, "content", content),
+            (false, _) => input.window_aggregate_core(c, "content", route.of(), content),
+            (true, Route::Default) => fold_content(input, c, default_route::<u8>),
+            (true, _) => fold_content(input, c, route.of()),
+        };
         w.output.map(Ok).concat(w.late.map(Err))
     })
 }
@@ -223,10 +263,14 @@ proptest! {
     #[test]
     fn windows_match_model(epochs in records(), c in config()) {
         let want = model(&epochs, c);
-        for workers in WORKERS {
-            let out = run_windows(workers, &epochs, c);
+        let runs = WORKERS
+            .into_iter()
+            .flat_map(|w| ROUTES.map(|r| (w, r)))
+            .flat_map(|(w, r)| [(w, r, false), (w, r, true)]);
+        for (workers, route, fold) in runs {
+            let out = run_windows(workers, route, fold, &epochs, c);
             for (e, want) in want.iter().enumerate() {
-                prop_assert_eq!(&split(&out, e as u64), want, "workers {} epoch {}", workers, e);
+                prop_assert_eq!(&split(&out, e as u64), want, "workers {} {:?} fold {} epoch {}", workers, route, fold, e);
             }
             if c.emit == Emit::Final {
                 // Exactly one result per window, never retracted.

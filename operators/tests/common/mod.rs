@@ -13,6 +13,37 @@ use differential_dataflow::{ExchangeData, VecCollection};
 /// The worker counts every oracle test runs with.
 pub const WORKERS: [usize; 2] = [1, 3];
 
+/// How an oracle test routes keys: the plain method (differential's `Hashable`), or the `_core`
+/// variant with everything on worker 0, or with a stable hash of the key's JSON (as the engine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The plain method, with the default route.
+    Default,
+    /// The `_core` variant with `|_| 0`: every key on one worker, whatever the worker count.
+    Skewed,
+    /// The `_core` variant with FNV-1a of the key's JSON.
+    Json,
+}
+
+/// The routes every routed oracle test runs with.
+pub const ROUTES: [Route; 3] = [Route::Default, Route::Skewed, Route::Json];
+
+impl Route {
+    /// The routing function of a `_core` variant (`Default` routes like `Json`; tests call the
+    /// plain method for it instead).
+    pub fn of<K: serde::Serialize>(self) -> impl Fn(&K) -> u64 + Clone + 'static {
+        move |k: &K| match self {
+            Route::Skewed => 0,
+            Route::Default | Route::Json => {
+                let bytes = serde_json::to_vec(k).expect("key serializes");
+                bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+                })
+            }
+        }
+    }
+}
+
 /// Every output update: `(data, epoch, diff)`.
 pub type Updates<O> = Vec<(O, u64, isize)>;
 
