@@ -224,3 +224,62 @@ fn a_restart_with_another_commit_interval_continues() {
     );
     assert_updates_increase(&output);
 }
+
+/// A second instance with the same application id fences the first: the first stops with an
+/// error that says so, and the second carries on exactly.
+#[test]
+fn a_second_instance_fences_the_first() {
+    use faustus::prelude::*;
+    let app_id = unique("fence");
+    let input = unique("orders");
+    let output = unique("totals");
+    create_topic(&input, 2);
+    let start = || {
+        let orders = Topic::<String, TypedOrder>::new(input.clone()).key_codec(Str);
+        let totals = Topic::<String, i64>::new(output.clone()).key_codec(Str);
+        App::new(app_id.clone())
+            .brokers(brokers())
+            .http(None)
+            .start(move |df| {
+                df.stream(&orders)
+                    .map(|_, o| (o.account, o.amount))
+                    .sum("user_to_amount")
+                    .to_topic(&totals);
+            })
+            .expect("the app starts")
+    };
+    produce(&input, &order("a", 1));
+    let first = start();
+    wait_for(
+        "the first instance's totals",
+        Duration::from_secs(60),
+        || (totals_of(&output) == [("a".to_string(), 1)].into_iter().collect()).then_some(()),
+    );
+
+    let second = start();
+    // The first instance learns it was fenced at its next commit.
+    produce(&input, &order("a", 2));
+    wait_for(
+        "the first instance to stop",
+        Duration::from_secs(60),
+        || first.is_finished().then_some(()),
+    );
+    let error = first
+        .join()
+        .expect_err("a fenced instance stops with an error")
+        .to_string();
+    assert!(error.contains("fenced"), "{error}");
+
+    produce(&input, &order("a", 4));
+    wait_for(
+        "the second instance's totals",
+        Duration::from_secs(60),
+        || (totals_of(&output) == [("a".to_string(), 7)].into_iter().collect()).then_some(()),
+    );
+    second.shutdown().expect("a clean stop");
+    assert_updates_increase(&output);
+}
+
+fn totals_of(output: &str) -> BTreeMap<String, i64> {
+    decode_totals(&last_values(&read_all(output)))
+}

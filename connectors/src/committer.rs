@@ -203,7 +203,13 @@ impl Committer {
         let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("faustus-committer".into())
-            .spawn(move || run(producer, committer, offsets, receiver, thread_stats))
+            .spawn(move || {
+                let outcome = run(producer, committer, offsets, receiver, thread_stats);
+                if let Err(e) = &outcome {
+                    log::error!("committer: {e}");
+                }
+                outcome
+            })
             .expect("spawning the committer thread");
         let committer = Committer {
             sender: Some(sender),

@@ -31,6 +31,12 @@ pub(crate) fn commit_sink(
         Exchange::new(|_: &CommitItem| 0),
         "Commit",
         move |(input, frontier)| {
+            // The committer can stop between epochs (fenced by a newer instance, a fatal Kafka
+            // error): notice it at the next activation, whether or not this epoch has records.
+            if !failed && committer.borrow().as_ref().is_some_and(|c| c.is_finished()) {
+                failed = true;
+                startup.fail("the committer stopped; see its error above".into());
+            }
             input.for_each(|cap, data| {
                 if let Some(&time) = cap.least() {
                     pending.entry(time).or_default().append(data);
@@ -65,10 +71,6 @@ pub(crate) fn commit_sink(
                 batch.records = records.into_iter().map(|(_, r)| r).collect();
                 let committer = committer.borrow();
                 match committer.as_ref() {
-                    Some(c) if c.is_finished() => {
-                        failed = true;
-                        startup.fail("the committer stopped; see the error above".into());
-                    }
                     Some(c) => {
                         if let Err(e) = c.commit(batch) {
                             failed = true;
