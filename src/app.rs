@@ -128,6 +128,38 @@ impl App {
         config.validate()?;
         let build = Arc::new(build);
 
+        // The HTTP address first: a port in use fails before anything touches Kafka.
+        let tables = Arc::new(Tables::default());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("faustus-http")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("starting the HTTP runtime: {e}")))?;
+        let http = match config.http {
+            None => None,
+            Some(addr) => {
+                let listener = runtime
+                    .block_on(tokio::net::TcpListener::bind(addr))
+                    .map_err(|e| {
+                        Error::Config(format!("--http {addr}: cannot listen there: {e}"))
+                    })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| Error::Runtime(format!("HTTP listener: {e}")))?;
+                let app = router(HttpState {
+                    tables: Arc::clone(&tables),
+                    process: config.process_id,
+                });
+                runtime.spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        log::error!("HTTP server stopped: {e}");
+                    }
+                });
+                Some(local)
+            }
+        };
+
         let embedded = match &config.brokers {
             Some(_) => None,
             None => {
@@ -201,37 +233,6 @@ impl App {
             stop: Arc::clone(&stop),
             fatal: Mutex::new(None),
         });
-
-        let tables = Arc::new(Tables::default());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("faustus-http")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Runtime(format!("starting the HTTP runtime: {e}")))?;
-        let http = match config.http {
-            None => None,
-            Some(addr) => {
-                let listener = runtime
-                    .block_on(tokio::net::TcpListener::bind(addr))
-                    .map_err(|e| {
-                        Error::Config(format!("--http {addr}: cannot listen there: {e}"))
-                    })?;
-                let local = listener
-                    .local_addr()
-                    .map_err(|e| Error::Runtime(format!("HTTP listener: {e}")))?;
-                let app = router(HttpState {
-                    tables: Arc::clone(&tables),
-                    process: config.process_id,
-                });
-                runtime.spawn(async move {
-                    if let Err(e) = axum::serve(listener, app).await {
-                        log::error!("HTTP server stopped: {e}");
-                    }
-                });
-                Some(local)
-            }
-        };
 
         let timely_config = match config.processes {
             1 => timely::Config::process(config.workers),

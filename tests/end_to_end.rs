@@ -115,3 +115,23 @@ fn a_missing_input_topic_stops_start_up_with_its_name() {
         "{error}"
     );
 }
+
+#[test]
+fn an_http_address_in_use_stops_start_up_with_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let topic = Topic::<String, Order>::new(unique("orders"))
+        .key_codec(Str)
+        .partitions(1);
+    let result = App::new(unique("http-in-use"))
+        .brokers(brokers())
+        .http(Some(addr))
+        .start(move |df| {
+            df.stream(&topic).count("n").public();
+        });
+    let error = result.err().expect("start-up fails").to_string();
+    assert!(
+        error.contains(&addr.to_string()) && error.contains("cannot listen"),
+        "{error}"
+    );
+}
