@@ -335,10 +335,11 @@ fn plan<F>(config: &AppConfig, build: Arc<F>) -> Planned
 where
     F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
 {
+    let startup = Arc::new(Startup::planning());
     let ctx = Ctx {
         app_id: config.app_id.clone(),
         partitions: config.partitions,
-        startup: Arc::new(Startup::planning()),
+        startup: Arc::clone(&startup),
         tables: Arc::new(Tables::default()),
         workers: 1,
     };
@@ -354,7 +355,7 @@ where
                 items,
                 Rc::new(RefCell::new(None)),
                 plan.sources.clone(),
-                Arc::new(Startup::planning()),
+                startup,
             );
             Planned {
                 specs: plan.specs.values().cloned().collect(),

@@ -130,15 +130,12 @@ struct TypedOrder {
     amount: i64,
 }
 
-/// Runs the sum of orders in-process with `interval` epochs until the totals equal `expected`,
-/// then stops cleanly.
-fn run_sum(app_id: &str, input: &str, output: &str, interval: Duration, expected: &[(&str, i64)]) {
+/// Starts the sum of orders in-process with `interval` epochs.
+fn start_sum(app_id: &str, input: &str, output: &str, interval: Duration) -> faustus::Running {
     use faustus::prelude::*;
-    let expected: BTreeMap<String, i64> =
-        expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     let orders = Topic::<String, TypedOrder>::new(input.to_string()).key_codec(Str);
     let totals = Topic::<String, i64>::new(output.to_string()).key_codec(Str);
-    let running = App::new(app_id)
+    App::new(app_id)
         .brokers(brokers())
         .http(None)
         .commit_interval(interval)
@@ -148,10 +145,22 @@ fn run_sum(app_id: &str, input: &str, output: &str, interval: Duration, expected
                 .sum("user_to_amount")
                 .to_topic(&totals);
         })
-        .expect("the app starts");
+        .expect("the app starts")
+}
+
+/// Waits until the totals in `output` equal `expected`.
+fn wait_for_totals(output: &str, expected: &[(&str, i64)]) {
+    let expected: BTreeMap<String, i64> =
+        expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     wait_for("the totals", Duration::from_secs(60), || {
-        (decode_totals(&last_values(&read_all(output))) == expected).then_some(())
+        (totals(output) == expected).then_some(())
     });
+}
+
+/// Runs the sum of orders until the totals equal `expected`, then stops cleanly.
+fn run_sum(app_id: &str, input: &str, output: &str, interval: Duration, expected: &[(&str, i64)]) {
+    let running = start_sum(app_id, input, output, interval);
+    wait_for_totals(output, expected);
     running.shutdown().expect("a clean stop");
 }
 
@@ -229,32 +238,15 @@ fn a_restart_with_another_commit_interval_continues() {
 /// error that says so, and the second carries on exactly.
 #[test]
 fn a_second_instance_fences_the_first() {
-    use faustus::prelude::*;
     let app_id = unique("fence");
     let input = unique("orders");
     let output = unique("totals");
     create_topic(&input, 2);
-    let start = || {
-        let orders = Topic::<String, TypedOrder>::new(input.clone()).key_codec(Str);
-        let totals = Topic::<String, i64>::new(output.clone()).key_codec(Str);
-        App::new(app_id.clone())
-            .brokers(brokers())
-            .http(None)
-            .start(move |df| {
-                df.stream(&orders)
-                    .map(|_, o| (o.account, o.amount))
-                    .sum("user_to_amount")
-                    .to_topic(&totals);
-            })
-            .expect("the app starts")
-    };
+    let interval = Duration::from_millis(100);
+    let start = || start_sum(&app_id, &input, &output, interval);
     produce(&input, &order("a", 1));
     let first = start();
-    wait_for(
-        "the first instance's totals",
-        Duration::from_secs(60),
-        || (totals_of(&output) == [("a".to_string(), 1)].into_iter().collect()).then_some(()),
-    );
+    wait_for_totals(&output, &[("a", 1)]);
 
     let second = start();
     // The first instance learns it was fenced at its next commit.
@@ -271,15 +263,7 @@ fn a_second_instance_fences_the_first() {
     assert!(error.contains("fenced"), "{error}");
 
     produce(&input, &order("a", 4));
-    wait_for(
-        "the second instance's totals",
-        Duration::from_secs(60),
-        || (totals_of(&output) == [("a".to_string(), 7)].into_iter().collect()).then_some(()),
-    );
+    wait_for_totals(&output, &[("a", 7)]);
     second.shutdown().expect("a clean stop");
     assert_updates_increase(&output);
-}
-
-fn totals_of(output: &str) -> BTreeMap<String, i64> {
-    decode_totals(&last_values(&read_all(output)))
 }
