@@ -199,11 +199,17 @@ impl<'s> Dataflow<'s> {
         &self,
         name: &str,
     ) -> (u32, VecCollection<'s, u64, (K, A)>) {
-        self.claim_table(name);
-        let changelog = format!("{}-{}-changelog", self.ctx.app_id, name);
-        let index = self.out_topic(&changelog, None, true);
-        let restore = restore_source::<K, A>(self.scope, Arc::clone(&self.ctx.startup), changelog);
+        let (index, topic) = self.changelog_topic(name);
+        let restore = restore_source::<K, A>(self.scope, Arc::clone(&self.ctx.startup), topic);
         (index, restore.as_collection())
+    }
+
+    /// Claims table `name` and registers its (compacted) changelog topic: returns the topic's
+    /// output index and name.
+    fn changelog_topic(&self, name: &str) -> (u32, String) {
+        self.claim_table(name);
+        let topic = format!("{}-{}-changelog", self.ctx.app_id, name);
+        (self.out_topic(&topic, None, true), topic)
     }
 
     pub(crate) fn push_output(&self, output: StreamVec<'s, u64, CommitItem>) {
@@ -214,8 +220,8 @@ impl<'s> Dataflow<'s> {
 /// An append-only stream of `(key, value)` events.
 #[derive(Clone)]
 pub struct Stream<'s, K: 'static, V: 'static> {
-    df: Dataflow<'s>,
-    coll: VecCollection<'s, u64, (K, V, Pos)>,
+    pub(crate) df: Dataflow<'s>,
+    pub(crate) coll: VecCollection<'s, u64, (K, V, Pos)>,
 }
 
 impl<'s, K: Data, V: Data> Stream<'s, K, V> {
@@ -381,15 +387,15 @@ impl<'s, K: Data, V: Data> Stream<'s, K, Option<V>> {
 /// A table: at most one value per key, kept up to date as its inputs change.
 #[derive(Clone)]
 pub struct Table<'s, K: 'static, A: 'static> {
-    df: Dataflow<'s>,
-    name: String,
-    coll: VecCollection<'s, u64, (K, A)>,
+    pub(crate) df: Dataflow<'s>,
+    pub(crate) name: String,
+    pub(crate) coll: VecCollection<'s, u64, (K, A)>,
     changes: VecCollection<'s, u64, (K, Option<A>, Pos)>,
     shard: Shard<K, A>,
 }
 
 impl<'s, K: Data, A: Data> Table<'s, K, A> {
-    fn new(
+    pub(crate) fn new(
         df: Dataflow<'s>,
         name: &str,
         coll: VecCollection<'s, u64, (K, A)>,
@@ -405,6 +411,17 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             changes,
             shard,
         }
+    }
+
+    /// A table computed from other tables (no changelog: it is recomputed from its restored
+    /// inputs after a restart), named `name`.
+    pub(crate) fn derived<K2: Data, B: Data>(
+        &self,
+        name: &str,
+        coll: VecCollection<'s, u64, (K2, B)>,
+    ) -> Table<'s, K2, B> {
+        self.df.claim_table(name);
+        Table::new(self.df.clone(), name, coll, None)
     }
 
     /// The table's name.
