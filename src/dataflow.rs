@@ -96,6 +96,14 @@ impl<'s> Dataflow<'s> {
         self.scope.peers()
     }
 
+    /// Logs `message` as a warning, once per application run (on the first worker, not while
+    /// planning).
+    pub(crate) fn warn_once(&self, message: &str) {
+        if self.scope.index() == 0 && !self.ctx.startup.planning {
+            log::warn!("{message}");
+        }
+    }
+
     /// The dead-letter topic: records that failed to decode, with the reason in headers.
     pub fn dead_letter_topic(&self) -> String {
         format!("{}-__errors", self.ctx.app_id)

@@ -168,6 +168,10 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         kind: JoinKind,
     ) -> Stream<'s, K, (Option<V>, Option<W>)> {
         let df = self.df.clone();
+        df.warn_once(
+            "windowed stream⋈stream joins are not restored after a restart: events buffered in \
+             the join window before the restart do not join events after it",
+        );
         let window = JoinWindow {
             window: self.join_window_ms(),
             grace: self.grace_ms(),

@@ -22,8 +22,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use faustus_connectors::OutRecord;
-use faustus_operators::{Emit, EventTime, Window, WindowConfig, WindowKind, Windows as _};
+use std::collections::BTreeMap;
+
+use differential_dataflow::{AsCollection, VecCollection};
+use faustus_operators::{
+    Emit, EventTime, FoldByKey as _, Window, WindowConfig, WindowKind, WindowRestore, Windows as _,
+};
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map as _;
+use timely::dataflow::operators::Operator;
 
 use crate::dataflow::{Data, Dataflow, Stream, Table};
 use crate::join::json_late;
@@ -96,9 +103,7 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
 
     /// The operator input: `(key, (value, position), event time)`.
     #[allow(clippy::type_complexity)]
-    pub(crate) fn events(
-        &self,
-    ) -> differential_dataflow::VecCollection<'s, u64, (K, (V, Pos), EventTime)> {
+    pub(crate) fn events(&self) -> VecCollection<'s, u64, (K, (V, Pos), EventTime)> {
         let time = Rc::clone(&self.time);
         self.stream.coll.clone().map(move |(k, v, p)| {
             let t = time(&k, &v);
@@ -189,6 +194,12 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
     /// A windowed aggregate: each window starts at `init`, `fold(acc, value)` adds an event, and
     /// `merge(acc, other)` combines two windows' values when an event bridges two sessions.
     /// `fold` and `merge` must not depend on the order of events (sum, count, min, max do).
+    ///
+    /// The table has a changelog (`<app>-<name>-changelog`, keyed by `[key, window]`) and its
+    /// stream time is kept in a second one (`<app>-<name>.stream-time-changelog`), so tumbling,
+    /// hopping and session windows are restored exactly after a restart. Sliding windows are
+    /// restored from their values only, which loses the records a new window starts from: a
+    /// warning says so at start-up.
     pub fn aggregate<A: Data>(
         self,
         name: &str,
@@ -197,9 +208,55 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
         merge: impl Fn(&mut A, A) + 'static,
     ) -> Table<'s, (K, Window), A> {
         let df = self.timed.df.clone();
-        let output = self.run(name, init, fold, merge);
-        df.claim_table(name);
-        Table::new(df, name, output, None)
+        if matches!(self.config.kind, WindowKind::Sliding { .. }) {
+            df.warn_once(&format!(
+                "the sliding windows of `{name}` are restored from their values only: after a \
+                 restart, new windows miss the events that came before it"
+            ));
+        }
+        let (index, rows) = df.changelog::<(K, Window), A>(name);
+        let stream_time = self.stream_time(name);
+        let restore = WindowRestore { rows, stream_time };
+        let output = self.run(name, init, fold, merge, Some(restore));
+        Table::new(df, name, output, Some(index))
+    }
+
+    /// Keeps the stream time (the largest event time seen) in a table of its own, with a
+    /// changelog, and returns it as restored at start-up.
+    fn stream_time(&self, name: &str) -> VecCollection<'s, u64, u64> {
+        let df = &self.timed.df;
+        let table = format!("{name}.stream-time");
+        let (index, restored) = df.changelog::<(), u64>(&table);
+        let maxima = self
+            .timed
+            .events()
+            .inner
+            .unary(Pipeline, "StreamTimeMaxima", |_cap, _info| {
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        let mut maxima: BTreeMap<u64, (u64, Pos)> = BTreeMap::new();
+                        for ((_, (_, pos), t), time, d) in data.drain(..) {
+                            if d > 0 {
+                                let m = maxima.entry(time).or_insert((t.0, pos));
+                                *m = (*m).max((t.0, pos));
+                            }
+                        }
+                        for (time, (max, pos)) in maxima {
+                            output.session(&cap.delayed(&time, 0)).give((
+                                ((), max, pos),
+                                time,
+                                1isize,
+                            ));
+                        }
+                    });
+                }
+            })
+            .as_collection();
+        let kept = maxima.fold_by_key(restored.clone(), route::<()>, &table, |_, old, t| {
+            Some(old.map_or(t, |old| (*old).max(t)))
+        });
+        Table::new(df.clone(), &table, kept, Some(index));
+        restored.map(|((), t)| t)
     }
 
     /// Runs the window operator; late events go to the dead-letter topic.
@@ -209,16 +266,23 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
         init: A,
         fold: impl Fn(&mut A, &V) + 'static,
         merge: impl Fn(&mut A, A) + 'static,
-    ) -> differential_dataflow::VecCollection<'s, u64, ((K, Window), A)> {
+        restore: Option<WindowRestore<'s, K, A>>,
+    ) -> VecCollection<'s, u64, ((K, Window), A)> {
         let df = self.timed.df.clone();
-        let windowed = self.timed.events().window_fold_core(
-            self.config,
-            name,
-            route::<K>,
-            init,
-            move |acc, _t, (v, _p): &(V, Pos)| fold(acc, v),
-            merge,
-        );
+        let events = self.timed.events();
+        let fold = move |acc: &mut A, _t, (v, _p): &(V, Pos)| fold(acc, v);
+        let windowed = match restore {
+            Some(restore) => events.window_fold_restored(
+                self.config,
+                name,
+                route::<K>,
+                init,
+                fold,
+                merge,
+                restore,
+            ),
+            None => events.window_fold_core(self.config, name, route::<K>, init, fold, merge),
+        };
         late_letters(
             &df,
             windowed
@@ -251,7 +315,11 @@ impl<'s, K: Data, V: Data> FinalWindows<'s, K, V> {
         merge: impl Fn(&mut A, A) + 'static,
     ) -> Stream<'s, (K, Window), A> {
         let df = self.windows.timed.df.clone();
-        let output = self.windows.run(name, init, fold, merge);
+        df.warn_once(&format!(
+            "the final windows of `{name}` are not restored after a restart: windows open at \
+             the restart lose the events that came before it"
+        ));
+        let output = self.windows.run(name, init, fold, merge, None);
         Stream {
             df,
             // Final rows are emitted after the epoch's input: order them after it, by window.
@@ -264,7 +332,7 @@ impl<'s, K: Data, V: Data> FinalWindows<'s, K, V> {
 /// with `reason` and their origin in headers.
 pub(crate) fn late_letters<'s>(
     df: &Dataflow<'s>,
-    late: differential_dataflow::VecCollection<'s, u64, LateEvent>,
+    late: VecCollection<'s, u64, LateEvent>,
     reason: &'static str,
 ) {
     let sources = df.plan.borrow().sources.clone();
