@@ -489,3 +489,56 @@ fn set_and_list_tables_keep_operation_logs_that_restore_them() {
     );
     app.shutdown().expect("a clean stop");
 }
+
+#[test]
+fn final_windows_emit_once_when_they_close_even_across_a_restart() {
+    let app_id = unique("final");
+    let input = unique("clicks");
+    let output = unique("final-counts");
+    create_topic(&input, 2);
+    let build = {
+        let (input, output) = (input.clone(), output.clone());
+        move |df: &Dataflow<'_>| {
+            df.stream(&Topic::<String, Click>::new(input.clone()))
+                .event_time(|_, c| c.at)
+                .grace(Duration::from_millis(500))
+                .tumbling(Duration::from_secs(1))
+                .emit_final()
+                .count("final_counts")
+                .to_topic(&Topic::new(output.clone()));
+        }
+    };
+    let click = |t: u64| json(&[("a".to_string(), Click { at: t })]);
+    let w = |start: u64| Window {
+        start,
+        end: start + 1000,
+    };
+    let finals = || decoded::<(String, Window), i64>(&output);
+
+    let app = start(&app_id, build.clone());
+    produce(&input, &click(100));
+    produce(&input, &click(200));
+    // The open window is in the windowed table's changelog, and nothing is final yet.
+    let changelog = format!("{app_id}-final_counts-changelog");
+    let open: BTreeMap<(String, Window), i64> =
+        [(("a".to_string(), w(0)), 2)].into_iter().collect();
+    wait_until("the open window in the changelog", &open, || {
+        table(&changelog)
+    });
+    assert!(finals().is_empty(), "no window has closed yet");
+    app.shutdown().expect("a clean stop");
+
+    // After a restart, stream time 1600 closes [0, 1000) (1000 + 500 <= 1600): emitted once,
+    // with the events from before the restart.
+    let app = start(&app_id, build);
+    produce(&input, &click(1_600));
+    let once = vec![(("a".to_string(), w(0)), Some(2))];
+    wait_until("the final count of [0, 1000)", &once, finals);
+    produce(&input, &click(3_000));
+    let twice = vec![
+        (("a".to_string(), w(0)), Some(2)),
+        (("a".to_string(), w(1000)), Some(1)),
+    ];
+    wait_until("the final count of [1000, 2000)", &twice, finals);
+    app.shutdown().expect("a clean stop");
+}
