@@ -233,54 +233,11 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
     ) -> (Table<'s, (K, Window), A>, StreamVec<'s, u64, u64>) {
         let df = self.timed.df.clone();
         let (index, rows) = df.changelog::<(K, Window), A>(name);
-        let (stream_time, per_epoch) = self.stream_time(name);
+        let times = self.timed.events().map(|(_, (_, pos), t)| (t, pos));
+        let (stream_time, per_epoch) = kept_stream_time(&df, name, times);
         let restore = WindowRestore { rows, stream_time };
         let output = self.run(name, init, fold, merge, Some(restore));
         (Table::new(df, name, output, Some(index)), per_epoch)
-    }
-
-    /// Keeps the stream time (the largest event time seen) in a table of its own, with a
-    /// changelog; returns it as restored at start-up, and its value after every epoch that
-    /// changed it, sent to every worker.
-    fn stream_time(&self, name: &str) -> (VecCollection<'s, u64, u64>, StreamVec<'s, u64, u64>) {
-        let df = &self.timed.df;
-        let table = format!("{name}.stream-time");
-        let (index, restored) = df.changelog::<(), u64>(&table);
-        let maxima = self
-            .timed
-            .events()
-            .inner
-            .unary(Pipeline, "StreamTimeMaxima", |_cap, _info| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let mut maxima: BTreeMap<u64, (u64, Pos)> = BTreeMap::new();
-                        for ((_, (_, pos), t), time, d) in data.drain(..) {
-                            if d > 0 {
-                                let m = maxima.entry(time).or_insert((t.0, pos));
-                                *m = (*m).max((t.0, pos));
-                            }
-                        }
-                        for (time, (max, pos)) in maxima {
-                            output.session(&cap.delayed(&time, 0)).give((
-                                ((), max, pos),
-                                time,
-                                1isize,
-                            ));
-                        }
-                    });
-                }
-            })
-            .as_collection();
-        let kept = maxima.fold_by_key(restored.clone(), route::<()>, &table, |_, old, t| {
-            Some(old.map_or(t, |old| (*old).max(t)))
-        });
-        let per_epoch = kept
-            .inner
-            .clone()
-            .flat_map(|(((), t), _time, d)| (d > 0).then_some(t))
-            .broadcast();
-        Table::new(df.clone(), &table, kept, Some(index));
-        (restored.map(|((), t)| t), per_epoch)
     }
 
     /// Runs the window operator; late events go to the dead-letter topic.
@@ -434,6 +391,49 @@ fn finalize<'s, K: Data, A: Data>(
             },
         )
         .as_collection()
+}
+
+/// Keeps the stream time (the largest event time seen) in a table of its own, with a
+/// changelog; returns it as restored at start-up, and its value after every epoch that
+/// changed it, sent to every worker.
+pub(crate) fn kept_stream_time<'s>(
+    df: &Dataflow<'s>,
+    name: &str,
+    times: VecCollection<'s, u64, (EventTime, Pos)>,
+) -> (VecCollection<'s, u64, u64>, StreamVec<'s, u64, u64>) {
+    let table = format!("{name}.stream-time");
+    let (index, restored) = df.changelog::<(), u64>(&table);
+    let maxima = times
+        .inner
+        .unary(Pipeline, "StreamTimeMaxima", |_cap, _info| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut maxima: BTreeMap<u64, (u64, Pos)> = BTreeMap::new();
+                    for ((t, pos), time, d) in data.drain(..) {
+                        if d > 0 {
+                            let m = maxima.entry(time).or_insert((t.0, pos));
+                            *m = (*m).max((t.0, pos));
+                        }
+                    }
+                    for (time, (max, pos)) in maxima {
+                        output
+                            .session(&cap.delayed(&time, 0))
+                            .give((((), max, pos), time, 1isize));
+                    }
+                });
+            }
+        })
+        .as_collection();
+    let kept = maxima.fold_by_key(restored.clone(), route::<()>, &table, |_, old, t| {
+        Some(old.map_or(t, |old| (*old).max(t)))
+    });
+    let per_epoch = kept
+        .inner
+        .clone()
+        .flat_map(|(((), t), _time, d)| (d > 0).then_some(t))
+        .broadcast();
+    Table::new(df.clone(), &table, kept, Some(index));
+    (restored.map(|((), t)| t), per_epoch)
 }
 
 /// Sends late events `(position, (key JSON, value JSON), event time)` to the dead-letter topic,

@@ -542,3 +542,80 @@ fn final_windows_emit_once_when_they_close_even_across_a_restart() {
     wait_until("the final count of [1000, 2000)", &twice, finals);
     app.shutdown().expect("a clean stop");
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Seen {
+    what: String,
+    at: u64,
+}
+
+#[test]
+fn stream_joins_keep_their_window_across_a_restart() {
+    let app_id = unique("stream-join");
+    let impressions = unique("impressions");
+    let clicks = unique("clicks");
+    let inner = unique("inner");
+    let left = unique("left");
+    create_topic(&impressions, 2);
+    create_topic(&clicks, 2);
+    let build = {
+        let t = [&impressions, &clicks, &inner, &left].map(|s| s.to_string());
+        move |df: &Dataflow<'_>| {
+            let timed = |topic: &str| {
+                df.stream(&Topic::<String, Seen>::new(topic.to_string()))
+                    .event_time(|_, s| s.at)
+                    .within(Duration::from_secs(1))
+            };
+            timed(&t[0])
+                .join(timed(&t[1]))
+                .to_topic(&Topic::new(t[2].clone()));
+            timed(&t[0])
+                .left_join(timed(&t[1]))
+                .to_topic(&Topic::new(t[3].clone()));
+        }
+    };
+    let seen = |what: &str, at: u64| Seen {
+        what: what.to_string(),
+        at,
+    };
+    let s = |x: &str| x.to_string();
+
+    let app = start(&app_id, build.clone());
+    produce(
+        &impressions,
+        &json(&[
+            (s("a"), seen("banner", 1_000)),
+            (s("b"), seen("video", 1_000)),
+        ]),
+    );
+    // Both impressions are stored, unmatched, in each join's state changelog.
+    for n in [1, 2] {
+        let changelog = format!("{app_id}-stream-join-{n}-changelog");
+        wait_for("the stored impressions", Duration::from_secs(60), || {
+            (last_values(&read_all(&changelog)).len() == 2).then_some(())
+        });
+    }
+    assert!(read_all(&inner).is_empty() && read_all(&left).is_empty());
+    app.shutdown().expect("a clean stop");
+
+    // After the restart, a click within the window joins the stored impression, and when stream
+    // time closes b's window the left join emits b unmatched, once.
+    let app = start(&app_id, build);
+    produce(&clicks, &json(&[(s("a"), seen("click", 1_500))]));
+    let pair = (seen("banner", 1_000), seen("click", 1_500));
+    let inner_expected = vec![(s("a"), Some(pair.clone()))];
+    wait_until("the join of a stored impression", &inner_expected, || {
+        decoded::<String, (Seen, Seen)>(&inner)
+    });
+    produce(&clicks, &json(&[(s("c"), seen("click", 5_000))]));
+    let left_expected = vec![
+        (s("a"), Some((pair.0.clone(), Some(pair.1.clone())))),
+        (s("b"), Some((seen("video", 1_000), None))),
+    ];
+    wait_until("the left join, b unmatched once", &left_expected, || {
+        let mut rows = decoded::<String, (Seen, Option<Seen>)>(&left);
+        rows.sort();
+        rows
+    });
+    app.shutdown().expect("a clean stop");
+}
