@@ -194,7 +194,7 @@ fn run(args: Args) -> faustus::Result<()> {
     }
     // Each windowed table reports the late click (the hopping table once per closed window):
     // print each late event once, with the reason.
-    println!("## dead letters");
+    println!("## dead-letters");
     let dead_letters = demo.read_raw(&demo.dead_letter_topic());
     let late: BTreeSet<String> = dead_letters
         .iter()

@@ -274,12 +274,18 @@ pub fn decode_totals(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, i64
 
 /// The quickstart example binary (cargo builds examples before integration tests).
 pub fn quickstart_binary() -> PathBuf {
+    example_binary("quickstart")
+}
+
+/// The binary of example `name`, under `target/<profile>/examples` (cargo builds examples
+/// before integration tests).
+pub fn example_binary(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop(); // the test binary
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let binary = dir.join("examples").join("quickstart");
+    let binary = dir.join("examples").join(name);
     assert!(
         binary.exists(),
         "{} does not exist: run the tests with `cargo test` (which builds examples)",
