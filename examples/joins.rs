@@ -26,7 +26,6 @@ mod support;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use faustus::prelude::*;
 use support::ExampleArgs;
 
@@ -78,7 +77,7 @@ struct Click {
 }
 
 /// faustus joins example: stream⋈table, table⋈table, foreign-key and windowed stream⋈stream.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 struct Args {
     #[command(flatten)]
     example: ExampleArgs,
@@ -90,14 +89,7 @@ const CLICK_WINDOW: Duration = Duration::from_secs(10);
 const GRACE: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
-    support::init_logging();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    support::main::<Args>(run)
 }
 
 fn run(args: Args) -> faustus::Result<()> {

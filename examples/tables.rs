@@ -20,7 +20,6 @@ mod support;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use faustus::prelude::*;
 use support::ExampleArgs;
 
@@ -31,21 +30,14 @@ struct Action {
 }
 
 /// faustus tables example: set and list tables, and a running aggregate.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 struct Args {
     #[command(flatten)]
     example: ExampleArgs,
 }
 
 fn main() -> ExitCode {
-    support::init_logging();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    support::main::<Args>(run)
 }
 
 fn run(args: Args) -> faustus::Result<()> {

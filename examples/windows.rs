@@ -30,7 +30,6 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use faustus::prelude::*;
 use serde_json::Value;
 use support::ExampleArgs;
@@ -43,14 +42,17 @@ struct Click {
 }
 
 /// faustus windows example: tumbling, hopping, sliding and session windows, final emission.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 struct Args {
     #[command(flatten)]
     example: ExampleArgs,
 }
 
+/// The tumbling and sliding window size, and the hopping windows' advance.
 const MINUTE: Duration = Duration::from_secs(60);
+/// How far behind stream time a click may arrive and still count.
 const GRACE: Duration = Duration::from_secs(10);
+/// How long (in stream time) closed windows stay in the tables.
 const KEEP: Duration = Duration::from_secs(3600);
 
 /// Milliseconds since midnight of `h:m:s`.
@@ -80,14 +82,7 @@ fn window_row(key: &Value, value: &Value) -> String {
 }
 
 fn main() -> ExitCode {
-    support::init_logging();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    support::main::<Args>(run)
 }
 
 fn run(args: Args) -> faustus::Result<()> {
@@ -183,9 +178,9 @@ fn run(args: Args) -> faustus::Result<()> {
     let mut finals: Vec<(String, Window, Value)> = demo
         .read_topic("final-clicks-per-minute")
         .into_iter()
-        .map(|(key, value, _)| {
-            let (user, window) = serde_json::from_value(key).expect("[user, window] keys");
-            (user, window, value)
+        .map(|record| {
+            let (user, window) = serde_json::from_value(record.key).expect("[user, window] keys");
+            (user, window, record.value)
         })
         .collect();
     finals.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -198,21 +193,17 @@ fn run(args: Args) -> faustus::Result<()> {
     let dead_letters = demo.read_raw(&demo.dead_letter_topic());
     let late: BTreeSet<String> = dead_letters
         .iter()
-        .map(|(key, value, headers)| {
-            let header = |name: &str| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map_or("", |(_, v)| v.as_str())
-                    .to_string()
-            };
-            let time = header("faustus.error.event_time").parse().unwrap_or(0);
+        .map(|letter| {
+            let time = letter
+                .header("faustus.error.event_time")
+                .parse()
+                .unwrap_or(0);
             format!(
                 "{} {} at {} => {}",
-                key.as_str().unwrap_or_default(),
-                value["page"].as_str().unwrap_or_default(),
+                letter.key.as_str().unwrap_or_default(),
+                letter.value["page"].as_str().unwrap_or_default(),
                 clock(time),
-                header("faustus.error.reason")
+                letter.header("faustus.error.reason")
             )
         })
         .collect();

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use faustus::connectors::{partition_count, read_progress, read_to_end, KafkaConfig};
@@ -34,6 +35,27 @@ pub struct ExampleArgs {
     /// Give up if the input is not processed within this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout_secs: u64,
+}
+
+/// A record read back from a topic: JSON key and value (`Value::Null` for a tombstone), and
+/// headers.
+pub struct Record {
+    /// The key.
+    pub key: Value,
+    /// The value.
+    pub value: Value,
+    /// The headers, as text.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    /// The value of header `name` (empty if absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
 }
 
 /// A running example: the application, and what it needs to feed and read it.
@@ -61,6 +83,13 @@ impl ExampleArgs {
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
         let app = App::new(app_id).with_args(&self.app)?;
+        if app.config().http.is_none() {
+            return Err(faustus::Error::Config(
+                "--http off: the examples read their tables over HTTP; give an address (port 0 \
+                 picks a free one)"
+                    .into(),
+            ));
+        }
         let app_id = app.config().app_id.clone();
         let running = app.start(build)?;
         let kafka = KafkaConfig::new(running.brokers());
@@ -182,9 +211,10 @@ impl Demo {
     /// Every entry of public table `name`, read over HTTP (`GET /api/table/<name>/`), in the
     /// table's key order; keys as JSON.
     pub fn table(&self, name: &str) -> Vec<(Value, Value)> {
-        let Some(addr) = self.running.http_addr() else {
-            fail("the examples read their tables over HTTP: do not pass `--http off`");
-        };
+        let addr = self
+            .running
+            .http_addr()
+            .expect("the examples refuse to start without HTTP");
         get_table(addr, name).unwrap_or_else(|e| fail(&e))
     }
 
@@ -196,14 +226,13 @@ impl Demo {
         }
     }
 
-    /// Every record of the example's output topic `name`, in offset order per partition: JSON
-    /// key and value (`Value::Null` for a tombstone).
-    pub fn read_topic(&self, name: &str) -> Vec<(Value, Value, Vec<(String, String)>)> {
+    /// Every record of the example's output topic `name`, in offset order per partition.
+    pub fn read_topic(&self, name: &str) -> Vec<Record> {
         self.read_raw(&self.topic(name))
     }
 
     /// Every record of topic `topic` (a full name), as [`Demo::read_topic`] gives them.
-    pub fn read_raw(&self, topic: &str) -> Vec<(Value, Value, Vec<(String, String)>)> {
+    pub fn read_raw(&self, topic: &str) -> Vec<Record> {
         let partitions = partition_count(&self.kafka, topic)
             .unwrap_or_else(|e| fail(&format!("reading `{topic}`'s partitions: {e}")))
             .unwrap_or(0);
@@ -225,7 +254,11 @@ impl Demo {
                     .iter()
                     .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
                     .collect();
-                records.push((json(r.key), json(r.value), headers));
+                records.push(Record {
+                    key: json(r.key),
+                    value: json(r.value),
+                    headers,
+                });
             },
         )
         .unwrap_or_else(|e| fail(&format!("reading `{topic}`: {e}")));
@@ -236,8 +269,8 @@ impl Demo {
     /// partition (so per key in the order they were written).
     pub fn print_stream(&self, name: &str) {
         println!("## stream {name}");
-        for (key, value, _) in self.read_topic(name) {
-            println!("{key} => {value}");
+        for record in self.read_topic(name) {
+            println!("{} => {}", record.key, record.value);
         }
     }
 
@@ -309,7 +342,16 @@ pub fn fail(message: &str) -> ! {
     std::process::exit(1)
 }
 
-/// Sets up logging (warnings by default: the output is the example's results).
-pub fn init_logging() {
+/// An example's `main`: sets up logging (warnings by default: the output is the example's
+/// results), parses the flags `A` (a bad flag prints what is wrong and exits with status 2),
+/// and runs `run`; an error is printed and exits with status 2.
+pub fn main<A: clap::Parser>(run: impl FnOnce(A) -> faustus::Result<()>) -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run(A::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
