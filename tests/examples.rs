@@ -63,12 +63,21 @@ impl Printed {
 /// Runs example `name` against the test broker, waits (with a deadline) for it to exit, asserts
 /// it succeeded, and parses what it printed.
 fn run_example(name: &str) -> Printed {
+    run_example_on(name, Some(&brokers()))
+}
+
+/// Runs example `name` against `brokers`, or its embedded broker for `None`.
+fn run_example_on(name: &str, brokers: Option<&str>) -> Printed {
     let id = unique(name);
     let dir = std::env::temp_dir();
     let stdout_path = dir.join(format!("faustus-example-{id}.out"));
     let stderr_path = dir.join(format!("faustus-example-{id}.log"));
-    let mut child = Command::new(fresh_example_binary(name))
-        .args(["--brokers", &brokers(), "--app-id", &id])
+    let mut command = Command::new(fresh_example_binary(name));
+    if let Some(brokers) = brokers {
+        command.args(["--brokers", brokers]);
+    }
+    let mut child = command
+        .args(["--app-id", &id])
         .args(["--topic-prefix", &format!("{id}-")])
         .args(["--http", "127.0.0.1:0", "--workers", "2"])
         .args(["--timeout-secs", "180"])
@@ -400,8 +409,16 @@ fn the_windows_example_prints_every_window_kind() {
 
 #[test]
 fn the_tables_example_prints_sets_lists_and_running_totals() {
-    let printed = run_example("tables");
+    check_tables(&run_example("tables"));
+}
 
+#[test]
+fn the_examples_run_on_the_embedded_broker_by_default() {
+    check_tables(&run_example_on("tables", None));
+}
+
+/// What the tables example must print, given the input it printed.
+fn check_tables(printed: &Printed) {
     // Set operations applied in order per user; an empty set is absent.
     let mut tags: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (user, op) in printed.input("tag-ops") {
