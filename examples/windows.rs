@@ -120,8 +120,9 @@ fn run(args: Args) -> faustus::Result<()> {
             .expires(KEEP)
             .count("click-sessions")
             .public();
+        // `window` takes the kind as a value (here the same tumbling minute), e.g. from a flag.
         clicks
-            .tumbling(MINUTE)
+            .window(WindowKind::Tumbling { size: 60_000 })
             .emit_final()
             .count("final-clicks-per-minute")
             .to_topic(&final_counts);
