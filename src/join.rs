@@ -180,9 +180,10 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         kind: JoinKind,
     ) -> Stream<'s, K, (Option<V>, Option<W>)> {
         let df = self.df.clone();
+        // Either side may set the window and the grace period: the larger counts.
         let window = JoinWindow {
-            window: self.join_window_ms(),
-            grace: self.grace_ms(),
+            window: self.join_window_ms().max(other.join_window_ms()),
+            grace: self.grace_ms().max(other.grace_ms()),
         };
         // The join's stored events are a table with a changelog, and so is its stream time.
         let name = df.auto_name("stream-join");
@@ -210,6 +211,7 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
                 Side::Left(((v, p), t)) => (p, json_late(&k, &v), t),
                 Side::Right(((w, p), t)) => (p, json_late(&k, &w), t),
             }),
+            &name,
             "the stream join's window for this event had closed",
         );
         let coll = joined.output.map(|(k, (v, w), _t)| {

@@ -212,13 +212,6 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
         fold: impl Fn(&mut A, &V) + 'static,
         merge: impl Fn(&mut A, A) + 'static,
     ) -> Table<'s, (K, Window), A> {
-        let df = self.timed.df.clone();
-        if matches!(self.config.kind, WindowKind::Sliding { .. }) {
-            df.warn_once(&format!(
-                "the sliding windows of `{name}` are restored from their values only: after a \
-                 restart, new windows miss the events that came before it"
-            ));
-        }
         self.restored(name, init, fold, merge).0
     }
 
@@ -232,6 +225,12 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
         merge: impl Fn(&mut A, A) + 'static,
     ) -> (Table<'s, (K, Window), A>, StreamVec<'s, u64, u64>) {
         let df = self.timed.df.clone();
+        if matches!(self.config.kind, WindowKind::Sliding { .. }) {
+            df.warn_once(&format!(
+                "the sliding windows of `{name}` are restored from their values only: after a \
+                 restart, new windows miss the events that came before it"
+            ));
+        }
         let (index, rows) = df.changelog::<(K, Window), A>(name);
         let times = self.timed.events().map(|(_, (_, pos), t)| (t, pos));
         let (stream_time, per_epoch) = kept_stream_time(&df, name, times);
@@ -269,6 +268,7 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
             windowed
                 .late
                 .map(|((k, _w), ((v, p), t))| (p, json_late(&k, &v), t)),
+            name,
             "late: the event's window had closed (window end + grace <= stream time)",
         );
         windowed.output
@@ -437,12 +437,16 @@ pub(crate) fn kept_stream_time<'s>(
 }
 
 /// Sends late events `(position, (key JSON, value JSON), event time)` to the dead-letter topic,
-/// with `reason` and their origin in headers.
+/// with `reason`, their origin and the refusing `operator` (a windowed table's name, or a stream
+/// join's `stream-join-<n>`) in headers. An event late for several operators (or for several
+/// hopping windows of one) is written once per refusal.
 pub(crate) fn late_letters<'s>(
     df: &Dataflow<'s>,
     late: VecCollection<'s, u64, LateEvent>,
+    operator: &str,
     reason: &'static str,
 ) {
+    let operator = operator.to_string();
     let sources = df.plan.borrow().sources.clone();
     let records = late.inner.map(move |((pos, (key, value), t), _time, _d)| {
         let topic = sources.get(pos.0 as usize).cloned().unwrap_or_default();

@@ -368,6 +368,7 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
     );
     assert_eq!(late.headers["faustus.error.topic"], input);
     assert_eq!(late.headers["faustus.error.event_time"], "50");
+    assert_eq!(late.headers["faustus.error.operator"], "clicks_per_second");
     app.shutdown().expect("a clean stop");
 
     // After a restart the open window [5000, 6000) continues from 1 and [0, 1000) is still
