@@ -274,12 +274,17 @@ pub fn decode_totals(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, i64
 
 /// The quickstart example binary (cargo builds examples before integration tests).
 pub fn quickstart_binary() -> PathBuf {
+    example_binary("quickstart")
+}
+
+/// An example binary (cargo builds examples before integration tests).
+pub fn example_binary(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop(); // the test binary
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let binary = dir.join("examples").join("quickstart");
+    let binary = dir.join("examples").join(name);
     assert!(
         binary.exists(),
         "{} does not exist: run the tests with `cargo test` (which builds examples)",
@@ -301,19 +306,27 @@ impl Process {
 
     /// Starts the quickstart with `args` and extra environment variables.
     pub fn quickstart_env(args: &[String], env: &[(&str, &str)]) -> Process {
+        let mut all = vec!["--no-generate".to_string()];
+        all.extend_from_slice(args);
+        Process::example("quickstart", &all, env)
+    }
+
+    /// Starts example `name` with `--brokers <the test broker>`, `args` and extra environment
+    /// variables; its log goes to a file in the temporary directory.
+    pub fn example(name: &str, args: &[String], env: &[(&str, &str)]) -> Process {
         let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("faustus-test-{}.log", unique("quickstart"))),
+            std::env::temp_dir().join(format!("faustus-test-{}.log", unique(name))),
         )
         .expect("log file");
-        let child = Command::new(quickstart_binary())
-            .args(["--brokers", &brokers(), "--no-generate"])
+        let child = Command::new(example_binary(name))
+            .args(["--brokers", &brokers()])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("starting the quickstart");
+            .unwrap_or_else(|e| panic!("starting example {name}: {e}"));
         Process { child }
     }
 
@@ -356,4 +369,22 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `GET url` with an `Accept` header: the status and the body as JSON (`Null` if it is not).
+pub fn http_get(url: &str) -> (u16, serde_json::Value) {
+    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client")
+    });
+    match client.get(url).header("accept", "application/json").send() {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().unwrap_or(serde_json::Value::Null))
+        }
+        Err(e) => (0, serde_json::Value::String(e.to_string())),
+    }
 }
