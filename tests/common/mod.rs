@@ -388,3 +388,27 @@ pub fn http_get(url: &str) -> (u16, serde_json::Value) {
         Err(e) => (0, serde_json::Value::String(e.to_string())),
     }
 }
+
+/// Starts an in-process application on the test broker that sums the amounts (JSON `i64`
+/// values, string keys) of `input` per key into the public table `totals`, served over HTTP on
+/// a free loopback port (see [`faustus::Running::http_addr`]).
+pub fn start_totals_app(input: &str) -> faustus::Running {
+    use faustus::prelude::*;
+    let topic = Topic::<String, i64>::new(input.to_string()).key_codec(Str);
+    App::new(unique("totals-app"))
+        .brokers(brokers())
+        .workers(2)
+        .http(Some("127.0.0.1:0".parse().unwrap()))
+        .start(move |df| {
+            df.stream(&topic).sum("totals").public();
+        })
+        .expect("the totals app starts")
+}
+
+/// Records `(key, amount)` as [`start_totals_app`] reads them.
+pub fn amount_records(amounts: &[(String, i64)]) -> Vec<KeyValue> {
+    amounts
+        .iter()
+        .map(|(k, a)| (Some(k.clone().into_bytes()), Some(a.to_string().into_bytes())))
+        .collect()
+}
