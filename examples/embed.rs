@@ -39,7 +39,7 @@ struct Args {
     /// The address of the program's own HTTP service.
     #[arg(long, default_value = "127.0.0.1:6067")]
     listen: SocketAddr,
-    /// Where faustus's API is nested in it.
+    /// Where faustus's API is nested in it (`/` or empty: at the root).
     #[arg(long, default_value = "/faustus")]
     prefix: String,
     /// The topic orders are read from.
@@ -87,12 +87,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         write_demo_orders(running.brokers(), &args.input_topic, args.demo_orders)?;
     }
 
-    let service = Router::new()
-        .route(
-            "/",
-            get(|| async { "the program's own routes live here\n" }),
-        )
-        .nest(&args.prefix, running.router());
+    let own = Router::new().route("/", get(|| async { "the program's own routes\n" }));
+    let service = match args.prefix.trim_end_matches('/') {
+        "" => own.merge(running.router()),
+        prefix => own.nest(prefix, running.router()),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
