@@ -24,13 +24,6 @@ use faustus::connectors::KafkaConfig;
 use faustus::prelude::*;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
-/// An order, as JSON on the input topic, keyed by account.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-struct Order {
-    account: String,
-    amount: i64,
-}
-
 /// faustus embedded in a program's own axum service.
 #[derive(Parser, Debug)]
 struct Args {
@@ -51,6 +44,13 @@ struct Args {
     /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long)]
     run_for_secs: Option<u64>,
+}
+
+/// An order, as JSON on the input topic, keyed by account.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Order {
+    account: String,
+    amount: i64,
 }
 
 fn main() -> ExitCode {

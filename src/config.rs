@@ -263,19 +263,16 @@ mod tests {
             http_peers: vec!["127.0.0.1:8001".into()],
             ..AppArgs::default()
         };
-        let err = AppConfig::new("x")
-            .with_args(&args)
-            .unwrap_err()
-            .to_string();
+        let error = |args: &AppArgs| match AppConfig::new("x").with_args(args) {
+            Ok(_) => panic!("{args:?} is accepted"),
+            Err(e) => e.to_string(),
+        };
+        let err = error(&args);
         assert!(err.contains("--http-peers lists 1 addresses"), "{err}");
-        let args = AppArgs {
+        let err = error(&AppArgs {
             http_peers: vec!["no-port".into()],
             ..AppArgs::default()
-        };
-        let err = AppConfig::new("x")
-            .with_args(&args)
-            .unwrap_err()
-            .to_string();
+        });
         assert!(err.contains("`no-port` is not an address"), "{err}");
         assert_eq!(
             peer_url("http://h:1/embedded/").unwrap(),

@@ -105,7 +105,10 @@ impl<'d> Session<'d> {
             },
         }}});
         let value = driver.call("POST", "/session", Some(capabilities));
-        let id = value["sessionId"].as_str().expect("a session id").to_string();
+        let id = value["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_string();
         Session { driver, id }
     }
 
@@ -214,13 +217,7 @@ fn a_person_can_browse_page_and_look_up_in_chromium() {
         .map(|i| (format!("account-{i:03}"), i as i64 + 1))
         .collect();
     amounts.push((MARKUP_KEY.to_string(), 42));
-    produce(&input, &amount_records(&amounts));
-    let running = start_totals_app(&input);
-    let base = format!("http://{}", running.http_addr().unwrap());
-    wait_for("the table to fill", Duration::from_secs(60), || {
-        let (_, body) = http_get(&format!("{base}/api/table/totals/?size=1"));
-        (body["total"] == json!(amounts.len())).then_some(())
-    });
+    let (running, base) = start_filled_totals_app(&input, &amounts);
 
     let session = Session::new(&driver);
     // The list of tables links to the table.
@@ -228,12 +225,23 @@ fn a_person_can_browse_page_and_look_up_in_chromium() {
     assert_eq!(session.text("#tables"), "totals");
     session.click("a.table");
     session.wait_text("#position", "Page 1 · 251 entries");
-    assert!(session.url().ends_with("/api/table/totals/"), "{}", session.url());
+    assert!(
+        session.url().ends_with("/api/table/totals/"),
+        "{}",
+        session.url()
+    );
     let rows = session.all("#entries tbody tr");
     assert_eq!(rows.len(), 100);
-    assert_eq!(session.all("#previous").len(), 0, "page 1 has no previous page");
+    assert_eq!(
+        session.all("#previous").len(),
+        0,
+        "page 1 has no previous page"
+    );
     // The markup key sorts first ('<' < 'a') and shows as text, not as elements.
-    assert_eq!(session.text("#entries tbody tr:first-child td.key"), MARKUP_KEY);
+    assert_eq!(
+        session.text("#entries tbody tr:first-child td.key"),
+        MARKUP_KEY
+    );
     assert!(session.all("#injected").is_empty(), "a key became markup");
     let screenshot = session.screenshot("http-table.png");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
@@ -249,7 +257,11 @@ fn a_person_can_browse_page_and_look_up_in_chromium() {
     session.click("#next");
     session.wait_text("#position", "Page 3");
     assert_eq!(session.all("#entries tbody tr").len(), 51);
-    assert_eq!(session.all("#next").len(), 0, "the last page has no next page");
+    assert_eq!(
+        session.all("#next").len(),
+        0,
+        "the last page has no next page"
+    );
     session.click("#previous");
     session.wait_text("#position", "Page 2");
 

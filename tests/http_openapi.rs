@@ -9,10 +9,8 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
-use serde_json::json;
 
 fn schemathesis() -> PathBuf {
     if let Ok(path) = std::env::var("FAUSTUS_SCHEMATHESIS") {
@@ -35,13 +33,7 @@ fn the_api_matches_its_openapi_document() {
     let amounts: Vec<(String, i64)> = (0..300)
         .map(|i| (format!("account-{i}"), i64::from(i % 50) + 1))
         .collect();
-    produce(&input, &amount_records(&amounts));
-    let running = start_totals_app(&input);
-    let base = format!("http://{}", running.http_addr().unwrap());
-    wait_for("the table to fill", Duration::from_secs(60), || {
-        let (_, body) = http_get(&format!("{base}/api/table/totals/?size=1"));
-        (body["total"] == json!(amounts.len())).then_some(())
-    });
+    let (running, base) = start_filled_totals_app(&input, &amounts);
 
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/schemathesis");
     std::fs::create_dir_all(&dir).unwrap();

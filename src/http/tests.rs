@@ -78,6 +78,16 @@ async fn request(state: &HttpState, request: Request<Body>) -> (StatusCode, Stri
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Asks `uri` and expects `status` with a JSON error; returns the error's message.
+async fn error(state: &HttpState, uri: &str, status: StatusCode) -> String {
+    let (got, body) = get(state, uri).await;
+    assert_eq!(got, status, "{uri}: {body}");
+    match body["error"].as_str() {
+        Some(message) => message.to_string(),
+        None => panic!("{uri}: no JSON error in {body}"),
+    }
+}
+
 async fn get(state: &HttpState, uri: &str) -> (StatusCode, Value) {
     let (status, body) = request(state, Request::get(uri).body(Body::empty()).unwrap()).await;
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
@@ -111,9 +121,9 @@ async fn every_key_has_the_same_answer_from_both_processes() {
         }
         // Missing keys are 404 whoever owns them: the owner's answer comes back.
         for key in [1000i64, 1001, 1002, 1003] {
-            let (status, body) = get(state, &format!("/api/table/prices/{key}/")).await;
-            assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-            assert!(body["error"].as_str().unwrap().contains(&key.to_string()));
+            let uri = format!("/api/table/prices/{key}/");
+            let message = error(state, &uri, StatusCode::NOT_FOUND).await;
+            assert!(message.contains(&key.to_string()), "{message}");
         }
     }
 }
@@ -122,15 +132,12 @@ async fn every_key_has_the_same_answer_from_both_processes() {
 async fn errors_are_json() {
     let (states, _) = cluster(20).await;
     let state = &states[0];
-    let (status, body) = get(state, "/api/table/prices/not-a-number/").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("not a valid key"));
-    let (status, body) = get(state, "/api/table/secret/1/").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"].as_str().unwrap().contains("secret"));
-    let (status, body) = get(state, "/api/table/secret/").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"].as_str().unwrap().contains("secret"));
+    let bad_key = error(state, "/api/table/prices/x/", StatusCode::BAD_REQUEST).await;
+    assert!(bad_key.contains("not a valid key"), "{bad_key}");
+    for uri in ["/api/table/secret/1/", "/api/table/secret/"] {
+        let message = error(state, uri, StatusCode::NOT_FOUND).await;
+        assert!(message.contains("secret"), "{message}");
+    }
     for bad in [
         "size=0",
         "size=1001",
@@ -140,17 +147,13 @@ async fn errors_are_json() {
         "page=abc",
         "after=abc",
     ] {
-        let (status, body) = get(state, &format!("/api/table/prices/?{bad}")).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
-        assert!(body["error"].is_string(), "{bad}: {body}");
+        let uri = format!("/api/table/prices/?{bad}");
+        let message = error(state, &uri, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains('`'), "{message}");
     }
-    let (status, body) = get(state, "/no/such/path").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"].is_string());
+    error(state, "/no/such/path", StatusCode::NOT_FOUND).await;
     // A path that does not decode as UTF-8: axum's own rejection, made JSON.
-    let (status, body) = get(state, "/api/table/%FF/").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].is_string(), "{body}");
+    error(state, "/api/table/%FF/", StatusCode::BAD_REQUEST).await;
     let (status, body) = request(
         state,
         Request::post("/api/table/").body(Body::empty()).unwrap(),
@@ -244,20 +247,18 @@ async fn an_unreachable_owner_is_503_and_own_keys_still_answer() {
     let state = &states[0];
     let remote = (0..40).find(|&k| process_of(k) == 1).unwrap();
     let local = (0..40).find(|&k| process_of(k) == 0).unwrap();
-    let (status, body) = get(state, &format!("/api/table/prices/{remote}/")).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let error = body["error"].as_str().unwrap();
-    assert!(error.contains("process 1 cannot be reached"), "{error}");
-    assert!(error.to_lowercase().contains("refused"), "{error}");
+    let remote_uri = format!("/api/table/prices/{remote}/");
+    let message = error(state, &remote_uri, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(message.contains("process 1 cannot be reached"), "{message}");
+    assert!(message.to_lowercase().contains("refused"), "{message}");
     let (status, _) = get(state, &format!("/api/table/prices/{local}/")).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = get(state, "/api/table/prices/").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     // Without any addresses configured, the error says what to configure.
     let states = super::tests::states(40, Vec::new());
-    let (status, body) = get(&states[0], &format!("/api/table/prices/{remote}/")).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body["error"].as_str().unwrap().contains("--http-peers"));
+    let message = error(&states[0], &remote_uri, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(message.contains("--http-peers"), "{message}");
 }
 
 #[tokio::test]
@@ -269,19 +270,42 @@ async fn browsers_get_html() {
             .body(Body::empty())
             .unwrap()
     };
-    let (status, body) = request(&states[0], html("/api/table/")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("href=\"/api/table/prices/\""), "{body}");
-    let (status, body) = request(&states[0], html("/api/table/prices/?size=10")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("id=\"next\" href=\"/api/table/prices/?page=2&amp;size=10\""));
-    assert!(body.contains("<form id=\"lookup\""));
-    let (status, body) = request(&states[1], html("/api/table/prices/?key=3")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("&quot;v3&quot;"), "{body}");
-    let (status, body) = request(&states[1], html("/api/table/nope/")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body.contains("no table named `nope`"));
+    let pages: [(usize, &str, StatusCode, &[&str]); 4] = [
+        (
+            0,
+            "/api/table/",
+            StatusCode::OK,
+            &["href=\"/api/table/prices/\""],
+        ),
+        (
+            0,
+            "/api/table/prices/?size=10",
+            StatusCode::OK,
+            &[
+                "id=\"next\" href=\"/api/table/prices/?page=2&amp;size=10\"",
+                "<form id=\"lookup\"",
+            ],
+        ),
+        (
+            1,
+            "/api/table/prices/?key=3",
+            StatusCode::OK,
+            &["&quot;v3&quot;"],
+        ),
+        (
+            1,
+            "/api/table/nope/",
+            StatusCode::NOT_FOUND,
+            &["no table named `nope`"],
+        ),
+    ];
+    for (process, uri, status, wanted) in pages {
+        let (got, body) = request(&states[process], html(uri)).await;
+        assert_eq!(got, status, "{uri}");
+        for text in wanted {
+            assert!(body.contains(text), "{uri}: no {text} in {body}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -409,6 +409,28 @@ pub fn start_totals_app(input: &str) -> faustus::Running {
 pub fn amount_records(amounts: &[(String, i64)]) -> Vec<KeyValue> {
     amounts
         .iter()
-        .map(|(k, a)| (Some(k.clone().into_bytes()), Some(a.to_string().into_bytes())))
+        .map(|(k, a)| {
+            (
+                Some(k.clone().into_bytes()),
+                Some(a.to_string().into_bytes()),
+            )
+        })
         .collect()
+}
+
+/// Writes `amounts` to `input`, starts [`start_totals_app`] on it, and waits until its table
+/// holds every key; returns the app and its base URL (`http://host:port`).
+pub fn start_filled_totals_app(
+    input: &str,
+    amounts: &[(String, i64)],
+) -> (faustus::Running, String) {
+    produce(input, &amount_records(amounts));
+    let running = start_totals_app(input);
+    let base = format!("http://{}", running.http_addr().expect("HTTP is on"));
+    let keys: std::collections::BTreeSet<&String> = amounts.iter().map(|(k, _)| k).collect();
+    wait_for("the table to fill", Duration::from_secs(60), || {
+        let (_, body) = http_get(&format!("{base}/api/table/totals/?size=1"));
+        (body["total"] == serde_json::json!(keys.len())).then_some(())
+    });
+    (running, base)
 }
