@@ -96,10 +96,15 @@ struct Session<'d> {
 
 impl<'d> Session<'d> {
     fn new(driver: &'d Driver) -> Session<'d> {
+        let chromium = Command::new("sh")
+            .args(["-c", "command -v chromium"])
+            .output()
+            .expect("finding chromium");
+        let chromium = String::from_utf8_lossy(&chromium.stdout).trim().to_string();
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
+                "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=1100,900"],
             },

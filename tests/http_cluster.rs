@@ -24,9 +24,10 @@ fn owner_process(key: &str) -> usize {
     (faustus::connectors::murmur2(&bytes) % 4) as usize / 2
 }
 
-/// Pages through `user_to_amount` from `base` with pages of `size`; returns the entries in the
-/// order received, or why not (a failed request, a key out of order or repeated).
-fn page_through(base: &str, size: usize) -> Result<Vec<(String, Value)>, String> {
+/// Pages through `user_to_amount` from `base` with pages of `size`, following the `next` links,
+/// or with `cursor` the `next_after` keys; returns the entries in the order received, or why not
+/// (a failed request, a key out of order or repeated).
+fn page_through(base: &str, size: usize, cursor: bool) -> Result<Vec<(String, Value)>, String> {
     let mut all: Vec<(String, Value)> = Vec::new();
     let mut url = format!("{base}/api/table/user_to_amount/?size={size}");
     let origin = base.trim_end_matches(PREFIX);
@@ -35,7 +36,7 @@ fn page_through(base: &str, size: usize) -> Result<Vec<(String, Value)>, String>
         if status != 200 {
             return Err(format!("{url}: {status} {body}"));
         }
-        assert_eq!(body["page"], json!(page), "{url}");
+        assert_eq!(body["page"], json!(if cursor { 1 } else { page }), "{url}");
         let results = body["results"].as_object().expect("results");
         assert!(results.len() <= size);
         for (k, v) in results {
@@ -48,9 +49,12 @@ fn page_through(base: &str, size: usize) -> Result<Vec<(String, Value)>, String>
             }
             all.push((k.clone(), v.clone()));
         }
-        match body["next"].as_str() {
-            Some(next) => url = format!("{origin}{next}"),
-            None => break,
+        match (body["next"].as_str(), body["next_after"].as_str()) {
+            (Some(_), Some(after)) if cursor => {
+                url = format!("{base}/api/table/user_to_amount/?size={size}&after={after}")
+            }
+            (Some(next), _) => url = format!("{origin}{next}"),
+            (None, _) => break,
         }
     }
     Ok(all)
@@ -121,10 +125,11 @@ fn two_processes_serve_every_key_and_every_page() {
     wait_for(
         "both processes to serve the whole table",
         Duration::from_secs(180),
-        || (page_through(&bases[0], 1000).ok()? == want).then_some(()),
+        || (page_through(&bases[0], 1000, false).ok()? == want).then_some(()),
     );
-    assert_eq!(page_through(&bases[1], 1000).unwrap(), want);
-    assert_eq!(page_through(&bases[1], 777).unwrap(), want);
+    assert_eq!(page_through(&bases[1], 1000, false).unwrap(), want);
+    assert_eq!(page_through(&bases[1], 777, false).unwrap(), want);
+    assert_eq!(page_through(&bases[0], 333, true).unwrap(), want);
     let (status, body) = http_get(&format!("{}/api/table/user_to_amount/?size=1", bases[1]));
     assert_eq!(status, 200);
     assert_eq!(body["total"], json!(KEYS));
