@@ -288,6 +288,34 @@ fn table(state: &HttpState, name: &str) -> Result<Arc<dyn TableView>, ApiError> 
         .ok_or_else(|| ApiError::no_table(name))
 }
 
+/// Entries as a JSON object whose members stay in key order (a `serde_json::Map` would sort them
+/// as strings: `"10"` before `"9"`).
+struct InKeyOrder<'a>(&'a [JsonEntry]);
+
+impl serde::Serialize for InKeyOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            map.serialize_entry(&key_text(key), value)?;
+        }
+        map.end()
+    }
+}
+
+/// A page as JSON (see `Page` in the OpenAPI document).
+#[derive(serde::Serialize)]
+struct PageBody<'a> {
+    results: InKeyOrder<'a>,
+    size: usize,
+    total: usize,
+    page: u64,
+    next: Option<&'a str>,
+    next_page: Option<u64>,
+    next_after: Option<&'a str>,
+    previous: Option<&'a str>,
+}
+
 /// One page of a listing, whichever way it was asked for.
 struct Listing {
     entries: Vec<JsonEntry>,
@@ -332,21 +360,16 @@ async fn list_entries(
         ))
         .into_response(),
         Ok(listing) => {
-            let results: serde_json::Map<String, Value> = listing
-                .entries
-                .iter()
-                .map(|(k, v)| (key_text(k), v.clone()))
-                .collect();
-            let body = json!({
-                "results": results,
-                "size": listing.size,
-                "total": listing.total,
-                "page": listing.page,
-                "next": listing.next,
-                "next_page": listing.next.as_ref().map(|_| listing.page + 1),
-                "next_after": listing.next_after,
-                "previous": listing.previous,
-            });
+            let body = PageBody {
+                results: InKeyOrder(&listing.entries),
+                size: listing.size,
+                total: listing.total,
+                page: listing.page,
+                next: listing.next.as_deref(),
+                next_page: listing.next.as_ref().map(|_| listing.page + 1),
+                next_after: listing.next_after.as_deref(),
+                previous: listing.previous.as_deref(),
+            };
             Json(body).into_response()
         }
         Err(e) => e.respond(html),

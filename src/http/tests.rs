@@ -192,6 +192,11 @@ async fn pages_cover_every_key_of_every_process_once_in_order() {
             }
             assert_eq!(seen, (0..1000).collect::<Vec<_>>(), "size {size}");
         }
+        // Within a page, the members follow the key order (numbers, not strings).
+        let uri = "/api/table/prices/?size=20";
+        let (_, text) = request(state, Request::get(uri).body(Body::empty()).unwrap()).await;
+        let at = |key: i64| text.find(&format!("\"{key}\":")).unwrap();
+        assert!((0..19).all(|k| at(k) < at(k + 1)), "{text}");
         // The cursor form pages through the same keys.
         let mut seen = Vec::new();
         let mut uri = "/api/table/prices/?size=300".to_string();
