@@ -472,6 +472,10 @@ pub(crate) fn late_letters<'s>(
                         "faustus.error.event_time".into(),
                         t.0.to_string().into_bytes(),
                     ),
+                    (
+                        "faustus.error.operator".into(),
+                        operator.clone().into_bytes(),
+                    ),
                 ],
             },
         )
