@@ -412,7 +412,11 @@ pub struct Table<'s, K: 'static, A: 'static> {
     pub(crate) coll: VecCollection<'s, u64, (K, A)>,
     changes: VecCollection<'s, u64, (K, Option<A>, Pos)>,
     shard: Shard<K, A>,
+    register: Registrar<K, A>,
 }
+
+/// How a table's replica shard is served over HTTP.
+type Registrar<K, A> = fn(&Tables, &str, usize, usize, usize, Shard<K, A>);
 
 impl<'s, K: Data, A: Data> Table<'s, K, A> {
     pub(crate) fn new(
@@ -421,8 +425,27 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         coll: VecCollection<'s, u64, (K, A)>,
         changelog: Option<u32>,
     ) -> Self {
+        Table::maintained(
+            df,
+            name,
+            coll,
+            changelog,
+            route::<K>,
+            Tables::register::<K, A>,
+        )
+    }
+
+    /// A table whose keys live on worker `owner(key)` and whose replica `register` serves.
+    pub(crate) fn maintained(
+        df: Dataflow<'s>,
+        name: &str,
+        coll: VecCollection<'s, u64, (K, A)>,
+        changelog: Option<u32>,
+        owner: fn(&K) -> u64,
+        register: Registrar<K, A>,
+    ) -> Self {
         let shard: Shard<K, A> = Arc::new(RwLock::new(BTreeMap::new()));
-        let (changes, records) = maintain(coll.clone(), Arc::clone(&shard), changelog, name);
+        let (changes, records) = maintain(coll.clone(), Arc::clone(&shard), changelog, name, owner);
         df.push_output(records);
         Table {
             df,
@@ -430,6 +453,7 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             coll,
             changes,
             shard,
+            register,
         }
     }
 
@@ -452,7 +476,8 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
     /// Serves the table over HTTP (`/api/table/<name>/...`). Tables are private unless marked.
     pub fn public(self) -> Self {
         let ctx = &self.df.ctx;
-        ctx.tables.register(
+        (self.register)(
+            &ctx.tables,
             &self.name,
             self.df.scope.index(),
             self.df.scope.peers(),

@@ -40,6 +40,7 @@ use timely::dataflow::StreamVec;
 
 use crate::dataflow::{Data, Dataflow, Stream, Table};
 use crate::join::json_late;
+use crate::runtime::table::window_owner;
 use crate::runtime::{route, CommitItem, Pos};
 
 /// Milliseconds of a duration, saturating.
@@ -236,7 +237,17 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
         let (stream_time, per_epoch) = kept_stream_time(&df, name, times);
         let restore = WindowRestore { rows, stream_time };
         let output = self.run(name, init, fold, merge, Some(restore));
-        (Table::new(df, name, output, Some(index)), per_epoch)
+        let table = Table::maintained(
+            df,
+            name,
+            output,
+            Some(index),
+            window_owner::<K>,
+            |tables, name, worker, peers, workers, shard| {
+                tables.register_windowed::<K, A>(name, worker, peers, workers, shard)
+            },
+        );
+        (table, per_epoch)
     }
 
     /// Runs the window operator; late events go to the dead-letter topic.

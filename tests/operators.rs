@@ -18,9 +18,18 @@ fn start(
     app_id: &str,
     build: impl for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
 ) -> faustus::Running {
+    start_with_http(app_id, None, build)
+}
+
+/// As [`start`], serving HTTP on `http` if given.
+fn start_with_http(
+    app_id: &str,
+    http: Option<std::net::SocketAddr>,
+    build: impl for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+) -> faustus::Running {
     App::new(app_id)
         .brokers(brokers())
-        .http(None)
+        .http(http)
         .commit_interval(EPOCH)
         .workers(2)
         .start(build)
@@ -320,6 +329,7 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
                 .tumbling(Duration::from_secs(1))
                 .expires(Duration::from_secs(3600))
                 .count("clicks_per_second")
+                .public()
                 .to_topic(&Topic::new(output.clone()));
         }
     };
@@ -373,7 +383,7 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
 
     // After a restart the open window [5000, 6000) continues from 1 and [0, 1000) is still
     // closed: a click at 999 is late again.
-    let app = start(&app_id, build);
+    let app = start_with_http(&app_id, Some("127.0.0.1:0".parse().unwrap()), build);
     produce(&input, &clicks("a", &[5_100, 999]));
     expected.insert((s("a"), w(5000)), 2);
     wait_until("the count continued after the restart", &expected, counts);
@@ -383,6 +393,29 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
     assert_eq!(counts(), expected, "the late click was not counted");
     let rows: Vec<((String, Window), Option<i64>)> = decoded(&output);
     assert!(rows.iter().all(|(_, v)| v.is_some()), "nothing expired yet");
+
+    // Over HTTP, a plain key answers with all its windows and the latest one.
+    let base = format!(
+        "http://{}/api/table/clicks_per_second",
+        app.http_addr().expect("HTTP is on")
+    );
+    let window = |start: u64, n: i64| serde_json::json!({"window": {"start": start, "end": start + 1000}, "value": n});
+    let (status, body) = http_get(&format!("{base}/a/"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"a": {
+            "windows": [window(0, 2), window(1000, 1), window(5000, 2)],
+            "current": window(5000, 2),
+        }})
+    );
+    // A whole `[key, window]` answers with that window's count.
+    let whole = r#"["b",{"start":1000,"end":2000}]"#;
+    let encoded: String = whole.bytes().map(|b| format!("%{b:02X}")).collect();
+    let (status, body) = http_get(&format!("{base}/{encoded}/"));
+    assert_eq!((status, body), (200, serde_json::json!({whole: 1})));
+    let (status, _) = http_get(&format!("{base}/nobody/"));
+    assert_eq!(status, 404);
     app.shutdown().expect("a clean stop");
 }
 

@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use faustus_connectors::OutRecord;
+use faustus_operators::Window;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::channels::pact::Exchange;
@@ -39,18 +40,22 @@ pub(crate) type Changes<'s, K, A> = VecCollection<'s, u64, (K, Option<A>, Pos)>;
 type Pending<K, A> = BTreeMap<u64, (Capability<u64>, Vec<((K, A), isize)>)>;
 
 /// Maintains `table`: returns its change stream and the records for the committer.
+///
+/// `owner(key)` routes a key to the worker that keeps it (the stable key hash, or for windowed
+/// tables the hash of the key without its window, so that a key's windows share a replica).
 pub(crate) fn maintain<'s, K, A>(
     table: VecCollection<'s, u64, (K, A)>,
     shard: Shard<K, A>,
     changelog: Option<u32>,
     name: &str,
+    owner: fn(&K) -> u64,
 ) -> (Changes<'s, K, A>, StreamVec<'s, u64, CommitItem>)
 where
     K: ExchangeData + Hash + Serialize,
     A: ExchangeData + Serialize,
 {
     type Item<K, A> = Result<((K, Option<A>, Pos), u64, isize), CommitItem>;
-    let pact = Exchange::new(|((k, _), _, _): &((K, A), u64, isize)| route(k));
+    let pact = Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| owner(k));
     let (changes, records) = table
         .inner
         .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Item<K, A>>>, _, _, _>(
@@ -168,6 +173,29 @@ pub(crate) struct Replicas<K, A> {
     shards: RwLock<BTreeMap<usize, Shard<K, A>>>,
     peers: usize,
     workers: usize,
+    /// The route of a key to its worker (as in [`maintain`]).
+    owner: fn(&K) -> u64,
+}
+
+impl<K, A> Replicas<K, A> {
+    fn new(peers: usize, workers: usize, owner: fn(&K) -> u64) -> Self {
+        Replicas {
+            shards: RwLock::new(BTreeMap::new()),
+            peers,
+            workers,
+            owner,
+        }
+    }
+
+    /// Where the worker that owns `route` is: its shard here, or another process.
+    fn locate(&self, route: u64) -> Result<Shard<K, A>, usize> {
+        let owner = (route % self.peers as u64) as usize;
+        let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
+        match shards.get(&owner) {
+            Some(shard) => Ok(Arc::clone(shard)),
+            None => Err(owner / self.workers),
+        }
+    }
 }
 
 /// Parses a key as written in a URL: as JSON, or else as a JSON string.
@@ -192,14 +220,12 @@ where
             Ok(k) => k,
             Err(e) => return Lookup::BadKey(e),
         };
-        let owner = (route(&key) % self.peers as u64) as usize;
-        let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
-        match shards.get(&owner) {
-            Some(shard) => match shard.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        match self.locate((self.owner)(&key)) {
+            Ok(shard) => match shard.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
                 Some(v) => Lookup::Found(serde_json::to_value(v).expect("values serialize")),
                 None => Lookup::Missing,
             },
-            None => Lookup::Remote(owner / self.workers),
+            Err(process) => Lookup::Remote(process),
         }
     }
 
@@ -261,6 +287,74 @@ where
     }
 }
 
+/// The route of a windowed table's key: its key without the window, so that a key's windows
+/// live on one worker.
+pub(crate) fn window_owner<K: Serialize>(key: &(K, Window)) -> u64 {
+    route(&key.0)
+}
+
+/// A windowed table's shards: entries keyed by `(key, window)`; a lookup by the plain key
+/// answers `{"windows": [{"window": .., "value": ..}, ...], "current": <the latest window>}`.
+pub(crate) struct WindowedReplicas<K, A> {
+    windows: Replicas<(K, Window), A>,
+}
+
+impl<K, A> TableView for WindowedReplicas<K, A>
+where
+    K: ExchangeData + Hash + Serialize + DeserializeOwned + Sync,
+    A: ExchangeData + Serialize + Sync,
+{
+    fn get(&self, raw: &str) -> Lookup {
+        // A whole `[key, window]` answers with that window's value.
+        if parse_key::<(K, Window)>(raw).is_ok() {
+            return self.windows.get(raw);
+        }
+        let key: K = match parse_key(raw) {
+            Ok(k) => k,
+            Err(e) => return Lookup::BadKey(e),
+        };
+        let shard = match self.windows.locate(route(&key)) {
+            Ok(shard) => shard,
+            Err(process) => return Lookup::Remote(process),
+        };
+        let first = (key.clone(), Window { start: 0, end: 0 });
+        let windows: Vec<serde_json::Value> = shard
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(first..)
+            .take_while(|((k, _), _)| *k == key)
+            .map(|((_, w), v)| serde_json::json!({"window": w, "value": v}))
+            .collect();
+        match windows.last().cloned() {
+            None => Lookup::Missing,
+            Some(current) => Lookup::Found(serde_json::json!({
+                "windows": windows,
+                "current": current,
+            })),
+        }
+    }
+
+    fn parse(&self, raw: &str) -> Result<serde_json::Value, String> {
+        self.windows.parse(raw)
+    }
+
+    fn local_entries(
+        &self,
+        after: Option<&serde_json::Value>,
+        limit: usize,
+    ) -> Result<(Vec<JsonEntry>, usize), String> {
+        self.windows.local_entries(after, limit)
+    }
+
+    fn merge(&self, parts: Vec<Vec<JsonEntry>>, limit: usize) -> Result<Vec<JsonEntry>, String> {
+        self.windows.merge(parts, limit)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// The public tables of this process.
 #[derive(Default)]
 pub(crate) struct Tables {
@@ -280,17 +374,55 @@ impl Tables {
         K: ExchangeData + Hash + Serialize + DeserializeOwned + Sync,
         A: ExchangeData + Serialize + Sync,
     {
+        self.register_view(
+            name,
+            worker,
+            shard,
+            || Replicas::<K, A>::new(peers, workers, route::<K>),
+            |view: &Replicas<K, A>| view,
+        );
+    }
+
+    /// Registers worker `worker`'s shard of windowed table `name`: a lookup by a plain key
+    /// answers with all of the key's windows.
+    pub(crate) fn register_windowed<K, A>(
+        &self,
+        name: &str,
+        worker: usize,
+        peers: usize,
+        workers: usize,
+        shard: Shard<(K, Window), A>,
+    ) where
+        K: ExchangeData + Hash + Serialize + DeserializeOwned + Sync,
+        A: ExchangeData + Serialize + Sync,
+    {
+        self.register_view(
+            name,
+            worker,
+            shard,
+            || WindowedReplicas {
+                windows: Replicas::new(peers, workers, window_owner::<K>),
+            },
+            |view: &WindowedReplicas<K, A>| &view.windows,
+        );
+    }
+
+    /// Adds a shard to the view of table `name`, creating the view with `make` if needed.
+    fn register_view<K, A, V: TableView + 'static>(
+        &self,
+        name: &str,
+        worker: usize,
+        shard: Shard<K, A>,
+        make: impl FnOnce() -> V,
+        replicas: impl Fn(&V) -> &Replicas<K, A>,
+    ) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let view = map.entry(name.to_string()).or_insert_with(|| {
-            Arc::new(Replicas::<K, A> {
-                shards: RwLock::new(BTreeMap::new()),
-                peers,
-                workers,
-            })
-        });
-        match view.as_any().downcast_ref::<Replicas<K, A>>() {
-            Some(replicas) => {
-                replicas
+        let view = map
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(make()));
+        match view.as_any().downcast_ref::<V>() {
+            Some(view) => {
+                replicas(view)
                     .shards
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
