@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use differential_dataflow::{AsCollection, VecCollection};
 use faustus_connectors::{OutRecord, TopicSpec};
-use faustus_operators::FoldByKey;
+use faustus_operators::FoldByKey as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map as _;
@@ -96,6 +96,14 @@ impl<'s> Dataflow<'s> {
         self.scope.peers()
     }
 
+    /// Logs `message` as a warning, once per application run (on the first worker, not while
+    /// planning).
+    pub(crate) fn warn_once(&self, message: &str) {
+        if self.scope.index() == 0 && !self.ctx.startup.planning {
+            log::warn!("{message}");
+        }
+    }
+
     /// The dead-letter topic: records that failed to decode, with the reason in headers.
     pub fn dead_letter_topic(&self) -> String {
         format!("{}-__errors", self.ctx.app_id)
@@ -158,7 +166,7 @@ impl<'s> Dataflow<'s> {
     }
 
     /// The index of output topic `name`, registering it (created with `partitions` if missing).
-    fn out_topic(&self, name: &str, partitions: Option<i32>, compacted: bool) -> u32 {
+    pub(crate) fn out_topic(&self, name: &str, partitions: Option<i32>, compacted: bool) -> u32 {
         let mut plan = self.plan.borrow_mut();
         let default = self.ctx.partitions;
         plan.specs
@@ -178,7 +186,7 @@ impl<'s> Dataflow<'s> {
     }
 
     /// Claims a table name (they must be unique: they name changelog topics and HTTP paths).
-    fn claim_table(&self, name: &str) {
+    pub(crate) fn claim_table(&self, name: &str) {
         let valid = !name.is_empty()
             && name
                 .chars()
@@ -193,7 +201,26 @@ impl<'s> Dataflow<'s> {
         );
     }
 
-    fn push_output(&self, output: StreamVec<'s, u64, CommitItem>) {
+    /// Claims table `name` and registers its changelog topic: returns the topic's output index
+    /// and the entries restored from it (at the restore epoch).
+    pub(crate) fn changelog<K: Data, A: Data>(
+        &self,
+        name: &str,
+    ) -> (u32, VecCollection<'s, u64, (K, A)>) {
+        let (index, topic) = self.changelog_topic(name);
+        let restore = restore_source::<K, A>(self.scope, Arc::clone(&self.ctx.startup), topic);
+        (index, restore.as_collection())
+    }
+
+    /// Claims table `name` and registers its (compacted) changelog topic: returns the topic's
+    /// output index and name.
+    fn changelog_topic(&self, name: &str) -> (u32, String) {
+        self.claim_table(name);
+        let topic = format!("{}-{}-changelog", self.ctx.app_id, name);
+        (self.out_topic(&topic, None, true), topic)
+    }
+
+    pub(crate) fn push_output(&self, output: StreamVec<'s, u64, CommitItem>) {
         self.plan.borrow_mut().outputs.push(output);
     }
 }
@@ -201,8 +228,8 @@ impl<'s> Dataflow<'s> {
 /// An append-only stream of `(key, value)` events.
 #[derive(Clone)]
 pub struct Stream<'s, K: 'static, V: 'static> {
-    df: Dataflow<'s>,
-    coll: VecCollection<'s, u64, (K, V, Pos)>,
+    pub(crate) df: Dataflow<'s>,
+    pub(crate) coll: VecCollection<'s, u64, (K, V, Pos)>,
 }
 
 impl<'s, K: Data, V: Data> Stream<'s, K, V> {
@@ -292,14 +319,41 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         f: impl Fn(&K, Option<&A>, V) -> Option<A> + 'static,
     ) -> Table<'s, K, A> {
         let df = self.df.clone();
-        df.claim_table(name);
-        let changelog = format!("{}-{}-changelog", df.ctx.app_id, name);
-        let index = df.out_topic(&changelog, None, true);
-        let restore = restore_source::<K, A>(df.scope, Arc::clone(&df.ctx.startup), changelog);
-        let table = self
-            .coll
-            .fold_by_key(restore.as_collection(), route::<K>, name, f);
+        let (index, restore) = df.changelog::<K, A>(name);
+        let table = self.coll.fold_by_key(restore, route::<K>, name, f);
         Table::new(df, name, table, Some(index))
+    }
+
+    /// A running aggregate: folds the events of each key like [`Stream::fold`], and also returns
+    /// the stream of results, one event per input event (the key's entry right after that event,
+    /// in input order; Kafka Streams' `aggregate(...).toStream()` without caching). The table has
+    /// a changelog and survives restarts; the running stream continues from the restored entry.
+    ///
+    /// ```no_run
+    /// # use faustus::prelude::*;
+    /// # fn build(df: &Dataflow<'_>, orders: &Topic<String, i64>) {
+    /// let (totals, running) = df
+    ///     .stream(orders)
+    ///     .scan("running_total", |_, total: Option<&i64>, amount| total.copied().unwrap_or(0) + amount);
+    /// running.to_topic(&Topic::new("running-totals"));
+    /// totals.public();
+    /// # }
+    /// ```
+    pub fn scan<A: Data>(
+        self,
+        name: &str,
+        f: impl Fn(&K, Option<&A>, V) -> A + 'static,
+    ) -> (Table<'s, K, A>, Stream<'s, K, A>) {
+        let df = self.df.clone();
+        let (index, restore) = df.changelog::<K, A>(name);
+        let (table, running) = self
+            .coll
+            .scan_by_key(restore, route::<K>, name, move |k, a, v| Some(f(k, a, v)));
+        let running = Stream {
+            df: df.clone(),
+            coll: running.flat_map(|(k, a, p)| a.map(|a| (k, a, p))),
+        };
+        (Table::new(df, name, table, Some(index)), running)
     }
 
     /// Counts the events per key.
@@ -341,15 +395,15 @@ impl<'s, K: Data, V: Data> Stream<'s, K, Option<V>> {
 /// A table: at most one value per key, kept up to date as its inputs change.
 #[derive(Clone)]
 pub struct Table<'s, K: 'static, A: 'static> {
-    df: Dataflow<'s>,
-    name: String,
-    coll: VecCollection<'s, u64, (K, A)>,
+    pub(crate) df: Dataflow<'s>,
+    pub(crate) name: String,
+    pub(crate) coll: VecCollection<'s, u64, (K, A)>,
     changes: VecCollection<'s, u64, (K, Option<A>, Pos)>,
     shard: Shard<K, A>,
 }
 
 impl<'s, K: Data, A: Data> Table<'s, K, A> {
-    fn new(
+    pub(crate) fn new(
         df: Dataflow<'s>,
         name: &str,
         coll: VecCollection<'s, u64, (K, A)>,
@@ -365,6 +419,17 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             changes,
             shard,
         }
+    }
+
+    /// A table computed from other tables (no changelog: it is recomputed from its restored
+    /// inputs after a restart), named `name`.
+    pub(crate) fn derived<K2: Data, B: Data>(
+        &self,
+        name: &str,
+        coll: VecCollection<'s, u64, (K2, B)>,
+    ) -> Table<'s, K2, B> {
+        self.df.claim_table(name);
+        Table::new(self.df.clone(), name, coll, None)
     }
 
     /// The table's name.

@@ -33,8 +33,11 @@ pub mod config;
 pub mod dataflow;
 pub mod error;
 pub mod http;
+pub mod join;
+pub mod nested;
 mod runtime;
 pub mod topic;
+pub mod window;
 
 pub use app::{App, Running};
 pub use config::{AppArgs, AppConfig, Guarantee};
@@ -42,6 +45,7 @@ pub use dataflow::{Data, Dataflow, Stream, Table};
 pub use error::{Error, Result};
 pub use runtime::Pos;
 pub use topic::Topic;
+pub use window::{FinalWindows, Timed, WindowedStream};
 
 /// Codecs for topics.
 pub mod codec {
@@ -54,6 +58,10 @@ pub use faustus_connectors as connectors;
 /// Everything a program usually needs.
 pub mod prelude {
     pub use crate::codec::{Codec, Json, Raw, Str};
-    pub use crate::{App, AppArgs, Data, Dataflow, Guarantee, Stream, Table, Topic};
+    pub use crate::{
+        App, AppArgs, Data, Dataflow, FinalWindows, Guarantee, Stream, Table, Timed, Topic,
+        WindowedStream,
+    };
+    pub use faustus_operators::{ListOp, SetOp, Window, WindowKind};
     pub use serde::{Deserialize, Serialize};
 }

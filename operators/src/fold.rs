@@ -37,8 +37,9 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::operators::{Capability, OkErr, Operator};
 use timely::progress::frontier::MutableAntichain;
 
 /// Folds an append-only collection of `(key, value, order)` records into a table keyed by `key`.
@@ -80,7 +81,49 @@ pub trait FoldByKey<'scope, K, V, O> {
         A: ExchangeData,
         F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
         H: Fn(&K) -> u64 + 'static;
+
+    /// As [`FoldByKey::fold_by_key`], and also returns the running result per event: for every
+    /// input record (each of its `d` copies), `(key, entry after the record, order)`, where the
+    /// entry is `None` when the fold removed the key. Restored entries emit no events.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::FoldByKey;
+    ///
+    /// timely::example(|scope| {
+    ///     let events = scope.new_collection_from(vec![
+    ///         ("a".to_string(), 5i64, 1u64),
+    ///         ("a".to_string(), 7, 2),
+    ///     ]).1;
+    ///     let restore = scope.new_collection_from(Vec::<(String, i64)>::new()).1;
+    ///     let expected = scope.new_collection_from(vec![
+    ///         ("a".to_string(), Some(5i64), 1u64),
+    ///         ("a".to_string(), Some(12), 2),
+    ///     ]).1;
+    ///     let (_table, running) = events.scan_by_key(restore, |k: &String| k.len() as u64, "sum",
+    ///         |_k, old, v| Some(old.copied().unwrap_or(0) + v));
+    ///     running.assert_eq(expected);
+    /// });
+    /// ```
+    #[allow(clippy::type_complexity)]
+    fn scan_by_key<A, F, H>(
+        self,
+        restore: VecCollection<'scope, u64, (K, A)>,
+        route: H,
+        name: &str,
+        fold: F,
+    ) -> (
+        VecCollection<'scope, u64, (K, A)>,
+        VecCollection<'scope, u64, (K, Option<A>, O)>,
+    )
+    where
+        A: ExchangeData,
+        F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
+        H: Fn(&K) -> u64 + 'static;
 }
+
+/// A table update (`Ok`) or a running result of one event (`Err`).
+type FoldOut<K, A, O> = Result<((K, A), u64, isize), ((K, Option<A>, O), u64, isize)>;
 
 /// Per-epoch buffers of a fold: restored entries and events.
 struct Pending<K, V, O, A> {
@@ -100,94 +143,142 @@ where
         restore: VecCollection<'scope, u64, (K, A)>,
         route: H,
         name: &str,
-        mut fold: F,
+        fold: F,
     ) -> VecCollection<'scope, u64, (K, A)>
     where
         A: ExchangeData,
         F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
         H: Fn(&K) -> u64 + 'static,
     {
-        let route = Rc::new(route);
-        let route_events = Rc::clone(&route);
-        let events_pact =
-            Exchange::new(move |((k, _, _), _, _): &((K, V, O), u64, isize)| route_events(k));
-        let restore_pact = Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| route(k));
+        fold_core(self, restore, route, name, fold, false).0
+    }
 
-        self.inner
-            .binary_frontier(
-                restore.inner,
-                events_pact,
-                restore_pact,
-                name,
-                move |_capability, _info| {
-                    let mut state: HashMap<K, A> = HashMap::new();
-                    let mut pending: BTreeMap<u64, Pending<K, V, O, A>> = BTreeMap::new();
-                    move |(events, events_frontier), (restored, restore_frontier), output| {
-                        events.for_each(|cap, data| {
-                            let Some(cap) = cap.retain_least(0) else {
-                                return;
-                            };
-                            for ((k, v, o), t, d) in data.drain(..) {
-                                if d > 0 {
-                                    pending_at(&mut pending, &cap, t).events.push((o, k, v, d));
-                                }
-                            }
-                        });
-                        restored.for_each(|cap, data| {
-                            let Some(cap) = cap.retain_least(0) else {
-                                return;
-                            };
-                            for ((k, a), t, d) in data.drain(..) {
-                                if d > 0 {
-                                    pending_at(&mut pending, &cap, t).restored.push((k, a));
-                                }
-                            }
-                        });
+    fn scan_by_key<A, F, H>(
+        self,
+        restore: VecCollection<'scope, u64, (K, A)>,
+        route: H,
+        name: &str,
+        fold: F,
+    ) -> (
+        VecCollection<'scope, u64, (K, A)>,
+        VecCollection<'scope, u64, (K, Option<A>, O)>,
+    )
+    where
+        A: ExchangeData,
+        F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        fold_core(self, restore, route, name, fold, true)
+    }
+}
 
-                        // Apply every epoch that neither input can still add to, in order.
-                        while let Some((&time, _)) = pending.first_key_value() {
-                            if complete(events_frontier, time) && complete(restore_frontier, time) {
-                                let batch = pending.pop_first().expect("non-empty").1;
-                                let mut before: HashMap<K, Option<A>> = HashMap::new();
-                                for (k, a) in batch.restored {
-                                    let old = state.insert(k.clone(), a);
-                                    before.entry(k).or_insert(old);
-                                }
-                                let mut events = batch.events;
-                                events.sort_by(|x, y| x.0.cmp(&y.0));
-                                for (_o, k, v, d) in events {
-                                    for _ in 0..d {
-                                        let old = state.get(&k);
-                                        let new = fold(&k, old, v.clone());
-                                        let old = match new {
-                                            Some(new) => state.insert(k.clone(), new),
-                                            None => state.remove(&k),
-                                        };
-                                        before.entry(k.clone()).or_insert(old);
-                                    }
-                                }
-                                let mut session = output.session(&batch.capability);
-                                for (k, old) in before {
-                                    let new = state.get(&k);
-                                    if old.as_ref() == new {
-                                        continue;
-                                    }
-                                    if let Some(old) = old {
-                                        session.give(((k.clone(), old), time, -1isize));
-                                    }
-                                    if let Some(new) = new {
-                                        session.give(((k, new.clone()), time, 1isize));
-                                    }
-                                }
-                            } else {
-                                break;
+/// The fold operator; with `each`, it also emits the running result of every event.
+#[allow(clippy::type_complexity)]
+fn fold_core<'scope, K, V, O, A, F, H>(
+    events: VecCollection<'scope, u64, (K, V, O)>,
+    restore: VecCollection<'scope, u64, (K, A)>,
+    route: H,
+    name: &str,
+    mut fold: F,
+    each: bool,
+) -> (
+    VecCollection<'scope, u64, (K, A)>,
+    VecCollection<'scope, u64, (K, Option<A>, O)>,
+)
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    O: ExchangeData,
+    A: ExchangeData,
+    F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
+    H: Fn(&K) -> u64 + 'static,
+{
+    let route = Rc::new(route);
+    let route_events = Rc::clone(&route);
+    let events_pact =
+        Exchange::new(move |((k, _, _), _, _): &((K, V, O), u64, isize)| route_events(k));
+    let restore_pact = Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| route(k));
+
+    let (table, running) = events
+        .inner
+        .binary_frontier::<_, CapacityContainerBuilder<Vec<FoldOut<K, A, O>>>, _, _, _, _>(
+            restore.inner,
+            events_pact,
+            restore_pact,
+            name,
+            move |_capability, _info| {
+                let mut state: HashMap<K, A> = HashMap::new();
+                let mut pending: BTreeMap<u64, Pending<K, V, O, A>> = BTreeMap::new();
+                move |(events, events_frontier), (restored, restore_frontier), output| {
+                    events.for_each(|cap, data| {
+                        let Some(cap) = cap.retain_least(0) else {
+                            return;
+                        };
+                        for ((k, v, o), t, d) in data.drain(..) {
+                            if d > 0 {
+                                pending_at(&mut pending, &cap, t).events.push((o, k, v, d));
                             }
                         }
+                    });
+                    restored.for_each(|cap, data| {
+                        let Some(cap) = cap.retain_least(0) else {
+                            return;
+                        };
+                        for ((k, a), t, d) in data.drain(..) {
+                            if d > 0 {
+                                pending_at(&mut pending, &cap, t).restored.push((k, a));
+                            }
+                        }
+                    });
+
+                    // Apply every epoch that neither input can still add to, in order.
+                    while let Some((&time, _)) = pending.first_key_value() {
+                        if complete(events_frontier, time) && complete(restore_frontier, time) {
+                            let batch = pending.pop_first().expect("non-empty").1;
+                            let mut before: HashMap<K, Option<A>> = HashMap::new();
+                            for (k, a) in batch.restored {
+                                let old = state.insert(k.clone(), a);
+                                before.entry(k).or_insert(old);
+                            }
+                            let mut events = batch.events;
+                            events.sort_by(|x, y| x.0.cmp(&y.0));
+                            let mut session = output.session(&batch.capability);
+                            for (o, k, v, d) in events {
+                                for _ in 0..d {
+                                    let old = state.get(&k);
+                                    let new = fold(&k, old, v.clone());
+                                    if each {
+                                        let out = (k.clone(), new.clone(), o.clone());
+                                        session.give(Err((out, time, 1isize)));
+                                    }
+                                    let old = match new {
+                                        Some(new) => state.insert(k.clone(), new),
+                                        None => state.remove(&k),
+                                    };
+                                    before.entry(k.clone()).or_insert(old);
+                                }
+                            }
+                            for (k, old) in before {
+                                let new = state.get(&k);
+                                if old.as_ref() == new {
+                                    continue;
+                                }
+                                if let Some(old) = old {
+                                    session.give(Ok(((k.clone(), old), time, -1isize)));
+                                }
+                                if let Some(new) = new {
+                                    session.give(Ok(((k, new.clone()), time, 1isize)));
+                                }
+                            }
+                        } else {
+                            break;
+                        }
                     }
-                },
-            )
-            .as_collection()
-    }
+                }
+            },
+        )
+        .ok_err(|x| x);
+    (table.as_collection(), running.as_collection())
 }
 
 /// The buffer for epoch `time` (at or after `cap`'s time), created on first use.

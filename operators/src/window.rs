@@ -70,7 +70,8 @@ use std::hash::Hash;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::vec::{Broadcast, Map as _};
+use timely::dataflow::operators::{Concat, Exchange as _, Operator};
 
 use crate::epoch::{default_route, epoch_maxima, Stash, StreamTime};
 use crate::time::{EventTime, WithLate};
@@ -147,6 +148,24 @@ pub type LateWindowRecord<K, V> = ((K, Window), (V, EventTime));
 
 /// A windowed table `((key, window), value)` and the late records.
 pub type Windowed<'scope, K, V, A> = WithLate<'scope, ((K, Window), A), LateWindowRecord<K, V>>;
+
+/// State to seed a windowed fold with on restart (see [`Windows::window_fold_restored`]).
+pub struct WindowRestore<'scope, K: 'static, A: 'static> {
+    /// Windows and their values, as the operator last emitted them in
+    /// [`Emit::EveryUpdate`] mode (a windowed table's changelog).
+    pub rows: VecCollection<'scope, u64, ((K, Window), A)>,
+    /// The stream time reached (any worker may hold it; the largest counts).
+    pub stream_time: VecCollection<'scope, u64, u64>,
+}
+
+/// The second input of the window operator: epoch maxima and restored windows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Aux<K, A> {
+    /// The largest event time of an epoch (or a restored stream time).
+    Max(u64),
+    /// A restored window.
+    Row(K, Window, A),
+}
 
 /// The normalized window assignment.
 #[derive(Clone, Copy, Debug)]
@@ -461,6 +480,56 @@ pub trait Windows<'scope, K, V> {
         F: FnMut(&mut A, EventTime, &V) + 'static,
         M: FnMut(&mut A, A) + 'static,
         H: Fn(&K) -> u64 + 'static;
+
+    /// As [`Windows::window_fold_core`], seeded with `restore` at the epoch its records carry
+    /// (an engine's restore epoch, before any input): the restored stream time counts as that
+    /// epoch's maximum, each restored window is live again with its value (closed if the
+    /// restored stream time has closed it) and, when emitting every update, is emitted at that
+    /// epoch. Restoring values is exact for tumbling, hopping and session windows; sliding
+    /// windows also need the records a new window starts from, which values do not carry, so
+    /// they are not restorable this way.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{Emit, EventTime, Window, WindowConfig, WindowKind, WindowRestore, Windows};
+    ///
+    /// timely::example(|scope| {
+    ///     let w = Window { start: 0, end: 10 };
+    ///     let (mut events, events_in) = scope.new_collection::<(u8, (), EventTime), isize>();
+    ///     let rows = scope.new_collection_from(vec![((1u8, w), 2i64)]).1;
+    ///     let stream_time = scope.new_collection_from(vec![4u64]).1;
+    ///     events.advance_to(1);
+    ///     events.insert((1, (), EventTime(5)));
+    ///     let config = WindowConfig {
+    ///         kind: WindowKind::Tumbling { size: 10 },
+    ///         grace: 0,
+    ///         expires: 100,
+    ///         emit: Emit::EveryUpdate,
+    ///     };
+    ///     let counts = events_in.window_fold_restored(
+    ///         config, "count", |k: &u8| u64::from(*k), 0i64, |n, _t, _v| *n += 1, |n, m| *n += m,
+    ///         WindowRestore { rows, stream_time },
+    ///     );
+    ///     // The restored count of 2, plus the new event.
+    ///     counts.output.assert_eq(scope.new_collection_from(vec![((1u8, w), 3i64)]).1);
+    /// });
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    fn window_fold_restored<A, F, M, H>(
+        self,
+        config: WindowConfig,
+        name: &str,
+        route: H,
+        init: A,
+        fold: F,
+        merge: M,
+        restore: WindowRestore<'scope, K, A>,
+    ) -> Windowed<'scope, K, V, A>
+    where
+        A: ExchangeData,
+        F: FnMut(&mut A, EventTime, &V) + 'static,
+        M: FnMut(&mut A, A) + 'static,
+        H: Fn(&K) -> u64 + 'static;
 }
 
 impl<'scope, K, V> Windows<'scope, K, V> for VecCollection<'scope, u64, (K, V, EventTime)>
@@ -504,7 +573,14 @@ where
         L: FnMut(&K, &Window, &[(EventTime, V)]) -> A + 'static,
         H: Fn(&K) -> u64 + 'static,
     {
-        windowed(self, config, name, route, Agg::Recompute(Box::new(logic)))
+        windowed(
+            self,
+            config,
+            name,
+            route,
+            Agg::Recompute(Box::new(logic)),
+            None,
+        )
     }
 
     fn window_fold_core<A, F, M, H>(
@@ -527,7 +603,31 @@ where
             fold: Box::new(fold),
             merge: Box::new(merge),
         };
-        windowed(self, config, name, route, agg)
+        windowed(self, config, name, route, agg, None)
+    }
+
+    fn window_fold_restored<A, F, M, H>(
+        self,
+        config: WindowConfig,
+        name: &str,
+        route: H,
+        init: A,
+        fold: F,
+        merge: M,
+        restore: WindowRestore<'scope, K, A>,
+    ) -> Windowed<'scope, K, V, A>
+    where
+        A: ExchangeData,
+        F: FnMut(&mut A, EventTime, &V) + 'static,
+        M: FnMut(&mut A, A) + 'static,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        let agg = Agg::Fold {
+            init,
+            fold: Box::new(fold),
+            merge: Box::new(merge),
+        };
+        windowed(self, config, name, route, agg, Some(restore))
     }
 }
 
@@ -590,6 +690,7 @@ fn windowed<'scope, K, V, A, H>(
     name: &str,
     route: H,
     mut agg: Agg<K, V, A>,
+    restore: Option<WindowRestore<'scope, K, A>>,
 ) -> Windowed<'scope, K, V, A>
 where
     K: ExchangeData + Hash,
@@ -603,11 +704,30 @@ where
     let every_update = config.emit == Emit::EveryUpdate;
     let recompute = matches!(agg, Agg::Recompute(_));
     let keep_records = recompute || matches!(kind, Kind::Sliding { .. });
-    let maxima = epoch_maxima(input.clone(), |(_, _, t): &(K, V, EventTime)| t.0);
+    let route = std::rc::Rc::new(route);
+    let maxima = epoch_maxima(input.clone(), |(_, _, t): &(K, V, EventTime)| t.0)
+        .map(|(t, m)| (t, Aux::<K, A>::Max(m)));
+    let aux = match restore {
+        None => maxima,
+        Some(restore) => {
+            let route = std::rc::Rc::clone(&route);
+            let rows = restore
+                .rows
+                .inner
+                .exchange(move |(((k, _), _), _, _)| route(k))
+                .flat_map(|(((k, w), a), t, d)| (d > 0).then_some((t, Aux::Row(k, w, a))));
+            let times = restore
+                .stream_time
+                .inner
+                .flat_map(|(st, t, d)| (d > 0).then_some((t, Aux::Max(st))))
+                .broadcast();
+            maxima.concat(rows).concat(times)
+        }
+    };
     let pact = Exchange::new(move |((k, _, _), _, _): &((K, V, EventTime), u64, isize)| route(k));
     let out = input
         .inner
-        .binary_frontier(maxima, pact, Pipeline, name, move |_cap, _info| {
+        .binary_frontier(aux, pact, Pipeline, name, move |_cap, _info| {
             let mut state: HashMap<K, KeyState<V, A>> = HashMap::new();
             // Closing, expiry and pruning, by the stream time at which they are due.
             let mut due: BTreeMap<u64, Vec<Due<K>>> = BTreeMap::new();
@@ -622,15 +742,47 @@ where
                     }
                 });
                 max_input.for_each(|cap, data| {
-                    for (t, m) in data.drain(..) {
-                        stash.push_second(&cap, t, (t, m));
+                    for (t, aux) in data.drain(..) {
+                        stash.push_second(&cap, t, (t, aux));
                     }
                 });
                 while let Some((time, batch)) = stash.pop_complete(&[frontier, max_frontier]) {
-                    let before = stream_time.advance(&batch.second);
+                    let mut maxima = Vec::new();
+                    let mut restored = Vec::new();
+                    for (t, aux) in batch.second {
+                        match aux {
+                            Aux::Max(m) => maxima.push((t, m)),
+                            Aux::Row(k, w, a) => restored.push((k, w, a)),
+                        }
+                    }
+                    let before = stream_time.advance(&maxima);
                     let now = stream_time.0;
                     let closed_by = |w: &Window, st: u64| w.end.saturating_add(grace) <= st;
                     let mut out: Vec<(WindowOut<K, V, A>, u64, isize)> = Vec::new();
+
+                    // Restored windows are live again, closed if the restored stream time
+                    // closed them, and scheduled for closing or expiry.
+                    for (k, w, a) in restored {
+                        let closed = closed_by(&w, now);
+                        if every_update {
+                            out.push((Ok(((k.clone(), w), a.clone())), time, 1));
+                        }
+                        let ks = state.entry(k.clone()).or_insert_with(|| KeyState {
+                            records: BTreeMap::new(),
+                            windows: BTreeMap::new(),
+                        });
+                        let live = Live {
+                            value: Some(a),
+                            closed,
+                        };
+                        ks.windows.insert(w, live);
+                        let at = if closed {
+                            w.end.saturating_add(retention)
+                        } else {
+                            w.end.saturating_add(grace)
+                        };
+                        due.entry(at).or_default().push(Due::Window(k, w));
+                    }
 
                     let mut groups: BTreeMap<K, Vec<(u64, V)>> = BTreeMap::new();
                     for ((k, v, t), d) in batch.first {

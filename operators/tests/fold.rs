@@ -112,3 +112,56 @@ fn negative_multiplicities_are_ignored() {
     );
     assert_eq!(at(&updates, 0), as_set([(1u8, 5i64)]));
 }
+
+/// The running results of `scan_by_key`: per epoch, one `(key, entry after the event, order)`
+/// per event, continuing from the restored entries.
+fn scan_model(
+    restored: &[(u8, i64)],
+    events: &[Vec<(u8, i64, u32)>],
+    through: usize,
+) -> BTreeMap<(u8, Option<i64>, u32), isize> {
+    let mut table: BTreeMap<u8, i64> = restored.iter().copied().collect();
+    let mut running = BTreeMap::new();
+    for batch in events.iter().take(through + 1) {
+        let mut batch = batch.clone();
+        batch.sort_by_key(|(_, _, order)| *order);
+        for (k, v, order) in batch {
+            let new = fold(&k, table.get(&k), v);
+            match new {
+                Some(n) => table.insert(k, n),
+                None => table.remove(&k),
+            };
+            *running.entry((k, new, order)).or_insert(0) += 1;
+        }
+    }
+    running
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(32)))]
+
+    #[test]
+    fn scan_emits_the_running_result_of_every_event(
+        restored in prop::collection::btree_map(0u8..6, 1i64..10, 0..4),
+        events in events(),
+    ) {
+        let restored: Vec<(u8, i64)> = restored.into_iter().collect();
+        for workers in WORKERS {
+            let mut seeds: Vec<Vec<((u8, i64), isize)>> = vec![restored.iter().map(|e| (*e, 1)).collect()];
+            seeds.resize(events.len(), Vec::new());
+            let updates = run2(
+                workers,
+                appends(events.clone()),
+                seeds,
+                |events, restore| events.scan_by_key(restore, |k: &u8| u64::from(*k), "scan", fold).1,
+            );
+            for epoch in 0..events.len() {
+                prop_assert_eq!(
+                    at(&updates, epoch as u64),
+                    scan_model(&restored, &events, epoch),
+                    "epoch {} with {} worker(s)", epoch, workers
+                );
+            }
+        }
+    }
+}

@@ -445,3 +445,87 @@ fn session_scenario_merge_and_close() {
     assert_eq!(at(&out, 1), as_set([Ok(((0, w(1, 14)), 3))]));
     assert_eq!(at(&out, 2), as_set([Ok(((0, w(30, 35)), 1))]));
 }
+
+// ---- Restore: a run restored from a snapshot continues exactly like the original ----
+
+/// Window kinds whose state is their values (sliding windows also keep records).
+fn restorable_config() -> impl Strategy<Value = WindowConfig> {
+    config()
+        .prop_filter("sliding windows restore from records", |c| {
+            !matches!(c.kind, WindowKind::Sliding { .. })
+        })
+        .prop_map(|c| WindowConfig {
+            emit: Emit::EveryUpdate,
+            ..c
+        })
+}
+
+type Seed = Result<((u8, Window), Content), u64>;
+
+/// The incremental content windows, seeded from `restore` (rows and stream times).
+fn run_restored(
+    workers: usize,
+    epochs: Vec<Vec<(Rec, isize)>>,
+    seeds: Vec<Vec<(Seed, isize)>>,
+    c: WindowConfig,
+) -> Updates<Result<Row, Late>> {
+    common::run2(workers, epochs, seeds, move |input, seeds| {
+        let rows = seeds.clone().flat_map(|s| s.ok());
+        let stream_time = seeds.flat_map(|s| s.err());
+        let w = input.window_fold_restored(
+            c,
+            "content",
+            Route::Json.of(),
+            Vec::new(),
+            |acc: &mut Content, t, v| {
+                let at = acc.partition_point(|r| *r <= (t, *v));
+                acc.insert(at, (t, *v));
+            },
+            |acc: &mut Content, other| {
+                acc.extend(other);
+                acc.sort();
+            },
+            faustus_operators::WindowRestore { rows, stream_time },
+        );
+        w.output.map(Ok).concat(w.late.map(Err))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
+
+    /// Snapshot the windowed table and the stream time after epoch `j`, restore a fresh operator
+    /// from them at epoch `j`, feed it the later epochs: from `j` on, its table equals the
+    /// original's, and it refuses the same late records.
+    #[test]
+    fn restored_windows_continue_like_the_original(
+        epochs in records(),
+        c in restorable_config(),
+        j in 0usize..6,
+    ) {
+        let j = j.min(epochs.len() - 1);
+        let original = run_windows(1, Route::Json, true, &epochs, c);
+        let (rows, _) = split(&original, j as u64);
+        let stream_time = epochs[..=j].iter().flatten().map(|(_, _, t)| t.0).max();
+        let mut seeds: Vec<Vec<(Seed, isize)>> = vec![Vec::new(); epochs.len()];
+        seeds[j].extend(rows.iter().map(|(row, n)| (Ok(row.clone()), *n)));
+        seeds[j].extend(stream_time.map(|t| (Err(t), 1)));
+        let mut later = appends(epochs.clone());
+        for batch in later.iter_mut().take(j + 1) {
+            batch.clear();
+        }
+        for workers in WORKERS {
+            let restored = run_restored(workers, later.clone(), seeds.clone(), c);
+            for e in j..epochs.len() {
+                let e = e as u64;
+                prop_assert_eq!(split(&restored, e).0, split(&original, e).0, "table at epoch {} with {} worker(s)", e, workers);
+                if e > j as u64 {
+                    let late = |u: &Updates<Result<Row, Late>>| {
+                        changes_at(u, e).into_iter().filter(|(r, _)| r.is_err()).collect::<BTreeMap<_, _>>()
+                    };
+                    prop_assert_eq!(late(&restored), late(&original), "late at epoch {} with {} worker(s)", e, workers);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Joins on [`Stream`]s and [`Table`]s, with Kafka Streams' semantics.
+//!
+//! | left | right | methods | result | what triggers output |
+//! |---|---|---|---|---|
+//! | stream | table | [`Stream::join`], [`Stream::left_join`] | stream | each stream event, looking the table up as of the event's epoch; table updates emit nothing |
+//! | table | stream | [`Table::join_stream`] | stream | each stream event, as above (the mirror) |
+//! | table | table | [`Table::join`], [`Table::left_join`], [`Table::outer_join`] | table | an update on either side; a result that disappears is removed (a tombstone downstream) |
+//! | table | table by foreign key | [`Table::fk_join`], [`Table::fk_left_join`] | table | as table⋈table, the right row chosen by `fk(left value)` (KIP-213) |
+//! | stream | stream | [`Timed::join`], [`Timed::left_join`], [`Timed::outer_join`] | stream | a pair of events with `\|t1 - t2\| <= window`; in left and outer joins an unmatched event `(v, None)` only when its window has closed |
+//!
+//! "As of the event's epoch" means: the table after every update of earlier epochs, and of the
+//! same epoch (an epoch is applied as a whole). Stream-side joins never retract what they have
+//! emitted. Joined tables are named `<left>-join-<right>` (or `-left-join-`, `-outer-join-`,
+//! `-fk-join-`, `-fk-left-join-`), can be made [`Table::public`], and are recomputed from
+//! their restored inputs after a restart (they have no changelog of their own).
+//!
+//! The semantics are those of `faustus-operators` (see its `join` module), where every operator
+//! is checked against a plain model by property tests.
+
+use faustus_operators::{JoinKind, JoinWindow, TableJoin as _, WindowJoin as _};
+
+use crate::dataflow::{Data, Stream, Table};
+use crate::runtime::{route, Pos};
+use crate::window::{late_letters, Timed};
+
+impl<'s, K: Data, V: Data> Stream<'s, K, V> {
+    /// stream⋈table: each event `(k, v)` whose key has a row `w` in `table` (as of the event's
+    /// epoch) becomes `(k, (v, w))`; events whose key has no row are dropped. Later table updates
+    /// emit nothing.
+    pub fn join<W: Data>(self, table: &Table<'s, K, W>) -> Stream<'s, K, (V, W)> {
+        self.lookup(table, false)
+            .flat_map_pos(|k, (v, w)| w.map(|w| (k, (v, w))))
+    }
+
+    /// stream⋈table left join: as [`Stream::join`], and events whose key has no row become
+    /// `(k, (v, None))`.
+    pub fn left_join<W: Data>(self, table: &Table<'s, K, W>) -> Stream<'s, K, (V, Option<W>)> {
+        self.lookup(table, true)
+    }
+
+    fn lookup<W: Data>(self, table: &Table<'s, K, W>, left: bool) -> Stream<'s, K, (V, Option<W>)> {
+        let events = self.coll.map(|(k, v, p)| (k, (v, p)));
+        let joined = events.lookup_join_core(table.coll.clone(), left, route::<K>);
+        Stream {
+            df: self.df,
+            coll: joined.map(|(k, ((v, p), w))| (k, (v, w), p)),
+        }
+    }
+
+    /// Like `flat_map`, keeping each event's position (an event yields at most one event here).
+    fn flat_map_pos<K2: Data, V2: Data>(
+        self,
+        f: impl Fn(K, V) -> Option<(K2, V2)> + 'static,
+    ) -> Stream<'s, K2, V2> {
+        Stream {
+            df: self.df,
+            coll: self
+                .coll
+                .flat_map(move |(k, v, p)| f(k, v).map(|(k, v)| (k, v, p))),
+        }
+    }
+}
+
+impl<'s, K: Data, A: Data> Table<'s, K, A> {
+    /// table⋈table inner join: `(k, (a, b))` while both tables have a row for `k`.
+    pub fn join<B: Data>(&self, other: &Table<'s, K, B>) -> Table<'s, K, (A, B)> {
+        let joined = self
+            .coll
+            .clone()
+            .table_join_core(other.coll.clone(), route::<K>);
+        self.derived(&format!("{}-join-{}", self.name, other.name), joined)
+    }
+
+    /// table⋈table left join: every row of `self`, with `None` while `other` has no row for
+    /// its key.
+    pub fn left_join<B: Data>(&self, other: &Table<'s, K, B>) -> Table<'s, K, (A, Option<B>)> {
+        let joined = self
+            .coll
+            .clone()
+            .table_left_join_core(other.coll.clone(), route::<K>);
+        self.derived(&format!("{}-left-join-{}", self.name, other.name), joined)
+    }
+
+    /// table⋈table outer join: every key of either table, with the rows each has.
+    pub fn outer_join<B: Data>(
+        &self,
+        other: &Table<'s, K, B>,
+    ) -> Table<'s, K, (Option<A>, Option<B>)> {
+        let joined = self
+            .coll
+            .clone()
+            .table_outer_join_core(other.coll.clone(), route::<K>);
+        self.derived(&format!("{}-outer-join-{}", self.name, other.name), joined)
+    }
+
+    /// Foreign-key join (KIP-213): each row `(k, a)` joins the row of `other` keyed `fk(&a)`
+    /// (no foreign key, or no such row: no result). A change of either the left row or of the
+    /// right row it points to updates the result.
+    pub fn fk_join<F: Data, B: Data>(
+        &self,
+        other: &Table<'s, F, B>,
+        fk: impl Fn(&A) -> Option<F> + 'static,
+    ) -> Table<'s, K, (A, B)> {
+        let joined = self
+            .coll
+            .clone()
+            .fk_join_core(other.coll.clone(), fk, route::<F>);
+        self.derived(&format!("{}-fk-join-{}", self.name, other.name), joined)
+    }
+
+    /// Foreign-key left join: as [`Table::fk_join`], keeping left rows with no right row.
+    pub fn fk_left_join<F: Data, B: Data>(
+        &self,
+        other: &Table<'s, F, B>,
+        fk: impl Fn(&A) -> Option<F> + 'static,
+    ) -> Table<'s, K, (A, Option<B>)> {
+        let joined = self
+            .coll
+            .clone()
+            .fk_left_join_core(other.coll.clone(), fk, route::<F>);
+        self.derived(
+            &format!("{}-fk-left-join-{}", self.name, other.name),
+            joined,
+        )
+    }
+
+    /// table⋈stream (the mirror of [`Stream::join`]): each event `(k, v)` of `stream` whose key
+    /// has a row `a` becomes `(k, (a, v))`; table updates emit nothing.
+    pub fn join_stream<V: Data>(&self, stream: &Stream<'s, K, V>) -> Stream<'s, K, (A, V)> {
+        let events = stream.coll.clone().map(|(k, v, p)| (k, (v, p)));
+        let joined = self.coll.clone().join_stream_core(events, route::<K>);
+        Stream {
+            df: self.df.clone(),
+            coll: joined.map(|(k, (a, (v, p)))| (k, (a, v), p)),
+        }
+    }
+}
+
+impl<'s, K: Data, V: Data> Timed<'s, K, V> {
+    /// Windowed stream⋈stream inner join: `(k, (v, w))` for every pair of events of the same
+    /// key whose event times differ by at most `window`. Events later than the grace period
+    /// (see [`Timed::join_grace`]) go to the dead-letter topic.
+    pub fn join<W: Data>(self, other: Timed<'s, K, W>) -> Stream<'s, K, (V, W)> {
+        self.stream_join(other, JoinKind::Inner)
+            .flat_map_pos(|k, (v, w)| Some((k, (v?, w?))))
+    }
+
+    /// Windowed stream⋈stream left join: as [`Timed::join`], and each event of `self` that
+    /// found no partner by the time its window closed becomes `(k, (v, None))` then (never
+    /// eagerly).
+    pub fn left_join<W: Data>(self, other: Timed<'s, K, W>) -> Stream<'s, K, (V, Option<W>)> {
+        self.stream_join(other, JoinKind::Left)
+            .flat_map_pos(|k, (v, w)| Some((k, (v?, w))))
+    }
+
+    /// Windowed stream⋈stream outer join: as [`Timed::left_join`], for unmatched events of
+    /// either side.
+    pub fn outer_join<W: Data>(
+        self,
+        other: Timed<'s, K, W>,
+    ) -> Stream<'s, K, (Option<V>, Option<W>)> {
+        self.stream_join(other, JoinKind::Outer)
+    }
+
+    fn stream_join<W: Data>(
+        self,
+        other: Timed<'s, K, W>,
+        kind: JoinKind,
+    ) -> Stream<'s, K, (Option<V>, Option<W>)> {
+        let df = self.df.clone();
+        df.warn_once(
+            "windowed stream⋈stream joins are not restored after a restart: events buffered in \
+             the join window before the restart do not join events after it",
+        );
+        let window = JoinWindow {
+            window: self.join_window_ms(),
+            grace: self.grace_ms(),
+        };
+        let joined = self
+            .events()
+            .window_join_core(other.events(), window, kind, route::<K>);
+        late_letters(
+            &df,
+            joined.late.map(|(k, side)| match side {
+                faustus_operators::Side::Left(((v, p), t)) => (p, json_late(&k, &v), t),
+                faustus_operators::Side::Right(((w, p), t)) => (p, json_late(&k, &w), t),
+            }),
+            "the stream join's window for this event had closed",
+        );
+        let coll = joined.output.map(|(k, (v, w), _t)| {
+            let pos = later(v.as_ref().map(|x| x.1), w.as_ref().map(|x| x.1));
+            (k, (v.map(|x| x.0), w.map(|x| x.0)), pos)
+        });
+        Stream { df, coll }
+    }
+}
+
+/// A late event as JSON key and value bytes, for the dead-letter topic.
+pub(crate) fn json_late<K: Data, V: Data>(k: &K, v: &V) -> (Vec<u8>, Vec<u8>) {
+    (
+        serde_json::to_vec(k).expect("keys serialize"),
+        serde_json::to_vec(v).expect("values serialize"),
+    )
+}
+
+/// The position of a joined pair: the later of its events' (so it sorts after both inputs).
+fn later(a: Option<Pos>, b: Option<Pos>) -> Pos {
+    match (a, b) {
+        (Some(a), Some(b)) => a.max(b),
+        (Some(p), None) | (None, Some(p)) => p,
+        (None, None) => (0, 0, 0, 0),
+    }
+}

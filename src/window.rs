@@ -1,0 +1,368 @@
+//! Event time, windows and windowed tables.
+//!
+//! Event time is data: [`Stream::event_time`] says where an event's time (milliseconds) is, and
+//! gives a [`Timed`] stream. A timed stream is windowed with [`Timed::tumbling`],
+//! [`Timed::hopping`], [`Timed::sliding`], [`Timed::session`] (or [`Timed::window`]) and
+//! aggregated into a windowed table keyed by `(key, window)`; or joined with another timed stream
+//! ([`Timed::join`] and friends, in [`crate::join`]).
+//!
+//! The semantics are those of `faustus-operators` (its `window` and `time` modules):
+//!
+//! - windows are half-open, `[start, end)`, in event-time milliseconds;
+//! - *stream time* is the largest event time seen (by all workers, advanced once per epoch);
+//! - a window closes once `end + grace <= stream time`; an event for a closed window is **late**:
+//!   it is not counted, and it goes to the dead-letter topic (`<app>-__errors`) with the reason,
+//!   its origin and its event time in headers (`faustus.error.*`), so it is never lost silently;
+//! - a window's row stays in the table until `end + expires <= stream time` (`expires` is at
+//!   least `grace`), then it is removed (a tombstone downstream);
+//! - [`WindowedStream::emit_final`] instead emits each window once, when it closes, as an
+//!   append-only stream.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use faustus_connectors::OutRecord;
+use std::collections::BTreeMap;
+
+use differential_dataflow::{AsCollection, VecCollection};
+use faustus_operators::{
+    Emit, EventTime, FoldByKey as _, Window, WindowConfig, WindowKind, WindowRestore, Windows as _,
+};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::vec::Map as _;
+use timely::dataflow::operators::Operator;
+
+use crate::dataflow::{Data, Dataflow, Stream, Table};
+use crate::join::json_late;
+use crate::runtime::{route, CommitItem, Pos};
+
+/// Milliseconds of a duration, saturating.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<'s, K: Data, V: Data> Stream<'s, K, V> {
+    /// The stream with event time: `time(key, value)` is the event's time in milliseconds
+    /// (for instance a timestamp field of the value).
+    pub fn event_time(self, time: impl Fn(&K, &V) -> u64 + 'static) -> Timed<'s, K, V> {
+        Timed {
+            df: self.df.clone(),
+            stream: self,
+            time: Rc::new(time),
+            grace: 0,
+            within: 0,
+        }
+    }
+}
+
+/// Where an event's time is.
+type TimeFn<K, V> = dyn Fn(&K, &V) -> u64;
+
+/// A late event: its position, key and value as JSON, and event time.
+pub(crate) type LateEvent = (Pos, (Vec<u8>, Vec<u8>), EventTime);
+
+/// A stream whose events have an event time; see the [module docs](self).
+#[derive(Clone)]
+pub struct Timed<'s, K: 'static, V: 'static> {
+    pub(crate) df: Dataflow<'s>,
+    stream: Stream<'s, K, V>,
+    time: Rc<TimeFn<K, V>>,
+    grace: u64,
+    within: u64,
+}
+
+impl<'s, K: Data, V: Data> Timed<'s, K, V> {
+    /// How far behind stream time an event may be and still count (default: zero). Applies to
+    /// the windows and joins made from this stream afterwards.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = ms(grace);
+        self
+    }
+
+    /// For stream⋈stream joins: the largest difference of event times of two events that join
+    /// (default: zero, equal times only). `left.within(d).join(right)` joins events with
+    /// `|t1 - t2| <= d`.
+    pub fn within(mut self, window: Duration) -> Self {
+        self.within = ms(window);
+        self
+    }
+
+    /// Sets the join grace period (the same as [`Timed::grace`]); kept for readability in
+    /// `left.within(d).join_grace(g).join(right)`.
+    pub fn join_grace(self, grace: Duration) -> Self {
+        self.grace(grace)
+    }
+
+    pub(crate) fn join_window_ms(&self) -> u64 {
+        self.within
+    }
+
+    pub(crate) fn grace_ms(&self) -> u64 {
+        self.grace
+    }
+
+    /// The operator input: `(key, (value, position), event time)`.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn events(&self) -> VecCollection<'s, u64, (K, (V, Pos), EventTime)> {
+        let time = Rc::clone(&self.time);
+        self.stream.coll.clone().map(move |(k, v, p)| {
+            let t = time(&k, &v);
+            (k, (v, p), EventTime(t))
+        })
+    }
+
+    /// Tumbling windows: `[n·size, (n+1)·size)`.
+    pub fn tumbling(self, size: Duration) -> WindowedStream<'s, K, V> {
+        self.window(WindowKind::Tumbling { size: ms(size) })
+    }
+
+    /// Hopping windows of `size`, one starting every `advance`.
+    pub fn hopping(self, size: Duration, advance: Duration) -> WindowedStream<'s, K, V> {
+        self.window(WindowKind::Hopping {
+            size: ms(size),
+            advance: ms(advance),
+        })
+    }
+
+    /// Sliding windows: for every event at `t`, the window `[t + 1 - size, t + 1)` with every
+    /// event of the key in it.
+    pub fn sliding(self, size: Duration) -> WindowedStream<'s, K, V> {
+        self.window(WindowKind::Sliding { size: ms(size) })
+    }
+
+    /// Session windows: events of a key less than `gap` apart are one session
+    /// `[first, last + gap)`.
+    pub fn session(self, gap: Duration) -> WindowedStream<'s, K, V> {
+        self.window(WindowKind::Session { gap: ms(gap) })
+    }
+
+    /// Windows of any kind.
+    pub fn window(self, kind: WindowKind) -> WindowedStream<'s, K, V> {
+        let grace = self.grace;
+        WindowedStream {
+            timed: self,
+            config: WindowConfig {
+                kind,
+                grace,
+                expires: grace,
+                emit: Emit::EveryUpdate,
+            },
+        }
+    }
+}
+
+/// A windowed stream, ready to aggregate into a windowed table; see the [module docs](self).
+#[derive(Clone)]
+pub struct WindowedStream<'s, K: 'static, V: 'static> {
+    timed: Timed<'s, K, V>,
+    config: WindowConfig,
+}
+
+impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
+    /// How long (after `end`, in stream time) a window's row is kept; never less than the
+    /// grace period. The default is the grace period.
+    pub fn expires(mut self, expires: Duration) -> Self {
+        self.config.expires = ms(expires).max(self.config.grace);
+        self
+    }
+
+    /// Emits one final row per window when it closes, as an append-only stream, instead of a
+    /// table updated at every epoch.
+    pub fn emit_final(mut self) -> FinalWindows<'s, K, V> {
+        self.config.emit = Emit::Final;
+        FinalWindows { windows: self }
+    }
+
+    /// The number of events per `(key, window)`.
+    pub fn count(self, name: &str) -> Table<'s, (K, Window), i64> {
+        self.aggregate(name, 0i64, |n, _| *n += 1, |n, m| *n += m)
+    }
+
+    /// The sum of the values per `(key, window)`.
+    pub fn sum(self, name: &str) -> Table<'s, (K, Window), V>
+    where
+        V: Default + std::ops::AddAssign,
+    {
+        self.aggregate(
+            name,
+            V::default(),
+            |acc, v| *acc += v.clone(),
+            |a, b| *a += b,
+        )
+    }
+
+    /// A windowed aggregate: each window starts at `init`, `fold(acc, value)` adds an event, and
+    /// `merge(acc, other)` combines two windows' values when an event bridges two sessions.
+    /// `fold` and `merge` must not depend on the order of events (sum, count, min, max do).
+    ///
+    /// The table has a changelog (`<app>-<name>-changelog`, keyed by `[key, window]`) and its
+    /// stream time is kept in a second one (`<app>-<name>.stream-time-changelog`), so tumbling,
+    /// hopping and session windows are restored exactly after a restart. Sliding windows are
+    /// restored from their values only, which loses the records a new window starts from: a
+    /// warning says so at start-up.
+    pub fn aggregate<A: Data>(
+        self,
+        name: &str,
+        init: A,
+        fold: impl Fn(&mut A, &V) + 'static,
+        merge: impl Fn(&mut A, A) + 'static,
+    ) -> Table<'s, (K, Window), A> {
+        let df = self.timed.df.clone();
+        if matches!(self.config.kind, WindowKind::Sliding { .. }) {
+            df.warn_once(&format!(
+                "the sliding windows of `{name}` are restored from their values only: after a \
+                 restart, new windows miss the events that came before it"
+            ));
+        }
+        let (index, rows) = df.changelog::<(K, Window), A>(name);
+        let stream_time = self.stream_time(name);
+        let restore = WindowRestore { rows, stream_time };
+        let output = self.run(name, init, fold, merge, Some(restore));
+        Table::new(df, name, output, Some(index))
+    }
+
+    /// Keeps the stream time (the largest event time seen) in a table of its own, with a
+    /// changelog, and returns it as restored at start-up.
+    fn stream_time(&self, name: &str) -> VecCollection<'s, u64, u64> {
+        let df = &self.timed.df;
+        let table = format!("{name}.stream-time");
+        let (index, restored) = df.changelog::<(), u64>(&table);
+        let maxima = self
+            .timed
+            .events()
+            .inner
+            .unary(Pipeline, "StreamTimeMaxima", |_cap, _info| {
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        let mut maxima: BTreeMap<u64, (u64, Pos)> = BTreeMap::new();
+                        for ((_, (_, pos), t), time, d) in data.drain(..) {
+                            if d > 0 {
+                                let m = maxima.entry(time).or_insert((t.0, pos));
+                                *m = (*m).max((t.0, pos));
+                            }
+                        }
+                        for (time, (max, pos)) in maxima {
+                            output.session(&cap.delayed(&time, 0)).give((
+                                ((), max, pos),
+                                time,
+                                1isize,
+                            ));
+                        }
+                    });
+                }
+            })
+            .as_collection();
+        let kept = maxima.fold_by_key(restored.clone(), route::<()>, &table, |_, old, t| {
+            Some(old.map_or(t, |old| (*old).max(t)))
+        });
+        Table::new(df.clone(), &table, kept, Some(index));
+        restored.map(|((), t)| t)
+    }
+
+    /// Runs the window operator; late events go to the dead-letter topic.
+    fn run<A: Data>(
+        self,
+        name: &str,
+        init: A,
+        fold: impl Fn(&mut A, &V) + 'static,
+        merge: impl Fn(&mut A, A) + 'static,
+        restore: Option<WindowRestore<'s, K, A>>,
+    ) -> VecCollection<'s, u64, ((K, Window), A)> {
+        let df = self.timed.df.clone();
+        let events = self.timed.events();
+        let fold = move |acc: &mut A, _t, (v, _p): &(V, Pos)| fold(acc, v);
+        let windowed = match restore {
+            Some(restore) => events.window_fold_restored(
+                self.config,
+                name,
+                route::<K>,
+                init,
+                fold,
+                merge,
+                restore,
+            ),
+            None => events.window_fold_core(self.config, name, route::<K>, init, fold, merge),
+        };
+        late_letters(
+            &df,
+            windowed
+                .late
+                .map(|((k, _w), ((v, p), t))| (p, json_late(&k, &v), t)),
+            "late: the event's window had closed (window end + grace <= stream time)",
+        );
+        windowed.output
+    }
+}
+
+/// Windows that emit once, when they close; see [`WindowedStream::emit_final`].
+#[derive(Clone)]
+pub struct FinalWindows<'s, K: 'static, V: 'static> {
+    windows: WindowedStream<'s, K, V>,
+}
+
+impl<'s, K: Data, V: Data> FinalWindows<'s, K, V> {
+    /// The number of events per `(key, window)`, once per window when it closes.
+    pub fn count(self, name: &str) -> Stream<'s, (K, Window), i64> {
+        self.aggregate(name, 0i64, |n, _| *n += 1, |n, m| *n += m)
+    }
+
+    /// As [`WindowedStream::aggregate`], once per window when it closes.
+    pub fn aggregate<A: Data>(
+        self,
+        name: &str,
+        init: A,
+        fold: impl Fn(&mut A, &V) + 'static,
+        merge: impl Fn(&mut A, A) + 'static,
+    ) -> Stream<'s, (K, Window), A> {
+        let df = self.windows.timed.df.clone();
+        df.warn_once(&format!(
+            "the final windows of `{name}` are not restored after a restart: windows open at \
+             the restart lose the events that came before it"
+        ));
+        let output = self.windows.run(name, init, fold, merge, None);
+        Stream {
+            df,
+            // Final rows are emitted after the epoch's input: order them after it, by window.
+            coll: output.map(|((k, w), a)| ((k, w), a, (u32::MAX - 1, 0, 0, 0))),
+        }
+    }
+}
+
+/// Sends late events `(position, (key JSON, value JSON), event time)` to the dead-letter topic,
+/// with `reason` and their origin in headers.
+pub(crate) fn late_letters<'s>(
+    df: &Dataflow<'s>,
+    late: VecCollection<'s, u64, LateEvent>,
+    reason: &'static str,
+) {
+    let sources = df.plan.borrow().sources.clone();
+    let records = late.inner.map(move |((pos, (key, value), t), _time, _d)| {
+        let topic = sources.get(pos.0 as usize).cloned().unwrap_or_default();
+        log::debug!("late event from `{topic}`/{}@{}: {reason}", pos.1, pos.2);
+        CommitItem::Record(
+            pos,
+            OutRecord {
+                topic: 0,
+                key: Some(key),
+                value: Some(value),
+                headers: vec![
+                    ("faustus.error.reason".into(), reason.as_bytes().to_vec()),
+                    ("faustus.error.topic".into(), topic.into_bytes()),
+                    (
+                        "faustus.error.partition".into(),
+                        pos.1.to_string().into_bytes(),
+                    ),
+                    (
+                        "faustus.error.offset".into(),
+                        pos.2.to_string().into_bytes(),
+                    ),
+                    (
+                        "faustus.error.event_time".into(),
+                        t.0.to_string().into_bytes(),
+                    ),
+                ],
+            },
+        )
+    });
+    df.push_output(records);
+}
