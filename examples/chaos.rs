@@ -427,7 +427,11 @@ fn app(args: AppCmd) -> AnyResult<()> {
     if let Some(addr) = running.http_addr() {
         log::info!("chaos app serving tables on http://{addr}/api/table/");
     }
+    let stats = running.commit_stats();
     running.run_until_signal()?;
+    if let Some(stats) = stats {
+        eprintln!("commit stats: {}", stats.summary());
+    }
     Ok(())
 }
 

@@ -10,26 +10,25 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The chaos example binary: `cargo test` builds examples before integration tests; a filtered
-/// run (`cargo test --test chaos`) does not, so then it is built here.
+/// The chaos example binary, built by `cargo build --example chaos` (a no-op when `cargo test`
+/// has just built examples; a filtered run such as `cargo test --test chaos` builds none, and
+/// an old binary would test old code).
 fn chaos_binary() -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let binary = dir.join("examples").join("chaos");
-    if !binary.exists() {
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--example", "chaos"]);
-        if dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build");
-        assert!(status.success(), "cargo build --example chaos failed");
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--example", "chaos"]);
+    if dir.ends_with("release") {
+        build.arg("--release");
     }
+    let status = build.status().expect("running cargo build");
+    assert!(status.success(), "cargo build --example chaos failed");
+    let binary = dir.join("examples").join("chaos");
     assert!(binary.exists(), "{} does not exist", binary.display());
     binary
 }

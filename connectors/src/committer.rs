@@ -137,7 +137,7 @@ impl ProducerContext for DeliveryCounter {
 }
 
 /// Statistics the committer publishes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CommitStats {
     /// The last committed epoch (0 before the first commit).
     pub committed_epoch: AtomicU64,
@@ -147,6 +147,83 @@ pub struct CommitStats {
     pub records: AtomicU64,
     /// Total commit time in microseconds.
     pub commit_micros: AtomicU64,
+    /// Commit latencies: entry `i` counts the commits that took `i` milliseconds (rounded down);
+    /// the last entry counts every commit of [`LATENCY_BUCKETS`]` - 1` ms or more.
+    latency_ms: Box<[AtomicU64]>,
+}
+
+/// How many millisecond buckets [`CommitStats`] keeps commit latencies in (0 ms to 10 s).
+pub const LATENCY_BUCKETS: usize = 10_001;
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        CommitStats {
+            committed_epoch: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            commit_micros: AtomicU64::new(0),
+            latency_ms: (0..LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl CommitStats {
+    /// Records one commit that took `latency`.
+    fn record(&self, latency: Duration, records: usize) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.records.fetch_add(records as u64, Ordering::Relaxed);
+        let bucket = usize::try_from(micros / 1000)
+            .unwrap_or(usize::MAX)
+            .min(LATENCY_BUCKETS - 1);
+        self.latency_ms[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The commit latency that a fraction `q` (0 to 1) of the commits did not exceed, to the
+    /// millisecond (rounded up); `None` before the first commit. Commits of 10 s or more count
+    /// as 10 s.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .latency_ms
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (ms, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let last = LATENCY_BUCKETS as u64 - 1;
+                return Some(Duration::from_millis((ms as u64 + 1).min(last)));
+            }
+        }
+        None
+    }
+
+    /// A one-line summary: commits, records, and the latency's mean, median, 90th and 99th
+    /// percentiles and maximum.
+    pub fn summary(&self) -> String {
+        let commits = self.commits.load(Ordering::Relaxed);
+        let records = self.records.load(Ordering::Relaxed);
+        let mean = self.commit_micros.load(Ordering::Relaxed) as f64 / commits.max(1) as f64;
+        let q = |q: f64| {
+            self.latency_quantile(q)
+                .map_or_else(|| "-".to_string(), |d| format!("{}", d.as_millis()))
+        };
+        format!(
+            "commits={commits} records={records} latency_ms: mean={:.1} p50<={} p90<={} p99<={} max<={}",
+            mean / 1000.0,
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0)
+        )
+    }
 }
 
 /// The handle the engine sends epochs to. Dropping it stops the committer after it has written
@@ -301,13 +378,7 @@ fn run(
             Guarantee::ExactlyOnce => commit_transaction(&producer, &config, &records, &progress)?,
             Guarantee::AtLeastOnce => commit_flush(&producer, &config, &records, &progress)?,
         }
-        stats
-            .commit_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        stats.record(started.elapsed(), records.len());
         stats.committed_epoch.store(epoch, Ordering::Release);
     }
     if config.guarantee == Guarantee::AtLeastOnce {
@@ -532,5 +603,34 @@ pub fn read_progress(config: &KafkaConfig, topic: &str) -> Result<Option<Progres
     match error {
         Some(e) => Err(e),
         None => Ok(last),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_latency_quantiles_come_from_the_histogram() {
+        let stats = CommitStats::default();
+        assert_eq!(stats.latency_quantile(0.5), None);
+        for ms in [1, 2, 3, 4, 5, 6, 7, 8, 9, 100] {
+            stats.record(Duration::from_micros(ms * 1000 + 300), 2);
+        }
+        stats.record(Duration::from_secs(60), 1);
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 11);
+        assert_eq!(stats.records.load(Ordering::Relaxed), 21);
+        assert_eq!(stats.latency_quantile(0.5), Some(Duration::from_millis(7)));
+        assert_eq!(
+            stats.latency_quantile(0.9),
+            Some(Duration::from_millis(101))
+        );
+        // A commit beyond the histogram counts as its last bucket.
+        assert_eq!(stats.latency_quantile(1.0), Some(Duration::from_secs(10)));
+        assert!(
+            stats.summary().starts_with("commits=11 records=21"),
+            "{}",
+            stats.summary()
+        );
     }
 }
