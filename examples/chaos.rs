@@ -35,7 +35,8 @@ use faustus::connectors::{
     TopicSpec,
 };
 use faustus::prelude::*;
-use rdkafka::client::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -74,6 +75,9 @@ enum Command {
         /// The input topic, without the prefix (`input` or `rates`).
         #[arg(long)]
         topic: String,
+        /// The application id whose progress to watch (default: the prefix).
+        #[arg(long)]
+        app_id: Option<String>,
         /// Seconds to wait at most.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
@@ -83,6 +87,8 @@ enum Command {
     OpenTransactions(Common),
     /// Waits until all input is committed, checks every output, prints the result line.
     Verify(Verify),
+    /// Deletes every topic of the prefix (a broker with fewer partitions restarts faster).
+    DeleteTopics(Common),
     /// Prints `n` free TCP ports on 127.0.0.1, comma-separated.
     Ports {
         /// How many.
@@ -172,11 +178,13 @@ fn main() -> ExitCode {
         Command::AwaitCommitted {
             common,
             topic,
+            app_id,
             timeout,
         } => {
             let kafka = KafkaConfig::new(&common.brokers);
             let topic = format!("{}-{topic}", common.prefix);
-            await_committed(&kafka, &common.prefix, &topic, Duration::from_secs(timeout)).and_then(
+            let app_id = app_id.unwrap_or(common.prefix);
+            await_committed(&kafka, &app_id, &topic, Duration::from_secs(timeout)).and_then(
                 |done| match done {
                     Ok(_) => Ok(()),
                     Err(e) => Err(e.into()),
@@ -192,6 +200,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Verify(v) => return verify(&v),
+        Command::DeleteTopics(c) => delete_topics(&c),
         Command::Ports { n } => {
             let listeners: Vec<_> = (0..n)
                 .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
@@ -256,15 +265,10 @@ const TABLES: [&str; 4] = ["sum", "min", "wcount", "rates"];
 /// Every topic the application writes (what must hold no open transaction): every topic of the
 /// prefix but the inputs.
 fn output_topics(kafka: &KafkaConfig, prefix: &str) -> AnyResult<Vec<String>> {
-    let consumer = watermark_consumer(kafka, "read_uncommitted")?;
-    let metadata = consumer.fetch_metadata(None, Duration::from_secs(30))?;
     let inputs = [format!("{prefix}-input"), format!("{prefix}-rates")];
-    Ok(metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_string())
-        .filter(|t| t.starts_with(&format!("{prefix}-")) && !inputs.contains(t))
-        .collect())
+    let mut topics = prefixed_topics(kafka, prefix)?;
+    topics.retain(|t| !inputs.contains(t));
+    Ok(topics)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,18 +451,23 @@ fn progress(common: &Common) -> AnyResult<u64> {
     Ok(read_progress(&kafka, &topic)?.map_or(0, |p| p.epoch))
 }
 
-/// Waits until the committed progress holds the end of every partition of input `topic`;
+/// Waits until the committed progress of application `app_id` holds the end of every partition
+/// of input `topic`;
 /// `Ok(epoch)` then, or `Err(what was committed instead)` after `timeout`.
 fn await_committed(
     kafka: &KafkaConfig,
-    prefix: &str,
+    app_id: &str,
     topic: &str,
     timeout: Duration,
 ) -> AnyResult<Result<u64, String>> {
     let ends = ends(kafka, topic)?;
     let started = Instant::now();
+    let progress_topic = format!("{app_id}-__progress");
     loop {
-        let progress = read_progress(kafka, &format!("{prefix}-__progress"))?.unwrap_or_default();
+        let progress = match partition_count(kafka, &progress_topic)? {
+            Some(_) => read_progress(kafka, &progress_topic)?.unwrap_or_default(),
+            None => Default::default(),
+        };
         let at = progress.offsets.get(topic).cloned().unwrap_or_default();
         if ends
             .iter()
@@ -473,6 +482,36 @@ fn await_committed(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Every topic whose name starts with `<prefix>-`.
+fn prefixed_topics(kafka: &KafkaConfig, prefix: &str) -> AnyResult<Vec<String>> {
+    let consumer = watermark_consumer(kafka, "read_uncommitted")?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(30))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|t| t.starts_with(&format!("{prefix}-")))
+        .collect())
+}
+
+fn delete_topics(common: &Common) -> AnyResult<()> {
+    let kafka = KafkaConfig::new(&common.brokers);
+    let topics = prefixed_topics(&kafka, &common.prefix)?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    for result in runtime.block_on(admin.delete_topics(&names, &options))? {
+        if let Err((topic, code)) = result {
+            eprintln!("deleting `{topic}`: {code}");
+        }
+    }
+    eprintln!("deleted {} topics", names.len());
+    Ok(())
 }
 
 /// A consumer with the given isolation level, for reading watermarks.

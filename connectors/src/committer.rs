@@ -112,7 +112,7 @@ pub struct CommitterConfig {
     pub topics: Vec<String>,
     /// How long a transaction may stay open before the broker aborts it.
     pub transaction_timeout: Duration,
-    /// Fault injection for tests: how long to hold each commit open after its records were
+    /// Fault injection for tests: how long to hold each commit (its first attempt) open after its records were
     /// sent and before it completes (the transaction is open, or the progress record unwritten).
     /// Zero in production.
     pub hold_open: Duration,
@@ -244,26 +244,7 @@ impl Committer {
         config: &KafkaConfig,
         committer: CommitterConfig,
     ) -> Result<(Committer, Progress)> {
-        let mut client = config.producer();
-        if committer.guarantee == Guarantee::ExactlyOnce {
-            client
-                .set(
-                    "transactional.id",
-                    format!("{}-committer", committer.app_id),
-                )
-                .set(
-                    "transaction.timeout.ms",
-                    committer.transaction_timeout.as_millis().to_string(),
-                );
-        }
-        let producer: ThreadedProducer<DeliveryCounter> = client
-            .create_with_context(DeliveryCounter::default())
-            .context(|| "creating the committer's producer".into())?;
-        if committer.guarantee == Guarantee::ExactlyOnce {
-            retry("initializing transactions", || {
-                producer.init_transactions(Duration::from_secs(60))
-            })?;
-        }
+        let producer = create_producer(config, &committer)?;
         // Only now, with any open transaction of a previous instance aborted, is the last
         // committed progress final.
         let progress = read_progress(config, &committer.progress_topic)?.unwrap_or_default();
@@ -278,10 +259,16 @@ impl Committer {
             .store(progress.epoch, Ordering::Release);
         let (sender, receiver) = mpsc::channel();
         let thread_stats = Arc::clone(&stats);
+        let (kafka, resumed) = (config.clone(), progress.epoch);
         let thread = std::thread::Builder::new()
             .name("faustus-committer".into())
             .spawn(move || {
-                let outcome = run(producer, committer, offsets, receiver, thread_stats);
+                let state = State {
+                    kafka,
+                    producer,
+                    committed: resumed,
+                };
+                let outcome = run(state, committer, offsets, receiver, thread_stats);
                 if let Err(e) = &outcome {
                     log::error!("committer: {e}");
                 }
@@ -337,9 +324,80 @@ impl Drop for Committer {
     }
 }
 
+/// Creates the committer's producer; under exactly-once, with its transactional id, and
+/// initialized (which fences every other producer with that id and aborts its open transaction).
+fn create_producer(
+    config: &KafkaConfig,
+    committer: &CommitterConfig,
+) -> Result<ThreadedProducer<DeliveryCounter>> {
+    let mut client = config.producer();
+    if committer.guarantee == Guarantee::ExactlyOnce {
+        client
+            .set(
+                "transactional.id",
+                format!("{}-committer", committer.app_id),
+            )
+            .set(
+                "transaction.timeout.ms",
+                committer.transaction_timeout.as_millis().to_string(),
+            );
+    }
+    let producer: ThreadedProducer<DeliveryCounter> = client
+        .create_with_context(DeliveryCounter::default())
+        .context(|| "creating the committer's producer".into())?;
+    if committer.guarantee == Guarantee::ExactlyOnce {
+        retry("initializing transactions", || {
+            producer.init_transactions(Duration::from_secs(60))
+        })?;
+    }
+    Ok(producer)
+}
+
+/// What the commit loop works with.
+struct State {
+    kafka: KafkaConfig,
+    producer: ThreadedProducer<DeliveryCounter>,
+    /// The last epoch committed (by this committer, or before it started).
+    committed: u64,
+}
+
+/// Commits one batch in a transaction. A transaction the broker aborted because it outlived the
+/// transaction timeout leaves the producer unusable (the broker bumped its epoch, which looks
+/// like being fenced): then a new producer is initialized — fencing any other instance — and if
+/// the progress topic still ends at this committer's last epoch (no other instance committed
+/// meanwhile), the same batch is committed again. Otherwise another instance took over, and this
+/// one stops as fenced.
+fn commit_exactly_once(
+    state: &mut State,
+    config: &CommitterConfig,
+    records: &[OutRecord],
+    progress: &Progress,
+) -> Result<()> {
+    let mut hold = true;
+    loop {
+        let outcome = commit_transaction(&state.producer, config, records, progress, hold)?;
+        hold = false;
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                log::warn!(
+                    "the transaction of epoch {} outlived the transaction timeout ({:?}) and the broker aborted it ({e}); committing it again with a new producer",
+                    progress.epoch,
+                    config.transaction_timeout
+                );
+                state.producer = create_producer(&state.kafka, config)?;
+                let now = read_progress(&state.kafka, &config.progress_topic)?.unwrap_or_default();
+                if now.epoch != state.committed {
+                    return Err(fenced(config));
+                }
+            }
+        }
+    }
+}
+
 /// The commit loop.
 fn run(
-    producer: ThreadedProducer<DeliveryCounter>,
+    mut state: State,
     config: CommitterConfig,
     mut offsets: BTreeMap<(String, i32), i64>,
     receiver: Receiver<EpochBatch>,
@@ -375,14 +433,18 @@ fn run(
         };
         let started = Instant::now();
         match config.guarantee {
-            Guarantee::ExactlyOnce => commit_transaction(&producer, &config, &records, &progress)?,
-            Guarantee::AtLeastOnce => commit_flush(&producer, &config, &records, &progress)?,
+            Guarantee::ExactlyOnce => {
+                commit_exactly_once(&mut state, &config, &records, &progress)?;
+                state.committed = epoch;
+            }
+            Guarantee::AtLeastOnce => commit_flush(&state.producer, &config, &records, &progress)?,
         }
         stats.record(started.elapsed(), records.len());
         stats.committed_epoch.store(epoch, Ordering::Release);
     }
     if config.guarantee == Guarantee::AtLeastOnce {
-        producer
+        state
+            .producer
             .flush(Duration::from_secs(60))
             .context(|| "flushing at shutdown".into())?;
     }
@@ -390,23 +452,35 @@ fn run(
 }
 
 /// One transaction; an abortable failure aborts and redoes the whole batch, a fatal one (fenced)
-/// stops the committer.
+/// stops the committer. `Ok(Err(e))`: the producer failed fatally after the transaction had been
+/// open for longer than the transaction timeout (the broker aborted it). `hold`: apply the
+/// fault-injection hold to the first attempt.
 fn commit_transaction(
     producer: &ThreadedProducer<DeliveryCounter>,
     config: &CommitterConfig,
     records: &[OutRecord],
     progress: &Progress,
-) -> Result<()> {
+    mut hold: bool,
+) -> Result<std::result::Result<(), KafkaError>> {
     let mut backoff = Duration::from_millis(100);
     loop {
+        let begun = Instant::now();
         let attempt = (|| -> std::result::Result<(), KafkaError> {
             producer.begin_transaction()?;
             send_all(producer, config, records, progress)?;
-            hold_open(config);
+            if std::mem::take(&mut hold) {
+                hold_open(config);
+            }
             producer.commit_transaction(Duration::from_secs(120))
         })();
+        let fatal = |e: &KafkaError| {
+            is_fenced(e) || matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+        };
         match attempt {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(Ok(())),
+            Err(e) if fatal(&e) && begun.elapsed() >= config.transaction_timeout => {
+                return Ok(Err(e))
+            }
             Err(e) if is_fenced(&e) => return Err(fenced(config)),
             Err(KafkaError::Transaction(ref t)) if t.is_fatal() => {
                 return Err(ConnectorError::Kafka {
