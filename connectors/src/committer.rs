@@ -362,8 +362,9 @@ struct State {
 }
 
 /// Commits one batch in a transaction. A transaction the broker aborted because it outlived the
-/// transaction timeout leaves the producer unusable (the broker bumped its epoch, which looks
-/// like being fenced): then a new producer is initialized — fencing any other instance — and if
+/// transaction timeout (say, while the broker was restarting) leaves the producer unusable (the
+/// broker bumped its epoch, which looks like being fenced; or the abort fails with an invalid
+/// state): then a new producer is initialized — fencing any other instance — and if
 /// the progress topic still ends at this committer's last epoch (no other instance committed
 /// meanwhile), the same batch is committed again. Otherwise another instance took over, and this
 /// one stops as fenced.
@@ -374,6 +375,7 @@ fn commit_exactly_once(
     progress: &Progress,
 ) -> Result<()> {
     let mut hold = true;
+    let mut backoff = Duration::from_millis(500);
     loop {
         let outcome = commit_transaction(&state.producer, config, records, progress, hold)?;
         hold = false;
@@ -381,10 +383,12 @@ fn commit_exactly_once(
             Ok(()) => return Ok(()),
             Err(e) => {
                 log::warn!(
-                    "the transaction of epoch {} outlived the transaction timeout ({:?}) and the broker aborted it ({e}); committing it again with a new producer",
+                    "the transaction of epoch {} failed fatally ({e}; the broker aborts a transaction open longer than {:?}); committing it again with a new producer in {backoff:?}",
                     progress.epoch,
                     config.transaction_timeout
                 );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
                 state.producer = create_producer(&state.kafka, config)?;
                 let now = read_progress(&state.kafka, &config.progress_topic)?.unwrap_or_default();
                 if now.epoch != state.committed {
@@ -453,7 +457,8 @@ fn run(
 
 /// One transaction; an abortable failure aborts and redoes the whole batch, a fatal one (fenced)
 /// stops the committer. `Ok(Err(e))`: the producer failed fatally after the transaction had been
-/// open for longer than the transaction timeout (the broker aborted it). `hold`: apply the
+/// open for longer than the transaction timeout (the broker aborted it), or failed fatally in
+/// another way that a new producer can recover from. `hold`: apply the
 /// fault-injection hold to the first attempt.
 fn commit_transaction(
     producer: &ThreadedProducer<DeliveryCounter>,
@@ -473,29 +478,30 @@ fn commit_transaction(
             }
             producer.commit_transaction(Duration::from_secs(120))
         })();
-        let fatal = |e: &KafkaError| {
+        // A fatal error leaves the producer unusable. Fenced while young: a newer instance took
+        // over. Fenced after the transaction timeout, or any other fatal error (the broker
+        // aborted the transaction, e.g. while it was restarting): a new producer can go on.
+        let fatal = |e: KafkaError| -> Result<std::result::Result<(), KafkaError>> {
+            if is_fenced(&e) && begun.elapsed() < config.transaction_timeout {
+                Err(fenced(config))
+            } else {
+                Ok(Err(e))
+            }
+        };
+        let is_fatal = |e: &KafkaError| {
             is_fenced(e) || matches!(e, KafkaError::Transaction(t) if t.is_fatal())
         };
         match attempt {
             Ok(()) => return Ok(Ok(())),
-            Err(e) if fatal(&e) && begun.elapsed() >= config.transaction_timeout => {
-                return Ok(Err(e))
-            }
-            Err(e) if is_fenced(&e) => return Err(fenced(config)),
-            Err(KafkaError::Transaction(ref t)) if t.is_fatal() => {
-                return Err(ConnectorError::Kafka {
-                    context: format!("committing epoch {}", progress.epoch),
-                    source: KafkaError::Transaction(t.clone()),
-                })
-            }
+            Err(e) if is_fatal(&e) => return fatal(e),
             Err(e) => {
                 log::warn!(
                     "commit of epoch {} failed ({e}); aborting and retrying in {backoff:?}",
                     progress.epoch
                 );
                 if let Err(abort) = producer.abort_transaction(Duration::from_secs(120)) {
-                    if is_fenced(&abort) {
-                        return Err(fenced(config));
+                    if is_fatal(&abort) {
+                        return fatal(abort);
                     }
                     log::warn!("abort failed: {abort}");
                 }
