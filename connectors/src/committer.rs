@@ -118,10 +118,18 @@ pub struct CommitterConfig {
     pub hold_open: Duration,
 }
 
-/// Counts delivery failures, so that an at-least-once flush can tell whether everything landed.
-#[derive(Default)]
-struct DeliveryCounter {
+/// A producer context that counts delivery failures (and logs them), so that a flush can tell
+/// whether everything landed.
+#[derive(Debug, Default)]
+pub struct DeliveryCounter {
     failed: AtomicU64,
+}
+
+impl DeliveryCounter {
+    /// How many records failed to be delivered so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
 }
 
 impl ClientContext for DeliveryCounter {}
