@@ -21,6 +21,7 @@ use crate::config::{AppArgs, AppConfig, Guarantee};
 use crate::dataflow::{Ctx, Dataflow};
 use crate::error::{Error, Result};
 use crate::http::{router, HttpState};
+use crate::runtime::assignment::Assignments;
 use crate::runtime::commit::commit_sink;
 use crate::runtime::table::Tables;
 use crate::runtime::Startup;
@@ -130,6 +131,19 @@ impl App {
 
         // The HTTP address first: a port in use fails before anything touches Kafka.
         let tables = Arc::new(Tables::default());
+        let assignments = Arc::new(Assignments::default());
+        let http_state = HttpState::new(
+            Arc::clone(&tables),
+            Arc::clone(&assignments),
+            config.process_id,
+            config.processes,
+            config.workers,
+            config
+                .http_peers
+                .iter()
+                .map(|p| crate::config::peer_url(p).map_err(Error::Config))
+                .collect::<Result<_>>()?,
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("faustus-http")
@@ -147,10 +161,7 @@ impl App {
                 let local = listener
                     .local_addr()
                     .map_err(|e| Error::Runtime(format!("HTTP listener: {e}")))?;
-                let app = router(HttpState {
-                    tables: Arc::clone(&tables),
-                    process: config.process_id,
-                });
+                let app = router(http_state.clone());
                 runtime.spawn(async move {
                     if let Err(e) = axum::serve(listener, app).await {
                         log::error!("HTTP server stopped: {e}");
@@ -177,6 +188,7 @@ impl App {
             (None, None) => unreachable!("an embedded broker runs when no brokers are given"),
         };
         let kafka = KafkaConfig::new(&brokers);
+        assignments.set_kafka(kafka.clone());
 
         // Plan: run the build closure once, without running it, to learn the topics it uses.
         let planned = plan(&config, Arc::clone(&build));
@@ -232,6 +244,7 @@ impl App {
             commit_interval: config.commit_interval,
             stop: Arc::clone(&stop),
             fatal: Mutex::new(None),
+            assignments,
         });
 
         let timely_config = match config.processes {
@@ -292,6 +305,7 @@ impl App {
             stats,
             runtime,
             processes: config.processes,
+            http_state,
             _embedded: embedded,
         })
     }
@@ -410,6 +424,7 @@ pub struct Running {
     stats: Option<Arc<CommitStats>>,
     runtime: tokio::runtime::Runtime,
     processes: usize,
+    http_state: HttpState,
     _embedded: Option<EmbeddedBroker>,
 }
 
@@ -417,6 +432,14 @@ impl Running {
     /// The address the HTTP server listens on, if it runs.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http
+    }
+
+    /// The HTTP API over this application's public tables, to serve in a program's own axum
+    /// service: nest it under any prefix (`Router::new().nest("/faustus", running.router())`).
+    /// It is the router the built-in server (`--http`) serves; with `--http off` it is the only
+    /// way to reach the tables. See `examples/embed.rs`.
+    pub fn router(&self) -> axum::Router {
+        router(self.http_state.clone())
     }
 
     /// The bootstrap servers in use (the embedded broker's, when it runs).

@@ -34,6 +34,12 @@ pub struct AppArgs {
     /// HTTP address to serve tables on (`off` disables the server).
     #[arg(long, env = "FAUSTUS_HTTP")]
     pub http: Option<String>,
+    /// HTTP addresses of all processes (`host:port` or a base URL like
+    /// `http://host:port/prefix`), one per process, in process-id order: where a process forwards
+    /// requests for keys another process owns, and asks for the parts of a listing it does not
+    /// hold.
+    #[arg(long, env = "FAUSTUS_HTTP_PEERS", value_delimiter = ',')]
+    pub http_peers: Vec<String>,
     /// Commit interval in milliseconds: the length of an epoch.
     #[arg(long, env = "FAUSTUS_COMMIT_INTERVAL_MS")]
     pub commit_interval_ms: Option<u64>,
@@ -63,6 +69,8 @@ pub struct AppConfig {
     pub hosts: Vec<String>,
     /// HTTP address, or `None` for no server.
     pub http: Option<SocketAddr>,
+    /// Base URLs of every process's HTTP API, in process-id order (empty: none configured).
+    pub http_peers: Vec<String>,
     /// Epoch length.
     pub commit_interval: Duration,
     /// Guarantee.
@@ -83,6 +91,7 @@ impl AppConfig {
             process_id: 0,
             hosts: Vec::new(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 6066))),
+            http_peers: Vec::new(),
             commit_interval: Duration::from_millis(100),
             guarantee: Guarantee::AtLeastOnce,
             partitions: 4,
@@ -106,6 +115,9 @@ impl AppConfig {
         }
         if let Some(http) = &args.http {
             self.http = parse_http(http)?;
+        }
+        if !args.http_peers.is_empty() {
+            self.http_peers = args.http_peers.clone();
         }
         if let Some(ms) = args.commit_interval_ms {
             self.commit_interval = Duration::from_millis(ms);
@@ -153,6 +165,16 @@ impl AppConfig {
                 self.processes
             ));
         }
+        if !self.http_peers.is_empty() && self.http_peers.len() != self.processes {
+            return bad(format!(
+                "--http-peers lists {} addresses but --processes is {}: give one HTTP `host:port` per process, in process-id order",
+                self.http_peers.len(),
+                self.processes
+            ));
+        }
+        for peer in &self.http_peers {
+            peer_url(peer).map_err(Error::Config)?;
+        }
         if self.commit_interval.is_zero() {
             return bad("--commit-interval-ms must be at least 1".into());
         }
@@ -164,6 +186,29 @@ impl AppConfig {
         }
         Ok(())
     }
+}
+
+/// The base URL of a process's HTTP API from an `--http-peers` entry: `host:port` (meaning
+/// `http://host:port`) or an `http://` URL, without a trailing slash.
+pub(crate) fn peer_url(peer: &str) -> std::result::Result<String, String> {
+    let url = if peer.contains("://") {
+        peer.to_string()
+    } else {
+        format!("http://{peer}")
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--http-peers `{peer}`: only http:// addresses are supported"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let port_ok = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err(format!(
+            "--http-peers `{peer}` is not an address like 127.0.0.1:6066 (host and port)"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 fn parse_http(value: &str) -> Result<Option<SocketAddr>> {
@@ -208,6 +253,32 @@ mod tests {
             ..AppArgs::default()
         };
         assert!(AppConfig::new("x").with_args(&args).is_err());
+    }
+
+    #[test]
+    fn http_peers_need_one_address_per_process() {
+        let args = AppArgs {
+            processes: Some(2),
+            hosts: vec!["a:1".into(), "b:2".into()],
+            http_peers: vec!["127.0.0.1:8001".into()],
+            ..AppArgs::default()
+        };
+        let error = |args: &AppArgs| match AppConfig::new("x").with_args(args) {
+            Ok(_) => panic!("{args:?} is accepted"),
+            Err(e) => e.to_string(),
+        };
+        let err = error(&args);
+        assert!(err.contains("--http-peers lists 1 addresses"), "{err}");
+        let err = error(&AppArgs {
+            http_peers: vec!["no-port".into()],
+            ..AppArgs::default()
+        });
+        assert!(err.contains("`no-port` is not an address"), "{err}");
+        assert_eq!(
+            peer_url("http://h:1/embedded/").unwrap(),
+            "http://h:1/embedded"
+        );
+        assert_eq!(peer_url("h:1").unwrap(), "http://h:1");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) struct Plan<'s> {
     pub specs: BTreeMap<String, TopicSpec>,
     /// Table names in use.
     pub tables: BTreeSet<String>,
+    /// How many operators of each kind were named automatically.
+    pub auto_names: BTreeMap<String, usize>,
 }
 
 /// Process-wide facts a dataflow needs while it is built.
@@ -81,6 +83,7 @@ impl<'s> Dataflow<'s> {
                 sources: Vec::new(),
                 specs,
                 tables: BTreeSet::new(),
+                auto_names: BTreeMap::new(),
             })),
             ctx: Rc::new(ctx),
         }
@@ -94,6 +97,15 @@ impl<'s> Dataflow<'s> {
     /// The number of workers in all processes.
     pub fn peers(&self) -> usize {
         self.scope.peers()
+    }
+
+    /// A name for the `n`-th operator of kind `kind` in this dataflow: `<kind>-<n>`, from 1, in
+    /// the order the program creates them (so it is the same in every run of the program).
+    pub(crate) fn auto_name(&self, kind: &str) -> String {
+        let mut plan = self.plan.borrow_mut();
+        let n = plan.auto_names.entry(kind.to_string()).or_insert(0);
+        *n += 1;
+        format!("{kind}-{n}")
     }
 
     /// Logs `message` as a warning, once per application run (on the first worker, not while

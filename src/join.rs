@@ -14,14 +14,26 @@
 //! `-fk-join-`, `-fk-left-join-`), can be made [`Table::public`], and are recomputed from
 //! their restored inputs after a restart (they have no changelog of their own).
 //!
+//! A windowed stream⋈stream join keeps the events of its window (and whether each has matched)
+//! in a table `stream-join-<n>` with a changelog, and its stream time in another, where `n`
+//! counts the program's stream⋈stream joins in the order it creates them; after a restart the
+//! join continues exactly where it stopped: stored events still join, and unmatched ones are
+//! still emitted when their window closes. (Reordering a program's stream joins between runs
+//! would swap their state: keep their order.)
+//!
 //! The semantics are those of `faustus-operators` (see its `join` module), where every operator
 //! is checked against a plain model by property tests.
 
-use faustus_operators::{JoinKind, JoinWindow, TableJoin as _, WindowJoin as _};
+use faustus_operators::{
+    EventTime, JoinKind, JoinRestore, JoinWindow, Side, TableJoin as _, WindowJoin as _,
+};
 
 use crate::dataflow::{Data, Stream, Table};
 use crate::runtime::{route, Pos};
-use crate::window::{late_letters, Timed};
+use crate::window::{kept_stream_time, late_letters, Timed};
+
+/// A stored event of a stream⋈stream join: its side, value, position and event time.
+type JoinSide<V, W> = Side<((V, Pos), EventTime), ((W, Pos), EventTime)>;
 
 impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     /// stream⋈table: each event `(k, v)` whose key has a row `w` in `table` (as of the event's
@@ -168,23 +180,38 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         kind: JoinKind,
     ) -> Stream<'s, K, (Option<V>, Option<W>)> {
         let df = self.df.clone();
-        df.warn_once(
-            "windowed stream⋈stream joins are not restored after a restart: events buffered in \
-             the join window before the restart do not join events after it",
-        );
+        // Either side may set the window and the grace period: the larger counts.
         let window = JoinWindow {
-            window: self.join_window_ms(),
-            grace: self.grace_ms(),
+            window: self.join_window_ms().max(other.join_window_ms()),
+            grace: self.grace_ms().max(other.grace_ms()),
         };
-        let joined = self
+        // The join's stored events are a table with a changelog, and so is its stream time.
+        let name = df.auto_name("stream-join");
+        let (index, rows) = df.changelog::<(K, JoinSide<V, W>), bool>(&name);
+        let times = self
             .events()
-            .window_join_core(other.events(), window, kind, route::<K>);
+            .map(|(_, (_, p), t)| (t, p))
+            .concat(other.events().map(|(_, (_, p), t)| (t, p)));
+        let (stream_time, _) = kept_stream_time(&df, &name, times);
+        let restore = JoinRestore {
+            rows: rows.map(|((k, side), matched)| (k, side, matched)),
+            stream_time,
+        };
+        let restorable =
+            self.events()
+                .window_join_restored(other.events(), window, kind, route::<K>, restore);
+        let state = restorable
+            .state
+            .map(|(k, side, matched)| ((k, side), matched));
+        Table::new(df.clone(), &name, state, Some(index));
+        let joined = restorable.joined;
         late_letters(
             &df,
             joined.late.map(|(k, side)| match side {
-                faustus_operators::Side::Left(((v, p), t)) => (p, json_late(&k, &v), t),
-                faustus_operators::Side::Right(((w, p), t)) => (p, json_late(&k, &w), t),
+                Side::Left(((v, p), t)) => (p, json_late(&k, &v), t),
+                Side::Right(((w, p), t)) => (p, json_late(&k, &w), t),
             }),
+            &name,
             "the stream join's window for this event had closed",
         );
         let coll = joined.output.map(|(k, (v, w), _t)| {

@@ -17,20 +17,26 @@
 //!   least `grace`), then it is removed (a tombstone downstream);
 //! - [`WindowedStream::emit_final`] instead emits each window once, when it closes, as an
 //!   append-only stream.
+//!
+//! Windowed tables keep a changelog keyed by `[key, window]` and their stream time in a second,
+//! one-row changelog, so tumbling, hopping and session windows (both emit modes) continue exactly
+//! after a restart. Sliding windows are restored from their values only: a new sliding window
+//! after a restart misses the events before it (a warning says so at start-up).
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use faustus_connectors::OutRecord;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use differential_dataflow::{AsCollection, VecCollection};
 use faustus_operators::{
     Emit, EventTime, FoldByKey as _, Window, WindowConfig, WindowKind, WindowRestore, Windows as _,
 };
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::vec::Map as _;
-use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::vec::{Broadcast as _, Map as _};
+use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::StreamVec;
 
 use crate::dataflow::{Data, Dataflow, Stream, Table};
 use crate::join::json_late;
@@ -168,8 +174,7 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
 
     /// Emits one final row per window when it closes, as an append-only stream, instead of a
     /// table updated at every epoch.
-    pub fn emit_final(mut self) -> FinalWindows<'s, K, V> {
-        self.config.emit = Emit::Final;
+    pub fn emit_final(self) -> FinalWindows<'s, K, V> {
         FinalWindows { windows: self }
     }
 
@@ -207,6 +212,18 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
         fold: impl Fn(&mut A, &V) + 'static,
         merge: impl Fn(&mut A, A) + 'static,
     ) -> Table<'s, (K, Window), A> {
+        self.restored(name, init, fold, merge).0
+    }
+
+    /// The every-update windowed table with its changelogs, and the stream time per epoch
+    /// (on every worker).
+    fn restored<A: Data>(
+        self,
+        name: &str,
+        init: A,
+        fold: impl Fn(&mut A, &V) + 'static,
+        merge: impl Fn(&mut A, A) + 'static,
+    ) -> (Table<'s, (K, Window), A>, StreamVec<'s, u64, u64>) {
         let df = self.timed.df.clone();
         if matches!(self.config.kind, WindowKind::Sliding { .. }) {
             df.warn_once(&format!(
@@ -215,48 +232,11 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
             ));
         }
         let (index, rows) = df.changelog::<(K, Window), A>(name);
-        let stream_time = self.stream_time(name);
+        let times = self.timed.events().map(|(_, (_, pos), t)| (t, pos));
+        let (stream_time, per_epoch) = kept_stream_time(&df, name, times);
         let restore = WindowRestore { rows, stream_time };
         let output = self.run(name, init, fold, merge, Some(restore));
-        Table::new(df, name, output, Some(index))
-    }
-
-    /// Keeps the stream time (the largest event time seen) in a table of its own, with a
-    /// changelog, and returns it as restored at start-up.
-    fn stream_time(&self, name: &str) -> VecCollection<'s, u64, u64> {
-        let df = &self.timed.df;
-        let table = format!("{name}.stream-time");
-        let (index, restored) = df.changelog::<(), u64>(&table);
-        let maxima = self
-            .timed
-            .events()
-            .inner
-            .unary(Pipeline, "StreamTimeMaxima", |_cap, _info| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let mut maxima: BTreeMap<u64, (u64, Pos)> = BTreeMap::new();
-                        for ((_, (_, pos), t), time, d) in data.drain(..) {
-                            if d > 0 {
-                                let m = maxima.entry(time).or_insert((t.0, pos));
-                                *m = (*m).max((t.0, pos));
-                            }
-                        }
-                        for (time, (max, pos)) in maxima {
-                            output.session(&cap.delayed(&time, 0)).give((
-                                ((), max, pos),
-                                time,
-                                1isize,
-                            ));
-                        }
-                    });
-                }
-            })
-            .as_collection();
-        let kept = maxima.fold_by_key(restored.clone(), route::<()>, &table, |_, old, t| {
-            Some(old.map_or(t, |old| (*old).max(t)))
-        });
-        Table::new(df.clone(), &table, kept, Some(index));
-        restored.map(|((), t)| t)
+        (Table::new(df, name, output, Some(index)), per_epoch)
     }
 
     /// Runs the window operator; late events go to the dead-letter topic.
@@ -288,6 +268,7 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
             windowed
                 .late
                 .map(|((k, _w), ((v, p), t))| (p, json_late(&k, &v), t)),
+            name,
             "late: the event's window had closed (window end + grace <= stream time)",
         );
         windowed.output
@@ -315,26 +296,157 @@ impl<'s, K: Data, V: Data> FinalWindows<'s, K, V> {
         merge: impl Fn(&mut A, A) + 'static,
     ) -> Stream<'s, (K, Window), A> {
         let df = self.windows.timed.df.clone();
-        df.warn_once(&format!(
-            "the final windows of `{name}` are not restored after a restart: windows open at \
-             the restart lose the events that came before it"
-        ));
-        let output = self.windows.run(name, init, fold, merge, None);
+        let grace = self.windows.config.grace;
+        let (table, stream_time) = self.windows.restored(name, init, fold, merge);
+        let output = finalize(table.coll.clone(), stream_time, grace);
         Stream {
             df,
-            // Final rows are emitted after the epoch's input: order them after it, by window.
+            // Final rows are emitted after the epoch's input: order them after it.
             coll: output.map(|((k, w), a)| ((k, w), a, (u32::MAX - 1, 0, 0, 0))),
         }
     }
 }
 
+/// Pending updates of one epoch: a capability, window rows, and the stream time.
+type FinalPending<K, A> = BTreeMap<u64, (Capability<u64>, Vec<(((K, Window), A), isize)>, u64)>;
+
+/// Final emission from a windowed table: each window once, with its value, at the epoch whose
+/// stream time closes it (`end + grace <= stream time`), as the window operator's own final mode
+/// does. Its state is the table's open windows, which the table's restore brings back; windows
+/// that closed before a restart close again at the restore epoch, whose output is dropped.
+fn finalize<'s, K: Data, A: Data>(
+    rows: VecCollection<'s, u64, ((K, Window), A)>,
+    stream_time: StreamVec<'s, u64, u64>,
+    grace: u64,
+) -> VecCollection<'s, u64, ((K, Window), A)> {
+    rows.inner
+        .binary_frontier(
+            stream_time,
+            Pipeline,
+            Pipeline,
+            "FinalWindows",
+            move |_cap, _info| {
+                let mut pending: FinalPending<K, A> = BTreeMap::new();
+                let mut open: HashMap<(K, Window), A> = HashMap::new();
+                let mut closing: BTreeMap<u64, Vec<(K, Window)>> = BTreeMap::new();
+                let mut now = 0u64;
+                move |(rows, rows_frontier), (times, times_frontier), output| {
+                    rows.for_each(|cap, data| {
+                        let Some(cap) = cap.retain_least(0) else {
+                            return;
+                        };
+                        for (row, t, d) in data.drain(..) {
+                            let entry = pending
+                                .entry(t)
+                                .or_insert_with(|| (cap.delayed(&t), Vec::new(), 0));
+                            entry.1.push((row, d));
+                        }
+                    });
+                    times.for_each(|cap, data| {
+                        let Some(cap) = cap.retain_least(0) else {
+                            return;
+                        };
+                        let t = *cap.time();
+                        let entry = pending
+                            .entry(t)
+                            .or_insert_with(|| (cap.clone(), Vec::new(), 0));
+                        for st in data.drain(..) {
+                            entry.2 = entry.2.max(st);
+                        }
+                    });
+                    while let Some((&time, _)) = pending.first_key_value() {
+                        if rows_frontier.less_equal(&time) || times_frontier.less_equal(&time) {
+                            break;
+                        }
+                        let (cap, rows, st) = pending.pop_first().expect("non-empty").1;
+                        // New rows first (an update's new row replaces its old one), then
+                        // the windows this stream time closes, then retractions: a window that
+                        // expires in the epoch it closes is retracted after its final value.
+                        let (inserted, retracted): (Vec<_>, Vec<_>) =
+                            rows.into_iter().partition(|(_, d)| *d > 0);
+                        for ((kw, a), _) in inserted {
+                            let at = kw.1.end.saturating_add(grace);
+                            closing.entry(at).or_default().push(kw.clone());
+                            open.insert(kw, a);
+                        }
+                        now = now.max(st);
+                        let mut session = output.session(&cap);
+                        while let Some(entry) = closing.first_entry() {
+                            if *entry.key() > now {
+                                break;
+                            }
+                            for kw in entry.remove() {
+                                if let Some(a) = open.remove(&kw) {
+                                    session.give(((kw, a), time, 1isize));
+                                }
+                            }
+                        }
+                        for ((kw, a), _) in retracted {
+                            if open.get(&kw) == Some(&a) {
+                                open.remove(&kw);
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// Keeps the stream time (the largest event time seen) in a table of its own, with a
+/// changelog; returns it as restored at start-up, and its value after every epoch that
+/// changed it, sent to every worker.
+pub(crate) fn kept_stream_time<'s>(
+    df: &Dataflow<'s>,
+    name: &str,
+    times: VecCollection<'s, u64, (EventTime, Pos)>,
+) -> (VecCollection<'s, u64, u64>, StreamVec<'s, u64, u64>) {
+    let table = format!("{name}.stream-time");
+    let (index, restored) = df.changelog::<(), u64>(&table);
+    let maxima = times
+        .inner
+        .unary(Pipeline, "StreamTimeMaxima", |_cap, _info| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut maxima: BTreeMap<u64, (u64, Pos)> = BTreeMap::new();
+                    for ((t, pos), time, d) in data.drain(..) {
+                        if d > 0 {
+                            let m = maxima.entry(time).or_insert((t.0, pos));
+                            *m = (*m).max((t.0, pos));
+                        }
+                    }
+                    for (time, (max, pos)) in maxima {
+                        output
+                            .session(&cap.delayed(&time, 0))
+                            .give((((), max, pos), time, 1isize));
+                    }
+                });
+            }
+        })
+        .as_collection();
+    let kept = maxima.fold_by_key(restored.clone(), route::<()>, &table, |_, old, t| {
+        Some(old.map_or(t, |old| (*old).max(t)))
+    });
+    let per_epoch = kept
+        .inner
+        .clone()
+        .flat_map(|(((), t), _time, d)| (d > 0).then_some(t))
+        .broadcast();
+    Table::new(df.clone(), &table, kept, Some(index));
+    (restored.map(|((), t)| t), per_epoch)
+}
+
 /// Sends late events `(position, (key JSON, value JSON), event time)` to the dead-letter topic,
-/// with `reason` and their origin in headers.
+/// with `reason`, their origin and the refusing `operator` (a windowed table's name, or a stream
+/// join's `stream-join-<n>`) in headers. An event late for several operators (or for several
+/// hopping windows of one) is written once per refusal.
 pub(crate) fn late_letters<'s>(
     df: &Dataflow<'s>,
     late: VecCollection<'s, u64, LateEvent>,
+    operator: &str,
     reason: &'static str,
 ) {
+    let operator = operator.to_string();
     let sources = df.plan.borrow().sources.clone();
     let records = late.inner.map(move |((pos, (key, value), t), _time, _d)| {
         let topic = sources.get(pos.0 as usize).cloned().unwrap_or_default();
@@ -359,6 +471,10 @@ pub(crate) fn late_letters<'s>(
                     (
                         "faustus.error.event_time".into(),
                         t.0.to_string().into_bytes(),
+                    ),
+                    (
+                        "faustus.error.operator".into(),
+                        operator.clone().into_bytes(),
                     ),
                 ],
             },

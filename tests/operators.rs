@@ -368,6 +368,7 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
     );
     assert_eq!(late.headers["faustus.error.topic"], input);
     assert_eq!(late.headers["faustus.error.event_time"], "50");
+    assert_eq!(late.headers["faustus.error.operator"], "clicks_per_second");
     app.shutdown().expect("a clean stop");
 
     // After a restart the open window [5000, 6000) continues from 1 and [0, 1000) is still
@@ -487,5 +488,135 @@ fn set_and_list_tables_keep_operation_logs_that_restore_them() {
         &history_expected,
         || table(&history_table),
     );
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn final_windows_emit_once_when_they_close_even_across_a_restart() {
+    let app_id = unique("final");
+    let input = unique("clicks");
+    let output = unique("final-counts");
+    create_topic(&input, 2);
+    let build = {
+        let (input, output) = (input.clone(), output.clone());
+        move |df: &Dataflow<'_>| {
+            df.stream(&Topic::<String, Click>::new(input.clone()))
+                .event_time(|_, c| c.at)
+                .grace(Duration::from_millis(500))
+                .tumbling(Duration::from_secs(1))
+                .emit_final()
+                .count("final_counts")
+                .to_topic(&Topic::new(output.clone()));
+        }
+    };
+    let click = |t: u64| json(&[("a".to_string(), Click { at: t })]);
+    let w = |start: u64| Window {
+        start,
+        end: start + 1000,
+    };
+    let finals = || decoded::<(String, Window), i64>(&output);
+
+    let app = start(&app_id, build.clone());
+    produce(&input, &click(100));
+    produce(&input, &click(200));
+    // The open window is in the windowed table's changelog, and nothing is final yet.
+    let changelog = format!("{app_id}-final_counts-changelog");
+    let open: BTreeMap<(String, Window), i64> =
+        [(("a".to_string(), w(0)), 2)].into_iter().collect();
+    wait_until("the open window in the changelog", &open, || {
+        table(&changelog)
+    });
+    assert!(finals().is_empty(), "no window has closed yet");
+    app.shutdown().expect("a clean stop");
+
+    // After a restart, stream time 1600 closes [0, 1000) (1000 + 500 <= 1600): emitted once,
+    // with the events from before the restart.
+    let app = start(&app_id, build);
+    produce(&input, &click(1_600));
+    let once = vec![(("a".to_string(), w(0)), Some(2))];
+    wait_until("the final count of [0, 1000)", &once, finals);
+    produce(&input, &click(3_000));
+    let twice = vec![
+        (("a".to_string(), w(0)), Some(2)),
+        (("a".to_string(), w(1000)), Some(1)),
+    ];
+    wait_until("the final count of [1000, 2000)", &twice, finals);
+    app.shutdown().expect("a clean stop");
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Seen {
+    what: String,
+    at: u64,
+}
+
+#[test]
+fn stream_joins_keep_their_window_across_a_restart() {
+    let app_id = unique("stream-join");
+    let impressions = unique("impressions");
+    let clicks = unique("clicks");
+    let inner = unique("inner");
+    let left = unique("left");
+    create_topic(&impressions, 2);
+    create_topic(&clicks, 2);
+    let build = {
+        let t = [&impressions, &clicks, &inner, &left].map(|s| s.to_string());
+        move |df: &Dataflow<'_>| {
+            let timed = |topic: &str| {
+                df.stream(&Topic::<String, Seen>::new(topic.to_string()))
+                    .event_time(|_, s| s.at)
+                    .within(Duration::from_secs(1))
+            };
+            timed(&t[0])
+                .join(timed(&t[1]))
+                .to_topic(&Topic::new(t[2].clone()));
+            timed(&t[0])
+                .left_join(timed(&t[1]))
+                .to_topic(&Topic::new(t[3].clone()));
+        }
+    };
+    let seen = |what: &str, at: u64| Seen {
+        what: what.to_string(),
+        at,
+    };
+    let s = |x: &str| x.to_string();
+
+    let app = start(&app_id, build.clone());
+    produce(
+        &impressions,
+        &json(&[
+            (s("a"), seen("banner", 1_000)),
+            (s("b"), seen("video", 1_000)),
+        ]),
+    );
+    // Both impressions are stored, unmatched, in each join's state changelog.
+    for n in [1, 2] {
+        let changelog = format!("{app_id}-stream-join-{n}-changelog");
+        wait_for("the stored impressions", Duration::from_secs(60), || {
+            (last_values(&read_all(&changelog)).len() == 2).then_some(())
+        });
+    }
+    assert!(read_all(&inner).is_empty() && read_all(&left).is_empty());
+    app.shutdown().expect("a clean stop");
+
+    // After the restart, a click within the window joins the stored impression, and when stream
+    // time closes b's window the left join emits b unmatched, once.
+    let app = start(&app_id, build);
+    produce(&clicks, &json(&[(s("a"), seen("click", 1_500))]));
+    let pair = (seen("banner", 1_000), seen("click", 1_500));
+    let inner_expected = vec![(s("a"), Some(pair.clone()))];
+    wait_until("the join of a stored impression", &inner_expected, || {
+        decoded::<String, (Seen, Seen)>(&inner)
+    });
+    produce(&clicks, &json(&[(s("c"), seen("click", 5_000))]));
+    let left_expected = vec![
+        (s("a"), Some((pair.0.clone(), Some(pair.1.clone())))),
+        (s("b"), Some((seen("video", 1_000), None))),
+    ];
+    wait_until("the left join, b unmatched once", &left_expected, || {
+        let mut rows = decoded::<String, (Seen, Option<Seen>)>(&left);
+        rows.sort();
+        rows
+    });
     app.shutdown().expect("a clean stop");
 }

@@ -73,7 +73,8 @@ use std::rc::Rc;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::vec::{Broadcast, Map as _};
+use timely::dataflow::operators::{Concat, Exchange as _, Operator};
 
 use crate::epoch::{
     arrange_by_route, default_route, distinct_keys_by_route, epoch_maxima, semijoin_arranged,
@@ -224,6 +225,48 @@ pub trait WindowJoin<'scope, K, V> {
     where
         W: ExchangeData,
         H: Fn(&K) -> u64 + 'static;
+
+    /// As [`WindowJoin::window_join_core`], also returning the operator's state as a collection
+    /// (to keep in a changelog), and seeded with `restore` at the epoch its records carry (an
+    /// engine's restore epoch, before any input): the restored stream time counts as that
+    /// epoch's maximum and the restored events are stored again, with their matched flags,
+    /// without emitting anything but their state rows. A run restored from the state and stream
+    /// time of epoch `e` continues exactly like the original run after `e`.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::{EventTime, JoinKind, JoinRestore, JoinWindow, Side, WindowJoin};
+    ///
+    /// timely::example(|scope| {
+    ///     // Before the restart, a left event 'a' at t = 10 was stored, unmatched.
+    ///     let rows = scope.new_collection_from(vec![(1u8, Side::Left(('a', EventTime(10))), false)]).1;
+    ///     let stream_time = scope.new_collection_from(vec![10u64]).1;
+    ///     // After it (here in the same epoch as the restore, for brevity), a right event at 12.
+    ///     let right_in = scope.new_collection_from(vec![(1u8, 'x', EventTime(12))]).1;
+    ///     let (_, left_in) = scope.new_collection::<(u8, char, EventTime), isize>();
+    ///     let join = left_in.window_join_restored(
+    ///         right_in,
+    ///         JoinWindow { window: 5, grace: 0 },
+    ///         JoinKind::Inner,
+    ///         |k: &u8| u64::from(*k),
+    ///         JoinRestore { rows, stream_time },
+    ///     );
+    ///     // The restored event still joins the new one.
+    ///     let pair = (1u8, (Some('a'), Some('x')), EventTime(12));
+    ///     join.joined.output.assert_eq(scope.new_collection_from(vec![pair]).1);
+    /// });
+    /// ```
+    fn window_join_restored<W, H>(
+        self,
+        other: VecCollection<'scope, u64, (K, W, EventTime)>,
+        window: JoinWindow,
+        kind: JoinKind,
+        route: H,
+        restore: JoinRestore<'scope, K, V, W>,
+    ) -> RestorableJoin<'scope, K, V, W>
+    where
+        W: ExchangeData,
+        H: Fn(&K) -> u64 + 'static;
 }
 
 /// An unexpired stream event: its value, multiplicity, and whether it has matched.
@@ -267,8 +310,42 @@ fn insert_sorted<X>(events: &mut Vec<(u64, Stored<X>)>, t: u64, stored: Stored<X
     events.insert(at, (t, stored));
 }
 
-type StreamJoinOut<K, V, W> =
-    Result<(K, (Option<V>, Option<W>), EventTime), LateJoinRecord<K, V, W>>;
+/// What the stream⋈stream operator emits: joined rows, late records, and changes of its state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum StreamJoinOut<K, V, W> {
+    Row(K, (Option<V>, Option<W>), EventTime),
+    Late(LateJoinRecord<K, V, W>),
+    State(JoinStateRow<K, V, W>),
+}
+
+/// The second input of the stream⋈stream operator: epoch maxima and restored events.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum JoinAux<K, V, W> {
+    Max(u64),
+    Row(JoinStateRow<K, V, W>, isize),
+}
+
+/// One stored event of a windowed stream join: its key, side, value and event time, and whether
+/// it has matched. The operator's state is the set of these rows (with multiplicity).
+pub type JoinStateRow<K, V, W> = (K, Side<(V, EventTime), (W, EventTime)>, bool);
+
+/// State to seed a windowed stream join with on restart (see
+/// [`WindowJoin::window_join_restored`]).
+pub struct JoinRestore<'scope, K: 'static, V: 'static, W: 'static> {
+    /// The stored events, as the operator's `state` output last accumulated them.
+    pub rows: VecCollection<'scope, u64, JoinStateRow<K, V, W>>,
+    /// The stream time reached (the largest counts).
+    pub stream_time: VecCollection<'scope, u64, u64>,
+}
+
+/// A windowed stream join whose state can be kept and restored.
+pub struct RestorableJoin<'scope, K: 'static, V: 'static, W: 'static> {
+    /// The join's output and late records, as [`WindowJoin::window_join_core`].
+    pub joined: StreamJoined<'scope, K, (Option<V>, Option<W>), V, W>,
+    /// The operator's state as a collection: stored events, inserted when stored, updated when
+    /// they first match, retracted when they expire.
+    pub state: VecCollection<'scope, u64, JoinStateRow<K, V, W>>,
+}
 
 impl<'scope, K, V> WindowJoin<'scope, K, V> for VecCollection<'scope, u64, (K, V, EventTime)>
 where
@@ -332,172 +409,318 @@ where
         W: ExchangeData,
         H: Fn(&K) -> u64 + 'static,
     {
-        let JoinWindow { window, grace } = window;
-        let emit_left = kind != JoinKind::Inner;
-        let emit_right = kind == JoinKind::Outer;
-        let events = self
-            .map(|(k, v, t)| (k, Side::Left((v, t))))
-            .concat(other.map(|(k, w, t)| (k, Side::Right((w, t)))));
-        let maxima = epoch_maxima(events.clone(), |(_, side): &(K, Side<_, _>)| match side {
-            Side::Left((_, t)) | Side::Right((_, t)) => t.0,
-        });
-        let pact =
-            Exchange::new(move |((k, _), _, _): &(LateJoinRecord<K, V, W>, u64, isize)| route(k));
-        let out = events
-            .inner
-            .binary_frontier(maxima, pact, Pipeline, "WindowJoin", move |_cap, _info| {
-                let mut state: HashMap<K, Events<V, W>> = HashMap::new();
-                // Keys by the stream time at which their earliest event expires.
-                let mut due: BinaryHeap<Reverse<(u64, K)>> = BinaryHeap::new();
-                let mut stream_time = StreamTime::default();
-                let mut stash = Stash::new();
-                // An event at `t` is open (can still match) while `t + window + grace >= ST`,
-                // and is due to expire at stream time `t + window + grace + 1`.
-                let open =
-                    move |t: u64, st: u64| t.saturating_add(window).saturating_add(grace) >= st;
-                let expiry = move |t: u64| {
-                    t.saturating_add(window)
-                        .saturating_add(grace)
-                        .saturating_add(1)
-                };
-                move |(input, frontier), (max_input, max_frontier), output| {
-                    input.for_each(|cap, data| {
-                        for (record, t, d) in data.drain(..) {
-                            if d > 0 {
-                                stash.push_first(&cap, t, (record, d));
-                            }
-                        }
-                    });
-                    max_input.for_each(|cap, data| {
-                        for (t, m) in data.drain(..) {
-                            stash.push_second(&cap, t, (t, m));
-                        }
-                    });
-                    while let Some((time, batch)) = stash.pop_complete(&[frontier, max_frontier]) {
-                        let before = stream_time.advance(&batch.second);
-                        let now = stream_time.0;
-                        let mut out: Vec<(StreamJoinOut<K, V, W>, u64, isize)> = Vec::new();
-                        // New, not late, events per key.
-                        type Fresh<V, W> = (Vec<(u64, V, isize)>, Vec<(u64, W, isize)>);
-                        let mut fresh: BTreeMap<K, Fresh<V, W>> = BTreeMap::new();
-                        for ((k, side), d) in batch.first {
-                            let t = match &side {
-                                Side::Left((_, t)) | Side::Right((_, t)) => t.0,
-                            };
-                            if t.saturating_add(grace) < before {
-                                out.push((Err((k, side)), time, d));
-                                continue;
-                            }
-                            let entry = fresh.entry(k).or_default();
-                            match side {
-                                Side::Left((v, t)) => entry.0.push((t.0, v, d)),
-                                Side::Right((w, t)) => entry.1.push((t.0, w, d)),
-                            }
-                        }
-                        for (k, (new_left, new_right)) in fresh {
-                            let events = state.entry(k.clone()).or_insert_with(|| Events {
-                                left: Vec::new(),
-                                right: Vec::new(),
-                                scheduled: None,
-                            });
-                            let mut pair =
-                                |(tl, v, l): (u64, &V, isize), (tr, w, r): (u64, &W, isize)| {
-                                    let t = EventTime(std::cmp::max(tl, tr));
-                                    let vw = (Some(v.clone()), Some(w.clone()));
-                                    out.push((Ok((k.clone(), vw, t)), time, l * r));
-                                };
-                            let mut first = u64::MAX;
-                            // New right events meet the old left ones...
-                            for (t, w, d) in new_right {
-                                first = first.min(t);
-                                let mut matched = false;
-                                for (tl, l) in within(&mut events.left, t, window) {
-                                    l.matched = true;
-                                    matched = true;
-                                    pair((*tl, &l.value, l.count), (t, &w, d));
-                                }
-                                let stored = Stored {
-                                    value: w,
-                                    count: d,
-                                    matched,
-                                };
-                                insert_sorted(&mut events.right, t, stored);
-                            }
-                            // ...and new left events meet every right one, old and new.
-                            for (t, v, d) in new_left {
-                                first = first.min(t);
-                                let mut matched = false;
-                                for (tr, r) in within(&mut events.right, t, window) {
-                                    r.matched = true;
-                                    matched = true;
-                                    pair((t, &v, d), (*tr, &r.value, r.count));
-                                }
-                                let stored = Stored {
-                                    value: v,
-                                    count: d,
-                                    matched,
-                                };
-                                insert_sorted(&mut events.left, t, stored);
-                            }
-                            let at = expiry(first);
-                            if events.scheduled.is_none_or(|s| at < s) {
-                                events.scheduled = Some(at);
-                                due.push(Reverse((at, k)));
-                            }
-                        }
-                        // Expire events whose window has closed; emit the unmatched ones.
-                        while due.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-                            let Some(Reverse((at, k))) = due.pop() else {
-                                break;
-                            };
-                            {
-                                let Some(events) = state.get_mut(&k) else {
-                                    continue;
-                                };
-                                if events.scheduled != Some(at) {
-                                    continue; // superseded by an earlier schedule
-                                }
-                                let n = events.left.partition_point(|(t, _)| !open(*t, now));
-                                for (t, l) in events.left.drain(..n) {
-                                    if emit_left && !l.matched {
-                                        let v = (Some(l.value), None);
-                                        let row = Ok((k.clone(), v, EventTime(t)));
-                                        out.push((row, time, l.count));
-                                    }
-                                }
-                                let n = events.right.partition_point(|(t, _)| !open(*t, now));
-                                for (t, r) in events.right.drain(..n) {
-                                    if emit_right && !r.matched {
-                                        let v = (None, Some(r.value));
-                                        let row = Ok((k.clone(), v, EventTime(t)));
-                                        out.push((row, time, r.count));
-                                    }
-                                }
-                                events.scheduled = None;
-                                match events.earliest() {
-                                    // (`expiry(t) <= now` only when it saturates: never.)
-                                    Some(t) if expiry(t) > now => {
-                                        events.scheduled = Some(expiry(t));
-                                        due.push(Reverse((expiry(t), k)));
-                                    }
-                                    Some(_) => {}
-                                    None => {
-                                        state.remove(&k);
-                                    }
-                                }
-                            }
-                        }
-                        output
-                            .session(&batch.capability)
-                            .give_iterator(out.into_iter());
-                    }
-                }
-            })
-            .as_collection();
-        WithLate {
-            output: out.clone().flat_map(|r| r.ok()),
-            late: out.flat_map(|r| r.err()),
+        stream_join(self, other, window, kind, route, None).joined
+    }
+
+    fn window_join_restored<W, H>(
+        self,
+        other: VecCollection<'scope, u64, (K, W, EventTime)>,
+        window: JoinWindow,
+        kind: JoinKind,
+        route: H,
+        restore: JoinRestore<'scope, K, V, W>,
+    ) -> RestorableJoin<'scope, K, V, W>
+    where
+        W: ExchangeData,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        stream_join(self, other, window, kind, route, Some(restore))
+    }
+}
+
+/// The windowed stream⋈stream operator behind every method of [`WindowJoin`].
+fn stream_join<'scope, K, V, W, H>(
+    left: VecCollection<'scope, u64, (K, V, EventTime)>,
+    other: VecCollection<'scope, u64, (K, W, EventTime)>,
+    window: JoinWindow,
+    kind: JoinKind,
+    route: H,
+    restore: Option<JoinRestore<'scope, K, V, W>>,
+) -> RestorableJoin<'scope, K, V, W>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    W: ExchangeData,
+    H: Fn(&K) -> u64 + 'static,
+{
+    let JoinWindow { window, grace } = window;
+    let emit_left = kind != JoinKind::Inner;
+    let emit_right = kind == JoinKind::Outer;
+    let events = left
+        .map(|(k, v, t)| (k, Side::Left((v, t))))
+        .concat(other.map(|(k, w, t)| (k, Side::Right((w, t)))));
+    let route = Rc::new(route);
+    let maxima = epoch_maxima(events.clone(), |(_, side): &(K, Side<_, _>)| match side {
+        Side::Left((_, t)) | Side::Right((_, t)) => t.0,
+    })
+    .map(|(t, m)| (t, JoinAux::<K, V, W>::Max(m)));
+    let aux = match restore {
+        None => maxima,
+        Some(restore) => {
+            let route = Rc::clone(&route);
+            let rows = restore
+                .rows
+                .inner
+                .exchange(move |((k, _, _), _, _)| route(k))
+                .flat_map(|(row, t, d)| (d > 0).then_some((t, JoinAux::Row(row, d))));
+            let times = restore
+                .stream_time
+                .inner
+                .flat_map(|(st, t, d)| (d > 0).then_some((t, JoinAux::Max(st))))
+                .broadcast();
+            maxima.concat(rows).concat(times)
         }
+    };
+    let pact =
+        Exchange::new(move |((k, _), _, _): &(LateJoinRecord<K, V, W>, u64, isize)| route(k));
+    // An event's first match: its state row changes from unmatched to matched.
+    fn flip<K: Clone, V, W>(
+        out: &mut Vec<(StreamJoinOut<K, V, W>, u64, isize)>,
+        k: &K,
+        side: Side<(V, EventTime), (W, EventTime)>,
+        time: u64,
+        count: isize,
+    ) where
+        Side<(V, EventTime), (W, EventTime)>: Clone,
+    {
+        out.push((
+            StreamJoinOut::State((k.clone(), side.clone(), false)),
+            time,
+            -count,
+        ));
+        out.push((StreamJoinOut::State((k.clone(), side, true)), time, count));
+    }
+    let out = events
+        .inner
+        .binary_frontier(aux, pact, Pipeline, "WindowJoin", move |_cap, _info| {
+            let mut state: HashMap<K, Events<V, W>> = HashMap::new();
+            // Keys by the stream time at which their earliest event expires.
+            let mut due: BinaryHeap<Reverse<(u64, K)>> = BinaryHeap::new();
+            let mut stream_time = StreamTime::default();
+            let mut stash = Stash::new();
+            // An event at `t` is open (can still match) while `t + window + grace >= ST`,
+            // and is due to expire at stream time `t + window + grace + 1`.
+            let open = move |t: u64, st: u64| t.saturating_add(window).saturating_add(grace) >= st;
+            let expiry = move |t: u64| {
+                t.saturating_add(window)
+                    .saturating_add(grace)
+                    .saturating_add(1)
+            };
+            move |(input, frontier), (max_input, max_frontier), output| {
+                input.for_each(|cap, data| {
+                    for (record, t, d) in data.drain(..) {
+                        if d > 0 {
+                            stash.push_first(&cap, t, (record, d));
+                        }
+                    }
+                });
+                max_input.for_each(|cap, data| {
+                    for (t, aux) in data.drain(..) {
+                        stash.push_second(&cap, t, (t, aux));
+                    }
+                });
+                while let Some((time, batch)) = stash.pop_complete(&[frontier, max_frontier]) {
+                    let mut maxima = Vec::new();
+                    let mut restored = Vec::new();
+                    for (t, aux) in batch.second {
+                        match aux {
+                            JoinAux::Max(m) => maxima.push((t, m)),
+                            JoinAux::Row(row, d) => restored.push((row, d)),
+                        }
+                    }
+                    let before = stream_time.advance(&maxima);
+                    let now = stream_time.0;
+                    let mut out: Vec<(StreamJoinOut<K, V, W>, u64, isize)> = Vec::new();
+                    // Restored events are stored again, as they were, and scheduled.
+                    for ((k, side, matched), d) in restored {
+                        out.push((
+                            StreamJoinOut::State((k.clone(), side.clone(), matched)),
+                            time,
+                            d,
+                        ));
+                        let events = state.entry(k.clone()).or_insert_with(|| Events {
+                            left: Vec::new(),
+                            right: Vec::new(),
+                            scheduled: None,
+                        });
+                        let t = match side {
+                            Side::Left((value, t)) => {
+                                let stored = Stored {
+                                    value,
+                                    count: d,
+                                    matched,
+                                };
+                                insert_sorted(&mut events.left, t.0, stored);
+                                t.0
+                            }
+                            Side::Right((value, t)) => {
+                                let stored = Stored {
+                                    value,
+                                    count: d,
+                                    matched,
+                                };
+                                insert_sorted(&mut events.right, t.0, stored);
+                                t.0
+                            }
+                        };
+                        let at = expiry(t);
+                        if events.scheduled.is_none_or(|s| at < s) {
+                            events.scheduled = Some(at);
+                            due.push(Reverse((at, k)));
+                        }
+                    }
+                    // New, not late, events per key.
+                    type Fresh<V, W> = (Vec<(u64, V, isize)>, Vec<(u64, W, isize)>);
+                    let mut fresh: BTreeMap<K, Fresh<V, W>> = BTreeMap::new();
+                    for ((k, side), d) in batch.first {
+                        let t = match &side {
+                            Side::Left((_, t)) | Side::Right((_, t)) => t.0,
+                        };
+                        if t.saturating_add(grace) < before {
+                            out.push((StreamJoinOut::Late((k, side)), time, d));
+                            continue;
+                        }
+                        let entry = fresh.entry(k).or_default();
+                        match side {
+                            Side::Left((v, t)) => entry.0.push((t.0, v, d)),
+                            Side::Right((w, t)) => entry.1.push((t.0, w, d)),
+                        }
+                    }
+                    for (k, (new_left, new_right)) in fresh {
+                        let events = state.entry(k.clone()).or_insert_with(|| Events {
+                            left: Vec::new(),
+                            right: Vec::new(),
+                            scheduled: None,
+                        });
+                        let pair =
+                            |out: &mut Vec<(StreamJoinOut<K, V, W>, u64, isize)>,
+                             (tl, v, l): (u64, &V, isize),
+                             (tr, w, r): (u64, &W, isize)| {
+                                let t = EventTime(std::cmp::max(tl, tr));
+                                let vw = (Some(v.clone()), Some(w.clone()));
+                                out.push((StreamJoinOut::Row(k.clone(), vw, t), time, l * r));
+                            };
+                        let mut first = u64::MAX;
+                        // New right events meet the old left ones...
+                        for (t, w, d) in new_right {
+                            first = first.min(t);
+                            let mut matched = false;
+                            for (tl, l) in within(&mut events.left, t, window) {
+                                if !l.matched {
+                                    let side = Side::Left((l.value.clone(), EventTime(*tl)));
+                                    flip(&mut out, &k, side, time, l.count);
+                                }
+                                l.matched = true;
+                                matched = true;
+                                pair(&mut out, (*tl, &l.value, l.count), (t, &w, d));
+                            }
+                            let side = Side::Right((w.clone(), EventTime(t)));
+                            out.push((StreamJoinOut::State((k.clone(), side, matched)), time, d));
+                            let stored = Stored {
+                                value: w,
+                                count: d,
+                                matched,
+                            };
+                            insert_sorted(&mut events.right, t, stored);
+                        }
+                        // ...and new left events meet every right one, old and new.
+                        for (t, v, d) in new_left {
+                            first = first.min(t);
+                            let mut matched = false;
+                            for (tr, r) in within(&mut events.right, t, window) {
+                                if !r.matched {
+                                    let side = Side::Right((r.value.clone(), EventTime(*tr)));
+                                    flip(&mut out, &k, side, time, r.count);
+                                }
+                                r.matched = true;
+                                matched = true;
+                                pair(&mut out, (t, &v, d), (*tr, &r.value, r.count));
+                            }
+                            let side = Side::Left((v.clone(), EventTime(t)));
+                            out.push((StreamJoinOut::State((k.clone(), side, matched)), time, d));
+                            let stored = Stored {
+                                value: v,
+                                count: d,
+                                matched,
+                            };
+                            insert_sorted(&mut events.left, t, stored);
+                        }
+                        let at = expiry(first);
+                        if events.scheduled.is_none_or(|s| at < s) {
+                            events.scheduled = Some(at);
+                            due.push(Reverse((at, k)));
+                        }
+                    }
+                    // Expire events whose window has closed; emit the unmatched ones.
+                    while due.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                        let Some(Reverse((at, k))) = due.pop() else {
+                            break;
+                        };
+                        {
+                            let Some(events) = state.get_mut(&k) else {
+                                continue;
+                            };
+                            if events.scheduled != Some(at) {
+                                continue; // superseded by an earlier schedule
+                            }
+                            let n = events.left.partition_point(|(t, _)| !open(*t, now));
+                            for (t, l) in events.left.drain(..n) {
+                                let side = Side::Left((l.value.clone(), EventTime(t)));
+                                let row = StreamJoinOut::State((k.clone(), side, l.matched));
+                                out.push((row, time, -l.count));
+                                if emit_left && !l.matched {
+                                    let v = (Some(l.value), None);
+                                    let row = StreamJoinOut::Row(k.clone(), v, EventTime(t));
+                                    out.push((row, time, l.count));
+                                }
+                            }
+                            let n = events.right.partition_point(|(t, _)| !open(*t, now));
+                            for (t, r) in events.right.drain(..n) {
+                                let side = Side::Right((r.value.clone(), EventTime(t)));
+                                let row = StreamJoinOut::State((k.clone(), side, r.matched));
+                                out.push((row, time, -r.count));
+                                if emit_right && !r.matched {
+                                    let v = (None, Some(r.value));
+                                    let row = StreamJoinOut::Row(k.clone(), v, EventTime(t));
+                                    out.push((row, time, r.count));
+                                }
+                            }
+                            events.scheduled = None;
+                            match events.earliest() {
+                                // (`expiry(t) <= now` only when it saturates: never.)
+                                Some(t) if expiry(t) > now => {
+                                    events.scheduled = Some(expiry(t));
+                                    due.push(Reverse((expiry(t), k)));
+                                }
+                                Some(_) => {}
+                                None => {
+                                    state.remove(&k);
+                                }
+                            }
+                        }
+                    }
+                    output
+                        .session(&batch.capability)
+                        .give_iterator(out.into_iter());
+                }
+            }
+        })
+        .as_collection();
+    RestorableJoin {
+        joined: WithLate {
+            output: out.clone().flat_map(|r| match r {
+                StreamJoinOut::Row(k, vw, t) => Some((k, vw, t)),
+                _ => None,
+            }),
+            late: out.clone().flat_map(|r| match r {
+                StreamJoinOut::Late(late) => Some(late),
+                _ => None,
+            }),
+        },
+        state: out.flat_map(|r| match r {
+            StreamJoinOut::State(row) => Some(row),
+            _ => None,
+        }),
     }
 }
 

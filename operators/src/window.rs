@@ -495,11 +495,10 @@ pub trait Windows<'scope, K, V> {
     ///
     /// timely::example(|scope| {
     ///     let w = Window { start: 0, end: 10 };
-    ///     let (mut events, events_in) = scope.new_collection::<(u8, (), EventTime), isize>();
     ///     let rows = scope.new_collection_from(vec![((1u8, w), 2i64)]).1;
     ///     let stream_time = scope.new_collection_from(vec![4u64]).1;
-    ///     events.advance_to(1);
-    ///     events.insert((1, (), EventTime(5)));
+    ///     // A new event (here in the restore's epoch, for brevity).
+    ///     let events_in = scope.new_collection_from(vec![(1u8, (), EventTime(5))]).1;
     ///     let config = WindowConfig {
     ///         kind: WindowKind::Tumbling { size: 10 },
     ///         grace: 0,

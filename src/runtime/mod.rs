@@ -3,6 +3,7 @@
 //! Operators here read Kafka ([`source`]), restore tables ([`restore`]), keep tables' changelogs
 //! and read replicas ([`table`]) and hand each closed epoch to the committer ([`commit`]).
 
+pub(crate) mod assignment;
 pub(crate) mod commit;
 pub(crate) mod restore;
 pub(crate) mod source;
@@ -47,6 +48,8 @@ pub(crate) struct Startup {
     pub stop: Arc<AtomicBool>,
     /// The first fatal error an operator met.
     pub fatal: Mutex<Option<String>>,
+    /// Where sources publish what they read (for `/api/assignment/`).
+    pub assignments: Arc<assignment::Assignments>,
 }
 
 impl Startup {
@@ -61,6 +64,7 @@ impl Startup {
             commit_interval: Duration::from_millis(100),
             stop: Arc::new(AtomicBool::new(true)),
             fatal: Mutex::new(None),
+            assignments: Arc::default(),
         }
     }
 

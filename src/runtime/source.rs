@@ -75,6 +75,8 @@ where
                     let partitions = startup.partitions.get(&topic).copied().unwrap_or(0);
                     let mine = assigned(index, partitions, worker, peers);
                     if mine.is_empty() {
+                        let none = BTreeMap::new();
+                        startup.assignments.publish(worker, &topic, None, &none);
                         capability = None;
                         return;
                     }
@@ -87,6 +89,12 @@ where
                     match PartitionReader::new(&startup.kafka, &topic, &start) {
                         Ok(r) => {
                             reported = r.positions().clone();
+                            startup.assignments.publish(
+                                worker,
+                                &topic,
+                                Some(*cap.time()),
+                                &reported,
+                            );
                             reader = Some(r);
                         }
                         Err(e) => {
@@ -114,6 +122,10 @@ where
                         }
                     }
                     drop(session);
+                    let epoch = (!stopping).then_some(now);
+                    startup
+                        .assignments
+                        .publish(worker, &topic, epoch, reader.positions());
                     if stopping {
                         capability = None;
                         return;

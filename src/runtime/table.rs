@@ -140,16 +140,25 @@ pub(crate) enum Lookup {
     Remote(usize),
 }
 
-/// A table's replica as the HTTP layer sees it: untyped.
+/// A key and its value, both as JSON.
+pub(crate) type JsonEntry = (serde_json::Value, serde_json::Value);
+
+/// A table's replica as the HTTP layer sees it: untyped. Keys travel as JSON values; only the
+/// view knows the key type, so ordering keys (for pages across processes) happens here.
 pub(crate) trait TableView: Send + Sync {
     /// Looks a key (as written in a URL) up.
     fn get(&self, key: &str) -> Lookup;
-    /// Entries held by this process, in key order, as JSON `(key, value)` pairs.
-    fn entries(
+    /// Parses a key as written in a URL into its JSON form.
+    fn parse(&self, raw: &str) -> Result<serde_json::Value, String>;
+    /// The first `limit` entries held by this process in key order, after key `after` (JSON)
+    /// if given, and how many entries this process holds in all.
+    fn local_entries(
         &self,
-        after: Option<&str>,
+        after: Option<&serde_json::Value>,
         limit: usize,
-    ) -> Result<Vec<(String, serde_json::Value)>, String>;
+    ) -> Result<(Vec<JsonEntry>, usize), String>;
+    /// Merges parts (each in key order) into the first `limit` entries in key order.
+    fn merge(&self, parts: Vec<Vec<JsonEntry>>, limit: usize) -> Result<Vec<JsonEntry>, String>;
     /// For registration.
     fn as_any(&self) -> &dyn Any;
 }
@@ -166,6 +175,11 @@ pub(crate) fn parse_key<K: DeserializeOwned>(raw: &str) -> Result<K, String> {
     serde_json::from_str::<K>(raw)
         .or_else(|_| serde_json::from_value::<K>(serde_json::Value::String(raw.to_string())))
         .map_err(|e| format!("`{raw}` is not a valid key for this table: {e}"))
+}
+
+/// A key as JSON, as a typed key.
+fn typed_key<K: DeserializeOwned>(key: &serde_json::Value) -> Result<K, String> {
+    K::deserialize(key).map_err(|e| format!("`{key}` is not a valid key for this table: {e}"))
 }
 
 impl<K, A> TableView for Replicas<K, A>
@@ -189,45 +203,57 @@ where
         }
     }
 
-    fn entries(
+    fn parse(&self, raw: &str) -> Result<serde_json::Value, String> {
+        let key: K = parse_key(raw)?;
+        Ok(serde_json::to_value(key).expect("keys serialize"))
+    }
+
+    fn local_entries(
         &self,
-        after: Option<&str>,
+        after: Option<&serde_json::Value>,
         limit: usize,
-    ) -> Result<Vec<(String, serde_json::Value)>, String> {
-        let after: Option<K> = after.map(parse_key).transpose()?;
+    ) -> Result<(Vec<JsonEntry>, usize), String> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let after: Option<K> = after.map(typed_key).transpose()?;
+        let lower = after.map_or(Unbounded, Excluded);
         let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
         let mut merged: Vec<(K, A)> = Vec::new();
+        let mut count = 0;
         for shard in shards.values() {
+            // Copy out under the lock, serialize after it: the dataflow waits on this lock.
             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
-            let range = match &after {
-                Some(a) => shard
-                    .range((
-                        std::ops::Bound::Excluded(a.clone()),
-                        std::ops::Bound::Unbounded,
-                    ))
+            count += shard.len();
+            merged.extend(
+                shard
+                    .range((lower.clone(), Unbounded))
                     .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>(),
-                None => shard
-                    .iter()
-                    .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            };
-            merged.extend(range);
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
         }
+        drop(shards);
         merged.sort_by(|a, b| a.0.cmp(&b.0));
         merged.truncate(limit);
-        Ok(merged
+        let entries = merged
             .into_iter()
             .map(|(k, v)| {
-                let key = match serde_json::to_value(&k).expect("keys serialize") {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (key, serde_json::to_value(v).expect("values serialize"))
+                (
+                    serde_json::to_value(k).expect("keys serialize"),
+                    serde_json::to_value(v).expect("values serialize"),
+                )
             })
-            .collect())
+            .collect();
+        Ok((entries, count))
+    }
+
+    fn merge(&self, parts: Vec<Vec<JsonEntry>>, limit: usize) -> Result<Vec<JsonEntry>, String> {
+        let mut all: Vec<(K, JsonEntry)> = Vec::new();
+        for entry in parts.into_iter().flatten() {
+            all.push((typed_key(&entry.0)?, entry));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.dedup_by(|a, b| a.0 == b.0);
+        all.truncate(limit);
+        Ok(all.into_iter().map(|(_, e)| e).collect())
     }
 
     fn as_any(&self) -> &dyn Any {

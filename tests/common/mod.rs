@@ -274,12 +274,18 @@ pub fn decode_totals(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, i64
 
 /// The quickstart example binary (cargo builds examples before integration tests).
 pub fn quickstart_binary() -> PathBuf {
+    example_binary("quickstart")
+}
+
+/// The binary of example `name`, under `target/<profile>/examples` (cargo builds examples
+/// before integration tests).
+pub fn example_binary(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop(); // the test binary
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let binary = dir.join("examples").join("quickstart");
+    let binary = dir.join("examples").join(name);
     assert!(
         binary.exists(),
         "{} does not exist: run the tests with `cargo test` (which builds examples)",
@@ -301,19 +307,27 @@ impl Process {
 
     /// Starts the quickstart with `args` and extra environment variables.
     pub fn quickstart_env(args: &[String], env: &[(&str, &str)]) -> Process {
+        let mut all = vec!["--no-generate".to_string()];
+        all.extend_from_slice(args);
+        Process::example("quickstart", &all, env)
+    }
+
+    /// Starts example `name` with `--brokers <the test broker>`, `args` and extra environment
+    /// variables; its log goes to a file in the temporary directory.
+    pub fn example(name: &str, args: &[String], env: &[(&str, &str)]) -> Process {
         let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("faustus-test-{}.log", unique("quickstart"))),
+            std::env::temp_dir().join(format!("faustus-test-{}.log", unique(name))),
         )
         .expect("log file");
-        let child = Command::new(quickstart_binary())
-            .args(["--brokers", &brokers(), "--no-generate"])
+        let child = Command::new(example_binary(name))
+            .args(["--brokers", &brokers()])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("starting the quickstart");
+            .unwrap_or_else(|e| panic!("starting example {name}: {e}"));
         Process { child }
     }
 
@@ -356,4 +370,68 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `GET url` with an `Accept` header: the status and the body as JSON (`Null` if it is not).
+pub fn http_get(url: &str) -> (u16, serde_json::Value) {
+    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client")
+    });
+    match client.get(url).header("accept", "application/json").send() {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().unwrap_or(serde_json::Value::Null))
+        }
+        Err(e) => (0, serde_json::Value::String(e.to_string())),
+    }
+}
+
+/// Starts an in-process application on the test broker that sums the amounts (JSON `i64`
+/// values, string keys) of `input` per key into the public table `totals`, served over HTTP on
+/// a free loopback port (see [`faustus::Running::http_addr`]).
+pub fn start_totals_app(input: &str) -> faustus::Running {
+    use faustus::prelude::*;
+    let topic = Topic::<String, i64>::new(input.to_string()).key_codec(Str);
+    App::new(unique("totals-app"))
+        .brokers(brokers())
+        .workers(2)
+        .http(Some("127.0.0.1:0".parse().unwrap()))
+        .start(move |df| {
+            df.stream(&topic).sum("totals").public();
+        })
+        .expect("the totals app starts")
+}
+
+/// Records `(key, amount)` as [`start_totals_app`] reads them.
+pub fn amount_records(amounts: &[(String, i64)]) -> Vec<KeyValue> {
+    amounts
+        .iter()
+        .map(|(k, a)| {
+            (
+                Some(k.clone().into_bytes()),
+                Some(a.to_string().into_bytes()),
+            )
+        })
+        .collect()
+}
+
+/// Writes `amounts` to `input`, starts [`start_totals_app`] on it, and waits until its table
+/// holds every key; returns the app and its base URL (`http://host:port`).
+pub fn start_filled_totals_app(
+    input: &str,
+    amounts: &[(String, i64)],
+) -> (faustus::Running, String) {
+    produce(input, &amount_records(amounts));
+    let running = start_totals_app(input);
+    let base = format!("http://{}", running.http_addr().expect("HTTP is on"));
+    let keys: std::collections::BTreeSet<&String> = amounts.iter().map(|(k, _)| k).collect();
+    wait_for("the table to fill", Duration::from_secs(60), || {
+        let (_, body) = http_get(&format!("{base}/api/table/totals/?size=1"));
+        (body["total"] == serde_json::json!(keys.len())).then_some(())
+    });
+    (running, base)
 }

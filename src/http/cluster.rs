@@ -1,0 +1,189 @@
+//! Talking to the other processes' HTTP APIs: forwarding a key lookup to its owner, gathering
+//! the parts of a listing, and the assignment of every process.
+//!
+//! Addresses come from the configuration (`--http-peers`), never from a request. Every request
+//! sent carries [`FORWARDED_HEADER`], and a receiver answers such requests from its own replicas
+//! only, so a request crosses at most one hop.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use super::{local_assignment, segment, ApiError, HttpState, FORWARDED_HEADER};
+use crate::runtime::table::{JsonEntry, TableView};
+
+/// The other processes' HTTP APIs.
+pub(crate) struct Peers {
+    process: usize,
+    urls: Vec<String>,
+    client: reqwest::Client,
+}
+
+impl Peers {
+    /// Process `process`, reaching process `i` at `urls[i]` (base URLs without a trailing slash).
+    pub(crate) fn new(process: usize, urls: Vec<String>) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Peers {
+            process,
+            urls,
+            client,
+        }
+    }
+
+    /// Sends `GET <process's base URL><path>` and returns the status and JSON body.
+    async fn get(&self, process: usize, path: &str) -> Result<(StatusCode, Value), ApiError> {
+        let unavailable = |why: String| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("process {process} cannot be reached: {why}"),
+            )
+        };
+        let base = self.urls.get(process).ok_or_else(|| {
+            unavailable(
+                "no HTTP address is configured for it (give every process's address with --http-peers)"
+                    .into(),
+            )
+        })?;
+        let url = format!("{base}{path}");
+        let response = self
+            .client
+            .get(&url)
+            .header(FORWARDED_HEADER, self.process.to_string())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("{url}: {}", cause(&e))))?;
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let body = response.json::<Value>().await.map_err(|e| {
+            unavailable(format!(
+                "{url} answered {status} without JSON: {}",
+                cause(&e)
+            ))
+        })?;
+        Ok((status, body))
+    }
+}
+
+/// An error and its causes, on one line (reqwest's own message hides "connection refused").
+fn cause(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Asks process `owner` for `key` of table `name`.
+pub(super) async fn forward_key(
+    state: &HttpState,
+    owner: usize,
+    name: &str,
+    key: &str,
+) -> Result<Value, ApiError> {
+    let path = format!("/api/table/{}/{}/", segment(name), segment(key));
+    let (status, mut body) = state.peers.get(owner, &path).await?;
+    if status == StatusCode::OK {
+        if let Some(value) = body.get_mut(key).map(Value::take) {
+            return Ok(value);
+        }
+    }
+    let message = body["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("process {owner} answered {status} with {body}"));
+    let status = if status == StatusCode::OK {
+        StatusCode::BAD_GATEWAY
+    } else {
+        status
+    };
+    Err(ApiError::new(status, message))
+}
+
+/// The first `limit` entries of table `name` after `after` across all processes, in key order,
+/// and the number of entries in the whole table.
+pub(super) async fn entries(
+    state: &HttpState,
+    name: &str,
+    view: &dyn TableView,
+    after: Option<&Value>,
+    limit: usize,
+) -> Result<(Vec<JsonEntry>, usize), ApiError> {
+    let mut query = format!("limit={limit}");
+    if let Some(after) = after {
+        query.push_str("&after=");
+        query.push_str(&segment(&after.to_string()));
+    }
+    let path = format!("/api/internal/table/{}/entries?{query}", segment(name));
+    let mut asks = tokio::task::JoinSet::new();
+    for process in (0..state.processes).filter(|&p| p != state.process) {
+        let (peers, path) = (state.peers.clone(), path.clone());
+        asks.spawn(async move { (process, peers.get(process, &path).await) });
+    }
+    let (local, mut total) = view
+        .local_entries(after, limit)
+        .map_err(ApiError::bad_request)?;
+    let mut parts = vec![local];
+    while let Some(joined) = asks.join_next().await {
+        let (process, answer) = joined.map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("listing: {e}"))
+        })?;
+        let (status, body) = answer?;
+        if status != StatusCode::OK {
+            let why = body["error"].as_str().unwrap_or("no reason given");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("process {process} could not list table `{name}`: {status}: {why}"),
+            ));
+        }
+        let part: Vec<JsonEntry> =
+            serde_json::from_value(body["entries"].clone()).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("process {process} sent entries that do not decode: {e}"),
+                )
+            })?;
+        total += body["count"].as_u64().unwrap_or(0) as usize;
+        parts.push(part);
+    }
+    let merged = view
+        .merge(parts, limit)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+    Ok((merged, total))
+}
+
+/// Every process's assignment, in process order; a process that cannot be reached appears with
+/// an `error` instead.
+pub(super) async fn assignment(state: &HttpState) -> Vec<Value> {
+    let mut asks = tokio::task::JoinSet::new();
+    for process in (0..state.processes).filter(|&p| p != state.process) {
+        let peers = state.peers.clone();
+        asks.spawn(async move {
+            let answer = match peers.get(process, "/api/internal/assignment").await {
+                Ok((StatusCode::OK, body)) => body,
+                Ok((status, body)) => json!({
+                    "process": process,
+                    "error": format!("answered {status}: {}", body["error"].as_str().unwrap_or("")),
+                }),
+                Err(e) => json!({ "process": process, "error": e.message() }),
+            };
+            (process, answer)
+        });
+    }
+    let mut all = vec![(state.process, local_assignment(state).await)];
+    while let Some(joined) = asks.join_next().await {
+        if let Ok(answer) = joined {
+            all.push(answer);
+        }
+    }
+    all.sort_by_key(|(p, _)| *p);
+    all.into_iter().map(|(_, a)| a).collect()
+}

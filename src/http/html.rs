@@ -1,0 +1,190 @@
+//! The HTML pages: what a browser gets from the same URLs as the JSON API.
+//!
+//! Links are built from the path the request arrived at, so the pages work wherever the router
+//! is nested. Everything that comes from a table or a request is escaped.
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::segment;
+
+/// Text made safe to put in HTML, inside elements and inside quoted attributes.
+pub(super) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A whole page.
+fn page(title: &str, body: &str) -> String {
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · faustus</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ddd; }}
+td.value {{ font-family: ui-monospace, monospace; white-space: pre-wrap; }}
+nav a {{ margin-right: 1rem; }}
+.error {{ color: #a00; }}
+form {{ margin: 1rem 0; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"#,
+        title = escape(title),
+    )
+}
+
+/// The lookup form of a table (`table_url` has no trailing slash).
+fn lookup_form(table_url: &str) -> String {
+    format!(
+        r#"<form id="lookup" method="get" action="{action}/">
+<label for="key">Look a key up:</label>
+<input id="key" name="key" type="text" required>
+<button id="lookup-submit" type="submit">Look up</button>
+</form>"#,
+        action = escape(table_url),
+    )
+}
+
+/// A JSON value as shown in a cell.
+fn show(value: &Value) -> String {
+    escape(&serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
+/// The list of tables (`base` is `/api/table` where the router is mounted).
+pub(super) fn tables_page(base: &str, names: &[String]) -> String {
+    let items: String = names
+        .iter()
+        .map(|name| {
+            format!(
+                "<li><a class=\"table\" href=\"{}/{}/\">{}</a></li>\n",
+                escape(base),
+                escape(&segment(name)),
+                escape(name)
+            )
+        })
+        .collect();
+    let list = if names.is_empty() {
+        "<p>No public tables.</p>".to_string()
+    } else {
+        format!("<ul id=\"tables\">\n{items}</ul>")
+    };
+    page("Tables", &format!("<h1>Tables</h1>\n{list}"))
+}
+
+/// A page of a table's entries.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn table_page(
+    table_url: &str,
+    name: &str,
+    entries: &[(String, Value)],
+    number: u64,
+    total: usize,
+    previous: Option<&str>,
+    next: Option<&str>,
+) -> String {
+    let tables_url = table_url.rsplit_once('/').map_or("", |(t, _)| t);
+    let rows: String = entries
+        .iter()
+        .map(|(key, value)| {
+            format!(
+                "<tr><td class=\"key\"><a href=\"{}/{}/\">{}</a></td><td class=\"value\">{}</td></tr>\n",
+                escape(table_url),
+                escape(&segment(key)),
+                escape(key),
+                show(value)
+            )
+        })
+        .collect();
+    let link = |id: &str, text: &str, href: Option<&str>| match href {
+        Some(h) => format!("<a id=\"{id}\" href=\"{}\">{text}</a>", escape(h)),
+        None => String::new(),
+    };
+    let position = format!("Page {number} · {total} entries");
+    let body = format!(
+        r#"<nav><a id="all-tables" href="{tables}/">All tables</a></nav>
+<h1>Table <code>{name}</code></h1>
+{form}
+<p id="position">{position}</p>
+<table id="entries">
+<thead><tr><th>Key</th><th>Value</th></tr></thead>
+<tbody>
+{rows}</tbody>
+</table>
+<nav id="pages">{previous} {next}</nav>"#,
+        tables = escape(tables_url),
+        name = escape(name),
+        form = lookup_form(table_url),
+        previous = link("previous", "← Previous page", previous),
+        next = link("next", "Next page →", next),
+    );
+    page(name, &body)
+}
+
+/// One key's value.
+pub(super) fn key_page(table_url: &str, name: &str, key: &str, value: &Value) -> String {
+    let body = format!(
+        r#"<nav><a id="table" href="{table}/">Table {name}</a></nav>
+<h1>Key <code id="key-name">{key}</code> in <code>{name}</code></h1>
+<pre id="value" class="value">{value}</pre>
+{form}"#,
+        table = escape(table_url),
+        name = escape(name),
+        key = escape(key),
+        value = show(value),
+        form = lookup_form(table_url),
+    );
+    page(key, &body)
+}
+
+/// An error.
+pub(super) fn error_page(status: StatusCode, message: &str) -> String {
+    let body = format!(
+        "<h1>{}</h1>\n<p id=\"error\" class=\"error\">{}</p>",
+        escape(&status.to_string()),
+        escape(message)
+    );
+    page(&status.to_string(), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everything_from_outside_is_escaped() {
+        let html = table_page(
+            "/api/table/t",
+            "<script>",
+            &[("\"><img src=x>".into(), Value::String("<b>&".into()))],
+            1,
+            1,
+            None,
+            Some("/api/table/t/?page=2&size=1"),
+        );
+        assert!(!html.contains("<script>"));
+        assert!(!html.contains("<img"));
+        assert!(!html.contains("<b>"));
+        assert!(html.contains("&lt;b&gt;&amp;"));
+        assert!(html.contains("href=\"/api/table/t/?page=2&amp;size=1\""));
+        assert!(error_page(StatusCode::NOT_FOUND, "<x>").contains("&lt;x&gt;"));
+    }
+}

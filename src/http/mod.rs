@@ -1,0 +1,521 @@
+//! Tables over HTTP: an axum [`Router`] that a program serves on its own, or nests into its own
+//! axum service ([`crate::Running::router`]).
+//!
+//! - `GET /api/table/` lists the public tables;
+//! - `GET /api/table/{name}/?page=N&size=S` is page `N` (from 1) of a table's entries in key
+//!   order, across every worker of every process (`?after=<key>` counts pages from after that
+//!   key instead of from the first key), and `?key=<key>` looks one key up;
+//! - `GET /api/table/{name}/{key}/` answers `{"<key>": <value>}`, from whichever process owns
+//!   the key: a process forwards a request for a key it does not own to the owner's address in
+//!   the configuration (`--http-peers`), marked with [`FORWARDED_HEADER`] so it is never
+//!   forwarded again;
+//! - `GET /api/assignment/` lists, per process and worker, the input partitions read, the
+//!   worker's epoch and the lag per partition;
+//! - `GET /api/openapi.json` describes all of it (OpenAPI 3).
+//!
+//! Trailing slashes are optional. A client that prefers `text/html` (a browser) gets HTML pages
+//! with page links and a lookup form. Errors are JSON `{"error": "..."}`: an unknown table (or
+//! one that is not public) or key is 404, bad input is 400, an owner process that cannot be
+//! reached is 503. See `docs/http.md`.
+//!
+//! Handlers read the per-worker replicas only, so reading never stalls the dataflow.
+
+mod cluster;
+mod html;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde_json::{json, Value};
+
+use crate::runtime::assignment::Assignments;
+use crate::runtime::table::{JsonEntry, Lookup, TableView, Tables};
+
+/// The largest page a listing returns.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The page size when a listing does not give one.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// The largest page number a listing accepts.
+pub const MAX_PAGE: u64 = 1_000_000_000;
+
+/// The header that marks a request one process sent another (its value is the sender's process
+/// id). A request carrying it is answered from the receiver's own replicas, never forwarded.
+pub const FORWARDED_HEADER: &str = "x-faustus-forwarded-by";
+
+/// The OpenAPI document of the API.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The state behind the router.
+#[derive(Clone)]
+pub(crate) struct HttpState {
+    /// This process's public tables.
+    pub tables: Arc<Tables>,
+    /// What this process's sources read.
+    pub assignments: Arc<Assignments>,
+    /// This process's id.
+    pub process: usize,
+    /// Processes in the cluster.
+    pub processes: usize,
+    /// Workers per process.
+    pub workers: usize,
+    /// The other processes' HTTP APIs.
+    pub peers: Arc<cluster::Peers>,
+}
+
+impl HttpState {
+    /// The state of process `process` of `processes` (`workers` workers each), reaching the
+    /// others at `peers` (base URLs in process-id order; empty when none are configured).
+    pub(crate) fn new(
+        tables: Arc<Tables>,
+        assignments: Arc<Assignments>,
+        process: usize,
+        processes: usize,
+        workers: usize,
+        peers: Vec<String>,
+    ) -> Self {
+        HttpState {
+            tables,
+            assignments,
+            process,
+            processes,
+            workers,
+            peers: Arc::new(cluster::Peers::new(process, peers)),
+        }
+    }
+}
+
+/// An error answer: a status and a JSON body naming the cause.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn no_table(name: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, format!("no table named `{name}`"))
+    }
+
+    /// The status of the answer.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The answer in the form the client asked for.
+    fn respond(self, html: bool) -> Response {
+        if html {
+            (
+                self.status,
+                Html(html::error_page(self.status, &self.message)),
+            )
+                .into_response()
+        } else {
+            self.into_response()
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// Builds the router over this process's public tables.
+pub(crate) fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/api/table", get(list_tables))
+        .route("/api/table/", get(list_tables))
+        .route("/api/table/{name}", get(list_entries))
+        .route("/api/table/{name}/", get(list_entries))
+        .route("/api/table/{name}/{key}", get(get_key))
+        .route("/api/table/{name}/{key}/", get(get_key))
+        .route("/api/assignment", get(assignment))
+        .route("/api/assignment/", get(assignment))
+        .route("/api/openapi.json", get(openapi))
+        .route(
+            "/api/internal/table/{name}/entries",
+            get(local_entries_handler),
+        )
+        .route("/api/internal/assignment", get(local_assignment_handler))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::map_response(json_errors))
+        .with_state(state)
+}
+
+/// Turns the plain-text error answers axum gives on its own (a path that does not decode, a
+/// method not allowed) into JSON errors, like every other error.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let typed = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || typed {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&bytes).trim().to_string();
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string();
+    }
+    let body = serde_json::to_vec(&json!({ "error": message })).expect("JSON serializes");
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// True when the client prefers `text/html` to JSON (a browser does; `curl` does not).
+fn wants_html(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let (mut html, mut json) = (0.0f32, 0.0f32);
+    for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "text/html" | "application/xhtml+xml" => html = html.max(q),
+            "application/json" | "*/*" | "application/*" => json = json.max(q),
+            _ => {}
+        }
+    }
+    html > json
+}
+
+/// True when another process sent this request.
+fn forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+/// A URL path without its trailing slashes.
+fn trimmed(uri: &OriginalUri) -> String {
+    uri.0.path().trim_end_matches('/').to_string()
+}
+
+/// A path segment, percent-encoded.
+fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A key as shown to people and as written in URLs: a JSON string as is, anything else as JSON.
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A query string's parameters (the last value of a repeated one wins).
+fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// A positive integer parameter, at most `max`.
+fn positive(
+    params: &BTreeMap<String, String>,
+    name: &str,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = params.get(name) else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(format!(
+            "`{name}` must be a whole number from 1 to {max}, not `{raw}`"
+        ))),
+    }
+}
+
+async fn list_tables(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> Response {
+    let names = state.tables.names();
+    if wants_html(&headers) {
+        Html(html::tables_page(&trimmed(&uri), &names)).into_response()
+    } else {
+        Json(json!({ "results": names })).into_response()
+    }
+}
+
+fn table(state: &HttpState, name: &str) -> Result<Arc<dyn TableView>, ApiError> {
+    state
+        .tables
+        .get(name)
+        .ok_or_else(|| ApiError::no_table(name))
+}
+
+/// Entries as a JSON object whose members stay in key order (a `serde_json::Map` would sort them
+/// as strings: `"10"` before `"9"`).
+struct InKeyOrder<'a>(&'a [JsonEntry]);
+
+impl serde::Serialize for InKeyOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            map.serialize_entry(&key_text(key), value)?;
+        }
+        map.end()
+    }
+}
+
+/// A page as JSON (see `Page` in the OpenAPI document).
+#[derive(serde::Serialize)]
+struct PageBody<'a> {
+    results: InKeyOrder<'a>,
+    size: usize,
+    total: usize,
+    page: u64,
+    next: Option<&'a str>,
+    next_page: Option<u64>,
+    next_after: Option<&'a str>,
+    previous: Option<&'a str>,
+}
+
+/// One page of a listing, whichever way it was asked for.
+struct Listing {
+    entries: Vec<JsonEntry>,
+    page: u64,
+    size: usize,
+    total: usize,
+    next: Option<String>,
+    previous: Option<String>,
+    next_after: Option<String>,
+}
+
+async fn list_entries(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> Response {
+    let html = wants_html(&headers);
+    let base = trimmed(&uri);
+    let params = query_params(query.as_deref());
+    if let Some(key) = params.get("key") {
+        return match lookup(&state, &name, key, forwarded(&headers)).await {
+            Ok(value) if html => Html(html::key_page(&base, &name, key, &value)).into_response(),
+            Ok(value) => Json(json!({ key: value })).into_response(),
+            Err(e) => e.respond(html),
+        };
+    }
+    match listing(&state, &name, &params, &base).await {
+        Ok(listing) if html => Html(html::table_page(
+            &base,
+            &name,
+            &listing
+                .entries
+                .iter()
+                .map(|(k, v)| (key_text(k), v.clone()))
+                .collect::<Vec<_>>(),
+            listing.page,
+            listing.total,
+            listing.previous.as_deref(),
+            listing.next.as_deref(),
+        ))
+        .into_response(),
+        Ok(listing) => {
+            let body = PageBody {
+                results: InKeyOrder(&listing.entries),
+                size: listing.size,
+                total: listing.total,
+                page: listing.page,
+                next: listing.next.as_deref(),
+                next_page: listing.next.as_ref().map(|_| listing.page + 1),
+                next_after: listing.next_after.as_deref(),
+                previous: listing.previous.as_deref(),
+            };
+            Json(body).into_response()
+        }
+        Err(e) => e.respond(html),
+    }
+}
+
+async fn listing(
+    state: &HttpState,
+    name: &str,
+    params: &BTreeMap<String, String>,
+    base: &str,
+) -> Result<Listing, ApiError> {
+    let view = table(state, name)?;
+    let size =
+        positive(params, "size", MAX_PAGE_SIZE as u64)?.map_or(DEFAULT_PAGE_SIZE, |s| s as usize);
+    let page = positive(params, "page", MAX_PAGE)?.unwrap_or(1);
+    let after = params
+        .get("after")
+        .map(|raw| view.parse(raw).map_err(ApiError::bad_request))
+        .transpose()?;
+    let skip = (page as usize - 1).saturating_mul(size);
+    let (entries, total) = cluster::entries(
+        state,
+        name,
+        view.as_ref(),
+        after.as_ref(),
+        skip.saturating_add(size).saturating_add(1),
+    )
+    .await?;
+    let more = entries.len() > skip.saturating_add(size);
+    let entries: Vec<JsonEntry> = entries.into_iter().skip(skip).take(size).collect();
+    let next_after = entries.last().filter(|_| more).map(|(k, _)| key_text(k));
+    let cursor = params
+        .get("after")
+        .map(|a| format!("after={}&", segment(a)))
+        .unwrap_or_default();
+    let url = |page: u64| format!("{base}/?{cursor}page={page}&size={size}");
+    Ok(Listing {
+        entries,
+        page,
+        size,
+        total,
+        next: more.then(|| url(page + 1)),
+        previous: (page > 1).then(|| url(page - 1)),
+        next_after,
+    })
+}
+
+/// A key's value, from this process's replicas or from the owner process.
+async fn lookup(
+    state: &HttpState,
+    name: &str,
+    key: &str,
+    forwarded: bool,
+) -> Result<Value, ApiError> {
+    let view = table(state, name)?;
+    match view.get(key) {
+        Lookup::Found(value) => Ok(value),
+        Lookup::Missing => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no key `{key}` in table `{name}`"),
+        )),
+        Lookup::BadKey(e) => Err(ApiError::bad_request(e)),
+        Lookup::Remote(owner) if forwarded => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "key `{key}` was forwarded to process {} but process {owner} owns it: the processes disagree on the cluster's shape (check --processes, --workers, --http-peers)",
+                state.process
+            ),
+        )),
+        Lookup::Remote(owner) => cluster::forward_key(state, owner, name, key).await,
+    }
+}
+
+async fn get_key(
+    State(state): State<HttpState>,
+    Path((name, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> Response {
+    let html = wants_html(&headers);
+    match lookup(&state, &name, &key, forwarded(&headers)).await {
+        Ok(value) if html => {
+            let path = trimmed(&uri);
+            let table_url = path.rsplit_once('/').map_or("", |(t, _)| t);
+            Html(html::key_page(table_url, &name, &key, &value)).into_response()
+        }
+        Ok(value) => Json(json!({ key: value })).into_response(),
+        Err(e) => e.respond(html),
+    }
+}
+
+async fn assignment(State(state): State<HttpState>) -> Json<Value> {
+    Json(json!({ "processes": cluster::assignment(&state).await }))
+}
+
+/// This process's part of `/api/assignment/`, with the lag (Kafka is asked for high watermarks
+/// on a blocking thread, never by the dataflow).
+async fn local_assignment(state: &HttpState) -> Value {
+    let first = state.process * state.workers;
+    let assignments = Arc::clone(&state.assignments);
+    let workers = first..first + state.workers;
+    let per_worker = tokio::task::spawn_blocking(move || {
+        workers
+            .map(|worker| {
+                let mut sources = assignments.of_worker(worker);
+                assignments.add_lag(&mut sources);
+                json!({ "worker": worker, "sources": sources })
+            })
+            .collect::<Vec<Value>>()
+    })
+    .await
+    .unwrap_or_default();
+    json!({ "process": state.process, "workers": per_worker })
+}
+
+async fn local_assignment_handler(State(state): State<HttpState>) -> Json<Value> {
+    Json(local_assignment(&state).await)
+}
+
+async fn openapi() -> Response {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// `GET /api/internal/table/{name}/entries?limit=N&after=<JSON key>`: this process's own
+/// entries (what a process asks the others for to build a page).
+async fn local_entries_handler(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let view = table(&state, &name)?;
+    let params = query_params(query.as_deref());
+    let limit = positive(&params, "limit", u64::MAX)?.map_or(DEFAULT_PAGE_SIZE, |l| {
+        usize::try_from(l).unwrap_or(usize::MAX)
+    });
+    let after = params
+        .get("after")
+        .map(|a| serde_json::from_str::<Value>(a))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("`after` must be a JSON key: {e}")))?;
+    let (entries, count) = view
+        .local_entries(after.as_ref(), limit)
+        .map_err(ApiError::bad_request)?;
+    Ok(Json(json!({ "entries": entries, "count": count })))
+}
+
+#[cfg(test)]
+mod tests;
