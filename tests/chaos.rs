@@ -56,7 +56,7 @@ fn chaos(guarantee: &str) -> Vec<(String, u64)> {
         .env("CHAOS_KILLS", &kills)
         .env(
             "CHAOS_SECONDS",
-            std::env::var("CHAOS_SECONDS").unwrap_or("40".into()),
+            std::env::var("CHAOS_SECONDS").unwrap_or("30".into()),
         )
         .output()
         .expect("running scripts/chaos");
