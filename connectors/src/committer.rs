@@ -112,16 +112,24 @@ pub struct CommitterConfig {
     pub topics: Vec<String>,
     /// How long a transaction may stay open before the broker aborts it.
     pub transaction_timeout: Duration,
-    /// Fault injection for tests: how long to hold each commit open after its records were
+    /// Fault injection for tests: how long to hold each commit (its first attempt) open after its records were
     /// sent and before it completes (the transaction is open, or the progress record unwritten).
     /// Zero in production.
     pub hold_open: Duration,
 }
 
-/// Counts delivery failures, so that an at-least-once flush can tell whether everything landed.
-#[derive(Default)]
-struct DeliveryCounter {
+/// A producer context that counts delivery failures (and logs them), so that a flush can tell
+/// whether everything landed.
+#[derive(Debug, Default)]
+pub struct DeliveryCounter {
     failed: AtomicU64,
+}
+
+impl DeliveryCounter {
+    /// How many records failed to be delivered so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
 }
 
 impl ClientContext for DeliveryCounter {}
@@ -137,7 +145,7 @@ impl ProducerContext for DeliveryCounter {
 }
 
 /// Statistics the committer publishes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CommitStats {
     /// The last committed epoch (0 before the first commit).
     pub committed_epoch: AtomicU64,
@@ -147,6 +155,83 @@ pub struct CommitStats {
     pub records: AtomicU64,
     /// Total commit time in microseconds.
     pub commit_micros: AtomicU64,
+    /// Commit latencies: entry `i` counts the commits that took `i` milliseconds (rounded down);
+    /// the last entry counts every commit of [`LATENCY_BUCKETS`]` - 1` ms or more.
+    latency_ms: Box<[AtomicU64]>,
+}
+
+/// How many millisecond buckets [`CommitStats`] keeps commit latencies in (0 ms to 10 s).
+pub const LATENCY_BUCKETS: usize = 10_001;
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        CommitStats {
+            committed_epoch: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            commit_micros: AtomicU64::new(0),
+            latency_ms: (0..LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl CommitStats {
+    /// Records one commit that took `latency`.
+    fn record(&self, latency: Duration, records: usize) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.records.fetch_add(records as u64, Ordering::Relaxed);
+        let bucket = usize::try_from(micros / 1000)
+            .unwrap_or(usize::MAX)
+            .min(LATENCY_BUCKETS - 1);
+        self.latency_ms[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The commit latency that a fraction `q` (0 to 1) of the commits did not exceed, to the
+    /// millisecond (rounded up); `None` before the first commit. Commits of 10 s or more count
+    /// as 10 s.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .latency_ms
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (ms, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let last = LATENCY_BUCKETS as u64 - 1;
+                return Some(Duration::from_millis((ms as u64 + 1).min(last)));
+            }
+        }
+        None
+    }
+
+    /// A one-line summary: commits, records, and the latency's mean, median, 90th and 99th
+    /// percentiles and maximum.
+    pub fn summary(&self) -> String {
+        let commits = self.commits.load(Ordering::Relaxed);
+        let records = self.records.load(Ordering::Relaxed);
+        let mean = self.commit_micros.load(Ordering::Relaxed) as f64 / commits.max(1) as f64;
+        let q = |q: f64| {
+            self.latency_quantile(q)
+                .map_or_else(|| "-".to_string(), |d| format!("{}", d.as_millis()))
+        };
+        format!(
+            "commits={commits} records={records} latency_ms: mean={:.1} p50<={} p90<={} p99<={} max<={}",
+            mean / 1000.0,
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0)
+        )
+    }
 }
 
 /// The handle the engine sends epochs to. Dropping it stops the committer after it has written
@@ -167,26 +252,7 @@ impl Committer {
         config: &KafkaConfig,
         committer: CommitterConfig,
     ) -> Result<(Committer, Progress)> {
-        let mut client = config.producer();
-        if committer.guarantee == Guarantee::ExactlyOnce {
-            client
-                .set(
-                    "transactional.id",
-                    format!("{}-committer", committer.app_id),
-                )
-                .set(
-                    "transaction.timeout.ms",
-                    committer.transaction_timeout.as_millis().to_string(),
-                );
-        }
-        let producer: ThreadedProducer<DeliveryCounter> = client
-            .create_with_context(DeliveryCounter::default())
-            .context(|| "creating the committer's producer".into())?;
-        if committer.guarantee == Guarantee::ExactlyOnce {
-            retry("initializing transactions", || {
-                producer.init_transactions(Duration::from_secs(60))
-            })?;
-        }
+        let producer = create_producer(config, &committer)?;
         // Only now, with any open transaction of a previous instance aborted, is the last
         // committed progress final.
         let progress = read_progress(config, &committer.progress_topic)?.unwrap_or_default();
@@ -201,10 +267,16 @@ impl Committer {
             .store(progress.epoch, Ordering::Release);
         let (sender, receiver) = mpsc::channel();
         let thread_stats = Arc::clone(&stats);
+        let (kafka, resumed) = (config.clone(), progress.epoch);
         let thread = std::thread::Builder::new()
             .name("faustus-committer".into())
             .spawn(move || {
-                let outcome = run(producer, committer, offsets, receiver, thread_stats);
+                let state = State {
+                    kafka,
+                    producer,
+                    committed: resumed,
+                };
+                let outcome = run(state, committer, offsets, receiver, thread_stats);
                 if let Err(e) = &outcome {
                     log::error!("committer: {e}");
                 }
@@ -260,9 +332,84 @@ impl Drop for Committer {
     }
 }
 
+/// Creates the committer's producer; under exactly-once, with its transactional id, and
+/// initialized (which fences every other producer with that id and aborts its open transaction).
+fn create_producer(
+    config: &KafkaConfig,
+    committer: &CommitterConfig,
+) -> Result<ThreadedProducer<DeliveryCounter>> {
+    let mut client = config.producer();
+    if committer.guarantee == Guarantee::ExactlyOnce {
+        client
+            .set(
+                "transactional.id",
+                format!("{}-committer", committer.app_id),
+            )
+            .set(
+                "transaction.timeout.ms",
+                committer.transaction_timeout.as_millis().to_string(),
+            );
+    }
+    let producer: ThreadedProducer<DeliveryCounter> = client
+        .create_with_context(DeliveryCounter::default())
+        .context(|| "creating the committer's producer".into())?;
+    if committer.guarantee == Guarantee::ExactlyOnce {
+        retry("initializing transactions", || {
+            producer.init_transactions(Duration::from_secs(60))
+        })?;
+    }
+    Ok(producer)
+}
+
+/// What the commit loop works with.
+struct State {
+    kafka: KafkaConfig,
+    producer: ThreadedProducer<DeliveryCounter>,
+    /// The last epoch committed (by this committer, or before it started).
+    committed: u64,
+}
+
+/// Commits one batch in a transaction. A transaction the broker aborted because it outlived the
+/// transaction timeout (say, while the broker was restarting) leaves the producer unusable (the
+/// broker bumped its epoch, which looks like being fenced; or the abort fails with an invalid
+/// state): then a new producer is initialized — fencing any other instance — and if
+/// the progress topic still ends at this committer's last epoch (no other instance committed
+/// meanwhile), the same batch is committed again. Otherwise another instance took over, and this
+/// one stops as fenced.
+fn commit_exactly_once(
+    state: &mut State,
+    config: &CommitterConfig,
+    records: &[OutRecord],
+    progress: &Progress,
+) -> Result<()> {
+    let mut hold = true;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let outcome = commit_transaction(&state.producer, config, records, progress, hold)?;
+        hold = false;
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                log::warn!(
+                    "the transaction of epoch {} failed fatally ({e}; the broker aborts a transaction open longer than {:?}); committing it again with a new producer in {backoff:?}",
+                    progress.epoch,
+                    config.transaction_timeout
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                state.producer = create_producer(&state.kafka, config)?;
+                let now = read_progress(&state.kafka, &config.progress_topic)?.unwrap_or_default();
+                if now.epoch != state.committed {
+                    return Err(fenced(config));
+                }
+            }
+        }
+    }
+}
+
 /// The commit loop.
 fn run(
-    producer: ThreadedProducer<DeliveryCounter>,
+    mut state: State,
     config: CommitterConfig,
     mut offsets: BTreeMap<(String, i32), i64>,
     receiver: Receiver<EpochBatch>,
@@ -298,20 +445,18 @@ fn run(
         };
         let started = Instant::now();
         match config.guarantee {
-            Guarantee::ExactlyOnce => commit_transaction(&producer, &config, &records, &progress)?,
-            Guarantee::AtLeastOnce => commit_flush(&producer, &config, &records, &progress)?,
+            Guarantee::ExactlyOnce => {
+                commit_exactly_once(&mut state, &config, &records, &progress)?;
+                state.committed = epoch;
+            }
+            Guarantee::AtLeastOnce => commit_flush(&state.producer, &config, &records, &progress)?,
         }
-        stats
-            .commit_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        stats.record(started.elapsed(), records.len());
         stats.committed_epoch.store(epoch, Ordering::Release);
     }
     if config.guarantee == Guarantee::AtLeastOnce {
-        producer
+        state
+            .producer
             .flush(Duration::from_secs(60))
             .context(|| "flushing at shutdown".into())?;
     }
@@ -319,38 +464,52 @@ fn run(
 }
 
 /// One transaction; an abortable failure aborts and redoes the whole batch, a fatal one (fenced)
-/// stops the committer.
+/// stops the committer. `Ok(Err(e))`: the producer failed fatally after the transaction had been
+/// open for longer than the transaction timeout (the broker aborted it), or failed fatally in
+/// another way that a new producer can recover from. `hold`: apply the
+/// fault-injection hold to the first attempt.
 fn commit_transaction(
     producer: &ThreadedProducer<DeliveryCounter>,
     config: &CommitterConfig,
     records: &[OutRecord],
     progress: &Progress,
-) -> Result<()> {
+    mut hold: bool,
+) -> Result<std::result::Result<(), KafkaError>> {
     let mut backoff = Duration::from_millis(100);
     loop {
+        let begun = Instant::now();
         let attempt = (|| -> std::result::Result<(), KafkaError> {
             producer.begin_transaction()?;
             send_all(producer, config, records, progress)?;
-            hold_open(config);
+            if std::mem::take(&mut hold) {
+                hold_open(config);
+            }
             producer.commit_transaction(Duration::from_secs(120))
         })();
-        match attempt {
-            Ok(()) => return Ok(()),
-            Err(e) if is_fenced(&e) => return Err(fenced(config)),
-            Err(KafkaError::Transaction(ref t)) if t.is_fatal() => {
-                return Err(ConnectorError::Kafka {
-                    context: format!("committing epoch {}", progress.epoch),
-                    source: KafkaError::Transaction(t.clone()),
-                })
+        // A fatal error leaves the producer unusable. Fenced while young: a newer instance took
+        // over. Fenced after the transaction timeout, or any other fatal error (the broker
+        // aborted the transaction, e.g. while it was restarting): a new producer can go on.
+        let fatal = |e: KafkaError| -> Result<std::result::Result<(), KafkaError>> {
+            if is_fenced(&e) && begun.elapsed() < config.transaction_timeout {
+                Err(fenced(config))
+            } else {
+                Ok(Err(e))
             }
+        };
+        let is_fatal = |e: &KafkaError| {
+            is_fenced(e) || matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+        };
+        match attempt {
+            Ok(()) => return Ok(Ok(())),
+            Err(e) if is_fatal(&e) => return fatal(e),
             Err(e) => {
                 log::warn!(
                     "commit of epoch {} failed ({e}); aborting and retrying in {backoff:?}",
                     progress.epoch
                 );
                 if let Err(abort) = producer.abort_transaction(Duration::from_secs(120)) {
-                    if is_fenced(&abort) {
-                        return Err(fenced(config));
+                    if is_fatal(&abort) {
+                        return fatal(abort);
                     }
                     log::warn!("abort failed: {abort}");
                 }
@@ -532,5 +691,34 @@ pub fn read_progress(config: &KafkaConfig, topic: &str) -> Result<Option<Progres
     match error {
         Some(e) => Err(e),
         None => Ok(last),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_latency_quantiles_come_from_the_histogram() {
+        let stats = CommitStats::default();
+        assert_eq!(stats.latency_quantile(0.5), None);
+        for ms in [1, 2, 3, 4, 5, 6, 7, 8, 9, 100] {
+            stats.record(Duration::from_micros(ms * 1000 + 300), 2);
+        }
+        stats.record(Duration::from_secs(60), 1);
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 11);
+        assert_eq!(stats.records.load(Ordering::Relaxed), 21);
+        assert_eq!(stats.latency_quantile(0.5), Some(Duration::from_millis(7)));
+        assert_eq!(
+            stats.latency_quantile(0.9),
+            Some(Duration::from_millis(101))
+        );
+        // A commit beyond the histogram counts as its last bucket.
+        assert_eq!(stats.latency_quantile(1.0), Some(Duration::from_secs(10)));
+        assert!(
+            stats.summary().starts_with("commits=11 records=21"),
+            "{}",
+            stats.summary()
+        );
     }
 }

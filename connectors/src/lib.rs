@@ -14,8 +14,8 @@ pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use client::KafkaConfig;
 pub use codec::{kafka_partition, murmur2, Codec, Json, Raw, Str};
 pub use committer::{
-    read_progress, CommitStats, Committer, CommitterConfig, EpochBatch, Guarantee, OutRecord,
-    Progress,
+    read_progress, CommitStats, Committer, CommitterConfig, DeliveryCounter, EpochBatch, Guarantee,
+    OutRecord, Progress,
 };
 pub use embedded::EmbeddedBroker;
 pub use error::{ConnectorError, Result};
