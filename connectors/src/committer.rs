@@ -615,16 +615,27 @@ fn send_progress(
     )
 }
 
-/// Sends one record, waiting while the local queue is full.
+/// Sends one record, waiting while the local queue is full (and saying so every 10 s, so that a
+/// producer that cannot deliver is visible in the log).
 fn send<'a>(
     producer: &ThreadedProducer<DeliveryCounter>,
     mut record: BaseRecord<'a, [u8], [u8]>,
 ) -> std::result::Result<(), KafkaError> {
+    let started = Instant::now();
+    let mut next_warning = Duration::from_secs(10);
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
+                if started.elapsed() >= next_warning {
+                    log::warn!(
+                        "the producer's queue has been full for {:?}: the broker is not taking \
+                         records",
+                        started.elapsed()
+                    );
+                    next_warning += Duration::from_secs(10);
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err((e, _)) => return Err(e),
