@@ -4,7 +4,8 @@
 //! same input topics and writes the same output topics in the same JSON shapes, so that one
 //! checker can compare each system's answer with the model before its timing is trusted. The
 //! contract is written out in `benches/README.md` ("The harness contract"); the types here are
-//! its Rust form.
+//! its Rust form. Keyed records are partitioned like the Java client:
+//! [`faustus_connectors::kafka_partition`] (murmur2 of the key bytes).
 
 use serde::{Deserialize, Serialize};
 
@@ -185,14 +186,157 @@ pub fn hopping_starts(t: u64, size_ms: u64, hop_ms: u64) -> Vec<u64> {
     starts
 }
 
+/// One generated Nexmark event, converted to the contract's types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new person (topic `bench-person`).
+    Person(Person),
+    /// A new auction (topic `bench-auction`).
+    Auction(Auction),
+    /// A bid (topic `bench-bid`).
+    Bid(Bid),
+}
+
+impl Event {
+    /// Event time, ms since the Unix epoch.
+    pub fn date_time(&self) -> u64 {
+        match self {
+            Event::Person(p) => p.date_time,
+            Event::Auction(a) => a.date_time,
+            Event::Bid(b) => b.date_time,
+        }
+    }
+}
+
+/// The first `n` events of the benchmark's Nexmark stream: nexmark 0.2.0's default configuration
+/// with `base_time` fixed to [`NEXMARK_BASE_TIME_MS`], so the same `n` always gives the same events.
+pub fn nexmark_events(n: usize) -> impl Iterator<Item = Event> {
+    let config = nexmark::config::NexmarkConfig {
+        base_time: NEXMARK_BASE_TIME_MS,
+        ..Default::default()
+    };
+    nexmark::EventGenerator::new(config)
+        .take(n)
+        .map(|event| match event {
+            nexmark::event::Event::Person(p) => Event::Person(Person {
+                id: p.id as u64,
+                name: p.name,
+                email_address: p.email_address,
+                credit_card: p.credit_card,
+                city: p.city,
+                state: p.state,
+                date_time: p.date_time,
+                extra: p.extra,
+            }),
+            nexmark::event::Event::Auction(a) => Event::Auction(Auction {
+                id: a.id as u64,
+                item_name: a.item_name,
+                description: a.description,
+                initial_bid: a.initial_bid as u64,
+                reserve: a.reserve as u64,
+                date_time: a.date_time,
+                expires: a.expires,
+                seller: a.seller as u64,
+                category: a.category as u64,
+                extra: a.extra,
+            }),
+            nexmark::event::Event::Bid(b) => Event::Bid(Bid {
+                auction: b.auction as u64,
+                bidder: b.bidder as u64,
+                price: b.price as u64,
+                channel: b.channel,
+                url: b.url,
+                date_time: b.date_time,
+                extra: b.extra,
+            }),
+        })
+}
+
+/// Seed of the word generator.
+pub const WORDS_SEED: u64 = 0x5eed_f00d;
+
+/// A Zipf (exponent 1.0) sampler over ranks `1..=vocabulary`, driven by a fixed-seed splitmix64,
+/// so the same `(vocabulary, n)` always gives the same words.
+#[derive(Clone, Debug)]
+pub struct ZipfWords {
+    cdf: Vec<f64>,
+    state: u64,
+}
+
+impl ZipfWords {
+    /// A sampler over `vocabulary` words (at least 1).
+    pub fn new(vocabulary: usize) -> Self {
+        assert!(vocabulary > 0, "the vocabulary must hold at least one word");
+        let mut cdf = Vec::with_capacity(vocabulary);
+        let mut total = 0.0;
+        for rank in 1..=vocabulary {
+            total += 1.0 / rank as f64;
+            cdf.push(total);
+        }
+        for c in &mut cdf {
+            *c /= total;
+        }
+        ZipfWords {
+            cdf,
+            state: WORDS_SEED,
+        }
+    }
+
+    /// The next rank, in `1..=vocabulary`.
+    pub fn next_rank(&mut self) -> usize {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1) + 1
+    }
+}
+
+/// The word of a rank: `w<rank>`.
+pub fn word(rank: usize) -> String {
+    format!("w{rank}")
+}
+
+/// The first `n` words of the benchmark's word stream over `vocabulary` words.
+pub fn zipf_words(vocabulary: usize, n: usize) -> impl Iterator<Item = String> {
+    let mut sampler = ZipfWords::new(vocabulary);
+    (0..n).map(move |_| word(sampler.next_rank()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn hopping_windows_cover_the_time() {
-        assert_eq!(hopping_starts(10_500, 10_000, 2_000), vec![2_000, 4_000, 6_000, 8_000, 10_000]);
-        assert_eq!(hopping_starts(10_000, 10_000, 2_000), vec![2_000, 4_000, 6_000, 8_000, 10_000]);
+        assert_eq!(
+            hopping_starts(10_500, 10_000, 2_000),
+            vec![2_000, 4_000, 6_000, 8_000, 10_000]
+        );
+        assert_eq!(
+            hopping_starts(10_000, 10_000, 2_000),
+            vec![2_000, 4_000, 6_000, 8_000, 10_000]
+        );
         assert_eq!(window_start(19_999, 10_000), 10_000);
+    }
+
+    #[test]
+    fn generators_are_deterministic() {
+        let a: Vec<_> = nexmark_events(500).collect();
+        let b: Vec<_> = nexmark_events(500).collect();
+        assert_eq!(a, b);
+        assert!(a.iter().any(|e| matches!(e, Event::Person(_))));
+        assert!(a.iter().any(|e| matches!(e, Event::Auction(_))));
+        assert!(a.iter().all(|e| e.date_time() >= NEXMARK_BASE_TIME_MS));
+        let w: Vec<_> = zipf_words(1000, 10_000).collect();
+        assert_eq!(w, zipf_words(1000, 10_000).collect::<Vec<_>>());
+        let top = w.iter().filter(|x| *x == "w1").count();
+        let tenth = w.iter().filter(|x| *x == "w10").count();
+        assert!(
+            top > 5 * tenth / 2,
+            "w1 {top} vs w10 {tenth}: not Zipf-like"
+        );
     }
 }
