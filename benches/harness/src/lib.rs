@@ -150,7 +150,7 @@ pub fn q1(bid: &Bid) -> Q1 {
 
 /// The `q2` filter of W1.
 pub fn q2(bid: &Bid) -> Option<Q2> {
-    (bid.auction % 123 == 0).then_some(Q2 {
+    bid.auction.is_multiple_of(123).then_some(Q2 {
         auction: bid.auction,
         price: bid.price,
     })
