@@ -37,7 +37,7 @@ struct Args {
     #[arg(long)]
     all_words: bool,
     /// Appended to every topic name (e.g. `-small` for a shorter prefix beside the full load).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     suffix: String,
 }
 

@@ -62,7 +62,7 @@ struct Args {
     #[arg(long)]
     all_words: bool,
     /// Suffix of the input topics' names (as given to bench-gen).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     suffix: String,
     /// The system's application id (default: a unique one).
     #[arg(long)]
