@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::model::{
-    canonical_bytes, hash_text, record_hash, Digest, HashKeyed, Model, TopicModel,
-};
+use crate::model::{canonical_bytes, hash_text, record_hash, Digest, HashKeyed, Model, TopicModel};
 
 /// How many differing records or keys a diff names.
 const DIFF_EXAMPLES: usize = 5;
@@ -222,10 +220,8 @@ impl OutputState {
                     if expected == got {
                         continue;
                     }
-                    let mut s = format!(
-                        "{name}: {} records, expected {}",
-                        got.count, expected.count
-                    );
+                    let mut s =
+                        format!("{name}: {} records, expected {}", got.count, expected.count);
                     if got.count == expected.count {
                         s.push_str(" (same count, different records)");
                     }
@@ -281,12 +277,16 @@ impl OutputState {
                             .unwrap_or_else(|| format!("#{k:016x}"));
                         let want = match (&slot.expected, expected_text) {
                             (None, _) => "nothing".to_string(),
-                            (Some(_), Some(t)) => t.get(k).map(|(_, v)| v.clone()).unwrap_or_default(),
+                            (Some(_), Some(t)) => {
+                                t.get(k).map(|(_, v)| v.clone()).unwrap_or_default()
+                            }
                             (Some(v), None) => format!("#{v:016x}"),
                         };
                         let have = match (&slot.current, got_text) {
                             (None, _) => "nothing".to_string(),
-                            (Some(_), Some(t)) => t.get(k).map(|(_, v)| v.clone()).unwrap_or_default(),
+                            (Some(_), Some(t)) => {
+                                t.get(k).map(|(_, v)| v.clone()).unwrap_or_default()
+                            }
                             (Some(v), None) => format!("#{v:016x}"),
                         };
                         let _ = write!(s, "; key {key}: expected {want}, got {have}");
@@ -341,7 +341,11 @@ mod tests {
             let price = v.remove("price").expect("price");
             v.insert("price".into(), price);
             let text = serde_json::to_string_pretty(&v).expect("json");
-            state.apply(0, Some(b.auction.to_string().as_bytes()), Some(text.as_bytes()));
+            state.apply(
+                0,
+                Some(b.auction.to_string().as_bytes()),
+                Some(text.as_bytes()),
+            );
         }
         assert!(state.matches(), "{}", state.diff());
         assert_eq!(state.diff(), "output matches the model");
@@ -356,7 +360,11 @@ mod tests {
             state.apply(0, Some(json(&b.auction).as_slice()), Some(&json(b)));
         }
         assert!(!state.matches());
-        assert!(state.diff().contains("9 records, expected 10"), "{}", state.diff());
+        assert!(
+            state.diff().contains("9 records, expected 10"),
+            "{}",
+            state.diff()
+        );
         assert!(state.diff().contains("missing 1×"), "{}", state.diff());
         // Extra (a duplicate).
         let mut state = OutputState::new(w0_model());

@@ -143,7 +143,9 @@ pub fn delete_topics(brokers: &str, topics: &[String]) -> Result<(), Error> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("topics {topics:?} still listed {TIMEOUT:?} after deletion").into());
+            return Err(
+                format!("topics {topics:?} still listed {TIMEOUT:?} after deletion").into(),
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

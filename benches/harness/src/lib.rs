@@ -388,7 +388,9 @@ impl FromStr for Workload {
             "W2" => Ok(Workload::W2),
             "W3" => Ok(Workload::W3),
             "W4" => Ok(Workload::W4),
-            other => Err(format!("unknown workload `{other}` (expected W0, W1, W2, W3 or W4)")),
+            other => Err(format!(
+                "unknown workload `{other}` (expected W0, W1, W2, W3 or W4)"
+            )),
         }
     }
 }

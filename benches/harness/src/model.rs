@@ -474,8 +474,8 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys() {
-        let v: Value = serde_json::from_str(r#"{ "b": [1, {"z": 2, "a": null}], "a": "x" }"#)
-            .expect("json");
+        let v: Value =
+            serde_json::from_str(r#"{ "b": [1, {"z": 2, "a": null}], "a": "x" }"#).expect("json");
         assert_eq!(canonical(&v), r#"{"a":"x","b":[1,{"a":null,"z":2}]}"#);
         assert_eq!(canonical_bytes(Some(b"nope")), None);
         assert_eq!(canonical_bytes(None).as_deref(), Some("null"));
@@ -551,10 +551,10 @@ mod tests {
         let events = vec![
             person(1, "or", 0),
             person(2, "ny", 0),
-            auction(10, 1, 10, 5_000),  // q3 (or, category 10) and q8 (5 s apart)
+            auction(10, 1, 10, 5_000), // q3 (or, category 10) and q8 (5 s apart)
             auction(11, 1, 11, 20_000), // neither: category 11, 20 s apart
             auction(12, 2, 10, 10_000), // q8 only (ny), exactly 10 s apart
-            auction(13, 3, 10, 0),      // unknown seller
+            auction(13, 3, 10, 0),     // unknown seller
         ];
         let model = Model::from_events(Workload::W4, events.into_iter());
         assert_eq!(

@@ -249,7 +249,7 @@ fn group(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -418,7 +418,12 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
                     "| {sys} | {g} | {} | {} | {ratio} | {} | {} | {} | {} | {} |",
                     num(f(r, "events"), 0),
                     num(rate(r), 0),
-                    num((answer == "ok").then(|| f(r, "cpu_s_per_million")).flatten(), 2),
+                    num(
+                        (answer == "ok")
+                            .then(|| f(r, "cpu_s_per_million"))
+                            .flatten(),
+                        2
+                    ),
                     num((answer == "ok").then(|| f(r, "peak_rss_mb")).flatten(), 0),
                     num(l.and_then(|l| f(l, "p50_ms")), 1),
                     num(l.and_then(|l| f(l, "p99_ms")), 1),
@@ -544,8 +549,14 @@ mod tests {
     #[test]
     fn verdicts_and_rates() {
         let rows = rows();
-        assert_eq!(verdict(&rows, &TARGETS[0], "exactly_once"), Verdict::Met(0.9));
-        assert_eq!(verdict(&rows, &TARGETS[2], "exactly_once"), Verdict::Missed(2.5));
+        assert_eq!(
+            verdict(&rows, &TARGETS[0], "exactly_once"),
+            Verdict::Met(0.9)
+        );
+        assert_eq!(
+            verdict(&rows, &TARGETS[2], "exactly_once"),
+            Verdict::Missed(2.5)
+        );
         assert!(matches!(
             verdict(&rows, &TARGETS[3], "exactly_once"),
             Verdict::NotMeasured(why) if why.starts_with("faust: mismatch")
@@ -583,7 +594,9 @@ mod tests {
     fn the_markdown_marks_targets() {
         let md = markdown(&rows(), Some("W2 is slow because of the profile below."));
         assert!(md.contains("| faustus ≥ 0.8 × ceiling on W0 | exactly_once | 0.90 | met |"));
-        assert!(md.contains("| faustus ≥ 3 × kafka-streams on W2 | exactly_once | 2.50 | **missed** |"));
+        assert!(
+            md.contains("| faustus ≥ 3 × kafka-streams on W2 | exactly_once | 2.50 | **missed** |")
+        );
         assert!(md.contains("- faustus ≥ 3 × kafka-streams on W2 (exactly_once): 2.50"));
         assert!(md.contains("W2 is slow because"));
         assert!(md.contains("| 1000 | faustus | exactly_once | 2,000 | 700 | 30 | ok |"));

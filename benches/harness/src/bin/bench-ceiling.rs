@@ -56,6 +56,13 @@ struct Args {
     /// The words topic (unused).
     #[arg(long)]
     words: Option<String>,
+    /// Drop every Nth record: a deliberately wrong system, to check that the harness rejects
+    /// a wrong answer (0: never).
+    #[arg(long, default_value_t = 0)]
+    drop_every: u64,
+    /// Write every Nth record twice: a deliberately wrong system (0: never).
+    #[arg(long, default_value_t = 0)]
+    duplicate_every: u64,
 }
 
 fn passthrough(args: &Args, thread: i32, partitions: i32) -> Result<(), Error> {
@@ -83,25 +90,36 @@ fn passthrough(args: &Args, thread: i32, partitions: i32) -> Result<(), Error> {
     let mut dirty = false;
     // Next offset to commit per partition.
     let mut positions: Vec<(i32, i64)> = Vec::new();
+    let mut seen = 0u64;
     loop {
         if let Some(message) = consumer.poll(Duration::from_millis(10)) {
             let m = message?;
-            let mut record: BaseRecord<'_, [u8], [u8]> =
-                BaseRecord::to(&output).partition(m.partition());
-            if let Some(k) = m.key() {
-                record = record.key(k);
-            }
-            if let Some(v) = m.payload() {
-                record = record.payload(v);
-            }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(1));
+            seen += 1;
+            let copies = if args.drop_every > 0 && seen.is_multiple_of(args.drop_every) {
+                0
+            } else if args.duplicate_every > 0 && seen.is_multiple_of(args.duplicate_every) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let mut record: BaseRecord<'_, [u8], [u8]> =
+                    BaseRecord::to(&output).partition(m.partition());
+                if let Some(k) = m.key() {
+                    record = record.key(k);
+                }
+                if let Some(v) = m.payload() {
+                    record = record.payload(v);
+                }
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            producer.poll(Duration::from_millis(1));
+                        }
+                        Err((e, _)) => return Err(format!("producing to `{output}`: {e}").into()),
                     }
-                    Err((e, _)) => return Err(format!("producing to `{output}`: {e}").into()),
                 }
             }
             match positions.iter_mut().find(|(p, _)| *p == m.partition()) {

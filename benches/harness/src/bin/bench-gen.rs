@@ -74,10 +74,9 @@ fn load(
         .create()?;
     let mut sent = 0u64;
     for (key, value, partition) in records {
-        let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(topic)
-                .payload(value.as_slice())
-                .partition(partition);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .payload(value.as_slice())
+            .partition(partition);
         if let Some(k) = &key {
             record = record.key(k.as_slice());
         }
@@ -175,10 +174,13 @@ fn run(args: Args) -> Result<(), Error> {
             brokers,
             &inputs.words_topic(),
             inputs.words as u64,
-            inputs
-                .word_stream()
-                .enumerate()
-                .map(|(i, w)| (None, json(&w), (i % faustus_bench::PARTITIONS as usize) as i32)),
+            inputs.word_stream().enumerate().map(|(i, w)| {
+                (
+                    None,
+                    json(&w),
+                    (i % faustus_bench::PARTITIONS as usize) as i32,
+                )
+            }),
         )?;
     }
     Ok(())

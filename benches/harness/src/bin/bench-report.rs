@@ -63,7 +63,8 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("creating {}: {e}", args.out_dir.display()))?;
     let json = serde_json::to_string_pretty(&report::summary_json(&rows)).expect("JSON");
     let json_path = args.out_dir.join("latest.json");
-    fs::write(&json_path, json + "\n").map_err(|e| format!("writing {}: {e}", json_path.display()))?;
+    fs::write(&json_path, json + "\n")
+        .map_err(|e| format!("writing {}: {e}", json_path.display()))?;
     let md_path = args.out_dir.join("latest.md");
     fs::write(&md_path, report::markdown(&rows, notes.as_deref()))
         .map_err(|e| format!("writing {}: {e}", md_path.display()))?;

@@ -148,7 +148,8 @@ fn stop(child: &mut Child) -> Option<ExitStatus> {
 }
 
 fn output_consumer(brokers: &str, topics: &[String], group: &str) -> Result<BaseConsumer, Error> {
-    let consumer: BaseConsumer = kafka::consumer(brokers, group, Guarantee::ExactlyOnce).create()?;
+    let consumer: BaseConsumer =
+        kafka::consumer(brokers, group, Guarantee::ExactlyOnce).create()?;
     let mut assignment = TopicPartitionList::new();
     for t in topics {
         let n = kafka::partitions(brokers, t)?.ok_or_else(|| format!("no topic `{t}`"))?;
@@ -161,7 +162,11 @@ fn output_consumer(brokers: &str, topics: &[String], group: &str) -> Result<Base
 }
 
 /// Reads every message available now into `state`; returns how many were read.
-fn drain(consumer: &BaseConsumer, topics: &[String], state: &mut OutputState) -> Result<u64, Error> {
+fn drain(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    state: &mut OutputState,
+) -> Result<u64, Error> {
     let mut n = 0;
     let mut wait = Duration::from_millis(20);
     while n < 100_000 {
@@ -367,7 +372,10 @@ fn run(args: Args) -> Result<bool, Error> {
     if !args.keep_state {
         match kafka::delete_topics_with_prefix(brokers, &app_id) {
             Ok(deleted) if !deleted.is_empty() => {
-                eprintln!("bench-run: deleted {} internal topics of {app_id}", deleted.len())
+                eprintln!(
+                    "bench-run: deleted {} internal topics of {app_id}",
+                    deleted.len()
+                )
             }
             Ok(_) => {}
             Err(e) => cleanup_errors.push(e.to_string()),
@@ -447,7 +455,10 @@ fn run(args: Args) -> Result<bool, Error> {
     if !cleanup_errors.is_empty() {
         eprintln!("bench-run: cleaning up: {}", cleanup_errors.join("; "));
     }
-    Ok(matches!(outcome, Outcome::Matched | Outcome::Unsupported(_)))
+    Ok(matches!(
+        outcome,
+        Outcome::Matched | Outcome::Unsupported(_)
+    ))
 }
 
 /// Exit status: 0 when the answer was right (or the workload unsupported), 2 when it was wrong
