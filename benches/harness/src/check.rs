@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::model::{canonical_bytes, hash_text, record_hash, Digest, HashKeyed, Model, TopicModel};
+use crate::model::{
+    canonical_bytes, json_hash, null_hash, record_hash, Digest, HashKeyed, Model, TopicModel,
+};
 
 /// How many differing records or keys a diff names.
 const DIFF_EXAMPLES: usize = 5;
@@ -124,8 +126,7 @@ impl OutputState {
     /// [`OutputState::topic_suffixes`]).
     pub fn apply(&mut self, topic: usize, key: Option<&[u8]>, value: Option<&[u8]>) {
         self.records += 1;
-        let (Some(key_text), Some(value_text)) = (canonical_bytes(key), canonical_bytes(value))
-        else {
+        let (Some(key_hash), Some(value_hash)) = (json_hash(key), json_hash(value)) else {
             self.malformed += 1;
             if self.first_malformed.is_none() {
                 self.first_malformed = Some(format!(
@@ -137,11 +138,14 @@ impl OutputState {
             }
             return;
         };
+        // Canonical texts only for small answers (diffs record by record).
+        let text = |bytes: Option<&[u8]>| canonical_bytes(bytes).unwrap_or_default();
         match &mut self.topics[topic] {
             TopicState::Stream { got, balance, .. } => {
-                got.add(record_hash(&key_text, &value_text));
+                got.add(record_hash(key_hash, value_hash));
                 if let Some(b) = balance {
-                    *b.entry(format!("{key_text} {value_text}")).or_insert(0) -= 1;
+                    *b.entry(format!("{} {}", text(key), text(value)))
+                        .or_insert(0) -= 1;
                 }
             }
             TopicState::Table {
@@ -153,9 +157,8 @@ impl OutputState {
                 ..
             } => {
                 *updates += 1;
-                let k = hash_text(&key_text);
-                let new = (value.is_some() && value_text != "null").then(|| hash_text(&value_text));
-                let slot = slots.entry(k).or_default();
+                let new = (value_hash != null_hash()).then_some(value_hash);
+                let slot = slots.entry(key_hash).or_default();
                 let before = *slot;
                 slot.current = new;
                 let after = *slot;
@@ -164,10 +167,10 @@ impl OutputState {
                 if let Some(texts) = got_text {
                     match new {
                         Some(_) => {
-                            texts.insert(k, (key_text, value_text));
+                            texts.insert(key_hash, (text(key), text(value)));
                         }
                         None => {
-                            texts.remove(&k);
+                            texts.remove(&key_hash);
                         }
                     }
                 }

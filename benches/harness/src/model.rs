@@ -12,7 +12,7 @@
 //! be shown record by record.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -95,20 +95,125 @@ pub fn canonical_bytes(bytes: Option<&[u8]>) -> Option<String> {
     }
 }
 
-/// The 64-bit hash of a canonical text.
-pub fn hash_text(text: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write(text.as_bytes());
-    h.finish()
+/// The splitmix64 finalizer: a well-mixed 64-bit function of `z`.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
-/// The hash of a stream record: its canonical key and value texts.
-pub fn record_hash(key: &str, value: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write(key.as_bytes());
-    h.write_u8(0);
-    h.write(value.as_bytes());
-    h.finish()
+/// Combines two hashes, order-sensitively.
+fn mix2(a: u64, b: u64) -> u64 {
+    mix(a.rotate_left(23) ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+const TAG_NULL: u64 = 0x6e75_6c6c;
+const TAG_BOOL: u64 = 0x626f_6f6c;
+const TAG_UINT: u64 = 0x7569_6e74;
+const TAG_NEG: u64 = 0x6e65_6769;
+const TAG_FLOAT: u64 = 0x666c_6f61;
+const TAG_STR: u64 = 0x7374_7269;
+const TAG_ARRAY: u64 = 0x6172_7261;
+const TAG_OBJECT: u64 = 0x6f62_6a65;
+
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = mix2(TAG_STR, bytes.len() as u64);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        h = mix2(h, u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = mix2(h, u64::from_le_bytes(last));
+    }
+    h
+}
+
+/// Hashes a JSON value as it is parsed, without building it: equal for equal canonical JSON
+/// (object fields in any order, any whitespace or string escaping), integers apart from floats.
+struct JsonHash;
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonHash {
+    type Value = u64;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonHash {
+    type Value = u64;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<u64, E> {
+        Ok(mix2(TAG_BOOL, u64::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<u64, E> {
+        Ok(mix2(TAG_UINT, v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<u64, E> {
+        Ok(if v >= 0 {
+            mix2(TAG_UINT, v as u64)
+        } else {
+            mix2(TAG_NEG, v as u64)
+        })
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<u64, E> {
+        Ok(mix2(TAG_FLOAT, v.to_bits()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<u64, E> {
+        Ok(hash_bytes(v.as_bytes()))
+    }
+    fn visit_unit<E>(self) -> Result<u64, E> {
+        Ok(mix(TAG_NULL))
+    }
+    fn visit_none<E>(self) -> Result<u64, E> {
+        Ok(mix(TAG_NULL))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+        let mut h = TAG_ARRAY;
+        let mut n = 0u64;
+        while let Some(item) = seq.next_element_seed(JsonHash)? {
+            h = mix2(h, item);
+            n += 1;
+        }
+        Ok(mix2(h, n))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+        let mut sum = 0u64;
+        let mut n = 0u64;
+        while let Some(key) = map.next_key_seed(JsonHash)? {
+            let value = map.next_value_seed(JsonHash)?;
+            sum = sum.wrapping_add(mix2(key, value));
+            n += 1;
+        }
+        Ok(mix2(mix2(TAG_OBJECT, n), sum))
+    }
+}
+
+/// The hash of the JSON in `bytes` (`None` bytes, i.e. no key or a tombstone, hash as `null`),
+/// or `None` if they are not one JSON value. Equal canonical JSON gives equal hashes.
+pub fn json_hash(bytes: Option<&[u8]>) -> Option<u64> {
+    use serde::de::DeserializeSeed;
+    let Some(bytes) = bytes else {
+        return Some(null_hash());
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let h = JsonHash.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(h)
+}
+
+/// The hash of JSON `null`.
+pub fn null_hash() -> u64 {
+    mix(TAG_NULL)
+}
+
+/// The hash of a stream record from the hashes of its key and value.
+pub fn record_hash(key: u64, value: u64) -> u64 {
+    mix2(mix2(0x7265_636f, key), value)
 }
 
 /// An order-insensitive digest of a multiset of records.
@@ -165,40 +270,35 @@ impl TopicModel {
 
     /// Adds a stream record, or sets a table key (`None` deletes it).
     fn put<K: Serialize, V: Serialize>(&mut self, key: &K, value: Option<&V>) {
-        let key = canonical(&serde_json::to_value(key).expect("serializing a key"));
-        let value = value.map(|v| canonical(&serde_json::to_value(v).expect("serializing")));
-        self.put_text(key, value);
-    }
-
-    fn put_text(&mut self, key: String, value: Option<String>) {
+        let key = serde_json::to_vec(key).expect("serializing a key");
+        let value = value.map(|v| serde_json::to_vec(v).expect("serializing a value"));
+        let key_hash = json_hash(Some(&key)).expect("our own JSON");
+        let value_hash = json_hash(value.as_deref()).expect("our own JSON");
+        let text = |bytes: Option<&[u8]>| canonical_bytes(bytes).expect("our own JSON");
         match self {
             TopicModel::Stream { digest, detail } => {
-                let value = value.unwrap_or_else(|| "null".into());
-                digest.add(record_hash(&key, &value));
+                digest.add(record_hash(key_hash, value_hash));
                 if digest.count as usize > DETAIL_LIMIT {
                     *detail = None;
                 }
                 if let Some(d) = detail {
-                    *d.entry(format!("{key} {value}")).or_insert(0) += 1;
+                    let record = format!("{} {}", text(Some(&key)), text(value.as_deref()));
+                    *d.entry(record).or_insert(0) += 1;
                 }
             }
             TopicModel::Table { values, detail } => {
-                let k = hash_text(&key);
-                match value {
-                    Some(value) => {
-                        values.insert(k, hash_text(&value));
-                        if values.len() > DETAIL_LIMIT {
-                            *detail = None;
-                        }
-                        if let Some(d) = detail {
-                            d.insert(k, (key, value));
-                        }
+                if value.is_some() && value_hash != null_hash() {
+                    values.insert(key_hash, value_hash);
+                    if values.len() > DETAIL_LIMIT {
+                        *detail = None;
                     }
-                    None => {
-                        values.remove(&k);
-                        if let Some(d) = detail {
-                            d.remove(&k);
-                        }
+                    if let Some(d) = detail {
+                        d.insert(key_hash, (text(Some(&key)), text(value.as_deref())));
+                    }
+                } else {
+                    values.remove(&key_hash);
+                    if let Some(d) = detail {
+                        d.remove(&key_hash);
                     }
                 }
             }
@@ -250,13 +350,18 @@ impl InputCounts {
             ..Default::default()
         };
         for event in nexmark_events(inputs.events) {
-            match event {
-                Event::Person(_) => c.persons += 1,
-                Event::Auction(_) => c.auctions += 1,
-                Event::Bid(_) => c.bids += 1,
-            }
+            c.count(&event);
         }
         c
+    }
+
+    /// Counts one Nexmark event.
+    pub fn count(&mut self, event: &Event) {
+        match event {
+            Event::Person(_) => self.persons += 1,
+            Event::Auction(_) => self.auctions += 1,
+            Event::Bid(_) => self.bids += 1,
+        }
     }
 
     /// The input records `workload` reads (its "events" for events per second): bids for W0,
@@ -273,10 +378,24 @@ impl InputCounts {
 impl Model {
     /// Computes the expected answer of `workload` over `inputs`.
     pub fn compute(workload: Workload, inputs: &Inputs) -> Model {
-        match workload {
+        Self::compute_and_count(workload, inputs).0
+    }
+
+    /// Computes the expected answer of `workload` over `inputs`, and counts the input records
+    /// on the way (the Nexmark counts only for the workloads that read Nexmark events).
+    pub fn compute_and_count(workload: Workload, inputs: &Inputs) -> (Model, InputCounts) {
+        let mut counts = InputCounts {
+            words: inputs.words as u64,
+            ..Default::default()
+        };
+        let model = match workload {
             Workload::W2 => Self::from_words(inputs.word_stream()),
-            _ => Self::from_events(workload, nexmark_events(inputs.events)),
-        }
+            _ => Self::from_events(
+                workload,
+                nexmark_events(inputs.events).inspect(|e| counts.count(e)),
+            ),
+        };
+        (model, counts)
     }
 
     /// The W2 answer over a word stream: the count per word.
@@ -478,6 +597,17 @@ mod tests {
             serde_json::from_str(r#"{ "b": [1, {"z": 2, "a": null}], "a": "x" }"#).expect("json");
         assert_eq!(canonical(&v), r#"{"a":"x","b":[1,{"a":null,"z":2}]}"#);
         assert_eq!(canonical_bytes(Some(b"nope")), None);
+        let h = |t: &str| json_hash(Some(t.as_bytes()));
+        assert_eq!(
+            h(r#"{ "b": [1, {"z": 2, "a": null}], "a": "x" }"#),
+            h(r#"{"a":"\u0078","b":[1,{"a":null,"z":2}]}"#)
+        );
+        assert_ne!(h(r#"{"a":1,"b":2}"#), h(r#"{"a":2,"b":1}"#));
+        assert_ne!(h("[1,2]"), h("[2,1]"));
+        assert_ne!(h("1"), h("1.0"));
+        assert_ne!(h(r#""1""#), h("1"));
+        assert_eq!(h("1 2"), None);
+        assert_eq!(json_hash(None), h("null"));
         assert_eq!(canonical_bytes(None).as_deref(), Some("null"));
     }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use faustus_bench::check::OutputState;
 use faustus_bench::kafka::{self, Error};
-use faustus_bench::model::{InputCounts, Model};
+use faustus_bench::model::Model;
 use faustus_bench::procstat::{self, Usage};
 use faustus_bench::{Guarantee, Inputs, Workload};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -225,8 +225,18 @@ fn run(args: Args) -> Result<bool, Error> {
         .collect();
     let brokers = args.brokers.as_str();
 
+    let started = Instant::now();
+    let (model, counts) = Model::compute_and_count(args.workload, &inputs);
+    let events = counts.events_of(args.workload);
+    eprintln!(
+        "bench-run: {} {} {}: model of {events} events in {:.1} s: {}",
+        args.system,
+        workload_name,
+        args.guarantee,
+        started.elapsed().as_secs_f64(),
+        model.summary()
+    );
     // The input must be there as bench-gen left it.
-    let counts = InputCounts::of(&inputs);
     let needed: Vec<(String, u64)> = match args.workload {
         Workload::W0 | Workload::W1 | Workload::W3 => vec![(inputs.bids_topic(), counts.bids)],
         Workload::W2 => vec![(inputs.words_topic(), counts.words)],
@@ -244,18 +254,6 @@ fn run(args: Args) -> Result<bool, Error> {
             .into());
         }
     }
-    let events = counts.events_of(args.workload);
-
-    let started = Instant::now();
-    let model = Model::compute(args.workload, &inputs);
-    eprintln!(
-        "bench-run: {} {} {}: model of {events} events in {:.1} s: {}",
-        args.system,
-        workload_name,
-        args.guarantee,
-        started.elapsed().as_secs_f64(),
-        model.summary()
-    );
     let mut state = OutputState::new(model);
 
     kafka::delete_topics(brokers, &outputs)?;
