@@ -300,6 +300,17 @@ pub fn verdict(rows: &[Value], target: &Target, guarantee: &str) -> Verdict {
     }
 }
 
+/// A run with less than this many seconds between its first output and the right answer is
+/// too short for a steady rate; the report marks it.
+pub const SHORT_RUN_S: f64 = 5.0;
+
+fn is_short(run: &Value) -> bool {
+    match (f(run, "wall_s"), f(run, "startup_s")) {
+        (Some(wall), Some(startup)) => wall - startup < SHORT_RUN_S,
+        _ => false,
+    }
+}
+
 fn short(answer: &str) -> String {
     let a = answer.replace('|', "/");
     if a.chars().count() > 120 {
@@ -392,6 +403,7 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
              peak RSS MB | p50 ms | p99 ms | answer |"
         );
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+        let mut short_runs = false;
         for g in GUARANTEES {
             let faustus = runs
                 .get(&("faustus".into(), w.into(), g.into()))
@@ -412,7 +424,13 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
                     }
                     _ => "–".into(),
                 };
-                let answer = s(r, "answer");
+                let ok = s(r, "answer") == "ok";
+                let mut answer = short(s(r, "answer"));
+                if ok && is_short(r) {
+                    answer.push_str(" (short run †)");
+                    short_runs = true;
+                }
+                let answer = answer.as_str();
                 let _ = writeln!(
                     md,
                     "| {sys} | {g} | {} | {} | {ratio} | {} | {} | {} | {} | {} |",
@@ -427,9 +445,16 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
                     num((answer == "ok").then(|| f(r, "peak_rss_mb")).flatten(), 0),
                     num(l.and_then(|l| f(l, "p50_ms")), 1),
                     num(l.and_then(|l| f(l, "p99_ms")), 1),
-                    short(answer)
+                    answer
                 );
             }
+        }
+        if short_runs {
+            let _ = writeln!(
+                md,
+                "\n† Under {SHORT_RUN_S} s between the first output and the right answer: too \
+                 short for a steady rate (start-up dominates); use larger inputs."
+            );
         }
         let rates: Vec<String> = GUARANTEES
             .iter()
