@@ -436,13 +436,8 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
                     "| {sys} | {g} | {} | {} | {ratio} | {} | {} | {} | {} | {} |",
                     num(f(r, "events"), 0),
                     num(rate(r), 0),
-                    num(
-                        (answer == "ok")
-                            .then(|| f(r, "cpu_s_per_million"))
-                            .flatten(),
-                        2
-                    ),
-                    num((answer == "ok").then(|| f(r, "peak_rss_mb")).flatten(), 0),
+                    num(ok.then(|| f(r, "cpu_s_per_million")).flatten(), 2),
+                    num(ok.then(|| f(r, "peak_rss_mb")).flatten(), 0),
                     num(l.and_then(|l| f(l, "p50_ms")), 1),
                     num(l.and_then(|l| f(l, "p99_ms")), 1),
                     answer
@@ -624,6 +619,15 @@ mod tests {
         );
         assert!(md.contains("- faustus ≥ 3 × kafka-streams on W2 (exactly_once): 2.50"));
         assert!(md.contains("W2 is slow because"));
+        assert!(
+            md.contains(
+                "| ceiling | exactly_once | 100 | 1,000 | **0.90** | 1.00 | 10 | – | – | ok |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| faustus | exactly_once | 100 | 900 | – | 2.00 | 20 | 3.5 | 9.0 | ok |")
+        );
         assert!(md.contains("| 1000 | faustus | exactly_once | 2,000 | 700 | 30 | ok |"));
         assert!(md.contains("**CPU**: 2 cores"));
         assert_eq!(group(1_234_567), "1,234,567");
