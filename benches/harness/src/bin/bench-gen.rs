@@ -43,25 +43,33 @@ struct Args {
 
 type Record = (Option<Vec<u8>>, Vec<u8>, i32);
 
-/// Loads `topic` with `expected` records unless it already holds exactly that many.
+/// Loads topics from one pass over `records` (each tagged with the index of its topic in
+/// `topics`, given with its expected record count). A topic that already holds exactly its
+/// expected count is left as it is; one that holds anything else is recreated.
 fn load(
     brokers: &str,
-    topic: &str,
-    expected: u64,
-    records: impl Iterator<Item = Record>,
+    topics: &[(String, u64)],
+    records: impl Iterator<Item = (usize, Record)>,
 ) -> Result<(), Error> {
-    match kafka::record_count(brokers, topic)? {
-        Some(n) if n == expected => {
-            eprintln!("bench-gen: {topic} already holds its {n} records");
-            return Ok(());
+    let mut wanted = vec![false; topics.len()];
+    for (i, (topic, expected)) in topics.iter().enumerate() {
+        match kafka::record_count(brokers, topic)? {
+            Some(n) if n == *expected => {
+                eprintln!("bench-gen: {topic} already holds its {n} records");
+                continue;
+            }
+            Some(n) => {
+                eprintln!("bench-gen: {topic} holds {n} records, not {expected}: recreating it");
+                kafka::delete_topics(brokers, std::slice::from_ref(topic))?;
+            }
+            None => {}
         }
-        Some(n) => {
-            eprintln!("bench-gen: {topic} holds {n} records, not {expected}: recreating it");
-            kafka::delete_topics(brokers, &[topic.to_string()])?;
-        }
-        None => {}
+        kafka::create_topics(brokers, std::slice::from_ref(topic))?;
+        wanted[i] = true;
     }
-    kafka::create_topics(brokers, &[topic.to_string()])?;
+    if !wanted.contains(&true) {
+        return Ok(());
+    }
     let started = Instant::now();
     let producer: ThreadedProducer<DefaultProducerContext> = kafka::client(brokers)
         .set("acks", "all")
@@ -72,8 +80,12 @@ fn load(
         .set("queue.buffering.max.messages", "2000000")
         .set("queue.buffering.max.kbytes", "1048576")
         .create()?;
-    let mut sent = 0u64;
-    for (key, value, partition) in records {
+    let mut sent = vec![0u64; topics.len()];
+    for (i, (key, value, partition)) in records {
+        if !wanted[i] {
+            continue;
+        }
+        let topic = topics[i].0.as_str();
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
             .payload(value.as_slice())
             .partition(partition);
@@ -90,23 +102,26 @@ fn load(
                 Err((e, _)) => return Err(format!("producing to `{topic}`: {e}").into()),
             }
         }
-        sent += 1;
+        sent[i] += 1;
     }
     producer
         .flush(Duration::from_secs(300))
-        .map_err(|e| format!("flushing `{topic}`: {e}"))?;
-    let count = kafka::record_count(brokers, topic)?.unwrap_or(0);
-    if count != sent || sent != expected {
-        return Err(format!(
-            "`{topic}` holds {count} records after producing {sent} (expected {expected})"
-        )
-        .into());
-    }
+        .map_err(|e| format!("flushing the producer: {e}"))?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "bench-gen: loaded {sent} records into {topic} in {secs:.1} s ({:.0}/s)",
-        sent as f64 / secs
-    );
+    for (i, (topic, expected)) in topics.iter().enumerate() {
+        if !wanted[i] {
+            continue;
+        }
+        let count = kafka::record_count(brokers, topic)?.unwrap_or(0);
+        if count != sent[i] || sent[i] != *expected {
+            return Err(format!(
+                "`{topic}` holds {count} records after producing {} (expected {expected})",
+                sent[i]
+            )
+            .into());
+        }
+        eprintln!("bench-gen: loaded {count} records into {topic} ({secs:.1} s for this pass)");
+    }
     Ok(())
 }
 
@@ -141,46 +156,30 @@ fn run(args: Args) -> Result<(), Error> {
     let brokers = args.brokers.as_str();
     if inputs.events > 0 {
         let counts = faustus_bench::model::InputCounts::of(&inputs);
+        let topics = [
+            (inputs.persons_topic(), counts.persons),
+            (inputs.auctions_topic(), counts.auctions),
+            (inputs.bids_topic(), counts.bids),
+        ];
         load(
             brokers,
-            &inputs.persons_topic(),
-            counts.persons,
-            nexmark_events(inputs.events).filter_map(|e| match e {
-                Event::Person(p) => Some(keyed(p.id, json(&p))),
-                _ => None,
-            }),
-        )?;
-        load(
-            brokers,
-            &inputs.auctions_topic(),
-            counts.auctions,
-            nexmark_events(inputs.events).filter_map(|e| match e {
-                Event::Auction(a) => Some(keyed(a.id, json(&a))),
-                _ => None,
-            }),
-        )?;
-        load(
-            brokers,
-            &inputs.bids_topic(),
-            counts.bids,
-            nexmark_events(inputs.events).filter_map(|e| match e {
-                Event::Bid(b) => Some(keyed(b.auction, json(&b))),
-                _ => None,
+            &topics,
+            nexmark_events(inputs.events).map(|e| match e {
+                Event::Person(p) => (0, keyed(p.id, json(&p))),
+                Event::Auction(a) => (1, keyed(a.id, json(&a))),
+                Event::Bid(b) => (2, keyed(b.auction, json(&b))),
             }),
         )?;
     }
     if inputs.words > 0 {
+        let partitions = faustus_bench::PARTITIONS as usize;
         load(
             brokers,
-            &inputs.words_topic(),
-            inputs.words as u64,
-            inputs.word_stream().enumerate().map(|(i, w)| {
-                (
-                    None,
-                    json(&w),
-                    (i % faustus_bench::PARTITIONS as usize) as i32,
-                )
-            }),
+            &[(inputs.words_topic(), inputs.words as u64)],
+            inputs
+                .word_stream()
+                .enumerate()
+                .map(|(i, w)| (0, (None, json(&w), (i % partitions) as i32))),
         )?;
     }
     Ok(())
