@@ -7,7 +7,16 @@
 //! its Rust form. Keyed records are partitioned like the Java client:
 //! [`faustus_connectors::kafka_partition`] (murmur2 of the key bytes).
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
+
+pub mod check;
+pub mod kafka;
+pub mod model;
+pub mod procstat;
+pub mod report;
 
 /// Fixed base time of the generated Nexmark stream (ms since the Unix epoch), so every load of
 /// the same size is byte-for-byte the same.
@@ -305,6 +314,175 @@ pub fn zipf_words(vocabulary: usize, n: usize) -> impl Iterator<Item = String> {
     (0..n).map(move |_| word(sampler.next_rank()))
 }
 
+/// The first `n` words of the scale-point stream over `vocabulary` words: every word of the
+/// vocabulary once, in a fixed shuffled order, then Zipf draws (as [`zipf_words`]), so the stream
+/// holds exactly `vocabulary` distinct words when `n >= vocabulary`.
+pub fn all_words(vocabulary: usize, n: usize) -> impl Iterator<Item = String> {
+    let mut order: Vec<usize> = (1..=vocabulary).collect();
+    let mut state = WORDS_SEED ^ 0xa11_c0de;
+    for i in (1..order.len()).rev() {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        order.swap(i, (z % (i as u64 + 1)) as usize);
+    }
+    let mut sampler = ZipfWords::new(vocabulary);
+    order
+        .into_iter()
+        .map(word)
+        .chain(std::iter::repeat_with(move || word(sampler.next_rank())))
+        .take(n)
+}
+
+/// A workload of the side-by-side benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Workload {
+    /// Passthrough of the bids.
+    W0,
+    /// Stateless map and filter (q1, q2).
+    W1,
+    /// Word count into a table with its changelog.
+    W2,
+    /// Windows (q5 hopping, q7 tumbling).
+    W3,
+    /// Joins (q3 incremental table join, q8 windowed stream join).
+    W4,
+}
+
+impl Workload {
+    /// Every workload, in order.
+    pub const ALL: [Workload; 5] = [
+        Workload::W0,
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+    ];
+
+    /// The workload's output topics, as suffixes of the output prefix `P`.
+    pub fn outputs(self) -> &'static [&'static str] {
+        match self {
+            Workload::W0 => &["w0"],
+            Workload::W1 => &["w1-q1", "w1-q2"],
+            Workload::W2 => &["w2"],
+            Workload::W3 => &["w3-q5", "w3-q7"],
+            Workload::W4 => &["w4-q3", "w4-q8"],
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "W0" => Ok(Workload::W0),
+            "W1" => Ok(Workload::W1),
+            "W2" => Ok(Workload::W2),
+            "W3" => Ok(Workload::W3),
+            "W4" => Ok(Workload::W4),
+            other => Err(format!(
+                "unknown workload `{other}` (expected W0, W1, W2, W3 or W4)"
+            )),
+        }
+    }
+}
+
+/// A processing guarantee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Guarantee {
+    /// At-least-once.
+    AtLeastOnce,
+    /// Exactly-once (Kafka transactions; consumers read committed).
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// The flag value: `at_least_once` or `exactly_once`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce => "exactly_once",
+        }
+    }
+}
+
+impl fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "at_least_once" => Ok(Guarantee::AtLeastOnce),
+            "exactly_once" => Ok(Guarantee::ExactlyOnce),
+            other => Err(format!(
+                "unknown guarantee `{other}` (expected at_least_once or exactly_once)"
+            )),
+        }
+    }
+}
+
+/// Partitions of every input and output topic.
+pub const PARTITIONS: i32 = 4;
+
+/// Which input a run reads: a Nexmark prefix, a word stream, and the topic-name suffix they were
+/// loaded under (so a smaller prefix can sit beside the full load).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Inputs {
+    /// Nexmark events loaded (persons, auctions and bids together).
+    pub events: usize,
+    /// Words loaded.
+    pub words: usize,
+    /// Word vocabulary.
+    pub vocab: usize,
+    /// The scale-point word stream ([`all_words`]) instead of the Zipf-only one.
+    pub all_words: bool,
+    /// Appended to every input topic's name (empty for the full load).
+    pub suffix: String,
+}
+
+impl Inputs {
+    /// The persons topic: `bench-person` + suffix.
+    pub fn persons_topic(&self) -> String {
+        format!("bench-person{}", self.suffix)
+    }
+    /// The auctions topic: `bench-auction` + suffix.
+    pub fn auctions_topic(&self) -> String {
+        format!("bench-auction{}", self.suffix)
+    }
+    /// The bids topic: `bench-bid` + suffix.
+    pub fn bids_topic(&self) -> String {
+        format!("bench-bid{}", self.suffix)
+    }
+    /// The words topic: `bench-words-<V>` (Zipf) or `bench-words-all-<V>` (scale point), + suffix.
+    pub fn words_topic(&self) -> String {
+        if self.all_words {
+            format!("bench-words-all-{}{}", self.vocab, self.suffix)
+        } else {
+            format!("bench-words-{}{}", self.vocab, self.suffix)
+        }
+    }
+    /// The word stream these inputs hold.
+    pub fn word_stream(&self) -> Box<dyn Iterator<Item = String>> {
+        if self.all_words {
+            Box::new(all_words(self.vocab, self.words))
+        } else {
+            Box::new(zipf_words(self.vocab, self.words))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +512,10 @@ mod tests {
         assert_eq!(w, zipf_words(1000, 10_000).collect::<Vec<_>>());
         let top = w.iter().filter(|x| *x == "w1").count();
         let tenth = w.iter().filter(|x| *x == "w10").count();
+        let all: Vec<_> = all_words(100, 150).collect();
+        let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), 100);
+        assert_eq!(all, all_words(100, 150).collect::<Vec<_>>());
         assert!(
             top > 5 * tenth / 2,
             "w1 {top} vs w10 {tenth}: not Zipf-like"
