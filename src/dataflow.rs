@@ -159,6 +159,7 @@ impl<'s> Dataflow<'s> {
                     name: topic.to_string(),
                     partitions,
                     compacted: false,
+                    config: Vec::new(),
                 });
             (plan.sources.len() - 1) as u32
         };
@@ -187,6 +188,7 @@ impl<'s> Dataflow<'s> {
                 name: name.to_string(),
                 partitions: Some(partitions.unwrap_or(default)),
                 compacted,
+                config: Vec::new(),
             });
         match plan.out_topics.iter().position(|t| t == name) {
             Some(i) => i as u32,

@@ -19,6 +19,8 @@ pub struct TopicSpec {
     pub partitions: Option<i32>,
     /// Compacted (`cleanup.policy=compact`), for changelogs and progress.
     pub compacted: bool,
+    /// Further topic settings to create it with (e.g. `retention.ms`).
+    pub config: Vec<(String, String)>,
 }
 
 impl TopicSpec {
@@ -28,7 +30,14 @@ impl TopicSpec {
             name: name.into(),
             partitions: Some(partitions),
             compacted: false,
+            config: Vec::new(),
         }
+    }
+
+    /// The same topic, created with the topic setting `key=value` as well.
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.push((key.into(), value.into()));
+        self
     }
 
     /// A compacted topic created with `partitions` partitions when missing.
@@ -98,11 +107,14 @@ pub fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<Vec<i
                     spec.partitions.unwrap_or(1),
                     TopicReplication::Fixed(1),
                 );
-                if spec.compacted {
+                let topic = if spec.compacted {
                     topic.set("cleanup.policy", "compact")
                 } else {
                     topic
-                }
+                };
+                spec.config
+                    .iter()
+                    .fold(topic, |topic, (key, value)| topic.set(key, value))
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));

@@ -67,10 +67,14 @@ fn metadata_client(brokers: &str) -> Result<BaseConsumer, Error> {
 }
 
 /// Creates `topics` with [`PARTITIONS`] partitions each and waits until they can be used.
+///
+/// They keep every record whatever its timestamp (`retention.ms=-1`): a system may stamp its
+/// output with the events' own times, which lie years back, and the broker's time-based
+/// retention would otherwise delete that output within minutes.
 pub fn create_topics(brokers: &str, topics: &[String]) -> Result<(), Error> {
     let specs: Vec<TopicSpec> = topics
         .iter()
-        .map(|t| TopicSpec::new(t.clone(), PARTITIONS))
+        .map(|t| TopicSpec::new(t.clone(), PARTITIONS).with_config("retention.ms", "-1"))
         .collect();
     ensure_topics(&KafkaConfig::new(brokers), &specs)
         .map_err(|e| format!("creating topics {topics:?}: {e}"))?;
