@@ -2,16 +2,16 @@ package faustus.bench.kstreams;
 
 import faustus.bench.kstreams.Options.Guarantee;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
-import java.util.TreeSet;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -22,10 +22,13 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse;
+import org.apache.kafka.streams.processor.StateRestoreListener;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -42,9 +45,26 @@ public final class Main {
     static final long COMMIT_INTERVAL_MS = 100;
     /** How long a stop may take; the harness sends SIGKILL 10 s after SIGTERM. */
     private static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(8);
+    /**
+     * A stop leaves the consumer group (Kafka Streams does not by default), so that a restart
+     * with the same application id, e.g. to time a restore, need not wait for the old members'
+     * session timeout before it is assigned its tasks.
+     */
+    private static final CloseOptions CLOSE = CloseOptions.timeout(CLOSE_TIMEOUT)
+            .withGroupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP);
     private static final Duration ADMIN_TIMEOUT = Duration.ofSeconds(30);
+    private static final String GLOBAL_PROCESSING_EXCEPTIONS = "processing.exception.handler.global.enabled";
 
     private Main() {}
+
+    /** The run cannot start for a reason the message explains fully. */
+    static final class StartupException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        StartupException(String message) {
+            super(message);
+        }
+    }
 
     public static void main(String[] args) {
         if (List.of(args).contains("--help") || List.of(args).contains("-h")) {
@@ -62,6 +82,9 @@ public final class Main {
         }
         try {
             System.exit(run(options));
+        } catch (StartupException e) {
+            LOG.error("{}", e.getMessage());
+            System.exit(1);
         } catch (RuntimeException e) {
             LOG.error("{}", e.getMessage(), e);
             System.exit(1);
@@ -80,12 +103,12 @@ public final class Main {
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, COMMIT_INTERVAL_MS);
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 2);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
-        // Every internal topic and store is named in Workloads; fail rather than fall back to
-        // generated names.
-        props.put(StreamsConfig.ENSURE_EXPLICIT_INTERNAL_RESOURCE_NAMING_CONFIG, true);
         // No global tables here; set only so that Kafka Streams does not warn about its future
         // default (the constant for this name is already deprecated, so the name is spelled out).
-        props.put("processing.exception.handler.global.enabled", true);
+        // The partition assignor re-reads the Streams settings from the main consumer's, so the
+        // consumer gets it too.
+        props.put(GLOBAL_PROCESSING_EXCEPTIONS, true);
+        props.put(StreamsConfig.mainConsumerPrefix(GLOBAL_PROCESSING_EXCEPTIONS), true);
         // The harness's common client settings.
         props.put(StreamsConfig.producerPrefix(ProducerConfig.ACKS_CONFIG), "all");
         props.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
@@ -107,28 +130,34 @@ public final class Main {
         Path stateDir = Path.of(System.getProperty("java.io.tmpdir"), "faustus-bench-kafka-streams", options.appId());
         deleteRecursively(stateDir);
 
-        Topology topology = Workloads.build(options.workload(), options.inputs(), options.outputPrefix());
+        Properties config = config(options, stateDir);
+        Topology topology = Workloads.build(options.workload(), options.inputs(), options.outputPrefix(), config);
         LOG.info("{} {} as application {}: {} -> {}",
                 options.workload(), options.guarantee().flag, options.appId(), inputs, outputs);
         LOG.debug("topology:\n{}", topology.describe());
 
-        KafkaStreams streams = new KafkaStreams(topology, config(options, stateDir));
+        KafkaStreams streams = new KafkaStreams(topology, config);
         CountDownLatch failed = new CountDownLatch(1);
         AtomicReference<Throwable> failure = new AtomicReference<>();
         streams.setUncaughtExceptionHandler(e -> {
             failure.compareAndSet(null, e);
             return StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
+        streams.setGlobalStateRestoreListener(new RestoreLog());
         streams.setStateListener((now, before) -> {
+            LOG.info("state {} -> {}", before, now);
             if (now == KafkaStreams.State.ERROR) {
                 failed.countDown();
             }
         });
         Thread hook = new Thread(() -> {
             LOG.info("stopping");
-            if (!streams.close(CLOSE_TIMEOUT)) {
+            boolean closed = streams.close(CLOSE);
+            if (!closed) {
                 LOG.warn("Kafka Streams did not close within {}", CLOSE_TIMEOUT);
             }
+            // A stop by signal that closed cleanly is a success (otherwise the JVM would exit 143).
+            Runtime.getRuntime().halt(closed && failure.get() == null ? 0 : 1);
         }, "shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
 
@@ -143,8 +172,29 @@ public final class Main {
         } catch (IllegalStateException alreadyStopping) {
             return 1;
         }
-        streams.close(CLOSE_TIMEOUT);
+        streams.close(CLOSE);
         return 1;
+    }
+
+    /** Logs each state store partition restored from its changelog (the restore-time figure). */
+    private static final class RestoreLog implements StateRestoreListener {
+        private final Map<TopicPartition, Long> started = new ConcurrentHashMap<>();
+
+        @Override
+        public void onRestoreStart(TopicPartition partition, String store, long startOffset, long endOffset) {
+            started.put(partition, System.nanoTime());
+            LOG.info("restoring {} from {} offsets {}..{}", store, partition, startOffset, endOffset);
+        }
+
+        @Override
+        public void onBatchRestored(TopicPartition partition, String store, long batchEndOffset, long numRestored) {}
+
+        @Override
+        public void onRestoreEnd(TopicPartition partition, String store, long totalRestored) {
+            Long start = started.remove(partition);
+            LOG.info("restored {} from {}: {} records in {} ms", store, partition, totalRestored,
+                    start == null ? "?" : (System.nanoTime() - start) / 1_000_000);
+        }
     }
 
     /** Fails with a clear message when a topic the run needs is missing (auto-creation is off). */
@@ -155,11 +205,13 @@ public final class Main {
         Set<String> existing;
         try (Admin admin = Admin.create(props)) {
             existing = admin.listTopics().names().get(ADMIN_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-        } catch (ExecutionException | TimeoutException e) {
-            throw new IllegalStateException("cannot list the topics of " + brokers + ": " + e.getMessage(), e);
+        } catch (ExecutionException e) {
+            throw new StartupException("cannot list the topics of " + brokers + ": " + e.getCause().getMessage());
+        } catch (TimeoutException e) {
+            throw new StartupException("cannot list the topics of " + brokers + " within " + ADMIN_TIMEOUT);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted", e);
+            throw new StartupException("interrupted while listing the topics of " + brokers);
         }
         List<String> missing = new ArrayList<>();
         for (String topic : inputs) {
@@ -173,9 +225,8 @@ public final class Main {
             }
         }
         if (!missing.isEmpty()) {
-            throw new IllegalStateException("missing on " + brokers + " (create them first; automatic topic"
-                    + " creation is not relied on): " + String.join(", ", missing)
-                    + "; topics there: " + new TreeSet<>(existing));
+            throw new StartupException("missing on " + brokers + " (create them first; automatic topic"
+                    + " creation is not relied on): " + String.join(", ", missing));
         }
     }
 
@@ -188,7 +239,7 @@ public final class Main {
                 Files.delete(path);
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot clear the state directory " + dir, e);
+            throw new StartupException("cannot clear the state directory " + dir + ": " + e);
         }
     }
 

@@ -40,7 +40,7 @@ class WorkloadsTest {
         Properties props = Main.config(options, stateDir);
         // Every update, as the checker reads them (the record cache only merges updates).
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
-        return new TopologyTestDriver(Workloads.build(workload, IN, P), props);
+        return new TopologyTestDriver(Workloads.build(workload, IN, P, props), props);
     }
 
     private static Bid bid(long auction, long price, long time) {
