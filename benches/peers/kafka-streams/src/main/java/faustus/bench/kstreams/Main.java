@@ -176,7 +176,7 @@ public final class Main {
         return 1;
     }
 
-    /** Logs each state store partition restored from its changelog (the restore-time figure). */
+    /** Logs each state store partition restored from its changelog, and how long that took. */
     private static final class RestoreLog implements StateRestoreListener {
         private final Map<TopicPartition, Long> started = new ConcurrentHashMap<>();
 
