@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
+
+import mode.loop
+
+# Faust's advice: choose the event loop before anything else imports asyncio machinery.
+mode.loop.use("uvloop")
+
+import faust  # noqa: E402
 
 # Contract constants (the Rust form is `benches/harness/src/lib.rs`).
 COMMIT_INTERVAL_S = 0.100
@@ -37,10 +43,6 @@ STARTUP_TIMEOUT_S = 60.0
 WORKLOADS = ("W0", "W1", "W2", "W3", "W4")
 GUARANTEES = ("at_least_once", "exactly_once")
 
-# The harness treats this exit code as "this system does not run this workload".
-EXIT_UNSUPPORTED = 3
-
-
 @dataclass(frozen=True)
 class Options:
     workload: str
@@ -52,6 +54,73 @@ class Options:
     auctions: str
     persons: str
     words: str
+
+
+@dataclass(frozen=True)
+class InternalTopic:
+    """A topic of Faust's own (changelog, repartition, leader) that `declare` creates."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+# Models: nexmark's field names; `include_metadata=False` keeps `__faust` out of the
+# JSON written, and decoding needs no metadata when the topic names the value type.
+class Record(faust.Record, abstract=True, serializer="json", include_metadata=False):
+    pass
+
+class Bid(Record):
+    auction: int
+    bidder: int
+    price: int
+    channel: str
+    url: str
+    date_time: int
+    extra: str
+
+class Auction(Record):
+    id: int
+    item_name: str
+    description: str
+    initial_bid: int
+    reserve: int
+    date_time: int
+    expires: int
+    seller: int
+    category: int
+    extra: str
+
+class Person(Record):
+    id: int
+    name: str
+    email_address: str
+    credit_card: str
+    city: str
+    state: str
+    date_time: int
+    extra: str
+
+class Q1(Record):
+    auction: int
+    bidder: int
+    price: int
+    date_time: int
+
+class Q2(Record):
+    auction: int
+    price: int
+
+class Q3(Record):
+    name: str
+    city: str
+    state: str
+    id: int
+
+class Q8(Record):
+    id: int
+    name: str
+    auction: int
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -100,8 +169,6 @@ def data_dir(app_id: str) -> Path:
 
 def build_app(opts: Options) -> tuple[Any, list[InternalTopic]]:
     """The Faust app of `opts.workload`, and the internal topics it will use."""
-    import faust
-
     app = faust.App(
         opts.app_id,
         broker=f"kafka://{opts.brokers}",
@@ -119,68 +186,11 @@ def build_app(opts: Options) -> tuple[Any, list[InternalTopic]]:
         producer_max_batch_size=262_144,
         producer_compression_type=None,
         consumer_auto_offset_reset="earliest",
-        # Internal topics (changelogs, repartition topics) are created by Faust itself.
-        topic_partitions=4,
+        # Internal topics (changelogs, repartition topics): see `declare`.
+        topic_partitions=PARTITIONS,
         topic_replication_factor=1,
         web_enabled=False,
     )
-
-    # ---- Models: nexmark's field names; `include_metadata=False` keeps `__faust` out of the
-    # JSON written, and decoding needs no metadata when the topic names the value type.
-    class Record(faust.Record, abstract=True, serializer="json", include_metadata=False):
-        pass
-
-    class Bid(Record):
-        auction: int
-        bidder: int
-        price: int
-        channel: str
-        url: str
-        date_time: int
-        extra: str
-
-    class Auction(Record):
-        id: int
-        item_name: str
-        description: str
-        initial_bid: int
-        reserve: int
-        date_time: int
-        expires: int
-        seller: int
-        category: int
-        extra: str
-
-    class Person(Record):
-        id: int
-        name: str
-        email_address: str
-        credit_card: str
-        city: str
-        state: str
-        date_time: int
-        extra: str
-
-    class Q1(Record):
-        auction: int
-        bidder: int
-        price: int
-        date_time: int
-
-    class Q2(Record):
-        auction: int
-        price: int
-
-    class Q3(Record):
-        name: str
-        city: str
-        state: str
-        id: int
-
-    class Q8(Record):
-        id: int
-        name: str
-        auction: int
 
     repartition_topics: list[Any] = []
 
@@ -376,13 +386,6 @@ def build_app(opts: Options) -> tuple[Any, list[InternalTopic]]:
     return app, internal
 
 
-@dataclass(frozen=True)
-class InternalTopic:
-    name: str
-    partitions: int
-    config: dict[str, str]
-
-
 async def declare(brokers: str, topics: Sequence[InternalTopic]) -> None:
     """Create the app's internal topics, as Faust would, and wait until they have leaders.
 
@@ -395,7 +398,7 @@ async def declare(brokers: str, topics: Sequence[InternalTopic]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=brokers, client_id=f"faust-peer-declare")
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers, client_id="faust-peer-declare")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -434,14 +437,11 @@ async def declare(brokers: str, topics: Sequence[InternalTopic]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = parse_args(sys.argv[1:] if argv is None else argv)
-    import mode.loop
-
-    mode.loop.use("uvloop")
     app, internal = build_app(opts)
     asyncio.run(declare(opts.brokers, internal))
-    import faust
 
     worker = faust.Worker(app, loglevel="warning", quiet=True)
+    worker.spinner = None  # the start-up spinner writes terminal escapes even to a log file
     worker.execute_from_commandline()
     return 0
 
