@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod latency;
+
 /// Fixed base time of the generated Nexmark stream (ms since the Unix epoch), so every load of
 /// the same size is byte-for-byte the same.
 pub const NEXMARK_BASE_TIME_MS: u64 = 1_700_000_000_000;
