@@ -70,7 +70,8 @@ struct Cli {
     /// Where the restore probe appends its result (one JSON object per line).
     #[arg(long, requires = "restore_probe")]
     results: Option<PathBuf>,
-    /// Before probing, write this many entries (`"w<i>"` → 1) into the W2 counts changelog.
+    /// Before probing, write this many entries (`"w<i>"` → 1) into the W2 counts changelog
+    /// (and create the words topic if it is missing), to probe without a preceding W2 run.
     #[arg(long, requires = "restore_probe")]
     fill_keys: Option<u64>,
 }

@@ -29,12 +29,11 @@ pub fn restore_probe(
         .clone()
         .ok_or("the restore probe needs --brokers")?;
     if let Some(keys) = fill_keys {
-        fill(
-            &KafkaConfig::new(brokers),
-            &changelog,
-            app.config().partitions,
-            keys,
-        )?;
+        let kafka = KafkaConfig::new(brokers);
+        // Without a preceding W2 run, the words topic may be missing too.
+        ensure_topics(&kafka, &[TopicSpec::new(&topics.words, 4)])
+            .map_err(|e| format!("creating `{}`: {e}", topics.words))?;
+        fill(&kafka, &changelog, app.config().partitions, keys)?;
     }
     let topics = Topics {
         output_prefix: None,
