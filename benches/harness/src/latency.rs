@@ -155,13 +155,16 @@ fn json<T: Serialize>(x: &T) -> Vec<u8> {
     serde_json::to_vec(x).expect("contract types serialize")
 }
 
+/// The inputs with one identity, in send order, and how many outputs matched them so far.
+type Occurrences = (Vec<usize>, usize);
+
 /// Indexes the inputs, to find which one caused an output record.
 #[derive(Default)]
 pub struct Matcher {
     /// Per output topic index, canonical identity → input indices in send order, and how many
     /// outputs with that identity were matched so far (W0, W1: the n-th output with the content
     /// of the n-th input; W3 q7: the first).
-    by_content: Vec<HashMap<Vec<u8>, (Vec<usize>, usize)>>,
+    by_content: Vec<HashMap<Vec<u8>, Occurrences>>,
     /// W2: word → input indices in send order.
     words: HashMap<String, Vec<usize>>,
     /// W3 q5: (auction, window start) → input indices in send order.
