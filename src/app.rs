@@ -24,7 +24,7 @@ use crate::http::{router, HttpState};
 use crate::runtime::assignment::Assignments;
 use crate::runtime::commit::commit_sink;
 use crate::runtime::table::Tables;
-use crate::runtime::Startup;
+use crate::runtime::{RestoreReport, Startup};
 
 /// A faustus application: configure it, then [`App::run`] it with the closure that builds its
 /// dataflow.
@@ -103,6 +103,18 @@ impl App {
     /// Sets the partition count of topics faustus creates.
     pub fn partitions(mut self, partitions: i32) -> Self {
         self.config.partitions = partitions;
+        self
+    }
+
+    /// Sets a librdkafka setting of the producer that writes the application's outputs,
+    /// changelogs and progress (e.g. `batch.size`, `compression.type`), over faustus' own
+    /// (`linger.ms=5`, idempotence, murmur2 partitioning). Settings that break the committer's
+    /// guarantees (`enable.idempotence=false` under exactly-once) are refused by librdkafka
+    /// when the application starts.
+    pub fn producer_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config
+            .producer_settings
+            .insert(key.into(), value.into());
         self
     }
 
@@ -187,7 +199,8 @@ impl App {
             (None, Some(e)) => e.bootstrap_servers(),
             (None, None) => unreachable!("an embedded broker runs when no brokers are given"),
         };
-        let kafka = KafkaConfig::new(&brokers);
+        let mut kafka = KafkaConfig::new(&brokers);
+        kafka.producer_extra = config.producer_settings.clone();
         assignments.set_kafka(kafka.clone());
 
         // Plan: run the build closure once, without running it, to learn the topics it uses.
@@ -245,6 +258,7 @@ impl App {
             stop: Arc::clone(&stop),
             fatal: Mutex::new(None),
             assignments,
+            restore: Mutex::default(),
         });
 
         let timely_config = match config.processes {
@@ -445,6 +459,18 @@ impl Running {
     /// The bootstrap servers in use (the embedded broker's, when it runs).
     pub fn brokers(&self) -> &str {
         &self.brokers
+    }
+
+    /// How this process restored its tables from their changelogs: records read and keys
+    /// restored per changelog, and whether the restore is complete (every table whole, the
+    /// restore epoch through the dataflow). Lets a program (or a benchmark) wait for, and time,
+    /// the restore after a start.
+    pub fn restore_report(&self) -> RestoreReport {
+        self.startup
+            .restore
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The committer's statistics (in process 0).

@@ -77,6 +77,9 @@ pub struct AppConfig {
     pub guarantee: Guarantee,
     /// Partitions for created topics.
     pub partitions: i32,
+    /// librdkafka settings for every producer faustus creates (the committer's), applied over
+    /// faustus' own (see [`crate::App::producer_setting`]).
+    pub producer_settings: std::collections::BTreeMap<String, String>,
 }
 
 impl AppConfig {
@@ -95,6 +98,7 @@ impl AppConfig {
             commit_interval: Duration::from_millis(100),
             guarantee: Guarantee::AtLeastOnce,
             partitions: 4,
+            producer_settings: std::collections::BTreeMap::new(),
         }
     }
 

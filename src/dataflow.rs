@@ -447,7 +447,15 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         register: Registrar<K, A>,
     ) -> Self {
         let shard: Shard<K, A> = Arc::new(RwLock::new(BTreeMap::new()));
-        let (changes, records) = maintain(coll.clone(), Arc::clone(&shard), changelog, name, owner);
+        let restore_epoch = df.ctx.startup.resume_epoch;
+        let (changes, records) = maintain(
+            coll.clone(),
+            Arc::clone(&shard),
+            changelog,
+            name,
+            owner,
+            restore_epoch,
+        );
         df.push_output(records);
         Table {
             df,

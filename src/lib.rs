@@ -43,7 +43,7 @@ pub use app::{App, Running};
 pub use config::{AppArgs, AppConfig, Guarantee};
 pub use dataflow::{Data, Dataflow, Stream, Table};
 pub use error::{Error, Result};
-pub use runtime::Pos;
+pub use runtime::{ChangelogRestore, Pos, RestoreReport};
 pub use topic::Topic;
 pub use window::{FinalWindows, Timed, WindowedStream};
 

@@ -11,6 +11,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Extra librdkafka settings applied to every client (e.g. security settings).
     pub extra: BTreeMap<String, String>,
+    /// Extra librdkafka settings applied to producers only, after faustus' own producer
+    /// settings (so they override them), e.g. `batch.size` or `compression.type`.
+    pub producer_extra: BTreeMap<String, String>,
 }
 
 impl KafkaConfig {
@@ -19,6 +22,7 @@ impl KafkaConfig {
         KafkaConfig {
             brokers: brokers.into(),
             extra: BTreeMap::new(),
+            producer_extra: BTreeMap::new(),
         }
     }
 
@@ -50,7 +54,8 @@ impl KafkaConfig {
         config
     }
 
-    /// A producer that partitions keys as the Java client does (murmur2).
+    /// A producer that partitions keys as the Java client does (murmur2), with
+    /// [`KafkaConfig::producer_extra`] applied last.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.client();
         config
@@ -58,6 +63,29 @@ impl KafkaConfig {
             .set("linger.ms", "5")
             .set("enable.idempotence", "true")
             .set("queue.buffering.max.messages", "1000000");
+        for (k, v) in &self.producer_extra {
+            config.set(k, v);
+        }
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_settings_override_the_defaults_and_stay_out_of_consumers() {
+        let mut config = KafkaConfig::new("127.0.0.1:9092");
+        config
+            .producer_extra
+            .insert("linger.ms".into(), "20".into());
+        config
+            .producer_extra
+            .insert("batch.size".into(), "262144".into());
+        let producer = config.producer();
+        assert_eq!(producer.get("linger.ms"), Some("20"));
+        assert_eq!(producer.get("batch.size"), Some("262144"));
+        assert_eq!(config.consumer().get("batch.size"), None);
     }
 }

@@ -27,6 +27,7 @@ pub(crate) fn commit_sink(
 ) {
     let mut pending: BTreeMap<u64, Vec<CommitItem>> = BTreeMap::new();
     let mut failed = false;
+    let mut restored = false;
     items.sink(
         Exchange::new(|_: &CommitItem| 0),
         "Commit",
@@ -36,6 +37,15 @@ pub(crate) fn commit_sink(
             if !failed && committer.borrow().as_ref().is_some_and(|c| c.is_finished()) {
                 failed = true;
                 startup.fail("the committer stopped; see its error above".into());
+            }
+            // Past the restore epoch, every operator has taken in the restored tables.
+            if !restored && !frontier.less_equal(&startup.resume_epoch) {
+                restored = true;
+                let mut report = startup.restore.lock().unwrap_or_else(|e| e.into_inner());
+                if !report.complete {
+                    report.complete = true;
+                    log::info!("tables restored: {:?}", report.changelogs);
+                }
             }
             input.for_each(|cap, data| {
                 if let Some(&time) = cap.least() {

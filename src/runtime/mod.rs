@@ -21,6 +21,28 @@ use serde::{Deserialize, Serialize};
 /// epoch deterministically, whatever the interleaving of workers.
 pub type Pos = (u32, i32, i64, u32);
 
+/// How this process restored its tables from their changelogs at start-up (see
+/// [`crate::Running::restore_report`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// True once every table is restored and the restore epoch has passed through the whole
+    /// dataflow: from then on every table holds what its changelog held.
+    pub complete: bool,
+    /// Per changelog topic: what this process's workers read from it.
+    pub changelogs: BTreeMap<String, ChangelogRestore>,
+}
+
+/// What the workers of one process read from one changelog at start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChangelogRestore {
+    /// Changelog records read (tombstones and overwritten values included).
+    pub records: u64,
+    /// Keys restored (the table's entries after the last record of each key).
+    pub keys: u64,
+    /// Workers that finished reading their partitions of it.
+    pub workers: usize,
+}
+
 /// What flows to the committer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum CommitItem {
@@ -50,6 +72,8 @@ pub(crate) struct Startup {
     pub fatal: Mutex<Option<String>>,
     /// Where sources publish what they read (for `/api/assignment/`).
     pub assignments: Arc<assignment::Assignments>,
+    /// How the tables were restored.
+    pub restore: Mutex<RestoreReport>,
 }
 
 impl Startup {
@@ -65,7 +89,17 @@ impl Startup {
             stop: Arc::new(AtomicBool::new(true)),
             fatal: Mutex::new(None),
             assignments: Arc::default(),
+            restore: Mutex::default(),
         }
+    }
+
+    /// Adds what one worker read from changelog `topic` to the restore report.
+    pub(crate) fn restored(&self, topic: &str, records: u64, keys: u64) {
+        let mut report = self.restore.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = report.changelogs.entry(topic.to_string()).or_default();
+        entry.records += records;
+        entry.keys += keys;
+        entry.workers += 1;
     }
 
     /// True once the application is stopping.

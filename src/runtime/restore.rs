@@ -93,6 +93,7 @@ where
                         "worker {worker} restored {} keys of `{topic}` from {n} changelog records",
                         entries.len()
                     );
+                    startup.restored(&topic, n, entries.len() as u64);
                     let mut session = output.session(&cap);
                     for (k, a) in entries {
                         session.give(((k, a), epoch, 1));

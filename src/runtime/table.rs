@@ -43,12 +43,15 @@ type Pending<K, A> = BTreeMap<u64, (Capability<u64>, Vec<((K, A), isize)>)>;
 ///
 /// `owner(key)` routes a key to the worker that keeps it (the stable key hash, or for windowed
 /// tables the hash of the key without its window, so that a key's windows share a replica).
+/// Changes at or before `restore_epoch` (the table restored from its changelog) write no
+/// changelog records: they are already in the changelog, and the committer drops those epochs.
 pub(crate) fn maintain<'s, K, A>(
     table: VecCollection<'s, u64, (K, A)>,
     shard: Shard<K, A>,
     changelog: Option<u32>,
     name: &str,
     owner: fn(&K) -> u64,
+    restore_epoch: u64,
 ) -> (Changes<'s, K, A>, StreamVec<'s, u64, CommitItem>)
 where
     K: ExchangeData + Hash + Serialize,
@@ -87,6 +90,7 @@ where
                         }
                         let mut session = output.session(&cap);
                         let mut replica = shard.write().unwrap_or_else(|e| e.into_inner());
+                        let changelog = changelog.filter(|_| time > restore_epoch);
                         for (k, new) in changes {
                             if let Some(topic) = changelog {
                                 session.give(Err(CommitItem::Record(
@@ -115,21 +119,28 @@ where
 
 /// The net change per key of one epoch's updates: `Some(new value)` or `None` (removed).
 fn net_changes<K: ExchangeData + Hash, A: ExchangeData>(
-    updates: Vec<((K, A), isize)>,
+    mut updates: Vec<((K, A), isize)>,
 ) -> Vec<(K, Option<A>)> {
-    let mut sums: BTreeMap<(K, A), isize> = BTreeMap::new();
-    for (kv, d) in updates {
-        *sums.entry(kv).or_insert(0) += d;
-    }
-    let mut per_key: BTreeMap<K, Option<A>> = BTreeMap::new();
-    for ((k, a), d) in sums {
-        if d > 0 {
-            per_key.insert(k, Some(a));
-        } else if d < 0 {
-            per_key.entry(k).or_insert(None);
+    // Sorting one vector is much cheaper than building ordered maps, which matters for the
+    // restore epoch, where every entry of the table arrives at once.
+    updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut per_key: Vec<(K, Option<A>)> = Vec::new();
+    let mut updates = updates.into_iter().peekable();
+    while let Some(((k, a), mut d)) = updates.next() {
+        while let Some((_, more)) = updates.next_if(|(kv, _)| kv.0 == k && kv.1 == a) {
+            d += more;
+        }
+        // Per key, as (key, value) pairs come in order: the last value with a positive sum
+        // wins; a negative sum alone removes the key.
+        let same_key = per_key.last_mut().filter(|(last, _)| *last == k);
+        match (same_key, d) {
+            (_, 0) => {}
+            (Some(entry), d) if d > 0 => entry.1 = Some(a),
+            (Some(_), _) => {}
+            (None, d) => per_key.push((k, (d > 0).then_some(a))),
         }
     }
-    per_key.into_iter().collect()
+    per_key
 }
 
 /// The answer to a key lookup.
@@ -449,5 +460,31 @@ impl Tables {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::net_changes;
+
+    #[test]
+    fn net_changes_keep_one_change_per_key() {
+        let updates = vec![
+            (("b".to_string(), 2), 1),
+            (("a".to_string(), 1), -1),
+            (("a".to_string(), 2), 1),
+            (("c".to_string(), 5), -1),
+            (("d".to_string(), 7), 1),
+            (("d".to_string(), 7), -1),
+            (("b".to_string(), 1), -1),
+        ];
+        assert_eq!(
+            net_changes(updates),
+            vec![
+                ("a".to_string(), Some(2)),
+                ("b".to_string(), Some(2)),
+                ("c".to_string(), None),
+            ]
+        );
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod check;
 pub mod kafka;
+pub mod latency;
 pub mod model;
 pub mod procstat;
 pub mod report;

@@ -1,0 +1,126 @@
+//! `bench-faustus`: faustus on the side-by-side benchmark workloads (`benches/README.md`, "The
+//! harness contract").
+//!
+//! ```text
+//! bench-faustus --workload W0|W1|W2|W3|W4 --guarantee at_least_once|exactly_once
+//!               --brokers HOST:PORT --app-id ID --output-prefix P
+//!               [--bids T --auctions T --persons T --words T]
+//! ```
+//!
+//! runs the workload (1 process × 2 workers, 100 ms epochs, the contract's producer settings)
+//! until SIGTERM or Ctrl-C. With `--restore-probe --workload W2 --app-id ID --words T
+//! --results FILE` it instead starts on an existing application id, times how long the W2
+//! counts table takes to be restored from its changelog, appends
+//! `{"kind":"restore","system":"faustus","records":..,"keys":..,"seconds":..,"records_per_sec":..}`
+//! to `FILE` and exits (`--fill-keys N` first writes `N` entries into that changelog, to probe
+//! without a preceding W2 run).
+
+mod model;
+mod probe;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use faustus::prelude::*;
+use faustus_bench::COMMIT_INTERVAL_MS;
+
+use workloads::{Topics, Workload};
+
+/// faustus on the benchmark workloads W0–W4 (and the changelog restore probe).
+#[derive(clap::Parser, Debug)]
+#[command(name = "bench-faustus")]
+struct Cli {
+    /// The workload to run.
+    #[arg(long, value_enum)]
+    workload: Workload,
+    /// Processing guarantee: `exactly_once` or `at_least_once`.
+    #[arg(long, default_value = "exactly_once")]
+    guarantee: Guarantee,
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    brokers: String,
+    /// Application id (names the changelog, progress and dead-letter topics).
+    #[arg(long)]
+    app_id: String,
+    /// Prefix of the output topics (`<P>w0`, `<P>w1-q1`, ...). Required, except for the restore
+    /// probe, which writes no outputs.
+    #[arg(long, required_unless_present = "restore_probe")]
+    output_prefix: Option<String>,
+    /// The bids topic.
+    #[arg(long, default_value = "bench-bid")]
+    bids: String,
+    /// The auctions topic.
+    #[arg(long, default_value = "bench-auction")]
+    auctions: String,
+    /// The persons topic.
+    #[arg(long, default_value = "bench-person")]
+    persons: String,
+    /// The words topic.
+    #[arg(long, default_value = "bench-words-100000")]
+    words: String,
+    /// Worker threads (the contract: 2).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Time the restore of the W2 counts table of `--app-id` from its changelog, append the
+    /// result to `--results`, and exit.
+    #[arg(long, requires = "results")]
+    restore_probe: bool,
+    /// Where the restore probe appends its result (one JSON object per line).
+    #[arg(long, requires = "restore_probe")]
+    results: Option<PathBuf>,
+    /// Before probing, write this many entries (`"w<i>"` → 1) into the W2 counts changelog
+    /// (and create the words topic if it is missing), to probe without a preceding W2 run.
+    #[arg(long, requires = "restore_probe")]
+    fill_keys: Option<u64>,
+}
+
+/// The application, configured as the contract says.
+fn app(cli: &Cli) -> App {
+    App::new(cli.app_id.clone())
+        .brokers(cli.brokers.clone())
+        .guarantee(cli.guarantee)
+        .workers(cli.workers)
+        .http(None)
+        .commit_interval(Duration::from_millis(COMMIT_INTERVAL_MS))
+        .producer_setting("acks", "all")
+        .producer_setting("linger.ms", "5")
+        .producer_setting("batch.size", "262144")
+        .producer_setting("compression.type", "none")
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let topics = Topics {
+        bids: cli.bids.clone(),
+        auctions: cli.auctions.clone(),
+        persons: cli.persons.clone(),
+        words: cli.words.clone(),
+        output_prefix: cli.output_prefix.clone(),
+    };
+    let workload = cli.workload;
+    if cli.restore_probe {
+        if workload != Workload::W2 {
+            return Err(format!(
+                "--restore-probe measures the W2 counts table: use --workload W2, not {workload:?}"
+            ));
+        }
+        let results = cli.results.clone().expect("clap requires --results");
+        return probe::restore_probe(app(&cli), &cli.app_id, topics, cli.fill_keys, &results);
+    }
+    app(&cli)
+        .run(move |df| workloads::build(df, workload, &topics))
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = <Cli as clap::Parser>::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-faustus: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
