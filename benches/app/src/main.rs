@@ -15,7 +15,6 @@
 //! to `FILE` and exits (`--fill-keys N` first writes `N` entries into that changelog, to probe
 //! without a preceding W2 run).
 
-mod model;
 mod probe;
 mod workloads;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use faustus::prelude::*;
 use faustus_bench::{GRACE_MS, Q5_HOP_MS, Q5_SIZE_MS, Q7_SIZE_MS, Q8_WITHIN_MS};
 
-use crate::model::{Auction, Bid, Person, Q1, Q2, Q3, Q8};
+use faustus_bench::{Auction, Bid, Person, Q1, Q2, Q3, Q8};
 
 /// A workload of the contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -5,8 +5,7 @@
 //! repository's broker is started with `scripts/kafka start`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -24,28 +23,7 @@ const VOCABULARY: usize = 2_000;
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn brokers() -> String {
-    static BROKERS: OnceLock<String> = OnceLock::new();
-    BROKERS
-        .get_or_init(|| {
-            if let Ok(b) = std::env::var("FAUSTUS_TEST_BROKERS") {
-                return b;
-            }
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let out = Command::new(root.join("scripts/kafka"))
-                .arg("start")
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("running scripts/kafka start");
-            assert!(out.status.success(), "scripts/kafka start failed");
-            String::from_utf8(out.stdout)
-                .expect("utf-8")
-                .lines()
-                .last()
-                .expect("scripts/kafka start prints the address last")
-                .trim()
-                .to_string()
-        })
-        .clone()
+    faustus_bench::kafka::test_brokers()
 }
 
 fn kafka() -> KafkaConfig {

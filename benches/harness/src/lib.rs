@@ -38,7 +38,7 @@ pub const Q8_WITHIN_MS: u64 = 10_000;
 pub const GRACE_MS: u64 = 3_600_000;
 
 /// A Nexmark person, as JSON on the `persons` topic (key: the id as a JSON number).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Person {
     /// Person id.
     pub id: u64,
@@ -59,7 +59,7 @@ pub struct Person {
 }
 
 /// A Nexmark auction, as JSON on the `auctions` topic (key: the id as a JSON number).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Auction {
     /// Auction id.
     pub id: u64,
@@ -84,7 +84,7 @@ pub struct Auction {
 }
 
 /// A Nexmark bid, as JSON on the `bids` topic (key: the auction id as a JSON number).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Bid {
     /// Auction id.
     pub auction: u64,
@@ -103,7 +103,7 @@ pub struct Bid {
 }
 
 /// W1 q1 output value: the bid with its price converted, `price * 908 / 1000` in integers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Q1 {
     /// Auction id.
     pub auction: u64,
@@ -116,7 +116,7 @@ pub struct Q1 {
 }
 
 /// W1 q2 output value: bids on auctions whose id is a multiple of 123.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Q2 {
     /// Auction id (a multiple of 123).
     pub auction: u64,
@@ -125,7 +125,7 @@ pub struct Q2 {
 }
 
 /// W4 q3 output value: an auction in category 10 whose seller lives in `or`, `id` or `ca`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Q3 {
     /// Seller's name.
     pub name: String,
@@ -138,7 +138,7 @@ pub struct Q3 {
 }
 
 /// W4 q8 output value: a person who opened an auction within `Q8_WITHIN_MS` of appearing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Q8 {
     /// Person id.
     pub id: u64,

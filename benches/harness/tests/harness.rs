@@ -3,34 +3,12 @@
 //! its answer match, and rejects deliberately wrong systems.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 
 use serde_json::Value;
 
 fn brokers() -> String {
-    static BROKERS: OnceLock<String> = OnceLock::new();
-    BROKERS
-        .get_or_init(|| {
-            if let Ok(b) = std::env::var("FAUSTUS_TEST_BROKERS") {
-                return b;
-            }
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let out = Command::new(root.join("scripts/kafka"))
-                .arg("start")
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("running scripts/kafka start");
-            assert!(out.status.success(), "scripts/kafka start failed");
-            String::from_utf8(out.stdout)
-                .expect("utf-8")
-                .lines()
-                .last()
-                .expect("scripts/kafka start prints the address last")
-                .trim()
-                .to_string()
-        })
-        .clone()
+    faustus_bench::kafka::test_brokers()
 }
 
 /// A suffix no other run uses, so the test's inputs sit beside any others.
