@@ -5,7 +5,9 @@
 //! repository's broker is started with `scripts/kafka start`.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
+use std::process::Command;
+
+use faustus_bench::process::System;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -98,40 +100,19 @@ fn input() -> &'static Input {
     })
 }
 
-/// A running `bench-faustus`, stopped with SIGTERM when dropped.
-struct App(Child);
-
-impl App {
-    fn start(workload: &str, prefix: &str) -> App {
-        let input = input();
-        let child = Command::new(env!("CARGO_BIN_EXE_bench-faustus"))
+/// Starts `bench-faustus` on `workload`; it is stopped (SIGTERM, then SIGKILL) when dropped.
+fn start(workload: &str, prefix: &str) -> System {
+    let input = input();
+    System::spawn(
+        Command::new(env!("CARGO_BIN_EXE_bench-faustus"))
             .args(["--workload", workload, "--guarantee", "exactly_once"])
             .args(["--brokers", &brokers()])
             .args(["--app-id", &unique(&format!("bench-app-{workload}"))])
             .args(["--output-prefix", prefix])
             .args(["--bids", &input.bids, "--auctions", &input.auctions])
-            .args(["--persons", &input.persons, "--words", &input.words])
-            .spawn()
-            .expect("starting bench-faustus");
-        App(child)
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+            .args(["--persons", &input.persons, "--words", &input.words]),
+    )
+    .expect("starting bench-faustus")
 }
 
 /// Creates the output topics `prefix + suffix` (4 partitions, as the harness does).
@@ -225,7 +206,7 @@ fn w0_passes_every_bid_through() {
     let prefix = unique("bench-app-out-w0") + "-";
     outputs(&prefix, &["w0"]);
     let expected = multiset(bids().iter().map(|b| keyed(&b.auction, b)).collect());
-    let _app = App::start("W0", &prefix);
+    let _app = start("W0", &prefix);
     wait_for_answer(&format!("{prefix}w0"), &expected, multiset);
 }
 
@@ -245,7 +226,7 @@ fn w1_maps_and_filters_bids() {
             .collect(),
     );
     assert!(!q2.is_empty(), "the input has q2 bids");
-    let _app = App::start("W1", &prefix);
+    let _app = start("W1", &prefix);
     wait_for_answer(&format!("{prefix}w1-q1"), &q1, multiset);
     wait_for_answer(&format!("{prefix}w1-q2"), &q2, multiset);
 }
@@ -260,7 +241,7 @@ fn w2_counts_words_into_a_table() {
     }
     let expected: BTreeMap<Vec<u8>, Vec<u8>> =
         counts.iter().map(|(w, n)| (json(w), json(n))).collect();
-    let _app = App::start("W2", &prefix);
+    let _app = start("W2", &prefix);
     wait_for_answer(&format!("{prefix}w2"), &expected, table);
 }
 
@@ -284,7 +265,7 @@ fn w3_counts_hopping_windows_and_takes_tumbling_maxima() {
     }
     let q5: BTreeMap<_, _> = q5.iter().map(|(k, n)| (json(k), json(n))).collect();
     let q7: BTreeMap<_, _> = q7.iter().map(|(k, m)| (json(k), json(m))).collect();
-    let _app = App::start("W3", &prefix);
+    let _app = start("W3", &prefix);
     wait_for_answer(&format!("{prefix}w3-q5"), &q5, table);
     wait_for_answer(&format!("{prefix}w3-q7"), &q7, table);
 }
@@ -343,7 +324,7 @@ fn w4_joins_auctions_with_their_sellers() {
             .collect(),
     );
     assert!(!q8.is_empty(), "the input has q8 results");
-    let _app = App::start("W4", &prefix);
+    let _app = start("W4", &prefix);
     wait_for_answer(&format!("{prefix}w4-q3"), &q3, table);
     wait_for_answer(&format!("{prefix}w4-q8"), &q8, multiset);
 }

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +41,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::process::System;
 use crate::{
     hopping_starts, window_start, Bid, Event, Q1, Q2, Q3, Q5_HOP_MS, Q5_SIZE_MS, Q7_SIZE_MS, Q8,
 };
@@ -329,39 +330,6 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// A system process, stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
-struct System(Child);
-
-impl System {
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for System {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Deletes every topic whose name starts with `prefix`.
 fn delete_topics(kafka: &KafkaConfig, prefix: &str) -> Result<(), String> {
     let consumer: BaseConsumer = kafka
@@ -505,7 +473,7 @@ fn measure(
     mut matcher: Matcher,
     exactly_once: bool,
 ) -> Result<Consumed, String> {
-    let mut system = System(
+    let mut system = System::spawn(
         Command::new(program)
             .args(args)
             .args(["--workload", &settings.workload])
@@ -514,10 +482,9 @@ fn measure(
             .args(["--app-id", run_id])
             .args(["--output-prefix", prefix])
             .args(["--bids", &topics.bids, "--auctions", &topics.auctions])
-            .args(["--persons", &topics.persons, "--words", &topics.words])
-            .spawn()
-            .map_err(|e| format!("starting `{program}`: {e}"))?,
-    );
+            .args(["--persons", &topics.persons, "--words", &topics.words]),
+    )
+    .map_err(|e| format!("starting `{program}`: {e}"))?;
 
     // Scheduled send times (ns since `base`), written by the producer, read by the consumer.
     let base = Instant::now();
@@ -698,7 +665,7 @@ fn measure(
         std::thread::sleep(Duration::from_millis(100));
     }
     done.store(true, Ordering::Release);
-    system.stop();
+    drop(system);
     consumer_thread
         .join()
         .map_err(|_| "the output consumer panicked".to_string())

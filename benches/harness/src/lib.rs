@@ -16,6 +16,7 @@ pub mod check;
 pub mod kafka;
 pub mod latency;
 pub mod model;
+pub mod process;
 pub mod procstat;
 pub mod report;
 
@@ -438,18 +439,26 @@ impl FromStr for Guarantee {
 pub const PARTITIONS: i32 = 4;
 
 /// Which input a run reads: a Nexmark prefix, a word stream, and the topic-name suffix they were
-/// loaded under (so a smaller prefix can sit beside the full load).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+/// loaded under (so a smaller prefix can sit beside the full load). The same flags select what
+/// `bench-gen` loads and what `bench-run` reads.
+#[derive(Clone, Debug, PartialEq, Eq, Default, clap::Args)]
 pub struct Inputs {
-    /// Nexmark events loaded (persons, auctions and bids together).
+    /// Nexmark events (persons, auctions and bids together; W0, W1, W3, W4; 0: none).
+    #[arg(long, default_value_t = 0)]
     pub events: usize,
-    /// Words loaded.
+    /// Words (W2; 0: none).
+    #[arg(long, default_value_t = 0)]
     pub words: usize,
     /// Word vocabulary.
+    #[arg(long, default_value_t = 100_000)]
     pub vocab: usize,
-    /// The scale-point word stream ([`all_words`]) instead of the Zipf-only one.
+    /// The scale-point word stream `bench-words-all-<V>` (every word of the
+    /// vocabulary once, then Zipf draws) instead of the Zipf-only one.
+    #[arg(long)]
     pub all_words: bool,
-    /// Appended to every input topic's name (empty for the full load).
+    /// Appended to every input topic's name (e.g. `-faust` for a shorter prefix beside the
+    /// full load; empty for the full load).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub suffix: String,
 }
 

@@ -23,22 +23,9 @@ struct Args {
     /// Bootstrap servers.
     #[arg(long)]
     brokers: String,
-    /// Nexmark events to load into bench-person/-auction/-bid (0: none).
-    #[arg(long, default_value_t = 0)]
-    events: usize,
-    /// Words to load into bench-words-<V> (0: none).
-    #[arg(long, default_value_t = 0)]
-    words: usize,
-    /// Vocabulary of the words.
-    #[arg(long, default_value_t = 100_000)]
-    vocab: usize,
-    /// Load the scale-point stream into bench-words-all-<V>: every word of the vocabulary once,
-    /// then Zipf draws (needs --words >= --vocab).
-    #[arg(long)]
-    all_words: bool,
-    /// Appended to every topic name (e.g. `-small` for a shorter prefix beside the full load).
-    #[arg(long, default_value = "", allow_hyphen_values = true)]
-    suffix: String,
+    /// What to load.
+    #[command(flatten)]
+    inputs: Inputs,
 }
 
 type Record = (Option<Vec<u8>>, Vec<u8>, i32);
@@ -136,23 +123,17 @@ fn keyed(key: u64, value: Vec<u8>) -> Record {
 }
 
 fn run(args: Args) -> Result<(), Error> {
-    if args.all_words && args.words < args.vocab {
+    if args.inputs.all_words && args.inputs.words < args.inputs.vocab {
         return Err(format!(
             "--all-words needs --words ({}) >= --vocab ({})",
-            args.words, args.vocab
+            args.inputs.words, args.inputs.vocab
         )
         .into());
     }
-    if args.words > 0 && args.vocab == 0 {
+    if args.inputs.words > 0 && args.inputs.vocab == 0 {
         return Err("--vocab must be at least 1".into());
     }
-    let inputs = Inputs {
-        events: args.events,
-        words: args.words,
-        vocab: args.vocab,
-        all_words: args.all_words,
-        suffix: args.suffix.clone(),
-    };
+    let inputs = args.inputs.clone();
     let brokers = args.brokers.as_str();
     if inputs.events > 0 {
         let counts = faustus_bench::model::InputCounts::of(&inputs);

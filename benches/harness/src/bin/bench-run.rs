@@ -14,15 +14,15 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use faustus_bench::check::OutputState;
 use faustus_bench::kafka::{self, Error};
 use faustus_bench::model::Model;
+use faustus_bench::process;
 use faustus_bench::procstat::{self, Usage};
 use faustus_bench::{Guarantee, Inputs, Workload};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -48,22 +48,9 @@ struct Args {
     /// Bootstrap servers.
     #[arg(long)]
     brokers: String,
-    /// Nexmark events loaded by bench-gen (for W0, W1, W3, W4).
-    #[arg(long, default_value_t = 0)]
-    events: usize,
-    /// Words loaded by bench-gen (for W2).
-    #[arg(long, default_value_t = 0)]
-    words: usize,
-    /// Word vocabulary (for W2).
-    #[arg(long, default_value_t = 100_000)]
-    vocab: usize,
-    /// Read the scale-point word stream (`bench-words-all-<V>`); the result is a `scale` row
-    /// for workload `W2-keys-<V>`.
-    #[arg(long)]
-    all_words: bool,
-    /// Suffix of the input topics' names (as given to bench-gen).
-    #[arg(long, default_value = "", allow_hyphen_values = true)]
-    suffix: String,
+    /// The input to read (as loaded by bench-gen).
+    #[command(flatten)]
+    inputs: Inputs,
     /// The system's application id (default: a unique one).
     #[arg(long)]
     app_id: Option<String>,
@@ -118,35 +105,6 @@ fn last_line(path: &PathBuf) -> String {
         .to_string()
 }
 
-/// Sends `signal` to the child's process group.
-fn signal_group(child: &Child, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, "--", &format!("-{}", child.id())])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// SIGTERM, then SIGKILL after 10 s; returns the exit status.
-fn stop(child: &mut Child) -> Option<ExitStatus> {
-    if let Ok(Some(status)) = child.try_wait() {
-        // The process is gone; its group may not be.
-        signal_group(child, "-KILL");
-        return Some(status);
-    }
-    signal_group(child, "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            signal_group(child, "-KILL");
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!("bench-run: the system did not stop within 10 s of SIGTERM: SIGKILL");
-    signal_group(child, "-KILL");
-    child.wait().ok()
-}
-
 fn output_consumer(brokers: &str, topics: &[String], group: &str) -> Result<BaseConsumer, Error> {
     let consumer: BaseConsumer =
         kafka::consumer(brokers, group, Guarantee::ExactlyOnce).create()?;
@@ -189,21 +147,15 @@ fn drain(
 
 /// Runs and records; `Ok(true)` when the answer was right or the workload unsupported.
 fn run(args: Args) -> Result<bool, Error> {
-    let inputs = Inputs {
-        events: args.events,
-        words: args.words,
-        vocab: args.vocab,
-        all_words: args.all_words,
-        suffix: args.suffix.clone(),
-    };
+    let inputs = args.inputs.clone();
     match args.workload {
         Workload::W2 if inputs.words == 0 => return Err("W2 needs --words".into()),
         Workload::W2 => {}
         _ if inputs.events == 0 => return Err(format!("{} needs --events", args.workload).into()),
         _ => {}
     }
-    let (kind, workload_name) = if args.all_words && args.workload == Workload::W2 {
-        ("scale", format!("W2-keys-{}", args.vocab))
+    let (kind, workload_name) = if args.inputs.all_words && args.workload == Workload::W2 {
+        ("scale", format!("W2-keys-{}", args.inputs.vocab))
     } else {
         ("throughput", args.workload.to_string())
     };
@@ -287,13 +239,11 @@ fn run(args: Args) -> Result<bool, Error> {
     command
         .stdin(Stdio::null())
         .stdout(File::create(&out_log)?)
-        .stderr(File::create(&err_log)?)
-        .process_group(0);
+        .stderr(File::create(&err_log)?);
 
     let ticks = procstat::clock_ticks();
     let t0 = Instant::now();
-    let mut child = command
-        .spawn()
+    let mut child = process::spawn_group(&mut command)
         .map_err(|e| format!("starting `{}`: {e}", args.command.join(" ")))?;
     let pid = child.id();
     let timeout = Duration::from_secs_f64(args.timeout);
@@ -360,7 +310,7 @@ fn run(args: Args) -> Result<bool, Error> {
         }
     };
     let wall = t0.elapsed();
-    stop(&mut child);
+    process::stop(&mut child, "bench-run");
     drop(consumer);
 
     let mut cleanup_errors = Vec::new();
