@@ -18,13 +18,15 @@ use timely::dataflow::operators::Concatenate;
 use timely::worker::Worker;
 
 use crate::config::{AppArgs, AppConfig, Guarantee};
-use crate::dataflow::{Ctx, Dataflow};
+use crate::dataflow::{Ctx, Data, Dataflow};
 use crate::error::{Error, Result};
 use crate::http::{router, HttpState};
 use crate::runtime::assignment::Assignments;
 use crate::runtime::commit::commit_sink;
-use crate::runtime::table::Tables;
+use crate::runtime::health::{wait_until, Health, TableState, WaitError};
+use crate::runtime::table::{Declared, Tables};
 use crate::runtime::{RestoreReport, Startup};
+use crate::tables::TableReader;
 
 /// A faustus application: configure it, then [`App::run`] it with the closure that builds its
 /// dataflow.
@@ -37,6 +39,8 @@ pub struct App {
 struct Planned {
     specs: Vec<TopicSpec>,
     out_topics: Vec<String>,
+    /// The public tables.
+    public: Vec<(String, Declared)>,
 }
 
 impl App {
@@ -141,11 +145,22 @@ impl App {
         config.validate()?;
         let build = Arc::new(build);
 
-        // The HTTP address first: a port in use fails before anything touches Kafka.
+        // Plan: run the build closure once, without running it, to learn the topics and the
+        // public tables the program uses (no Kafka yet).
+        let planned = plan(&config, Arc::clone(&build));
         let tables = Arc::new(Tables::default());
+        for (name, declared) in &planned.public {
+            tables.declare_planned(name, declared.clone());
+        }
+        let health = Arc::new(Health::new(config.workers));
+
+        // The HTTP server next, so that a deployment can watch the start-up and the restore
+        // (every table answers "starting", then "restoring", never "absent"); a port in use
+        // fails before anything touches Kafka.
         let assignments = Arc::new(Assignments::default());
         let http_state = HttpState::new(
             Arc::clone(&tables),
+            Arc::clone(&health),
             Arc::clone(&assignments),
             config.process_id,
             config.processes,
@@ -203,8 +218,6 @@ impl App {
         kafka.producer_extra = config.producer_settings.clone();
         assignments.set_kafka(kafka.clone());
 
-        // Plan: run the build closure once, without running it, to learn the topics it uses.
-        let planned = plan(&config, Arc::clone(&build));
         let progress_topic = format!("{}-__progress", config.app_id);
         let mut specs = planned.specs;
         specs.push(TopicSpec::compacted(&progress_topic, 1));
@@ -247,7 +260,6 @@ impl App {
             config.workers,
             config.processes
         );
-        let stop = Arc::new(AtomicBool::new(false));
         let startup = Arc::new(Startup {
             planning: false,
             resume_epoch: progress.epoch + 1,
@@ -255,11 +267,10 @@ impl App {
             partitions,
             kafka,
             commit_interval: config.commit_interval,
-            stop: Arc::clone(&stop),
-            fatal: Mutex::new(None),
             assignments,
-            restore: Mutex::default(),
+            health: Arc::clone(&health),
         });
+        health.workers_started();
 
         let timely_config = match config.processes {
             1 => timely::Config::process(config.workers),
@@ -311,8 +322,8 @@ impl App {
             .map_err(|e| Error::Runtime(format!("spawning the cluster thread: {e}")))?;
 
         Ok(Running {
-            stop,
-            startup,
+            health,
+            tables: Arc::clone(&http_state.tables),
             thread: Some(thread),
             http,
             brokers,
@@ -388,6 +399,7 @@ where
             Planned {
                 specs: plan.specs.values().cloned().collect(),
                 out_topics: plan.out_topics.clone(),
+                public: df.ctx.tables.declarations(),
             }
         })
     })
@@ -430,8 +442,8 @@ async fn wait_for_signal() {
 
 /// A running application.
 pub struct Running {
-    stop: Arc<AtomicBool>,
-    startup: Arc<Startup>,
+    health: Arc<Health>,
+    tables: Arc<Tables>,
     thread: Option<JoinHandle<Result<()>>>,
     http: Option<SocketAddr>,
     brokers: String,
@@ -466,11 +478,57 @@ impl Running {
     /// restore epoch through the dataflow). Lets a program (or a benchmark) wait for, and time,
     /// the restore after a start.
     pub fn restore_report(&self) -> RestoreReport {
-        self.startup
-            .restore
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.health.restore_report()
+    }
+
+    /// True once every table of this process is restored (the restore epoch has passed through
+    /// the whole dataflow) and the application runs: its tables answer with their contents.
+    /// False while it restores, and again once it stops or fails.
+    pub fn is_ready(&self) -> bool {
+        self.health.restore_report().complete && !self.health.stopping()
+    }
+
+    /// Waits until the application is ready ([`Running::is_ready`]), for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotReady`] when the deadline passes, with what is still restoring;
+    /// [`Error::Runtime`] when the application fails or stops first.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        wait_until(
+            timeout,
+            || self.is_ready(),
+            || {
+                self.health.fatal().or_else(|| {
+                    self.health
+                        .stopping()
+                        .then(|| "the application stopped before it was ready".to_string())
+                })
+            },
+        )
+        .map_err(|e| match e {
+            WaitError::Failed(why) => Error::Runtime(why),
+            WaitError::Timeout => Error::NotReady(format!(
+                "after {timeout:?}, {}",
+                self.health.state(None, None).describe("the application")
+            )),
+        })
+    }
+
+    /// Where public table `name` stands on this process (`None`: no public table of that name).
+    pub fn table_state(&self, name: &str) -> Option<TableState> {
+        self.tables.get(name).map(|t| t.state(&self.health))
+    }
+
+    /// A typed reader of public table `name` on this process: [`TableReader::get`] tells a key
+    /// that is absent from a table that is not restored yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when there is no public table `name`, or its keys and values are not
+    /// `K` and `V` (a windowed table's keys are `(K, Window)`).
+    pub fn table<K: Data, V: Data>(&self, name: &str) -> Result<TableReader<K, V>> {
+        TableReader::new(name, &self.tables, Arc::clone(&self.health))
     }
 
     /// The committer's statistics (in process 0).
@@ -480,12 +538,12 @@ impl Running {
 
     /// The flag that stops the application when set.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.stop)
+        Arc::clone(self.health.stop_flag())
     }
 
     /// Asks the application to stop: sources stop reading, and the epochs in flight drain.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.health.stop_flag().store(true, Ordering::Relaxed);
     }
 
     /// True once the application has stopped (after [`Running::stop`] or a fatal error).
@@ -505,12 +563,7 @@ impl Running {
                 .unwrap_or_else(|_| Err(Error::Runtime("a worker panicked".into()))),
             None => Ok(()),
         };
-        let fatal = self
-            .startup
-            .fatal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let fatal = self.health.take_fatal();
         match (outcome, fatal) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(message)) => Err(Error::Runtime(message)),
@@ -537,15 +590,10 @@ impl Running {
         // would wait for them forever: give the drain a moment, then end the process, so that
         // the others fail too (their connections to it drop) and everything restarts cleanly.
         if self.processes > 1 {
-            let startup = Arc::clone(&self.startup);
+            let health = Arc::clone(&self.health);
             std::thread::spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(200));
-                let fatal = startup
-                    .fatal
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                if let Some(message) = fatal {
+                if let Some(message) = health.fatal() {
                     std::thread::sleep(Duration::from_secs(5));
                     eprintln!("error: {message}");
                     std::process::exit(1);

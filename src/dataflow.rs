@@ -4,11 +4,12 @@
 //! runs that closure on every worker of every process. Streams are append-only events; tables
 //! hold at most one value per key, and an update retracts the old value.
 
+use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
 use std::rc::Rc;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use faustus_connectors::{OutRecord, TopicSpec};
@@ -21,7 +22,7 @@ use timely::dataflow::{Scope, StreamVec};
 
 use crate::runtime::restore::restore_source;
 use crate::runtime::source::{kafka_source, SourceItem};
-use crate::runtime::table::{maintain, Shard, Tables};
+use crate::runtime::table::{maintain, Replica, Replicas, Shard, Tables};
 use crate::runtime::{route, CommitItem, Pos, Startup};
 use crate::topic::Topic;
 
@@ -415,6 +416,8 @@ pub struct Table<'s, K: 'static, A: 'static> {
     changes: VecCollection<'s, u64, (K, Option<A>, Pos)>,
     shard: Shard<K, A>,
     register: Registrar<K, A>,
+    /// The changelog topic, if the table has one.
+    changelog: Option<String>,
 }
 
 /// How a table's replica shard is served over HTTP.
@@ -446,8 +449,9 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         owner: fn(&K) -> u64,
         register: Registrar<K, A>,
     ) -> Self {
-        let shard: Shard<K, A> = Arc::new(RwLock::new(BTreeMap::new()));
+        let shard: Shard<K, A> = Arc::new(Replica::new());
         let restore_epoch = df.ctx.startup.resume_epoch;
+        let changelog_topic = changelog.map(|i| df.plan.borrow().out_topics[i as usize].clone());
         let (changes, records) = maintain(
             coll.clone(),
             Arc::clone(&shard),
@@ -464,6 +468,7 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             changes,
             shard,
             register,
+            changelog: changelog_topic,
         }
     }
 
@@ -486,6 +491,11 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
     /// Serves the table over HTTP (`/api/table/<name>/...`). Tables are private unless marked.
     pub fn public(self) -> Self {
         let ctx = &self.df.ctx;
+        ctx.tables.declare(
+            &self.name,
+            self.changelog.clone(),
+            TypeId::of::<Replicas<K, A>>(),
+        );
         (self.register)(
             &ctx.tables,
             &self.name,

@@ -15,6 +15,10 @@ pub enum Error {
     /// The dataflow runtime failed.
     #[error("runtime: {0}")]
     Runtime(String),
+    /// The application did not become ready in time; the message says what is still starting
+    /// or restoring.
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 /// `Result` with [`Error`].

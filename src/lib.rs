@@ -36,6 +36,7 @@ pub mod http;
 pub mod join;
 pub mod nested;
 mod runtime;
+pub mod tables;
 pub mod topic;
 pub mod window;
 
@@ -44,6 +45,7 @@ pub use config::{AppArgs, AppConfig, Guarantee};
 pub use dataflow::{Data, Dataflow, Stream, Table};
 pub use error::{Error, Result};
 pub use runtime::{ChangelogRestore, Pos, RestoreReport};
+pub use tables::{ReadError, RestoreProgress, TableReader, TableState};
 pub use topic::Topic;
 pub use window::{FinalWindows, Timed, WindowedStream};
 

@@ -19,4 +19,4 @@ pub use committer::{
 };
 pub use embedded::EmbeddedBroker;
 pub use error::{ConnectorError, Result};
-pub use reader::{read_to_end, PartitionReader, QuietContext, RawRecord};
+pub use reader::{read_to_end, read_to_end_counted, PartitionReader, QuietContext, RawRecord};

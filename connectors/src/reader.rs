@@ -194,26 +194,52 @@ pub fn read_to_end(
     topic: &str,
     partitions: &[i32],
     deadline: Duration,
+    f: impl FnMut(RawRecord<'_>),
+) -> Result<u64> {
+    read_to_end_counted(config, topic, partitions, deadline, |_| {}, f)
+}
+
+/// [`read_to_end`], telling `span` first, once the partitions' ends are known, how many offsets
+/// lie between their beginnings and their ends: an upper bound of the records `f` will see
+/// (compacted, deleted and transaction-marker offsets hold no record). A restore reports its
+/// progress against it.
+pub fn read_to_end_counted(
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: &[i32],
+    deadline: Duration,
+    span: impl FnOnce(u64),
     mut f: impl FnMut(RawRecord<'_>),
 ) -> Result<u64> {
     if partitions.is_empty() {
+        span(0);
         return Ok(0);
     }
     let consumer: BaseConsumer<QuietContext> = config
         .consumer()
         .create_with_context(QuietContext)
         .context(|| format!("creating a consumer for `{topic}`"))?;
+    // The end is the high watermark, which a `read_committed` client is never told (it is told
+    // the last stable offset, before any open transaction): ask as `read_uncommitted`.
+    let ends_reader: BaseConsumer<QuietContext> = config
+        .consumer()
+        .set("isolation.level", "read_uncommitted")
+        .create_with_context(QuietContext)
+        .context(|| format!("creating a consumer for the ends of `{topic}`"))?;
     let mut ends = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
+    let mut offsets = 0u64;
     for &p in partitions {
-        let (low, high) = watermarks(&consumer, topic, p, deadline)?;
+        let (low, high) = watermarks(&ends_reader, topic, p, deadline)?;
         if high > low {
+            offsets += (high - low) as u64;
             ends.insert(p, high);
             assignment
                 .add_partition_offset(topic, p, Offset::Beginning)
                 .context(|| format!("assigning `{topic}`/{p}"))?;
         }
     }
+    span(offsets);
     if ends.is_empty() {
         return Ok(0);
     }

@@ -5,12 +5,14 @@
 //! sent carries [`FORWARDED_HEADER`], and a receiver answers such requests from its own replicas
 //! only, so a request crosses at most one hop.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::{local_assignment, segment, ApiError, HttpState, FORWARDED_HEADER};
+use crate::runtime::health::TableState;
 use crate::runtime::table::{JsonEntry, TableView};
 
 /// The other processes' HTTP APIs.
@@ -96,16 +98,13 @@ pub(super) async fn forward_key(
             return Ok(value);
         }
     }
-    let message = body["error"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("process {owner} answered {status} with {body}"));
+    let fallback = format!("process {owner} answered {status} with {body}");
     let status = if status == StatusCode::OK {
         StatusCode::BAD_GATEWAY
     } else {
         status
     };
-    Err(ApiError::new(status, message))
+    Err(ApiError::relayed(status, &body, fallback))
 }
 
 /// The first `limit` entries of table `name` after `after` across all processes, in key order,
@@ -137,6 +136,13 @@ pub(super) async fn entries(
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("listing: {e}"))
         })?;
         let (status, body) = answer?;
+        if let Some(not_ready) = TableState::from_json(&body).filter(|s| !s.is_ready()) {
+            return Err(ApiError::not_ready(
+                name,
+                &not_ready,
+                &format!(" on process {process}"),
+            ));
+        }
         if status != StatusCode::OK {
             let why = body["error"].as_str().unwrap_or("no reason given");
             return Err(ApiError::new(
@@ -158,6 +164,52 @@ pub(super) async fn entries(
         .merge(parts, limit)
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
     Ok((merged, total))
+}
+
+/// Every public table and where it stands in the whole cluster: ready when it is ready on every
+/// process; otherwise the least ready state, with the restore's progress summed over the
+/// processes. A process that cannot be reached leaves its tables `unavailable`.
+pub(super) async fn table_states(state: &HttpState) -> BTreeMap<String, TableState> {
+    let mut asks = tokio::task::JoinSet::new();
+    for process in (0..state.processes).filter(|&p| p != state.process) {
+        let peers = state.peers.clone();
+        asks.spawn(async move { (process, peers.get(process, "/api/internal/tables").await) });
+    }
+    let mut states = super::local_tables(state);
+    while let Some(joined) = asks.join_next().await {
+        let Ok((process, answer)) = joined else {
+            continue;
+        };
+        let tables = match answer {
+            Ok((StatusCode::OK, body)) => body["tables"].as_object().cloned().unwrap_or_default(),
+            Ok((status, _)) => {
+                unavailable(&mut states, process, &format!("it answered {status}"));
+                continue;
+            }
+            Err(e) => {
+                unavailable(&mut states, process, e.message());
+                continue;
+            }
+        };
+        for (name, remote) in tables {
+            let Some(remote) = TableState::from_json(&remote) else {
+                continue;
+            };
+            if let Some(local) = states.remove(&name) {
+                states.insert(name, local.least_ready(remote));
+            }
+        }
+    }
+    states
+}
+
+/// Marks every table not ready because `process` cannot tell its state.
+fn unavailable(states: &mut BTreeMap<String, TableState>, process: usize, why: &str) {
+    for state in states.values_mut() {
+        *state = TableState::Unavailable {
+            reason: format!("process {process} cannot be reached: {why}"),
+        };
+    }
 }
 
 /// Every process's assignment, in process order; a process that cannot be reached appears with

@@ -3,10 +3,13 @@
 //! Links are built from the path the request arrived at, so the pages work wherever the router
 //! is nested. Everything that comes from a table or a request is escaped.
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::segment;
+use crate::runtime::health::TableState;
 
 /// Text made safe to put in HTML, inside elements and inside quoted attributes.
 pub(super) fn escape(text: &str) -> String {
@@ -26,13 +29,18 @@ pub(super) fn escape(text: &str) -> String {
 
 /// A whole page.
 fn page(title: &str, body: &str) -> String {
+    page_with_head(title, "", body)
+}
+
+/// A whole page with more in its head (`head` is markup, not escaped).
+fn page_with_head(title: &str, head: &str, body: &str) -> String {
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · faustus</title>
+{head}<title>{title} · faustus</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }}
 table {{ border-collapse: collapse; width: 100%; }}
@@ -40,6 +48,10 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ddd;
 td.value {{ font-family: ui-monospace, monospace; white-space: pre-wrap; }}
 nav a {{ margin-right: 1rem; }}
 .error {{ color: #a00; }}
+.state {{ font-size: .85em; padding: .05rem .4rem; border-radius: .6rem; background: #eee; }}
+.state.ready {{ background: #dfd; }}
+.state.restoring, .state.starting {{ background: #ffd; }}
+.state.unavailable {{ background: #fdd; }}
 form {{ margin: 1rem 0; }}
 </style>
 </head>
@@ -69,25 +81,54 @@ fn show(value: &Value) -> String {
     escape(&serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
-/// The list of tables (`base` is `/api/table` where the router is mounted).
-pub(super) fn tables_page(base: &str, names: &[String]) -> String {
-    let items: String = names
+/// The list of tables and where each stands (`base` is `/api/table` where the router is
+/// mounted). While a table is not ready, the page reloads itself.
+pub(super) fn tables_page(base: &str, tables: &BTreeMap<String, TableState>) -> String {
+    let items: String = tables
         .iter()
-        .map(|name| {
+        .map(|(name, state)| {
             format!(
-                "<li><a class=\"table\" href=\"{}/{}/\">{}</a></li>\n",
+                "<li><a class=\"table\" href=\"{}/{}/\">{}</a> <span class=\"state {state_name}\" title=\"{title}\">{state}</span></li>\n",
                 escape(base),
                 escape(&segment(name)),
-                escape(name)
+                escape(name),
+                state_name = state.name(),
+                title = escape(&state.describe(&format!("table `{name}`"))),
+                state = escape(&state_text(state)),
             )
         })
         .collect();
-    let list = if names.is_empty() {
+    let list = if tables.is_empty() {
         "<p>No public tables.</p>".to_string()
     } else {
         format!("<ul id=\"tables\">\n{items}</ul>")
     };
-    page("Tables", &format!("<h1>Tables</h1>\n{list}"))
+    let refresh = tables
+        .values()
+        .filter_map(TableState::retry_after)
+        .min()
+        .map(refresh_tag)
+        .unwrap_or_default();
+    page_with_head("Tables", &refresh, &format!("<h1>Tables</h1>\n{list}"))
+}
+
+/// A table's state in a few words: `ready`, `starting`, `restoring: 41%`.
+fn state_text(state: &TableState) -> String {
+    match state {
+        TableState::Restoring(p) => match p.expected_records {
+            Some(expected) if expected > 0 => format!(
+                "restoring: {}%",
+                (p.records.saturating_mul(100) / expected).min(99)
+            ),
+            _ => format!("restoring: {} records read", p.records),
+        },
+        other => other.name().to_string(),
+    }
+}
+
+/// A tag that reloads the page after `seconds`.
+fn refresh_tag(seconds: u64) -> String {
+    format!("<meta http-equiv=\"refresh\" content=\"{seconds}\">\n")
 }
 
 /// A page of a table's entries.
@@ -155,14 +196,22 @@ pub(super) fn key_page(table_url: &str, name: &str, key: &str, value: &Value) ->
     page(key, &body)
 }
 
-/// An error.
-pub(super) fn error_page(status: StatusCode, message: &str) -> String {
+/// An error; one that says when to try again (a table that is restoring) reloads the page
+/// then.
+pub(super) fn error_page(status: StatusCode, message: &str, retry_after: Option<u64>) -> String {
+    let again = match retry_after {
+        Some(s) => format!(
+            "\n<p id=\"retry\">This page reloads itself in {s} s, until the table is ready.</p>"
+        ),
+        None => String::new(),
+    };
     let body = format!(
-        "<h1>{}</h1>\n<p id=\"error\" class=\"error\">{}</p>",
+        "<h1>{}</h1>\n<p id=\"error\" class=\"error\">{}</p>{again}",
         escape(&status.to_string()),
         escape(message)
     );
-    page(&status.to_string(), &body)
+    let head = retry_after.map(refresh_tag).unwrap_or_default();
+    page_with_head(&status.to_string(), &head, &body)
 }
 
 #[cfg(test)]
@@ -185,6 +234,39 @@ mod tests {
         assert!(!html.contains("<b>"));
         assert!(html.contains("&lt;b&gt;&amp;"));
         assert!(html.contains("href=\"/api/table/t/?page=2&amp;size=1\""));
-        assert!(error_page(StatusCode::NOT_FOUND, "<x>").contains("&lt;x&gt;"));
+        assert!(error_page(StatusCode::NOT_FOUND, "<x>", None).contains("&lt;x&gt;"));
+        let tables = BTreeMap::from([(
+            "<t>".to_string(),
+            TableState::Unavailable {
+                reason: "<i>".into(),
+            },
+        )]);
+        let html = tables_page("/api/table", &tables);
+        assert!(!html.contains("<t>") && !html.contains("<i>"), "{html}");
+    }
+
+    #[test]
+    fn pages_of_tables_that_are_not_ready_reload_themselves() {
+        let restoring = TableState::Restoring(crate::RestoreProgress {
+            records: 250,
+            expected_records: Some(1000),
+            seconds: 1.0,
+        });
+        let tables = BTreeMap::from([
+            ("a".to_string(), TableState::Ready),
+            ("b".to_string(), restoring.clone()),
+        ]);
+        let html = tables_page("/api/table", &tables);
+        assert!(html.contains(r#"<span class="state ready""#), "{html}");
+        assert!(html.contains("restoring: 25%"), "{html}");
+        // 750 records left at 250 records/s: 3 s.
+        assert!(
+            html.contains(r#"<meta http-equiv="refresh" content="3">"#),
+            "{html}"
+        );
+        let ready = BTreeMap::from([("a".to_string(), TableState::Ready)]);
+        assert!(!tables_page("/api/table", &ready).contains("refresh"));
+        let error = error_page(StatusCode::SERVICE_UNAVAILABLE, "restoring", Some(3));
+        assert!(error.contains(r#"content="3""#) && error.contains(r#"id="retry""#));
     }
 }

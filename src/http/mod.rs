@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -36,6 +36,7 @@ use axum::{middleware, Json, Router};
 use serde_json::{json, Value};
 
 use crate::runtime::assignment::Assignments;
+use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{JsonEntry, Lookup, TableView, Tables};
 
 /// The largest page a listing returns.
@@ -59,6 +60,8 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub(crate) struct HttpState {
     /// This process's public tables.
     pub tables: Arc<Tables>,
+    /// Where this process is in its life (starting, restoring, ready, failed).
+    pub health: Arc<Health>,
     /// What this process's sources read.
     pub assignments: Arc<Assignments>,
     /// This process's id.
@@ -76,6 +79,7 @@ impl HttpState {
     /// others at `peers` (base URLs in process-id order; empty when none are configured).
     pub(crate) fn new(
         tables: Arc<Tables>,
+        health: Arc<Health>,
         assignments: Arc<Assignments>,
         process: usize,
         processes: usize,
@@ -84,6 +88,7 @@ impl HttpState {
     ) -> Self {
         HttpState {
             tables,
+            health,
             assignments,
             process,
             processes,
@@ -93,11 +98,16 @@ impl HttpState {
     }
 }
 
-/// An error answer: a status and a JSON body naming the cause.
+/// An error answer: a status and a JSON body naming the cause, with more fields and a
+/// `Retry-After` header when the answer is "not ready".
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// More members of the JSON body (a table's `state` and restore progress).
+    extra: serde_json::Map<String, Value>,
+    /// Seconds to wait before asking again.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -105,6 +115,8 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            extra: serde_json::Map::new(),
+            retry_after: None,
         }
     }
 
@@ -114,6 +126,38 @@ impl ApiError {
 
     fn no_table(name: &str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, format!("no table named `{name}`"))
+    }
+
+    /// 503: table `name` is not ready (`where_` names the process, for a cluster's answers).
+    fn not_ready(name: &str, state: &TableState, where_: &str) -> Self {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.describe(&format!("table `{name}`{where_}")),
+        );
+        if let Value::Object(fields) = state.to_json() {
+            error.extra = fields;
+        }
+        error.extra.insert("table".into(), json!(name));
+        error.retry_after = state.retry_after();
+        error
+    }
+
+    /// The error another process answered with (`body` is its JSON error), as this process's
+    /// answer: the same status, message, state and retry delay.
+    fn relayed(status: StatusCode, body: &Value, fallback: String) -> Self {
+        let mut error = ApiError::new(
+            status,
+            body["error"].as_str().map_or(fallback, str::to_string),
+        );
+        if let Some(fields) = body.as_object() {
+            error.extra = fields
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "error" | "retry_after_s"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
+        error.retry_after = body["retry_after_s"].as_u64();
+        error
     }
 
     /// The status of the answer.
@@ -129,11 +173,8 @@ impl ApiError {
     /// The answer in the form the client asked for.
     fn respond(self, html: bool) -> Response {
         if html {
-            (
-                self.status,
-                Html(html::error_page(self.status, &self.message)),
-            )
-                .into_response()
+            let page = html::error_page(self.status, &self.message, self.retry_after);
+            with_retry_after((self.status, Html(page)).into_response(), self.retry_after)
         } else {
             self.into_response()
         }
@@ -142,8 +183,27 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), json!(self.message));
+        body.extend(self.extra);
+        if let Some(seconds) = self.retry_after {
+            body.insert("retry_after_s".into(), json!(seconds));
+        }
+        with_retry_after(
+            (self.status, Json(Value::Object(body))).into_response(),
+            self.retry_after,
+        )
     }
+}
+
+/// Adds a `Retry-After` header (seconds) to a response.
+fn with_retry_after(mut response: Response, seconds: Option<u64>) -> Response {
+    if let Some(seconds) = seconds {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// Builds the router over this process's public tables.
@@ -157,11 +217,16 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/api/table/{name}/{key}/", get(get_key))
         .route("/api/assignment", get(assignment))
         .route("/api/assignment/", get(assignment))
+        .route("/api/ready", get(ready))
+        .route("/api/ready/", get(ready))
+        .route("/api/live", get(live))
+        .route("/api/live/", get(live))
         .route("/api/openapi.json", get(openapi))
         .route(
             "/api/internal/table/{name}/entries",
             get(local_entries_handler),
         )
+        .route("/api/internal/tables", get(local_tables_handler))
         .route("/api/internal/assignment", get(local_assignment_handler))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::map_response(json_errors))
@@ -273,19 +338,82 @@ async fn list_tables(
     headers: HeaderMap,
     uri: OriginalUri,
 ) -> Response {
-    let names = state.tables.names();
+    let states = cluster::table_states(&state).await;
+    let names: Vec<&String> = states.keys().collect();
     if wants_html(&headers) {
-        Html(html::tables_page(&trimmed(&uri), &names)).into_response()
+        Html(html::tables_page(&trimmed(&uri), &states)).into_response()
     } else {
-        Json(json!({ "results": names })).into_response()
+        let tables: serde_json::Map<String, Value> = states
+            .iter()
+            .map(|(name, state)| (name.clone(), state.to_json()))
+            .collect();
+        Json(json!({ "results": names, "tables": tables })).into_response()
     }
 }
 
+/// This process's tables and their states (what `/api/table/` merges across processes).
+fn local_tables(state: &HttpState) -> BTreeMap<String, TableState> {
+    state.tables.states(&state.health)
+}
+
+async fn local_tables_handler(State(state): State<HttpState>) -> Json<Value> {
+    let tables: serde_json::Map<String, Value> = local_tables(&state)
+        .into_iter()
+        .map(|(name, state)| (name, state.to_json()))
+        .collect();
+    Json(json!({ "tables": tables }))
+}
+
+/// `GET /api/ready`: 200 once every table of this process is restored and it runs; 503 (with
+/// the state, the restore's progress and `Retry-After`) before, and once it stops or fails.
+async fn ready(State(state): State<HttpState>) -> Response {
+    let (ready, body) = state.health.readiness(local_tables(&state));
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let retry = body["retry_after_s"].as_u64();
+    with_retry_after((status, Json(body)).into_response(), retry)
+}
+
+/// `GET /api/live`: 200 while the process works (starting and restoring included); 503 once a
+/// fatal error stopped it, so that a supervisor restarts it.
+async fn live(State(state): State<HttpState>) -> Response {
+    match state.health.fatal() {
+        None => Json(json!({ "live": true })).into_response(),
+        Some(fatal) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "live": false, "error": format!("the application failed: {fatal}") })),
+        )
+            .into_response(),
+    }
+}
+
+/// Public table `name`, once it is ready on this process: 404 for no such table, 503 while it
+/// starts or restores.
 fn table(state: &HttpState, name: &str) -> Result<Arc<dyn TableView>, ApiError> {
-    state
+    let declared = state
         .tables
         .get(name)
-        .ok_or_else(|| ApiError::no_table(name))
+        .ok_or_else(|| ApiError::no_table(name))?;
+    match &declared.view {
+        Some(view) if view.ready() => Ok(Arc::clone(view)),
+        _ => Err(ApiError::not_ready(
+            name,
+            &declared.state(&state.health),
+            &on_process(state, state.process),
+        )),
+    }
+}
+
+/// " on process N" in a cluster, nothing for a single process.
+fn on_process(state: &HttpState, process: usize) -> String {
+    if state.processes > 1 {
+        format!(" on process {process}")
+    } else {
+        String::new()
+    }
 }
 
 /// Entries as a JSON object whose members stay in key order (a `serde_json::Map` would sort them
@@ -425,8 +553,24 @@ async fn lookup(
     key: &str,
     forwarded: bool,
 ) -> Result<Value, ApiError> {
-    let view = table(state, name)?;
+    let declared = state
+        .tables
+        .get(name)
+        .ok_or_else(|| ApiError::no_table(name))?;
+    let not_ready = || {
+        ApiError::not_ready(
+            name,
+            &declared.state(&state.health),
+            &on_process(state, state.process),
+        )
+    };
+    let Some(view) = &declared.view else {
+        return Err(not_ready());
+    };
+    // Readiness first: a replica read before it is ready may miss restored keys.
+    let ready = view.ready();
     match view.get(key) {
+        Lookup::Found(_) | Lookup::Missing if !ready => Err(not_ready()),
         Lookup::Found(value) => Ok(value),
         Lookup::Missing => Err(ApiError::new(
             StatusCode::NOT_FOUND,

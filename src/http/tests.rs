@@ -1,9 +1,8 @@
 //! The router without Kafka: two "processes" in one test, each with its own replicas and its own
 //! server on a loopback port, configured with each other's addresses.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -13,7 +12,8 @@ use tower::ServiceExt;
 
 use super::{router, HttpState, FORWARDED_HEADER};
 use crate::runtime::assignment::Assignments;
-use crate::runtime::table::{Shard, Tables};
+use crate::runtime::health::Health;
+use crate::runtime::table::{Replica, Shard, Tables};
 
 const PEERS: usize = 4;
 const WORKERS: usize = 2;
@@ -23,47 +23,95 @@ fn process_of(key: i64) -> usize {
     (crate::runtime::route(&key) % PEERS as u64) as usize / WORKERS
 }
 
-/// The states of processes 0 and 1 (2 workers each) holding table `prices` (`i64` keys `0..n`,
-/// spread over the four workers by the stable hash), and the private table `secret` unregistered.
-/// `peers` are the processes' base URLs.
-fn states(n: i64, peers: Vec<String>) -> Vec<HttpState> {
-    let shards: Vec<Shard<i64, String>> = (0..PEERS)
-        .map(|_| Arc::new(RwLock::new(BTreeMap::new())))
-        .collect();
+/// Table `prices` (`i64` keys `0..n`, spread over the four workers by the stable hash): one
+/// replica shard per worker, each ready.
+fn shards(n: i64) -> Vec<Shard<i64, String>> {
+    let shards: Vec<Shard<i64, String>> = (0..PEERS).map(|_| Arc::new(Replica::new())).collect();
     for key in 0..n {
         let owner = (crate::runtime::route(&key) % PEERS as u64) as usize;
-        shards[owner]
-            .write()
-            .unwrap()
-            .insert(key, format!("v{key}"));
+        shards[owner].write().insert(key, format!("v{key}"));
     }
+    for shard in &shards {
+        shard.set_ready();
+    }
+    shards
+}
+
+/// A process whose tables are all restored.
+fn ready_health() -> Arc<Health> {
+    let health = Health::new(WORKERS);
+    health.workers_started();
+    health.restore_complete();
+    Arc::new(health)
+}
+
+/// The changelog of `prices`.
+const CHANGELOG: &str = "app-prices-changelog";
+
+/// A process that is restoring: 250 of 1,000 changelog offsets read so far.
+fn restoring_health() -> Arc<Health> {
+    let health = Health::new(WORKERS);
+    health.workers_started();
+    health.update_restore(CHANGELOG, |r| {
+        r.workers_started = WORKERS;
+        r.expected_offsets = 1000;
+        r.records = 250;
+    });
+    Arc::new(health)
+}
+
+/// Process `process` (2 workers) holding its workers' `shards` of table `prices` (and the
+/// private table `secret` unregistered). `peers` are the processes' base URLs.
+fn process_state(
+    process: usize,
+    shards: &[Shard<i64, String>],
+    health: Arc<Health>,
+    peers: Vec<String>,
+) -> HttpState {
+    let tables = Arc::new(Tables::default());
+    tables.declare(
+        "prices",
+        Some(CHANGELOG.into()),
+        std::any::TypeId::of::<crate::runtime::table::Replicas<i64, String>>(),
+    );
+    let mine = shards.iter().enumerate().skip(process * WORKERS);
+    for (worker, shard) in mine.take(WORKERS) {
+        tables.register("prices", worker, PEERS, WORKERS, Arc::clone(shard));
+    }
+    HttpState::new(
+        tables,
+        health,
+        Arc::new(Assignments::default()),
+        process,
+        2,
+        WORKERS,
+        peers,
+    )
+}
+
+/// The states of processes 0 and 1 holding table `prices` with keys `0..n`, both ready.
+fn states(n: i64, peers: Vec<String>) -> Vec<HttpState> {
+    let shards = shards(n);
     (0..2)
-        .map(|process| {
-            let tables = Arc::new(Tables::default());
-            let mine = shards.iter().enumerate().skip(process * WORKERS);
-            for (worker, shard) in mine.take(WORKERS) {
-                tables.register("prices", worker, PEERS, WORKERS, Arc::clone(shard));
-            }
-            HttpState::new(
-                tables,
-                Arc::new(Assignments::default()),
-                process,
-                2,
-                WORKERS,
-                peers.clone(),
-            )
-        })
+        .map(|process| process_state(process, &shards, ready_health(), peers.clone()))
         .collect()
 }
 
 /// Serves both processes on loopback ports; returns their states and addresses.
 async fn cluster(n: i64) -> (Vec<HttpState>, Vec<SocketAddr>) {
+    serve(|peers| states(n, peers)).await
+}
+
+/// Serves the two processes `build` makes (given their base URLs) on loopback ports.
+async fn serve(
+    build: impl FnOnce(Vec<String>) -> Vec<HttpState>,
+) -> (Vec<HttpState>, Vec<SocketAddr>) {
     let mut listeners = Vec::new();
     for _ in 0..2 {
         listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
     }
     let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-    let states = states(n, addrs.iter().map(|a| format!("http://{a}")).collect());
+    let states = build(addrs.iter().map(|a| format!("http://{a}")).collect());
     for (listener, state) in listeners.into_iter().zip(&states) {
         let app = router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -100,7 +148,10 @@ async fn every_key_has_the_same_answer_from_both_processes() {
     for state in &states {
         assert_eq!(
             get(state, "/api/table").await,
-            (StatusCode::OK, json!({"results": ["prices"]}))
+            (
+                StatusCode::OK,
+                json!({"results": ["prices"], "tables": {"prices": {"state": "ready"}}})
+            )
         );
         for key in 0..40i64 {
             for uri in [
@@ -326,4 +377,204 @@ async fn the_openapi_document_is_json() {
     ] {
         assert!(body["paths"][path].is_object(), "{path} is not documented");
     }
+}
+
+/// Asks `uri` with a full request; returns the status, the `Retry-After` header and the JSON.
+async fn get_with_retry(state: &HttpState, uri: &str) -> (StatusCode, Option<String>, Value) {
+    let request = Request::get(uri).body(Body::empty()).unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        retry,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_restoring_table_is_503_with_progress_never_404_and_never_a_partial_page() {
+    let shards = shards(40);
+    // Process 0's replicas hold every key already but are not marked ready: the restore
+    // epoch has not passed through them.
+    let ready_later: Vec<_> = shards[..WORKERS]
+        .iter()
+        .map(|_| Arc::new(Replica::new()))
+        .collect();
+    for (fresh, full) in ready_later.iter().zip(&shards[..WORKERS]) {
+        fresh.write().extend(full.read().clone());
+    }
+    let mut all = ready_later.clone();
+    all.extend(shards[WORKERS..].iter().cloned());
+    let healths = [restoring_health(), ready_health()];
+    let (states, _) = serve(|peers| {
+        (0..2)
+            .map(|p| process_state(p, &all, Arc::clone(&healths[p]), peers.clone()))
+            .collect()
+    })
+    .await;
+    let on_0 = (0..40)
+        .filter(|&k| process_of(k) == 0)
+        .collect::<Vec<i64>>();
+    let on_1 = (0..40)
+        .filter(|&k| process_of(k) == 1)
+        .collect::<Vec<i64>>();
+    assert!(!on_0.is_empty() && !on_1.is_empty());
+    for state in &states {
+        // Keys process 0 keeps: 503 from either process (forwarded to the owner), with the
+        // state, the progress and a Retry-After header; missing keys too.
+        for key in on_0.iter().copied().chain([1000, 1001, 1002, 1003]) {
+            if key >= 1000 && process_of(key) != 0 {
+                continue;
+            }
+            for uri in [
+                format!("/api/table/prices/{key}/"),
+                format!("/api/table/prices/?key={key}"),
+            ] {
+                let (status, retry, body) = get_with_retry(state, &uri).await;
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+                assert_eq!(body["state"], "restoring", "{uri}: {body}");
+                assert_eq!(body["table"], "prices", "{body}");
+                assert_eq!(body["restore"]["records"], 250, "{body}");
+                assert_eq!(body["restore"]["expected_records"], 1000, "{body}");
+                let message = body["error"].as_str().unwrap();
+                assert!(
+                    message.contains("restoring") && message.contains("process 0"),
+                    "{message}"
+                );
+                let retry: u64 = retry.expect("a Retry-After header").parse().unwrap();
+                assert!((1..=30).contains(&retry), "{retry}");
+                assert_eq!(body["retry_after_s"], retry);
+            }
+        }
+        // Process 1's keys answer from process 1, and through it from process 0.
+        for key in &on_1 {
+            let (status, _, body) =
+                get_with_retry(state, &format!("/api/table/prices/{key}/")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body[key.to_string()], format!("v{key}"));
+        }
+        // A listing needs every process: 503, never a page of process 1's keys only.
+        let (status, retry, body) = get_with_retry(state, "/api/table/prices/?size=1000").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["state"], "restoring", "{body}");
+        assert!(retry.is_some());
+        assert!(body.get("results").is_none(), "{body}");
+        // The list of tables says so, from either process.
+        let (status, _, body) = get_with_retry(state, "/api/table/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["results"], json!(["prices"]));
+        assert_eq!(body["tables"]["prices"]["state"], "restoring", "{body}");
+        // Liveness does not depend on the restore.
+        assert_eq!(
+            get(state, "/api/live").await,
+            (StatusCode::OK, json!({"live": true}))
+        );
+    }
+    let (status, retry, body) = get_with_retry(&states[0], "/api/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["state"], "restoring");
+    assert_eq!(body["tables"]["prices"]["state"], "restoring");
+    assert!(retry.is_some());
+    let (status, _, body) = get_with_retry(&states[1], "/api/ready").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["state"], "ready");
+
+    // The restore ends: the same requests get the exact values.
+    healths[0].restore_complete();
+    for shard in &ready_later {
+        shard.set_ready();
+    }
+    for state in &states {
+        for key in 0..40i64 {
+            assert_eq!(
+                get(state, &format!("/api/table/prices/{key}/")).await,
+                (
+                    StatusCode::OK,
+                    json!({ key.to_string(): format!("v{key}") })
+                )
+            );
+        }
+        let (status, body) = get(state, "/api/table/prices/?size=1000").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["total"], 40);
+        assert_eq!(body["results"].as_object().unwrap().len(), 40);
+        let (_, body) = get(state, "/api/table/").await;
+        assert_eq!(body["tables"]["prices"]["state"], "ready");
+        assert_eq!(get(state, "/api/ready").await.0, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn before_the_workers_run_a_declared_table_is_starting_and_an_unknown_one_absent() {
+    let tables = Arc::new(Tables::default());
+    tables.declare(
+        "prices",
+        Some(CHANGELOG.into()),
+        std::any::TypeId::of::<crate::runtime::table::Replicas<i64, String>>(),
+    );
+    let state = HttpState::new(
+        tables,
+        Arc::new(Health::new(WORKERS)),
+        Arc::new(Assignments::default()),
+        0,
+        1,
+        WORKERS,
+        Vec::new(),
+    );
+    for uri in ["/api/table/prices/1/", "/api/table/prices/"] {
+        let (status, retry, body) = get_with_retry(&state, uri).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["state"], "starting", "{body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert!(
+            !body["error"].as_str().unwrap().contains("process"),
+            "{body}"
+        );
+    }
+    error(&state, "/api/table/other/1/", StatusCode::NOT_FOUND).await;
+    let (_, body) = get(&state, "/api/table/").await;
+    assert_eq!(body["tables"]["prices"]["state"], "starting");
+    let (status, body) = get(&state, "/api/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["state"], "starting");
+    assert_eq!(get(&state, "/api/live").await.0, StatusCode::OK);
+    // A fatal error: not live, not ready.
+    state.health.fail("the committer was fenced".into());
+    let (status, body) = get(&state, "/api/live").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["error"].as_str().unwrap().contains("fenced"), "{body}");
+    let (status, body) = get(&state, "/api/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["error"].as_str().unwrap().contains("fenced"), "{body}");
+}
+
+#[tokio::test]
+async fn a_browser_gets_a_page_that_reloads_until_the_table_is_ready() {
+    let fresh: Vec<_> = (0..PEERS).map(|_| Arc::new(Replica::new())).collect();
+    let (states, _) = serve(|peers| {
+        (0..2)
+            .map(|p| process_state(p, &fresh, restoring_health(), peers.clone()))
+            .collect()
+    })
+    .await;
+    let html = |uri: &str| {
+        Request::get(uri)
+            .header("accept", "text/html")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, body) = request(&states[0], html("/api/table/prices/")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("http-equiv=\"refresh\""), "{body}");
+    assert!(body.contains("restoring"), "{body}");
+    let (status, body) = request(&states[0], html("/api/table/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("restoring: 25%"), "{body}");
 }

@@ -39,13 +39,9 @@ pub(crate) fn commit_sink(
                 startup.fail("the committer stopped; see its error above".into());
             }
             // Past the restore epoch, every operator has taken in the restored tables.
-            if !restored && !frontier.less_equal(&startup.resume_epoch) {
+            if !restored && !startup.planning && !frontier.less_equal(&startup.resume_epoch) {
                 restored = true;
-                let mut report = startup.restore.lock().unwrap_or_else(|e| e.into_inner());
-                if !report.complete {
-                    report.complete = true;
-                    log::info!("tables restored: {:?}", report.changelogs);
-                }
+                startup.health.restore_complete();
             }
             input.for_each(|cap, data| {
                 if let Some(&time) = cap.least() {

@@ -5,13 +5,13 @@
 
 pub(crate) mod assignment;
 pub(crate) mod commit;
+pub(crate) mod health;
 pub(crate) mod restore;
 pub(crate) mod source;
 pub(crate) mod table;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use faustus_connectors::{KafkaConfig, OutRecord};
@@ -22,25 +22,35 @@ use serde::{Deserialize, Serialize};
 pub type Pos = (u32, i32, i64, u32);
 
 /// How this process restored its tables from their changelogs at start-up (see
-/// [`crate::Running::restore_report`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// [`crate::Running::restore_report`]). While the restore runs, the counts grow.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct RestoreReport {
     /// True once every table is restored and the restore epoch has passed through the whole
     /// dataflow: from then on every table holds what its changelog held.
     pub complete: bool,
+    /// Seconds from the start of the restore to its completion (0 until complete).
+    pub seconds: f64,
     /// Per changelog topic: what this process's workers read from it.
     pub changelogs: BTreeMap<String, ChangelogRestore>,
 }
 
 /// What the workers of one process read from one changelog at start-up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChangelogRestore {
-    /// Changelog records read (tombstones and overwritten values included).
+    /// Changelog records read so far (tombstones and overwritten values included).
     pub records: u64,
-    /// Keys restored (the table's entries after the last record of each key).
+    /// Keys restored (the table's entries after the last record of each key), counted as each
+    /// worker finishes.
     pub keys: u64,
     /// Workers that finished reading their partitions of it.
     pub workers: usize,
+    /// Workers that looked up where their partitions of it end (and so began reading).
+    pub workers_started: usize,
+    /// The offsets those workers have to read: an upper bound of the records (compacted,
+    /// deleted and transaction-marker offsets hold no record).
+    pub expected_offsets: u64,
 }
 
 /// What flows to the committer.
@@ -66,14 +76,10 @@ pub(crate) struct Startup {
     pub kafka: KafkaConfig,
     /// Epoch length.
     pub commit_interval: Duration,
-    /// Set to stop the sources (and so, once drained, the whole dataflow).
-    pub stop: Arc<AtomicBool>,
-    /// The first fatal error an operator met.
-    pub fatal: Mutex<Option<String>>,
     /// Where sources publish what they read (for `/api/assignment/`).
     pub assignments: Arc<assignment::Assignments>,
-    /// How the tables were restored.
-    pub restore: Mutex<RestoreReport>,
+    /// The process's life: the stop flag, the first fatal error, the restore's progress.
+    pub health: Arc<health::Health>,
 }
 
 impl Startup {
@@ -86,33 +92,19 @@ impl Startup {
             partitions: BTreeMap::new(),
             kafka: KafkaConfig::new(""),
             commit_interval: Duration::from_millis(100),
-            stop: Arc::new(AtomicBool::new(true)),
-            fatal: Mutex::new(None),
             assignments: Arc::default(),
-            restore: Mutex::default(),
+            health: Arc::new(health::Health::new(1)),
         }
-    }
-
-    /// Adds what one worker read from changelog `topic` to the restore report.
-    pub(crate) fn restored(&self, topic: &str, records: u64, keys: u64) {
-        let mut report = self.restore.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = report.changelogs.entry(topic.to_string()).or_default();
-        entry.records += records;
-        entry.keys += keys;
-        entry.workers += 1;
     }
 
     /// True once the application is stopping.
     pub(crate) fn stopping(&self) -> bool {
-        self.planning || self.stop.load(Ordering::Relaxed)
+        self.planning || self.health.stopping()
     }
 
     /// Records a fatal error and stops the application.
     pub(crate) fn fail(&self, message: String) {
-        log::error!("{message}");
-        let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
-        fatal.get_or_insert(message);
-        self.stop.store(true, Ordering::Relaxed);
+        self.health.fail(message);
     }
 
     /// The epoch of the wall clock: milliseconds since 1970, rounded down to a multiple of the

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use differential_dataflow::ExchangeData;
-use faustus_connectors::read_to_end;
+use faustus_connectors::read_to_end_counted;
 use serde::de::DeserializeOwned;
 use timely::dataflow::operators::generic::source as timely_source;
 use timely::dataflow::{Scope, StreamVec};
 
+use super::health::PROGRESS_EVERY;
 use super::Startup;
 
 /// Emits the entries of changelog `topic` as `((key, value), restore epoch, 1)`.
@@ -50,12 +51,26 @@ where
                     .collect();
                 let mut entries: HashMap<K, A> = HashMap::new();
                 let mut error = None;
-                let read = read_to_end(
+                let health = &startup.health;
+                // Records read and not yet added to the shared progress.
+                let mut unreported = 0u64;
+                let read = read_to_end_counted(
                     &startup.kafka,
                     &topic,
                     &mine,
                     Duration::from_secs(300),
+                    |offsets| {
+                        health.update_restore(&topic, |r| {
+                            r.workers_started += 1;
+                            r.expected_offsets += offsets;
+                        })
+                    },
                     |record| {
+                        unreported += 1;
+                        if unreported == PROGRESS_EVERY {
+                            health.update_restore(&topic, |r| r.records += PROGRESS_EVERY);
+                            unreported = 0;
+                        }
                         let key = record.key.unwrap_or_default();
                         match serde_json::from_slice::<K>(key) {
                             Ok(key) => match record.value {
@@ -93,7 +108,11 @@ where
                         "worker {worker} restored {} keys of `{topic}` from {n} changelog records",
                         entries.len()
                     );
-                    startup.restored(&topic, n, entries.len() as u64);
+                    health.update_restore(&topic, |r| {
+                        r.records += unreported;
+                        r.keys += entries.len() as u64;
+                        r.workers += 1;
+                    });
                     let mut session = output.session(&cap);
                     for (k, a) in entries {
                         session.give(((k, a), epoch, 1));

@@ -11,10 +11,11 @@
 //!   table has a changelog,
 //! - is emitted as the table's change stream.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use faustus_connectors::OutRecord;
@@ -25,10 +26,48 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, OkErr, Operator};
 use timely::dataflow::StreamVec;
 
+use super::health::{Health, TableState};
 use super::{key_bytes, route, CommitItem, Pos};
 
 /// One worker's part of a table's read replica.
-pub(crate) type Shard<K, A> = Arc<RwLock<BTreeMap<K, A>>>;
+pub(crate) type Shard<K, A> = Arc<Replica<K, A>>;
+
+/// One worker's part of a table's read replica: its entries, and whether it has taken in the
+/// restored table yet.
+pub(crate) struct Replica<K, A> {
+    entries: RwLock<BTreeMap<K, A>>,
+    ready: AtomicBool,
+}
+
+impl<K, A> Replica<K, A> {
+    /// An empty replica that is not ready.
+    pub(crate) fn new() -> Self {
+        Replica {
+            entries: RwLock::new(BTreeMap::new()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The entries, to read.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, BTreeMap<K, A>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entries, to change.
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<K, A>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True once the replica holds the restored table (the restore epoch has passed).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the replica as holding the restored table.
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+}
 
 /// Order key of changelog records: after every sink record of the epoch.
 const CHANGELOG_POS: Pos = (u32::MAX, 0, 0, 0);
@@ -45,6 +84,7 @@ type Pending<K, A> = BTreeMap<u64, (Capability<u64>, Vec<((K, A), isize)>)>;
 /// tables the hash of the key without its window, so that a key's windows share a replica).
 /// Changes at or before `restore_epoch` (the table restored from its changelog) write no
 /// changelog records: they are already in the changelog, and the committer drops those epochs.
+/// Once the restore epoch has passed, the replica is marked ready: it holds the restored table.
 pub(crate) fn maintain<'s, K, A>(
     table: VecCollection<'s, u64, (K, A)>,
     shard: Shard<K, A>,
@@ -66,6 +106,7 @@ where
             &format!("Table({name})"),
             move |_cap, _info| {
                 let mut pending: Pending<K, A> = BTreeMap::new();
+                let mut ready = false;
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         let Some(least) = cap.retain_least(0) else {
@@ -89,7 +130,7 @@ where
                             continue;
                         }
                         let mut session = output.session(&cap);
-                        let mut replica = shard.write().unwrap_or_else(|e| e.into_inner());
+                        let mut replica = shard.write();
                         let changelog = changelog.filter(|_| time > restore_epoch);
                         for (k, new) in changes {
                             if let Some(topic) = changelog {
@@ -109,6 +150,10 @@ where
                             };
                             session.give(Ok(((k, new, CHANGELOG_POS), time, 1)));
                         }
+                    }
+                    if !ready && !frontier.less_equal(&restore_epoch) {
+                        ready = true;
+                        shard.set_ready();
                     }
                 }
             },
@@ -162,6 +207,8 @@ pub(crate) type JsonEntry = (serde_json::Value, serde_json::Value);
 /// A table's replica as the HTTP layer sees it: untyped. Keys travel as JSON values; only the
 /// view knows the key type, so ordering keys (for pages across processes) happens here.
 pub(crate) trait TableView: Send + Sync {
+    /// True once every worker of this process holds its part of the restored table.
+    fn ready(&self) -> bool;
     /// Looks a key (as written in a URL) up.
     fn get(&self, key: &str) -> Lookup;
     /// Parses a key as written in a URL into its JSON form.
@@ -177,6 +224,8 @@ pub(crate) trait TableView: Send + Sync {
     fn merge(&self, parts: Vec<Vec<JsonEntry>>, limit: usize) -> Result<Vec<JsonEntry>, String>;
     /// For registration.
     fn as_any(&self) -> &dyn Any;
+    /// The typed replicas behind the view (for typed readers).
+    fn replicas(&self) -> &dyn Any;
 }
 
 /// A table's shards in this process.
@@ -198,8 +247,20 @@ impl<K, A> Replicas<K, A> {
         }
     }
 
+    /// True once every worker of this process has registered its shard and that shard holds
+    /// the restored table.
+    pub(crate) fn ready(&self) -> bool {
+        let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
+        shards.len() == self.workers && shards.values().all(|s| s.is_ready())
+    }
+
+    /// The route of `key` (to its worker).
+    pub(crate) fn route(&self, key: &K) -> u64 {
+        (self.owner)(key)
+    }
+
     /// Where the worker that owns `route` is: its shard here, or another process.
-    fn locate(&self, route: u64) -> Result<Shard<K, A>, usize> {
+    pub(crate) fn locate(&self, route: u64) -> Result<Shard<K, A>, usize> {
         let owner = (route % self.peers as u64) as usize;
         let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
         match shards.get(&owner) {
@@ -226,13 +287,17 @@ where
     K: ExchangeData + Hash + Serialize + DeserializeOwned + Sync,
     A: ExchangeData + Serialize + Sync,
 {
+    fn ready(&self) -> bool {
+        Replicas::ready(self)
+    }
+
     fn get(&self, raw: &str) -> Lookup {
         let key: K = match parse_key(raw) {
             Ok(k) => k,
             Err(e) => return Lookup::BadKey(e),
         };
         match self.locate((self.owner)(&key)) {
-            Ok(shard) => match shard.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            Ok(shard) => match shard.read().get(&key) {
                 Some(v) => Lookup::Found(serde_json::to_value(v).expect("values serialize")),
                 None => Lookup::Missing,
             },
@@ -258,7 +323,7 @@ where
         let mut count = 0;
         for shard in shards.values() {
             // Copy out under the lock, serialize after it: the dataflow waits on this lock.
-            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            let shard = shard.read();
             count += shard.len();
             merged.extend(
                 shard
@@ -296,6 +361,10 @@ where
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn replicas(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// The route of a windowed table's key: its key without the window, so that a key's windows
@@ -315,6 +384,10 @@ where
     K: ExchangeData + Hash + Serialize + DeserializeOwned + Sync,
     A: ExchangeData + Serialize + Sync,
 {
+    fn ready(&self) -> bool {
+        self.windows.ready()
+    }
+
     fn get(&self, raw: &str) -> Lookup {
         // A whole `[key, window]` answers with that window's value.
         if parse_key::<(K, Window)>(raw).is_ok() {
@@ -331,7 +404,6 @@ where
         let first = (key.clone(), Window { start: 0, end: 0 });
         let windows: Vec<serde_json::Value> = shard
             .read()
-            .unwrap_or_else(|e| e.into_inner())
             .range(first..)
             .take_while(|((k, _), _)| *k == key)
             .map(|((_, w), v)| serde_json::json!({"window": w, "value": v}))
@@ -364,15 +436,74 @@ where
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn replicas(&self) -> &dyn Any {
+        &self.windows
+    }
 }
 
-/// The public tables of this process.
+/// The public tables of this process: declared (from the planning pass, before any worker
+/// runs) with their changelogs, and their views once the workers have registered their shards.
 #[derive(Default)]
 pub(crate) struct Tables {
-    map: RwLock<BTreeMap<String, Arc<dyn TableView>>>,
+    map: RwLock<BTreeMap<String, Declared>>,
+}
+
+/// A public table, as far as this process knows it.
+#[derive(Clone)]
+pub(crate) struct Declared {
+    /// Its replicas, once a worker has registered one.
+    pub view: Option<Arc<dyn TableView>>,
+    /// Its changelog topic (none for a table computed from other tables).
+    pub changelog: Option<String>,
+    /// The type of its [`Replicas`] (what a typed reader checks its types against).
+    pub replicas_type: TypeId,
+}
+
+impl Declared {
+    /// Where the table stands on this process.
+    pub(crate) fn state(&self, health: &Health) -> TableState {
+        let ready = self.view.as_ref().is_some_and(|v| v.ready());
+        health.state(Some(ready), self.changelog.as_deref())
+    }
 }
 
 impl Tables {
+    /// Declares public table `name`, restored from `changelog` (none for a table computed from
+    /// other tables).
+    pub(crate) fn declare(&self, name: &str, changelog: Option<String>, replicas_type: TypeId) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(name.to_string())
+            .and_modify(|d| {
+                d.changelog.clone_from(&changelog);
+                d.replicas_type = replicas_type;
+            })
+            .or_insert(Declared {
+                view: None,
+                changelog,
+                replicas_type,
+            });
+    }
+
+    /// Every declared table, without its replicas (what the planning pass hands on).
+    pub(crate) fn declarations(&self) -> Vec<(String, Declared)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(name, d)| {
+                let declared = Declared {
+                    view: None,
+                    ..d.clone()
+                };
+                (name.clone(), declared)
+            })
+            .collect()
+    }
+
+    /// Declares a table the planning pass found.
+    pub(crate) fn declare_planned(&self, name: &str, declared: Declared) {
+        self.declare(name, declared.changelog, declared.replicas_type);
+    }
+
     /// Registers worker `worker`'s shard of table `name`.
     pub(crate) fn register<K, A>(
         &self,
@@ -419,7 +550,7 @@ impl Tables {
     }
 
     /// Adds a shard to the view of table `name`, creating the view with `make` if needed.
-    fn register_view<K, A, V: TableView + 'static>(
+    fn register_view<K: 'static, A: 'static, V: TableView + 'static>(
         &self,
         name: &str,
         worker: usize,
@@ -430,7 +561,13 @@ impl Tables {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         let view = map
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(make()));
+            .or_insert_with(|| Declared {
+                view: None,
+                changelog: None,
+                replicas_type: TypeId::of::<Replicas<K, A>>(),
+            })
+            .view
+            .get_or_insert_with(|| Arc::new(make()));
         match view.as_any().downcast_ref::<V>() {
             Some(view) => {
                 replicas(view)
@@ -443,23 +580,24 @@ impl Tables {
         }
     }
 
-    /// The names of the public tables.
-    pub(crate) fn names(&self) -> Vec<String> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
-    }
-
     /// A public table by name.
-    pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn TableView>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Declared> {
         self.map
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// Where every public table stands on this process.
+    pub(crate) fn states(&self, health: &Health) -> BTreeMap<String, TableState> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner()).clone();
+        map.into_iter()
+            .map(|(name, declared)| {
+                let state = declared.state(health);
+                (name, state)
+            })
+            .collect()
     }
 }
 
