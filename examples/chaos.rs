@@ -21,7 +21,8 @@
 //! - `await-committed`: waits until the application has committed all of a topic's input;
 //! - `progress`: prints the last committed epoch;
 //! - `open-transactions`: prints how many output partitions hold an open transaction;
-//! - `verify`: waits until all input is committed, then checks every output against a model;
+//! - `verify`: waits until all input is committed and every process is ready (its tables restored),
+//!   then checks every output against a model;
 //! - `ports`: prints free TCP ports.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -776,6 +777,20 @@ fn verify_all(args: &Verify) -> AnyResult<Report> {
         Err(e) => report.violation(e),
     }
 
+    // 1b. Every process has restored its tables: a restarted process serves them only then
+    // (before, it answers 503 "restoring"), and the committed progress above may well have
+    // been committed by the run before it.
+    if !args.http.is_empty() {
+        let started = Instant::now();
+        match await_ready(&args.http, Duration::from_secs(args.timeout))? {
+            Ok(()) => eprintln!(
+                "every process ready, after waiting {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => report.violation(e),
+        }
+    }
+
     // 2. No transaction left open on any output partition.
     for (topic, p, stable, end) in open_transactions(&args.common)? {
         report.violation(format!(
@@ -1078,6 +1093,56 @@ fn compare(
     } else {
         report.violation(what);
     }
+}
+
+/// Waits until every process answers `GET /api/ready` with 200: `Ok(Err(what was answered
+/// instead))` after `timeout`.
+fn await_ready(hosts: &[String], timeout: Duration) -> AnyResult<Result<(), String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let started = Instant::now();
+        let mut waiting: Vec<&String> = hosts.iter().collect();
+        let mut last = BTreeMap::new();
+        while !waiting.is_empty() {
+            let mut still = Vec::new();
+            for host in waiting {
+                let answer = client.get(format!("http://{host}/api/ready")).send().await;
+                match answer {
+                    Ok(r) if r.status().is_success() => continue,
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        last.insert(host.clone(), format!("{status} {body}"));
+                    }
+                    Err(e) => {
+                        last.insert(host.clone(), e.to_string());
+                    }
+                }
+                still.push(host);
+            }
+            waiting = still;
+            if waiting.is_empty() {
+                break;
+            }
+            if started.elapsed() > timeout {
+                let answers: Vec<String> = waiting
+                    .iter()
+                    .map(|h| format!("{h}: {}", last.get(*h).map_or("", String::as_str)))
+                    .collect();
+                return Ok(Err(format!(
+                    "after {timeout:?} not every process is ready: {}",
+                    answers.join("; ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(Ok(()))
+    })
 }
 
 /// A table as served over HTTP, by canonical key: every page of every process's listing.
