@@ -1,221 +1,348 @@
-//! The HTML pages in a real headless Chromium, driven over the W3C WebDriver protocol
-//! (`chromedriver`): the list of tables, a table page, a pagination link, the lookup form, and
-//! escaping of a key full of markup. A screenshot of the table page is kept in
-//! `target/test-artifacts/http-table.png`.
+//! The HTML pages in a real headless Chromium, driven with [thirtyfour] (a W3C WebDriver client)
+//! through `chromedriver`: the list of tables, a table page, a pagination link, the lookup form,
+//! and escaping of a key full of markup. Screenshots of a table page and of a key page are kept in
+//! `target/test-artifacts/http-table.png` and `http-key.png`.
+//!
+//! A click or a form returns before the browser has replaced the page, so nothing is read right
+//! after one: every page is first proven by [`Browser::arrive`], which waits (at most [`WAIT`])
+//! until the URL is the expected one (its path, and its query decoded), the document has loaded
+//! and will not reload itself, and one element shows a text that the page before never showed.
+//! That wait is thirtyfour's `ElementQuery`, with the URL as one more filter and errors counted
+//! as "not yet": an element that goes stale while the browser navigates is looked up again, not
+//! a failure. Reads go through the [`Page`] that `arrive` returns, and following a link consumes
+//! that `Page`, so a read cannot reach a page that is not proven yet. thirtyfour's
+//! `run_and_quit` closes the browser session even when a step fails.
 //!
 //! `scripts/test` installs Debian's `chromium` and `chromium-driver`.
 
 mod common;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
+use thirtyfour::extensions::query::{ElementPollerWithTimeout, IntoElementPoller};
+use thirtyfour::prelude::*;
+use thirtyfour::stringmatch::StringMatch;
 
 /// A key that is markup: it must show as text, never as elements.
 const MARKUP_KEY: &str = "<b id=\"injected\">bold</b> & \"quoted\"";
 
+/// How long a step waits for the page it expects.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(100);
+
 /// chromedriver on a free port, killed when dropped.
-struct Driver {
+struct Chromedriver {
     child: Child,
     url: String,
-    client: reqwest::blocking::Client,
+    /// The Chromium binary (`command -v chromium`).
+    chromium: String,
 }
 
-impl Driver {
-    fn start() -> Driver {
+impl Chromedriver {
+    /// Starts chromedriver and waits until it is ready (blocking: call it outside the runtime).
+    fn start() -> Chromedriver {
+        let mut paths = Vec::new();
         for tool in ["chromedriver", "chromium"] {
             let found = Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(
-                found,
-                "`{tool}` is not installed: run scripts/test, which installs chromium and chromium-driver"
-            );
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+                .filter(|out| out.status.success())
+                .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+            paths.push(found.unwrap_or_else(|| {
+                panic!(
+                    "`{tool}` is not installed: run scripts/test, which installs chromium and chromium-driver"
+                )
+            }));
         }
         let port = free_port();
-        let child = Command::new("chromedriver")
+        let child = Command::new(&paths[0])
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting chromedriver");
-        let driver = Driver {
+        let driver = Chromedriver {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            chromium: paths[1].clone(),
         };
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
         wait_for("chromedriver to be ready", Duration::from_secs(30), || {
-            let status = driver.client.get(format!("{}/status", driver.url)).send();
+            let status = client.get(format!("{}/status", driver.url)).send();
             let body: Value = status.ok()?.json().ok()?;
             body["value"]["ready"].as_bool()?.then_some(())
         });
         driver
     }
 
-    /// A WebDriver command: `value` of the answer, panicking on a WebDriver error.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.url);
-        let request = match method {
-            "GET" => self.client.get(&url),
-            "DELETE" => self.client.delete(&url),
-            _ => self.client.post(&url).json(&body.unwrap_or(json!({}))),
-        };
-        let answer: Value = request
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        assert!(
-            answer["value"]["error"].is_null(),
-            "{method} {path}: {answer}"
-        );
-        answer["value"].clone()
+    /// A new headless Chromium session.
+    async fn session(&self) -> WebDriver {
+        let mut capabilities = DesiredCapabilities::chrome();
+        capabilities
+            .set_binary(&self.chromium)
+            .expect("the binary capability");
+        for arg in [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1100,900",
+        ] {
+            capabilities.add_arg(arg).expect("a Chromium argument");
+        }
+        WebDriver::builder(self.url.as_str(), capabilities)
+            .request_timeout(Duration::from_secs(60))
+            .await
+            .expect("a Chromium session")
     }
 }
 
-impl Drop for Driver {
+impl Drop for Chromedriver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// A browser session.
-struct Session<'d> {
-    driver: &'d Driver,
-    id: String,
+/// What proves that the browser shows the page a step expects. `text` must be something the
+/// page before never showed, so that finding it proves the navigation is over.
+#[derive(Clone)]
+struct Expect {
+    /// The URL's path ends with this.
+    path: &'static str,
+    /// A parameter the URL's query has (decoded); `None`: the URL has no query at all.
+    query: Option<(&'static str, String)>,
+    /// The one element that shows `text`, as a part of its text.
+    css: &'static str,
+    text: String,
 }
 
-impl<'d> Session<'d> {
-    fn new(driver: &'d Driver) -> Session<'d> {
-        let chromium = Command::new("sh")
-            .args(["-c", "command -v chromium"])
-            .output()
-            .expect("finding chromium");
-        let chromium = String::from_utf8_lossy(&chromium.stdout).trim().to_string();
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1100,900"],
-            },
-        }}});
-        let value = driver.call("POST", "/session", Some(capabilities));
-        let id = value["sessionId"]
-            .as_str()
-            .expect("a session id")
-            .to_string();
-        Session { driver, id }
+impl Expect {
+    /// The list of tables.
+    fn tables() -> Expect {
+        Expect {
+            path: "/api/table/",
+            query: None,
+            css: "h1",
+            text: "Tables".into(),
+        }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    /// Page `number` of table `totals`, whose `#position` shows `position`.
+    fn table(number: u64, position: &str) -> Expect {
+        Expect {
+            path: "/api/table/totals/",
+            query: (number > 1).then(|| ("page", number.to_string())),
+            css: "#position",
+            text: position.into(),
+        }
+    }
+
+    /// The lookup of `key` in table `totals`: `css` shows `text`.
+    fn lookup(key: &str, css: &'static str, text: &str) -> Expect {
+        Expect {
+            path: "/api/table/totals/",
+            query: Some(("key", key.into())),
+            css,
+            text: text.into(),
+        }
+    }
+
+    /// Whether the document of `element` has the expected URL, is loaded, and will not reload
+    /// itself (a `<meta http-equiv="refresh">`, as a page about a table that is not ready yet
+    /// may have): a page that passes stays as it is until the test leaves it.
+    async fn has_url_of(&self, element: &WebElement) -> WebDriverResult<bool> {
+        let url = element.handle().current_url().await?;
+        let url_is = url.path().ends_with(self.path)
+            && match &self.query {
+                None => url.query().is_none(),
+                Some((name, value)) => url.query_pairs().any(|(n, v)| n == *name && v == *value),
+            };
+        let settled = element
+            .handle()
+            .execute(
+                r#"return document.readyState === "complete"
+                    && !document.querySelector('meta[http-equiv="refresh" i]');"#,
+                Vec::new(),
+            )
+            .await?;
+        Ok(url_is && settled.json() == &Value::Bool(true))
+    }
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a page at `…{}`", self.path)?;
+        match &self.query {
+            None => write!(f, " without a query")?,
+            Some((name, value)) => write!(f, " with {name}={value:?}")?,
+        }
+        write!(f, " whose `{}` shows {:?}", self.css, self.text)
+    }
+}
+
+/// A Chromium session, for the test's steps.
+struct Browser {
+    driver: WebDriver,
+}
+
+impl Browser {
+    /// Opens `url`, and waits for the page `expect` describes.
+    async fn open(&self, url: &str, expect: Expect) -> Page<'_> {
         self.driver
-            .call(method, &format!("/session/{}{path}", self.id), body)
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+        self.arrive(expect).await
     }
 
-    fn open(&self, url: &str) {
-        self.call("POST", "/url", Some(json!({ "url": url })));
+    /// Waits until the browser shows the page `expect` describes, and returns it to read.
+    ///
+    /// Each look is one pass of a thirtyfour query: exactly one `expect.css` that shows
+    /// `expect.text` and whose document is loaded at the expected URL. A look that fails in any
+    /// way (an element gone stale because the page was replaced meanwhile, a document not loaded
+    /// yet, a WebDriver error during the navigation) only means "not yet": thirtyfour's poller
+    /// looks again every [`POLL`], for at most [`WAIT`].
+    async fn arrive(&self, expect: Expect) -> Page<'_> {
+        let wanted = Arc::new(expect.clone());
+        let mut poller = ElementPollerWithTimeout::new(WAIT, POLL).start();
+        loop {
+            let wanted = Arc::clone(&wanted);
+            let look = self
+                .driver
+                .query(By::Css(expect.css))
+                .nowait()
+                .ignore_errors(true)
+                .with_text(StringMatch::new(expect.text.clone()).partial())
+                .with_filter(move |element: WebElement| {
+                    let wanted = Arc::clone(&wanted);
+                    async move { Ok(wanted.has_url_of(&element).await.unwrap_or(false)) }
+                })
+                .single()
+                .await;
+            match look {
+                Ok(_) => break,
+                Err(e) if !poller.tick().await => panic!(
+                    "waited {WAIT:?} for {expect}: {e}\nthe browser shows {}",
+                    self.describe(expect.css).await
+                ),
+                Err(_) => {}
+            }
+        }
+        Page {
+            browser: self,
+            expect,
+        }
     }
 
-    fn url(&self) -> String {
-        self.call("GET", "/url", None).as_str().unwrap().to_string()
+    /// What the browser shows now, for a failed wait: its URL and the texts of `css`.
+    async fn describe(&self, css: &str) -> String {
+        let url = match self.driver.current_url().await {
+            Ok(url) => url.to_string(),
+            Err(e) => format!("(no URL: {e})"),
+        };
+        let mut texts = Vec::new();
+        for element in self.driver.find_all(By::Css(css)).await.unwrap_or_default() {
+            texts.push(element.text().await.unwrap_or_else(|e| format!("({e})")));
+        }
+        format!("{url} where `{css}` shows {texts:?}")
+    }
+}
+
+/// A page [`Browser::arrive`] proved the browser shows. It does not change until a link is
+/// followed or a form submitted, which consumes it: reads need no waits of their own.
+struct Page<'b> {
+    browser: &'b Browser,
+    expect: Expect,
+}
+
+impl Page<'_> {
+    fn driver(&self) -> &WebDriver {
+        &self.browser.driver
     }
 
-    /// The ids of the elements matching a CSS selector.
-    fn all(&self, css: &str) -> Vec<String> {
-        let found = self.call(
-            "POST",
-            "/elements",
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        found
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                e.as_object()
-                    .and_then(|o| o.values().next())
-                    .and_then(Value::as_str)
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    }
-
-    /// The one element matching a CSS selector.
-    fn one(&self, css: &str) -> String {
-        let all = self.all(css);
-        assert_eq!(all.len(), 1, "`{css}` matches {} elements", all.len());
-        all[0].clone()
-    }
-
-    fn text(&self, css: &str) -> String {
-        let element = self.one(css);
-        self.call("GET", &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap()
+    async fn url(&self) -> String {
+        self.driver()
+            .current_url()
+            .await
+            .expect("the URL")
             .to_string()
     }
 
-    fn click(&self, css: &str) {
-        let element = self.one(css);
-        self.call("POST", &format!("/element/{element}/click"), None);
+    /// The elements matching a CSS selector.
+    async fn all(&self, css: &str) -> Vec<WebElement> {
+        self.driver()
+            .find_all(By::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("finding `{css}` on {}: {e}", self.expect))
     }
 
-    fn type_into(&self, css: &str, text: &str) {
-        let element = self.one(css);
-        self.call(
-            "POST",
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        );
+    /// The one element matching a CSS selector.
+    async fn one(&self, css: &str) -> WebElement {
+        let mut all = self.all(css).await;
+        assert_eq!(all.len(), 1, "`{css}` matches {} elements", all.len());
+        all.remove(0)
     }
 
-    /// Waits until the page's `#position` (or another element) shows `text`.
-    fn wait_text(&self, css: &str, text: &str) {
-        wait_for(
-            &format!("`{css}` to show `{text}`"),
-            Duration::from_secs(20),
-            || (self.all(css).len() == 1 && self.text(css).contains(text)).then_some(()),
-        );
+    async fn text(&self, css: &str) -> String {
+        self.one(css)
+            .await
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("the text of `{css}` on {}: {e}", self.expect))
     }
 
-    fn screenshot(&self, name: &str) -> PathBuf {
-        let png = self.call("GET", "/screenshot", None);
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().unwrap())
-            .expect("a base64 screenshot");
+    async fn type_into(&self, css: &str, text: &str) {
+        self.one(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into `{css}` on {}: {e}", self.expect));
+    }
+
+    /// Clicks a link or a button that leaves this page.
+    async fn click(self, css: &str) {
+        self.one(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking `{css}` on {}: {e}", self.expect));
+    }
+
+    /// A screenshot, checked to be a PNG that is not empty, kept in `target/test-artifacts`.
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let bytes = self
+            .driver()
+            .screenshot_as_png()
+            .await
+            .expect("a screenshot");
         assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size > 1000, "{} has only {size} bytes", path.display());
         path
-    }
-}
-
-impl Drop for Session<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .driver
-            .client
-            .delete(format!("{}/session/{}", self.driver.url, self.id))
-            .send();
     }
 }
 
 #[test]
 fn a_person_can_browse_page_and_look_up_in_chromium() {
-    let driver = Driver::start();
+    let chromedriver = Chromedriver::start();
     let input = unique("browser-orders");
     create_topic(&input, 4);
     let mut amounts: Vec<(String, i64)> = (0..250)
@@ -224,69 +351,108 @@ fn a_person_can_browse_page_and_look_up_in_chromium() {
     amounts.push((MARKUP_KEY.to_string(), 42));
     let (running, base) = start_filled_totals_app(&input, &amounts);
 
-    let session = Session::new(&driver);
+    // The browser is async; the app and chromedriver (whose helpers and drops block) stay
+    // outside the runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(browse(&chromedriver, &base));
+    drop(runtime);
+    running.shutdown().expect("a clean stop");
+}
+
+/// Runs the [`steps`] in a Chromium session. `run_and_quit` closes the session whether they
+/// pass or panic (and then panics on), so that no Chromium outlives the test.
+async fn browse(chromedriver: &Chromedriver, base: &str) {
+    chromedriver
+        .session()
+        .await
+        .run_and_quit(|driver| async move {
+            steps(&Browser { driver }, base).await;
+            Ok::<(), WebDriverError>(())
+        })
+        .await
+        .expect("closing the session");
+}
+
+/// What a person does in the browser, and what they must see.
+async fn steps(browser: &Browser, base: &str) {
     // The list of tables links to the table.
-    session.open(&format!("{base}/api/table/"));
-    assert_eq!(session.text("#tables"), "totals");
-    session.click("a.table");
-    session.wait_text("#position", "Page 1 · 251 entries");
-    assert!(
-        session.url().ends_with("/api/table/totals/"),
-        "{}",
-        session.url()
-    );
-    let rows = session.all("#entries tbody tr");
-    assert_eq!(rows.len(), 100);
+    let tables = browser
+        .open(&format!("{base}/api/table/"), Expect::tables())
+        .await;
+    // One table, `totals` (the entry may say more about the table after its link).
+    assert_eq!(tables.all("#tables li").await.len(), 1);
+    assert_eq!(tables.text("#tables li a.table").await, "totals");
+    tables.click("a.table").await;
+    let page = browser
+        .arrive(Expect::table(1, "Page 1 · 251 entries"))
+        .await;
+    let url = page.url().await;
+    assert!(url.ends_with("/api/table/totals/"), "{url}");
+    assert_eq!(page.all("#entries tbody tr").await.len(), 100);
     assert_eq!(
-        session.all("#previous").len(),
+        page.all("#previous").await.len(),
         0,
         "page 1 has no previous page"
     );
     // The markup key sorts first ('<' < 'a') and shows as text, not as elements.
     assert_eq!(
-        session.text("#entries tbody tr:first-child td.key"),
+        page.text("#entries tbody tr:first-child td.key").await,
         MARKUP_KEY
     );
-    assert!(session.all("#injected").is_empty(), "a key became markup");
-    let screenshot = session.screenshot("http-table.png");
-    assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
+    assert!(
+        page.all("#injected").await.is_empty(),
+        "a key became markup"
+    );
+    page.screenshot("http-table.png").await;
 
-    // Follow the pagination link.
-    session.click("#next");
-    session.wait_text("#position", "Page 2");
-    assert!(session.url().contains("page=2"), "{}", session.url());
+    // Follow the pagination links.
+    page.click("#next").await;
+    let page = browser.arrive(Expect::table(2, "Page 2")).await;
+    let url = page.url().await;
+    assert!(url.contains("page=2"), "{url}");
     assert_eq!(
-        session.text("#entries tbody tr:first-child td.key"),
+        page.text("#entries tbody tr:first-child td.key").await,
         "account-099"
     );
-    session.click("#next");
-    session.wait_text("#position", "Page 3");
-    assert_eq!(session.all("#entries tbody tr").len(), 51);
+    page.click("#next").await;
+    let page = browser.arrive(Expect::table(3, "Page 3")).await;
+    assert_eq!(page.all("#entries tbody tr").await.len(), 51);
     assert_eq!(
-        session.all("#next").len(),
+        page.all("#next").await.len(),
         0,
         "the last page has no next page"
     );
-    session.click("#previous");
-    session.wait_text("#position", "Page 2");
+    page.click("#previous").await;
+    let page = browser.arrive(Expect::table(2, "Page 2")).await;
 
     // The lookup form, with an ordinary key and with the markup key.
-    session.type_into("#key", "account-007");
-    session.click("#lookup-submit");
-    session.wait_text("#key-name", "account-007");
-    assert_eq!(session.text("#value"), "8");
-    session.type_into("#key", MARKUP_KEY);
-    session.click("#lookup-submit");
-    session.wait_text("#key-name", "bold");
-    assert_eq!(session.text("#key-name"), MARKUP_KEY);
-    assert_eq!(session.text("#value"), "42");
-    assert!(session.all("#injected").is_empty(), "a key became markup");
-    session.screenshot("http-key.png");
+    page.type_into("#key", "account-007").await;
+    page.click("#lookup-submit").await;
+    let page = browser
+        .arrive(Expect::lookup("account-007", "#key-name", "account-007"))
+        .await;
+    assert_eq!(page.text("#value").await, "8");
+    page.type_into("#key", MARKUP_KEY).await;
+    page.click("#lookup-submit").await;
+    let page = browser
+        .arrive(Expect::lookup(MARKUP_KEY, "#key-name", "bold"))
+        .await;
+    assert_eq!(page.text("#key-name").await, MARKUP_KEY);
+    assert_eq!(page.text("#value").await, "42");
+    assert!(
+        page.all("#injected").await.is_empty(),
+        "a key became markup"
+    );
+    page.screenshot("http-key.png").await;
 
     // An unknown key is a readable error page.
-    session.type_into("#key", "nobody");
-    session.click("#lookup-submit");
-    session.wait_text("#error", "no key `nobody`");
-    drop(session);
-    running.shutdown().expect("a clean stop");
+    page.type_into("#key", "nobody").await;
+    page.click("#lookup-submit").await;
+    browser
+        .arrive(Expect::lookup("nobody", "#error", "no key `nobody`"))
+        .await;
 }
