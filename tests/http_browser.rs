@@ -386,6 +386,8 @@ async fn steps(browser: &Browser, base: &str) {
     // One table, `totals` (the entry may say more about the table after its link).
     assert_eq!(tables.all("#tables li").await.len(), 1);
     assert_eq!(tables.text("#tables li a.table").await, "totals");
+    // The filled table is restored and serving: its state says so.
+    assert_eq!(tables.text("#tables li .state").await, "ready");
     tables.click("a.table").await;
     let page = browser
         .arrive(Expect::table(1, "Page 1 · 251 entries"))
