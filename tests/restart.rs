@@ -77,9 +77,13 @@ fn kill_9_while_input_arrives_loses_nothing_and_counts_nothing_twice() {
     let output = unique("totals");
     create_topic(&input, 4);
     let (orders, expected) = common::orders(12_000, 50, 5);
-    let batches: Vec<Vec<Order>> = orders.chunks(1_000).map(<[Order]>::to_vec).collect();
+    let mut batches: Vec<Vec<Order>> = orders.chunks(1_000).map(<[Order]>::to_vec).collect();
+    // One batch per incarnation that is killed, produced once it runs: each has new input to
+    // commit, however fast the others drained the background producer's input.
+    let per_round: Vec<Vec<Order>> = batches.split_off(batches.len() - 3);
 
-    // Input keeps arriving while the app is killed and restarted.
+    // Input keeps arriving while the app is killed and restarted (the sleep paces the
+    // producer; nothing waits on it).
     let producer_input = input.clone();
     let producer = std::thread::spawn(move || {
         for batch in batches {
@@ -97,11 +101,13 @@ fn kill_9_while_input_arrives_loses_nothing_and_counts_nothing_twice() {
     // Every commit is held open for 300 ms after its records were sent, so the kills land
     // inside open transactions.
     let hold = [("FAUSTUS_FAULT_COMMIT_HOLD_MS", "300")];
-    for round in 0..3 {
+    for (round, batch) in (0..).zip(&per_round) {
         let mut process = Process::quickstart_env(&args, &hold);
-        // Wait until this incarnation has committed something new, then kill it mid-stream.
+        // Wait until this incarnation has committed something new — its own batch guarantees
+        // there is something — then kill it mid-stream, at a moment that varies per round.
         let before = read_all(&output).len();
-        wait_for("new committed updates", Duration::from_secs(90), || {
+        produce(&input, &order_records(batch));
+        wait_for("new committed updates", Duration::from_secs(120), || {
             (read_all(&output).len() > before).then_some(())
         });
         std::thread::sleep(Duration::from_millis(100 + 100 * round));

@@ -94,9 +94,12 @@ fn lookups_during_a_restore_are_503_and_exact_after_it() {
     running.wait_ready(DEADLINE).expect("a new app is ready");
     produce(&input, &amount_records(&amounts));
     let base = format!("http://{}", running.http_addr().unwrap());
+    let model_json: BTreeMap<String, Value> = model
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(*v)))
+        .collect();
     wait_for("the first run's table", DEADLINE, || {
-        let table = http_table(&base, "totals")?;
-        (table.len() == model.len()).then_some(())
+        (http_table(&base, "totals")? == model_json).then_some(())
     });
     running.shutdown().expect("a clean stop");
 
@@ -135,11 +138,22 @@ fn lookups_during_a_restore_are_503_and_exact_after_it() {
     let (status, retry, body) = get(&format!("{base}/api/table/totals/?size=1000"));
     assert_eq!(status, 503, "a listing during the restore: {body}");
     assert!(retry.is_some() && body.get("results").is_none(), "{body}");
-    let (status, _, body) = get(&format!("{base}/api/table/"));
-    assert_eq!(status, 200);
+    // The bound on the records to read is known once both workers have looked up where their
+    // partitions end (until then it is absent, or the table is still "starting"): wait for
+    // that, then it must cover every key.
+    let body = wait_for(
+        "both workers to know their changelog ends",
+        DEADLINE,
+        || {
+            let (status, _, body) = get(&format!("{base}/api/table/"));
+            assert_eq!(status, 200, "{body}");
+            body["tables"]["totals"]["restore"]["expected_records"]
+                .is_u64()
+                .then_some(body)
+        },
+    );
     assert_eq!(body["tables"]["totals"]["state"], "restoring", "{body}");
     let progress = &body["tables"]["totals"]["restore"];
-    // Both workers have looked up where their partitions end: the bound covers every key.
     let expected = progress["expected_records"].as_u64().expect("a bound");
     assert!(expected > model.len() as u64, "{progress}");
     assert!(

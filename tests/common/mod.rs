@@ -419,8 +419,32 @@ pub fn amount_records(amounts: &[(String, i64)]) -> Vec<KeyValue> {
         .collect()
 }
 
-/// Writes `amounts` to `input`, starts [`start_totals_app`] on it, and waits until its table
-/// holds every key; returns the app and its base URL (`http://host:port`).
+/// Every entry of table `table` served at `base` (`http://host:port`), read page by page with
+/// the `after` cursor; `None` if any page does not answer 200.
+pub fn http_table(base: &str, table: &str) -> Option<BTreeMap<String, serde_json::Value>> {
+    let mut entries = BTreeMap::new();
+    let mut url = format!("{base}/api/table/{table}/?size=1000");
+    loop {
+        let (status, body) = http_get(&url);
+        if status != 200 {
+            return None;
+        }
+        for (k, v) in body["results"].as_object()? {
+            entries.insert(k.clone(), v.clone());
+        }
+        match body["next_after"].as_str() {
+            Some(after) => {
+                let after: String = after.bytes().map(|b| format!("%{b:02X}")).collect();
+                url = format!("{base}/api/table/{table}/?size=1000&after={after}");
+            }
+            None => return Some(entries),
+        }
+    }
+}
+
+/// Writes `amounts` to `input`, starts [`start_totals_app`] on it, and waits until its table,
+/// over HTTP, is the sum of every amount per key (not merely as many keys: a key can show an
+/// early partial sum); returns the app and its base URL (`http://host:port`).
 pub fn start_filled_totals_app(
     input: &str,
     amounts: &[(String, i64)],
@@ -428,10 +452,18 @@ pub fn start_filled_totals_app(
     produce(input, &amount_records(amounts));
     let running = start_totals_app(input);
     let base = format!("http://{}", running.http_addr().expect("HTTP is on"));
-    let keys: std::collections::BTreeSet<&String> = amounts.iter().map(|(k, _)| k).collect();
-    wait_for("the table to fill", Duration::from_secs(60), || {
-        let (_, body) = http_get(&format!("{base}/api/table/totals/?size=1"));
-        (body["total"] == serde_json::json!(keys.len())).then_some(())
-    });
+    let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+    for (k, a) in amounts {
+        *sums.entry(k.clone()).or_insert(0) += a;
+    }
+    let expected: BTreeMap<String, serde_json::Value> = sums
+        .into_iter()
+        .map(|(k, sum)| (k, serde_json::json!(sum)))
+        .collect();
+    wait_for(
+        "the table to hold every sum",
+        Duration::from_secs(120),
+        || (http_table(&base, "totals")? == expected).then_some(()),
+    );
     (running, base)
 }

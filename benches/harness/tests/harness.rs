@@ -40,7 +40,10 @@ fn bench_run(
         ])
         .args(["--brokers", &brokers(), "--events", EVENTS])
         .arg(format!("--suffix={suffix}"))
-        .args(["--timeout", "60", "--idle-timeout", "3"])
+        // The idle timeout ends a run whose output stopped short (the dropping system's): it
+        // must outlast any pause of a right system on a loaded machine, or a right answer that
+        // is merely slow is judged wrong.
+        .args(["--timeout", "120", "--idle-timeout", "20"])
         .arg("--results")
         .arg(results)
         .arg("--log-dir")
