@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::dataflow::Data;
 use crate::error::{Error, Result};
 use crate::runtime::health::Health;
-use crate::runtime::table::{Declared, Replicas, Tables};
+use crate::runtime::table::{Declared, Located, Replicas, Tables};
 
 pub use crate::runtime::health::{RestoreProgress, TableState};
 
@@ -119,8 +119,9 @@ impl<K: Data, V: Data> TableReader<K, V> {
             .downcast_ref::<Replicas<K, V>>()
             .expect("the types were checked when the reader was made");
         match replicas.locate(replicas.route(key)) {
-            Ok(shard) => Ok(shard.read().get(key).cloned()),
-            Err(process) => Err(ReadError::NotLocal {
+            Located::Here(shard) => Ok(shard.read().get(key).cloned()),
+            Located::Unregistered => Err(not_ready()),
+            Located::Elsewhere(process) => Err(ReadError::NotLocal {
                 table: self.name.clone(),
                 process,
             }),

@@ -48,7 +48,10 @@ fn chaos(guarantee: &str) -> Vec<(String, u64)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let records = std::env::var("CHAOS_RECORDS").unwrap_or_else(|_| "100000".into());
     let kills = std::env::var("CHAOS_KILLS").unwrap_or_else(|_| "3".into());
-    let output = Command::new(root.join("scripts/chaos"))
+    // A run that hangs fails (scripts/chaos cleans up on SIGTERM) instead of hanging the suite.
+    let output = Command::new("timeout")
+        .args(["--kill-after=60", "1500"])
+        .arg(root.join("scripts/chaos"))
         .arg(guarantee)
         .env("FAUSTUS_TEST_BROKERS", common::brokers())
         .env("CHAOS_BIN", chaos_binary())

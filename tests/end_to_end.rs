@@ -85,7 +85,13 @@ fn orders_are_summed_exactly_in_table_topic_and_changelog() {
     let (status, body) = http_get(addr, "/api/table/");
     assert_eq!(
         (status, body),
-        (200, serde_json::json!({"results": ["user_to_amount"]}))
+        (
+            200,
+            serde_json::json!({
+                "results": ["user_to_amount"],
+                "tables": {"user_to_amount": {"state": "ready"}},
+            })
+        )
     );
 
     running.shutdown().expect("a clean stop");

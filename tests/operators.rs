@@ -384,6 +384,8 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
     // After a restart the open window [5000, 6000) continues from 1 and [0, 1000) is still
     // closed: a click at 999 is late again.
     let app = start_with_http(&app_id, Some("127.0.0.1:0".parse().unwrap()), build);
+    app.wait_ready(Duration::from_secs(120))
+        .expect("the restarted app restores its tables");
     produce(&input, &clicks("a", &[5_100, 999]));
     expected.insert((s("a"), w(5000)), 2);
     wait_until("the count continued after the restart", &expected, counts);

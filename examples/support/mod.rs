@@ -92,6 +92,8 @@ impl ExampleArgs {
         }
         let app_id = app.config().app_id.clone();
         let running = app.start(build)?;
+        // A re-run with the same app id restores its tables first: read them only then.
+        running.wait_ready(Duration::from_secs(self.timeout_secs))?;
         let kafka = KafkaConfig::new(running.brokers());
         let producer = kafka
             .producer()

@@ -570,6 +570,7 @@ async fn lookup(
     // Readiness first: a replica read before it is ready may miss restored keys.
     let ready = view.ready();
     match view.get(key) {
+        Lookup::Unregistered => Err(not_ready()),
         Lookup::Found(_) | Lookup::Missing if !ready => Err(not_ready()),
         Lookup::Found(value) => Ok(value),
         Lookup::Missing => Err(ApiError::new(

@@ -578,3 +578,40 @@ async fn a_browser_gets_a_page_that_reloads_until_the_table_is_ready() {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("restoring: 25%"), "{body}");
 }
+
+#[tokio::test]
+async fn a_key_of_a_worker_that_has_not_registered_yet_is_not_ready_not_elsewhere() {
+    // One process of two workers; only worker 0 has built its part of the dataflow yet.
+    let tables = Arc::new(Tables::default());
+    tables.register(
+        "prices",
+        0,
+        WORKERS,
+        WORKERS,
+        Arc::new(Replica::<i64, String>::new()),
+    );
+    let state = HttpState::new(
+        tables,
+        restoring_health(),
+        Arc::new(Assignments::default()),
+        0,
+        1,
+        WORKERS,
+        Vec::new(),
+    );
+    let on_worker_1 = (0..100i64)
+        .find(|k| crate::runtime::route(k) % WORKERS as u64 == 1)
+        .unwrap();
+    let (status, retry, body) =
+        get_with_retry(&state, &format!("/api/table/prices/{on_worker_1}/")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        matches!(body["state"].as_str(), Some("restoring")),
+        "{body}"
+    );
+    assert!(retry.is_some());
+    assert!(
+        !body["error"].as_str().unwrap().contains("reached"),
+        "{body}"
+    );
+}

@@ -199,6 +199,9 @@ pub(crate) enum Lookup {
     BadKey(String),
     /// Another process owns the key.
     Remote(usize),
+    /// A worker of this process owns the key, but has not registered its replica yet (the
+    /// dataflow is still being built): not ready.
+    Unregistered,
 }
 
 /// A key and its value, both as JSON.
@@ -260,14 +263,29 @@ impl<K, A> Replicas<K, A> {
     }
 
     /// Where the worker that owns `route` is: its shard here, or another process.
-    pub(crate) fn locate(&self, route: u64) -> Result<Shard<K, A>, usize> {
+    pub(crate) fn locate(&self, route: u64) -> Located<K, A> {
         let owner = (route % self.peers as u64) as usize;
         let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
-        match shards.get(&owner) {
-            Some(shard) => Ok(Arc::clone(shard)),
-            None => Err(owner / self.workers),
+        if let Some(shard) = shards.get(&owner) {
+            return Located::Here(Arc::clone(shard));
+        }
+        // Every registered shard is this process's: one of them tells which process this is.
+        let here = shards.keys().next().map(|worker| worker / self.workers);
+        match owner / self.workers {
+            process if Some(process) == here => Located::Unregistered,
+            process => Located::Elsewhere(process),
         }
     }
+}
+
+/// Where a key's replica is.
+pub(crate) enum Located<K, A> {
+    /// In this process.
+    Here(Shard<K, A>),
+    /// In this process, but its worker has not registered it yet.
+    Unregistered,
+    /// In another process.
+    Elsewhere(usize),
 }
 
 /// Parses a key as written in a URL: as JSON, or else as a JSON string.
@@ -297,11 +315,12 @@ where
             Err(e) => return Lookup::BadKey(e),
         };
         match self.locate((self.owner)(&key)) {
-            Ok(shard) => match shard.read().get(&key) {
+            Located::Here(shard) => match shard.read().get(&key) {
                 Some(v) => Lookup::Found(serde_json::to_value(v).expect("values serialize")),
                 None => Lookup::Missing,
             },
-            Err(process) => Lookup::Remote(process),
+            Located::Unregistered => Lookup::Unregistered,
+            Located::Elsewhere(process) => Lookup::Remote(process),
         }
     }
 
@@ -398,8 +417,9 @@ where
             Err(e) => return Lookup::BadKey(e),
         };
         let shard = match self.windows.locate(route(&key)) {
-            Ok(shard) => shard,
-            Err(process) => return Lookup::Remote(process),
+            Located::Here(shard) => shard,
+            Located::Unregistered => return Lookup::Unregistered,
+            Located::Elsewhere(process) => return Lookup::Remote(process),
         };
         let first = (key.clone(), Window { start: 0, end: 0 });
         let windows: Vec<serde_json::Value> = shard

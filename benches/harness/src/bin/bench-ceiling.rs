@@ -93,7 +93,15 @@ fn passthrough(args: &Args, thread: i32, partitions: i32) -> Result<(), Error> {
     let mut seen = 0u64;
     loop {
         if let Some(message) = consumer.poll(Duration::from_millis(10)) {
-            let m = message?;
+            // Consumer errors are reports (a coordinator that moved, a broker that is still
+            // starting): librdkafka retries on its own, so the loop goes on.
+            let m = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("bench-ceiling: consumer: {e} (retrying)");
+                    continue;
+                }
+            };
             seen += 1;
             let copies = if args.drop_every > 0 && seen.is_multiple_of(args.drop_every) {
                 0
