@@ -16,10 +16,14 @@
 //!   ms ending at (and including) the record; it holds *every* record of the key in that range,
 //!   so a record also joins the existing windows of later records within `size` of it (as Kafka
 //!   Streams' sliding windows, without the windows that start right after a record).
-//! * **Session** `gap`: a record's own window is `[t, t + gap)`; a session is a maximal union of
-//!   overlapping own windows, so two consecutive records of a key are in one session when less
-//!   than `gap` apart, and a session `[first, last + gap)` closes `gap` after its last record.
-//!   A record that bridges two sessions merges them (their old rows are retracted).
+//! * **Session** `gap`: records of a key at most `gap` apart in event time are in one session. A
+//!   session is a maximal run of the key's records, by event time, each at most `gap` after the
+//!   one before (so *exactly* `gap` apart still counts), and more than `gap` separates two
+//!   sessions. This is Kafka Streams' rule: its session `[first, last]` takes a record at `t`
+//!   when `first - gap <= t <= last + gap`. Here the session's window is `[first, last + gap)`,
+//!   and a record at `t` (own window `[t, t + gap)`) joins every session whose window overlaps
+//!   or *touches* its own (`start <= t + gap` and `t <= end`). A record that bridges two
+//!   sessions merges them (their old rows are retracted).
 //!
 //! Zero sizes are treated as 1, and an `advance` larger than `size` as `size`.
 //!
@@ -28,17 +32,25 @@
 //! Stream time `ST` is global and advances per epoch, see [`crate::time`].
 //!
 //! * A window is **closed** once `end + grace <= ST`. It closes at the end of the first epoch `e`
-//!   with `end + grace <= ST(e)`; after that it never changes.
+//!   with `end + grace <= ST(e)`; after that it never changes. A session `[start, end)` still
+//!   takes a record at `end` itself, so it closes one millisecond later, once `end + grace < ST`
+//!   (Kafka Streams' `last + gap + grace < ST`): in every kind, a record at most `grace` behind
+//!   stream time is never late.
 //! * A record of epoch `e` is **late** for a window that was closed before the epoch began
-//!   (`end + grace <= ST(e - 1)`). For sessions, a record is late when its own window is closed
-//!   or when it overlaps a closed session (it would otherwise reopen it). A late record is
-//!   dropped for that window and reported on `late` as `((key, window), (value, event time))`
-//!   — once per refused window (so a hopping-window record can be late for some of its windows
-//!   and counted for each), with the record's own window for sliding and session windows.
-//! * A window **expires** at the end of the first epoch with `end + retention <= ST(e)`, where
+//!   (closed by `ST(e - 1)`). For sessions, a record is late when its own window is closed
+//!   (`t + gap + grace < ST(e - 1)`) or when it touches a closed session (it would otherwise
+//!   reopen it). A late record is dropped for that window and reported on `late` as
+//!   `((key, window), (value, event time))` — once per refused window (so a hopping-window
+//!   record can be late for some of its windows and counted for each), with the record's own
+//!   window for sliding and session windows.
+//! * A window **expires** at the end of the first epoch with `end + retention <= ST(e)` (for a
+//!   session, one millisecond later: `end + retention < ST(e)`), where
 //!   `retention = max(expires, grace)` (`max(expires, grace + gap)` for sessions, so that no
-//!   record that is not late can ever overlap a forgotten session). Its state is dropped, and in
+//!   record that is not late can ever touch a forgotten session: it would have
+//!   `t + gap + grace >= ST > end + grace + gap`, so `t > end`). Its state is dropped, and in
 //!   [`Emit::EveryUpdate`] mode its row is retracted.
+//!
+//! [`WindowConfig::closes_at`] and [`WindowConfig::expires_at`] give these stream times.
 //!
 //! ## Emit modes
 //!
@@ -61,8 +73,10 @@
 //!
 //! Closing, expiry and the pruning of records are scheduled by the stream time at which they fall
 //! due (an ordered index by close and expiry time), so an epoch touches only the keys it brings
-//! records for and the windows that close or expire, never the whole state. A session's
-//! overlapping windows are found by a range query (a key's sessions are disjoint).
+//! records for and the windows that close or expire, never the whole state. The sessions a record
+//! touches are found by a range query: a key's sessions are disjoint and do not touch (more than
+//! `gap` separates one's last record from the next one's first), so they are those starting at
+//! or before `t + gap`, taken backwards while they end at or after `t`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
@@ -114,7 +128,7 @@ pub enum WindowKind {
         /// Window length in ms.
         size: u64,
     },
-    /// Sessions of records separated by less than `gap` ms.
+    /// Sessions of records at most `gap` ms apart.
     Session {
         /// Inactivity gap in ms.
         gap: u64,
@@ -141,6 +155,41 @@ pub struct WindowConfig {
     pub expires: u64,
     /// Emit mode.
     pub emit: Emit,
+}
+
+impl WindowConfig {
+    /// The stream time that closes `w`: `end + grace`, or `end + grace + 1` for a session,
+    /// which still takes a record at `end` (see the [module docs](crate::window)).
+    ///
+    /// ```
+    /// use faustus_operators::{Emit, Window, WindowConfig, WindowKind};
+    ///
+    /// let w = Window { start: 0, end: 10 };
+    /// let config = |kind| WindowConfig { kind, grace: 5, expires: 0, emit: Emit::Final };
+    /// assert_eq!(config(WindowKind::Tumbling { size: 10 }).closes_at(&w), 15);
+    /// // With gap 5, the session of records 0..=5 takes one at 10, even at stream time 15.
+    /// assert_eq!(config(WindowKind::Session { gap: 5 }).closes_at(&w), 16);
+    /// ```
+    pub fn closes_at(&self, w: &Window) -> u64 {
+        Kind::new(self.kind).horizon(w).saturating_add(self.grace)
+    }
+
+    /// The stream time at which `w` expires: its state is dropped and, when emitting every
+    /// update, its row retracted. `end + max(expires, grace)`, or for a session
+    /// `end + max(expires, grace + gap) + 1`.
+    ///
+    /// ```
+    /// use faustus_operators::{Emit, Window, WindowConfig, WindowKind};
+    ///
+    /// let w = Window { start: 0, end: 10 };
+    /// let config = |kind| WindowConfig { kind, grace: 5, expires: 0, emit: Emit::EveryUpdate };
+    /// assert_eq!(config(WindowKind::Tumbling { size: 10 }).expires_at(&w), 15);
+    /// assert_eq!(config(WindowKind::Session { gap: 5 }).expires_at(&w), 21);
+    /// ```
+    pub fn expires_at(&self, w: &Window) -> u64 {
+        let kind = Kind::new(self.kind);
+        kind.horizon(w).saturating_add(kind.retention(self))
+    }
 }
 
 /// A late window record: the refused window with the record's value and event time.
@@ -241,6 +290,16 @@ impl Kind {
             start -= advance;
         }
         windows
+    }
+
+    /// The first event time past the records `w` can take, from which grace and retention count:
+    /// `end`, or `end + 1` for a session, which takes a record at `end` (exactly `gap` after
+    /// its last one).
+    fn horizon(&self, w: &Window) -> u64 {
+        match self {
+            Kind::Session { .. } => w.end.saturating_add(1),
+            _ => w.end,
+        }
     }
 
     /// The last event time at which a record at `t` can still be needed by a live window.
@@ -698,8 +757,10 @@ where
     H: Fn(&K) -> u64 + 'static,
 {
     let kind = Kind::new(config.kind);
-    let grace = config.grace;
     let retention = kind.retention(&config);
+    // The stream times at which a window closes and expires (see `WindowConfig::closes_at`).
+    let closes_at = move |w: &Window| config.closes_at(w);
+    let expires_at = move |w: &Window| config.expires_at(w);
     let every_update = config.emit == Emit::EveryUpdate;
     let recompute = matches!(agg, Agg::Recompute(_));
     let keep_records = recompute || matches!(kind, Kind::Sliding { .. });
@@ -756,7 +817,7 @@ where
                     }
                     let before = stream_time.advance(&maxima);
                     let now = stream_time.0;
-                    let closed_by = |w: &Window, st: u64| w.end.saturating_add(grace) <= st;
+                    let closed_by = |w: &Window, st: u64| closes_at(w) <= st;
                     let mut out: Vec<(WindowOut<K, V, A>, u64, isize)> = Vec::new();
 
                     // Restored windows are live again, closed if the restored stream time
@@ -776,9 +837,9 @@ where
                         };
                         ks.windows.insert(w, live);
                         let at = if closed {
-                            w.end.saturating_add(retention)
+                            expires_at(&w)
                         } else {
-                            w.end.saturating_add(grace)
+                            closes_at(&w)
                         };
                         due.entry(at).or_default().push(Due::Window(k, w));
                     }
@@ -880,36 +941,39 @@ where
                                 }
                                 Kind::Session { .. } => {
                                     let own = kind.own(t);
-                                    // Sessions are disjoint, so those overlapping `own` are the
-                                    // last ones starting before its end, back to the first
-                                    // that ends after its start.
+                                    // The record joins every session whose window overlaps or
+                                    // touches `own` (`w.start <= t + gap` and `t <= w.end`:
+                                    // records at most `gap` apart share a session). Sessions
+                                    // are disjoint and never touch, so these are the last ones
+                                    // starting at or before `own.end`, back to the first that
+                                    // ends at or after `own.start`.
                                     let upto = Window {
                                         start: own.end,
-                                        end: 0,
+                                        end: u64::MAX,
                                     };
-                                    let overlapping: Vec<(Window, bool)> = ks
+                                    let touching: Vec<(Window, bool)> = ks
                                         .windows
-                                        .range(..upto)
+                                        .range(..=upto)
                                         .rev()
-                                        .take_while(|(w, _)| w.end > own.start)
+                                        .take_while(|(w, _)| w.end >= own.start)
                                         .map(|(w, l)| (*w, l.closed))
                                         .collect();
                                     if closed_by(&own, before)
-                                        || overlapping.iter().any(|(_, closed)| *closed)
+                                        || touching.iter().any(|(_, closed)| *closed)
                                     {
                                         late(own, v.clone());
                                         continue;
                                     }
                                     let mut merged = own;
-                                    for (w, _) in &overlapping {
+                                    for (w, _) in &touching {
                                         merged.start = merged.start.min(w.start);
                                         merged.end = merged.end.max(w.end);
                                     }
-                                    if overlapping.len() != 1 || overlapping[0].0 != merged {
+                                    if touching.len() != 1 || touching[0].0 != merged {
                                         // The record creates or extends a session, or bridges
                                         // several: they become one window.
                                         let mut acc: Option<A> = None;
-                                        for (w, _) in overlapping {
+                                        for (w, _) in touching {
                                             touched.snapshot(ks, w);
                                             let old = ks.windows.remove(&w).expect("live");
                                             if let (Agg::Fold { merge, .. }, Some(value)) =
@@ -962,7 +1026,7 @@ where
                         }
                         for w in touched.created {
                             if ks.windows.contains_key(&w) {
-                                let at = w.end.saturating_add(grace);
+                                let at = closes_at(&w);
                                 due.entry(at).or_default().push(Due::Window(k.clone(), w));
                             }
                         }
@@ -989,7 +1053,7 @@ where
                                     let Some(live) = ks.windows.get_mut(&w) else {
                                         continue;
                                     };
-                                    let expiry = w.end.saturating_add(retention);
+                                    let expiry = expires_at(&w);
                                     if !live.closed {
                                         live.closed = true;
                                         if !every_update {

@@ -2,7 +2,10 @@
 //!
 //! The model replays the documented rules with plain vectors: stream time per epoch, lateness
 //! judged against the stream time before the epoch, and the windowed table recomputed from
-//! scratch from the accepted records after every epoch (sessions as unions of `[t, t + gap)`).
+//! scratch from the accepted records after every epoch. Sessions follow Kafka Streams' rule,
+//! stated on records rather than windows: records at most `gap` apart share a session, a session
+//! `[first, last]` is shown as `[first, last + gap)`, and it is closed once
+//! `last + gap + grace < ST`.
 
 #![allow(clippy::type_complexity)]
 
@@ -33,16 +36,14 @@ fn fixed_windows(size: u64, advance: u64, t: u64) -> Vec<Window> {
         .collect()
 }
 
-/// Sessions of `times` (sorted): unions of overlapping `[t, t + gap)`.
-fn sessions(times: &[u64], gap: u64) -> Vec<Window> {
-    let mut out: Vec<Window> = Vec::new();
+/// Sessions of `times` (sorted) as `(first, last)`: a new session starts wherever a record is
+/// more than `gap` after the one before it.
+fn sessions(times: &[u64], gap: u64) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
     for &t in times {
         match out.last_mut() {
-            Some(w) if t < w.end => w.end = w.end.max(t + gap),
-            _ => out.push(Window {
-                start: t,
-                end: t + gap,
-            }),
+            Some((_, last)) if t - *last <= gap => *last = t,
+            _ => out.push((t, t)),
         }
     }
     out
@@ -58,6 +59,10 @@ fn model(
         WindowKind::Session { gap } => c.expires.max(c.grace + gap),
         _ => c.expires.max(c.grace),
     };
+    // A session, by its last record `last`: closed once `last + gap + grace < ST` (Kafka
+    // Streams), expired once `last + gap + retention < ST`.
+    let session_closed = |last: u64, gap: u64, st: u64| last + gap + c.grace < st;
+    let session_expired = |last: u64, gap: u64, st: u64| last + gap + retention < st;
     let mut st = 0;
     // Fixed windows: accepted (key, window, record); others: accepted (key, record).
     let mut accepted_fixed: Vec<(u8, Window, (EventTime, u8))> = Vec::new();
@@ -99,12 +104,16 @@ fn model(
                         .map(|(_, (t, _))| t.0)
                         .collect();
                     times.sort();
-                    for w in sessions(&times, gap) {
+                    for (first, last) in sessions(&times, gap) {
                         let content = accepted
                             .iter()
-                            .filter(|(k2, (t2, _))| *k2 == k && w.contains(t2.0))
+                            .filter(|(k2, (t2, _))| *k2 == k && (first..=last).contains(&t2.0))
                             .map(|(_, r)| *r)
                             .collect();
+                        let w = Window {
+                            start: first,
+                            end: last + gap,
+                        };
                         rows.insert((k, w), content);
                     }
                 }
@@ -148,14 +157,19 @@ fn model(
                     }
                 }
                 WindowKind::Session { gap } => {
-                    let own = Window {
-                        start: t.0,
-                        end: t.0 + gap,
-                    };
-                    let overlaps_closed = existing.keys().any(|(k2, w)| {
-                        *k2 == k && closed(w, before) && w.start < own.end && own.start < w.end
+                    // Late when the record alone would be a closed session, or when it would
+                    // join a closed session: one with a record at most `gap` from it.
+                    let joins_closed = existing.iter().any(|((k2, _), content)| {
+                        let last = content.iter().map(|(t2, _)| t2.0).max().expect("a record");
+                        *k2 == k
+                            && session_closed(last, gap, before)
+                            && content.iter().any(|(t2, _)| t2.0.abs_diff(t.0) <= gap)
                     });
-                    if closed(&own, before) || overlaps_closed {
+                    if session_closed(t.0, gap, before) || joins_closed {
+                        let own = Window {
+                            start: t.0,
+                            end: t.0 + gap,
+                        };
                         late.push(((k, own), (v, t)));
                     } else {
                         accepted.push((k, (t, v)));
@@ -164,10 +178,19 @@ fn model(
             }
         }
         let rows = windows_of(&accepted, &accepted_fixed);
-        let table = rows.into_iter().filter(|((_, w), _)| match c.emit {
-            Emit::EveryUpdate => w.end + retention > st,
-            Emit::Final => closed(w, st),
-        });
+        let table = rows
+            .into_iter()
+            .filter(|((_, w), content)| match (c.kind, c.emit) {
+                (WindowKind::Session { gap }, emit) => {
+                    let last = content.iter().map(|(t, _)| t.0).max().expect("a record");
+                    match emit {
+                        Emit::EveryUpdate => !session_expired(last, gap, st),
+                        Emit::Final => session_closed(last, gap, st),
+                    }
+                }
+                (_, Emit::EveryUpdate) => w.end + retention > st,
+                (_, Emit::Final) => closed(w, st),
+            });
         result.push((as_set(table), as_set(late.clone())));
     }
     result
@@ -419,13 +442,69 @@ fn sliding_scenario() {
     );
 }
 
+/// Kafka Streams merges records exactly `gap` apart into one session (its `findSessions(key,
+/// t - gap, t + gap)` bounds are inclusive); faustus once kept them apart.
 #[test]
-fn session_records_exactly_gap_apart_are_separate_sessions() {
+fn session_events_exactly_gap_apart_share_a_session() {
     let c = cfg(WindowKind::Session { gap: 5 }, 10, 0, Emit::EveryUpdate);
+    // t and t + gap: one session, [t, t + gap + gap).
     let out = counts(vec![vec![(0, 0, EventTime(5)), (0, 0, EventTime(10))]], c);
+    assert_eq!(at(&out, 0), as_set([Ok(((0, w(5, 15)), 2))]));
+    // t and t + gap + 1: two sessions.
+    let out = counts(vec![vec![(0, 0, EventTime(5)), (0, 0, EventTime(11))]], c);
     assert_eq!(
         at(&out, 0),
-        as_set([Ok(((0, w(5, 10)), 1)), Ok(((0, w(10, 15)), 1))])
+        as_set([Ok(((0, w(5, 10)), 1)), Ok(((0, w(11, 16)), 1))])
+    );
+    // Across epochs, in order and out of order.
+    for epochs in [
+        vec![vec![(0, 0, EventTime(5))], vec![(0, 0, EventTime(10))]],
+        vec![vec![(0, 0, EventTime(10))], vec![(0, 0, EventTime(5))]],
+    ] {
+        let out = counts(epochs.clone(), c);
+        assert_eq!(at(&out, 1), as_set([Ok(((0, w(5, 15)), 2))]), "{epochs:?}");
+    }
+    // 6 is exactly gap after the session at 1 and exactly gap before the one at 11: it bridges
+    // them.
+    let epochs = vec![
+        vec![(0, 0, EventTime(1)), (0, 0, EventTime(11))],
+        vec![(0, 0, EventTime(6))],
+    ];
+    let out = counts(epochs, c);
+    assert_eq!(
+        at(&out, 0),
+        as_set([Ok(((0, w(1, 6)), 1)), Ok(((0, w(11, 16)), 1))])
+    );
+    assert_eq!(at(&out, 1), as_set([Ok(((0, w(1, 16)), 3))]));
+}
+
+/// A session still takes a record exactly `gap` after its last one, so it closes one ms after
+/// `end + grace` (Kafka Streams: once `last + gap + grace < ST`), and then refuses that record.
+#[test]
+fn session_closes_after_the_last_time_a_record_can_join_it() {
+    let epochs = vec![
+        vec![(0, 0, EventTime(5)), (1, 0, EventTime(10))], // ST 10: [5, 10) still takes 10
+        vec![(0, 0, EventTime(10))],                       // joins it: [5, 15)
+        vec![(1, 0, EventTime(16))],                       // ST 16 > 15 + 0 closes [5, 15)
+        vec![(0, 0, EventTime(15))],                       // would join [5, 15): late
+    ];
+    let c = cfg(WindowKind::Session { gap: 5 }, 0, 100, Emit::EveryUpdate);
+    let out = counts(epochs.clone(), c);
+    let mut merged = BTreeMap::new();
+    merged.insert(Ok(((0, w(5, 10)), 1)), -1);
+    merged.insert(Ok(((0, w(5, 15)), 2)), 1);
+    assert_eq!(changes_at(&out, 1), merged);
+    assert_eq!(
+        changes_at(&out, 3),
+        as_set([Err(((0, w(15, 20)), (0, EventTime(15))))])
+    );
+    // Final emission: nothing at ST 10, both sessions at ST 16.
+    let c = cfg(WindowKind::Session { gap: 5 }, 0, 100, Emit::Final);
+    let out = counts(epochs, c);
+    assert_eq!(at(&out, 1), BTreeMap::new());
+    assert_eq!(
+        changes_at(&out, 2),
+        as_set([Ok(((0, w(5, 15)), 2)), Ok(((1, w(10, 15)), 1))])
     );
 }
 
@@ -489,6 +568,51 @@ fn run_restored(
         );
         w.output.map(Ok).concat(w.late.map(Err))
     })
+}
+
+/// A restored session takes records exactly `gap` before its first and after its last record;
+/// at a restored stream time of `end + grace` it is still open.
+#[test]
+fn restored_session_joins_events_exactly_gap_apart() {
+    let c = cfg(WindowKind::Session { gap: 5 }, 0, 100, Emit::EveryUpdate);
+    let restored: Content = vec![(EventTime(5), 0)];
+    let cases = [
+        // Stream time 5: 0 and 10 are exactly gap before and after 5.
+        (
+            5,
+            vec![(0, 1, EventTime(0)), (0, 2, EventTime(10))],
+            w(0, 15),
+        ),
+        // Stream time 10 = end + grace: [5, 10) still takes 10.
+        (10, vec![(0, 2, EventTime(10))], w(5, 15)),
+    ];
+    for (stream_time, events, merged) in cases {
+        let seeds: Vec<Vec<(Seed, isize)>> = vec![
+            vec![
+                (Ok(((0, w(5, 10)), restored.clone())), 1),
+                (Err(stream_time), 1),
+            ],
+            Vec::new(),
+        ];
+        let mut content = restored.clone();
+        content.extend(events.iter().map(|&(_, v, t)| (t, v)));
+        content.sort();
+        let epochs = appends(vec![Vec::new(), events]);
+        for workers in WORKERS {
+            let out = run_restored(workers, epochs.clone(), seeds.clone(), c);
+            let case = format!("stream time {stream_time}, {workers} worker(s)");
+            assert_eq!(
+                at(&out, 0),
+                as_set([Ok(((0, w(5, 10)), restored.clone()))]),
+                "{case}"
+            );
+            assert_eq!(
+                at(&out, 1),
+                as_set([Ok(((0, merged), content.clone()))]),
+                "{case}"
+            );
+        }
+    }
 }
 
 proptest! {
