@@ -41,6 +41,8 @@ struct Planned {
     out_topics: Vec<String>,
     /// The public tables.
     public: Vec<(String, Declared)>,
+    /// Configuration errors in the program's dataflow.
+    errors: Vec<String>,
 }
 
 impl App {
@@ -148,6 +150,9 @@ impl App {
         // Plan: run the build closure once, without running it, to learn the topics and the
         // public tables the program uses (no Kafka yet).
         let planned = plan(&config, Arc::clone(&build));
+        if !planned.errors.is_empty() {
+            return Err(Error::Config(planned.errors.join("; ")));
+        }
         let tables = Arc::new(Tables::default());
         for (name, declared) in &planned.public {
             tables.declare_planned(name, declared.clone());
@@ -386,6 +391,7 @@ where
         worker.dataflow::<u64, _, _>(|scope| {
             let df = Dataflow::new(scope, ctx);
             build(&df);
+            let errors = df.errors();
             let mut plan = df.plan.borrow_mut();
             // Connect the outputs so the dataflow is complete; nothing flows in planning.
             let outputs = std::mem::take(&mut plan.outputs);
@@ -400,6 +406,7 @@ where
                 specs: plan.specs.values().cloned().collect(),
                 out_topics: plan.out_topics.clone(),
                 public: df.ctx.tables.declarations(),
+                errors,
             }
         })
     })
@@ -627,5 +634,62 @@ impl Drop for Running {
                 log::error!("{e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+
+    /// Starts a program whose dataflow `build` makes; the error `App::start` gives.
+    fn start_error<F>(build: F) -> String
+    where
+        F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    {
+        match App::new("plan-errors").http(None).start(build) {
+            Err(Error::Config(message)) => message,
+            Err(other) => panic!("not a configuration error: {other}"),
+            Ok(_) => panic!("the program started"),
+        }
+    }
+
+    #[test]
+    fn bad_table_names_are_configuration_errors_not_panics() {
+        let orders = Topic::<String, i64>::new("orders").key_codec(Str);
+        let o = orders.clone();
+        let message = start_error(move |df| {
+            df.stream(&o).count("totals");
+            df.stream(&o).count("totals");
+        });
+        assert!(
+            message.contains("two tables are named `totals`"),
+            "{message}"
+        );
+        let o = orders.clone();
+        let message = start_error(move |df| {
+            df.stream(&o).count("no spaces/allowed");
+        });
+        assert!(message.contains("`no spaces/allowed`"), "{message}");
+        // Two joins of the same tables: the second one is renamed, or it is an error.
+        let o = orders.clone();
+        let message = start_error(move |df| {
+            let a = df.stream(&o).count("a");
+            let b = df.stream(&o).sum("b");
+            a.join(&b).public();
+            a.join(&b).public();
+        });
+        assert!(message.contains("`a-join-b`"), "{message}");
+        assert!(message.contains("Table::named"), "{message}");
+        let message = start_error(move |df| {
+            let a = df.stream(&orders).count("a");
+            a.clone().named("renamed");
+            let b = df.stream(&orders).sum("b");
+            a.join(&b).public();
+            a.join(&b).named("a-join-b-again").public();
+            df.stream(&orders).count("bad name");
+        });
+        assert!(message.contains("has a changelog"), "{message}");
+        assert!(!message.contains("a-join-b`"), "{message}");
     }
 }

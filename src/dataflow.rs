@@ -6,7 +6,7 @@
 
 use std::any::TypeId;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,10 +20,10 @@ use timely::dataflow::operators::vec::Map as _;
 use timely::dataflow::operators::OkErr;
 use timely::dataflow::{Scope, StreamVec};
 
-use crate::runtime::restore::restore_source;
 use crate::runtime::source::{kafka_source, SourceItem};
-use crate::runtime::table::{maintain, Replica, Replicas, Shard, Tables};
+use crate::runtime::table::{maintain, Replicas, Tables};
 use crate::runtime::{route, CommitItem, Pos, Startup};
+use crate::state::{make_replica, replica_slot, Registrar, ReplicaSlot};
 use crate::topic::Topic;
 
 /// What keys and values in a dataflow must be: cloneable, ordered, hashable, printable and
@@ -49,9 +49,11 @@ pub(crate) struct Plan<'s> {
     /// Topics to create or check.
     pub specs: BTreeMap<String, TopicSpec>,
     /// Table names in use.
-    pub tables: BTreeSet<String>,
+    pub tables: BTreeMap<String, usize>,
     /// How many operators of each kind were named automatically.
     pub auto_names: BTreeMap<String, usize>,
+    /// Configuration errors found while building (reported by `App::start`).
+    pub errors: Vec<String>,
 }
 
 /// Process-wide facts a dataflow needs while it is built.
@@ -73,7 +75,7 @@ pub struct Dataflow<'s> {
 
 impl<'s> Dataflow<'s> {
     pub(crate) fn new(scope: Scope<'s, u64>, ctx: Ctx) -> Self {
-        let dead_letter = format!("{}-__errors", ctx.app_id);
+        let dead_letter = crate::dead_letter::topic(&ctx.app_id);
         let mut specs = BTreeMap::new();
         specs.insert(dead_letter.clone(), TopicSpec::new(&dead_letter, 1));
         Dataflow {
@@ -83,8 +85,9 @@ impl<'s> Dataflow<'s> {
                 out_topics: vec![dead_letter],
                 sources: Vec::new(),
                 specs,
-                tables: BTreeSet::new(),
+                tables: BTreeMap::new(),
                 auto_names: BTreeMap::new(),
+                errors: Vec::new(),
             })),
             ctx: Rc::new(ctx),
         }
@@ -98,6 +101,14 @@ impl<'s> Dataflow<'s> {
     /// The number of workers in all processes.
     pub fn peers(&self) -> usize {
         self.scope.peers()
+    }
+
+    /// The timely scope the dataflow is built in, for a program's own timely or differential
+    /// operators (its time is the epoch, a `u64`). Bring their results back with
+    /// [`Stream::from_collection`], [`Table::from_collection`] or [`Dataflow::state`], which give
+    /// them routing, changelogs, exactly-once output and HTTP.
+    pub fn scope(&self) -> Scope<'s, u64> {
+        self.scope
     }
 
     /// A name for the `n`-th operator of kind `kind` in this dataflow: `<kind>-<n>`, from 1, in
@@ -119,7 +130,7 @@ impl<'s> Dataflow<'s> {
 
     /// The dead-letter topic: records that failed to decode, with the reason in headers.
     pub fn dead_letter_topic(&self) -> String {
-        format!("{}-__errors", self.ctx.app_id)
+        crate::dead_letter::topic(&self.ctx.app_id)
     }
 
     /// The events of `topic`, as a stream. A record that does not decode (or has no value) goes
@@ -200,39 +211,45 @@ impl<'s> Dataflow<'s> {
         }
     }
 
-    /// Claims a table name (they must be unique: they name changelog topics and HTTP paths).
+    /// Claims a table name (they must be unique: they name changelog topics and HTTP paths). A
+    /// name that is not valid, or taken, is a configuration error that `App::start` reports
+    /// (the build goes on, so that every such error is found in one pass).
     pub(crate) fn claim_table(&self, name: &str) {
         let valid = !name.is_empty()
+            && name.len() <= 200
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        assert!(
-            valid,
-            "table name `{name}` must be non-empty and use only letters, digits, `.`, `_` and `-`"
-        );
-        assert!(
-            self.plan.borrow_mut().tables.insert(name.to_string()),
-            "two tables are named `{name}`: table names must be unique"
-        );
+        let mut plan = self.plan.borrow_mut();
+        if !valid {
+            plan.errors.push(format!(
+                "table name `{name}` must be 1 to 200 letters, digits, `.`, `_` and `-` (it names a Kafka topic and an HTTP path)"
+            ));
+        }
+        *plan.tables.entry(name.to_string()).or_insert(0) += 1;
     }
 
-    /// Claims table `name` and registers its changelog topic: returns the topic's output index
-    /// and the entries restored from it (at the restore epoch).
-    pub(crate) fn changelog<K: Data, A: Data>(
-        &self,
-        name: &str,
-    ) -> (u32, VecCollection<'s, u64, (K, A)>) {
-        let (index, topic) = self.changelog_topic(name);
-        let restore = restore_source::<K, A>(self.scope, Arc::clone(&self.ctx.startup), topic);
-        (index, restore.as_collection())
+    /// Gives back a claimed table name (a table renamed before the dataflow runs).
+    fn release_table(&self, name: &str) {
+        let mut plan = self.plan.borrow_mut();
+        if let Some(n) = plan.tables.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                plan.tables.remove(name);
+            }
+        }
     }
 
-    /// Claims table `name` and registers its (compacted) changelog topic: returns the topic's
-    /// output index and name.
-    fn changelog_topic(&self, name: &str) -> (u32, String) {
-        self.claim_table(name);
-        let topic = format!("{}-{}-changelog", self.ctx.app_id, name);
-        (self.out_topic(&topic, None, true), topic)
+    /// The configuration errors of the dataflow built so far.
+    pub(crate) fn errors(&self) -> Vec<String> {
+        let plan = self.plan.borrow();
+        let mut errors = plan.errors.clone();
+        for (name, _) in plan.tables.iter().filter(|(_, n)| **n > 1) {
+            errors.push(format!(
+                "two tables are named `{name}`: table names must be unique (two joins of the same tables get the same name: rename one with `Table::named`)"
+            ));
+        }
+        errors
     }
 
     pub(crate) fn push_output(&self, output: StreamVec<'s, u64, CommitItem>) {
@@ -289,7 +306,7 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
                 f(k, v)
                     .into_iter()
                     .enumerate()
-                    .map(move |(i, (k, v))| (k, v, (p.0, p.1, p.2, i as u32)))
+                    .map(move |(i, (k, v))| (k, v, p.nth(i as u32)))
             }),
         }
     }
@@ -333,10 +350,9 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         name: &str,
         f: impl Fn(&K, Option<&A>, V) -> Option<A> + 'static,
     ) -> Table<'s, K, A> {
-        let df = self.df.clone();
-        let (index, restore) = df.changelog::<K, A>(name);
-        let table = self.coll.fold_by_key(restore, route::<K>, name, f);
-        Table::new(df, name, table, Some(index))
+        let state = self.df.state::<K, A>(name);
+        let table = self.coll.fold_by_key(state.restored(), route::<K>, name, f);
+        state.keep(table)
     }
 
     /// A running aggregate: folds the events of each key like [`Stream::fold`], and also returns
@@ -359,16 +375,17 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         name: &str,
         f: impl Fn(&K, Option<&A>, V) -> A + 'static,
     ) -> (Table<'s, K, A>, Stream<'s, K, A>) {
-        let df = self.df.clone();
-        let (index, restore) = df.changelog::<K, A>(name);
-        let (table, running) = self
-            .coll
-            .scan_by_key(restore, route::<K>, name, move |k, a, v| Some(f(k, a, v)));
+        let state = self.df.state::<K, A>(name);
+        let (table, running) =
+            self.coll
+                .scan_by_key(state.restored(), route::<K>, name, move |k, a, v| {
+                    Some(f(k, a, v))
+                });
         let running = Stream {
-            df: df.clone(),
+            df: self.df.clone(),
             coll: running.flat_map(|(k, a, p)| a.map(|a| (k, a, p))),
         };
-        (Table::new(df, name, table, Some(index)), running)
+        (state.keep(table), running)
     }
 
     /// Counts the events per key.
@@ -397,6 +414,17 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     pub fn collection(&self) -> VecCollection<'s, u64, (K, V, Pos)> {
         self.coll.clone()
     }
+
+    /// The stream of a program's own collection of events `(key, value, position)`: the way
+    /// back from [`Stream::collection`]. A stream is append-only: records with a multiplicity
+    /// of `d > 0` count `d` times, and folds ignore retractions. Positions order the events of
+    /// an epoch (keep the input's, or make them with [`Pos::nth`]).
+    pub fn from_collection(df: &Dataflow<'s>, coll: VecCollection<'s, u64, (K, V, Pos)>) -> Self {
+        Stream {
+            df: df.clone(),
+            coll,
+        }
+    }
 }
 
 impl<'s, K: Data, V: Data> Stream<'s, K, Option<V>> {
@@ -414,48 +442,32 @@ pub struct Table<'s, K: 'static, A: 'static> {
     pub(crate) name: String,
     pub(crate) coll: VecCollection<'s, u64, (K, A)>,
     changes: VecCollection<'s, u64, (K, Option<A>, Pos)>,
-    shard: Shard<K, A>,
+    /// The read copy, made when the table is made public.
+    replica: ReplicaSlot<K, A>,
     register: Registrar<K, A>,
-    /// The changelog topic, if the table has one.
+    /// The changelog topic the table is restored from, if any.
     changelog: Option<String>,
 }
 
-/// How a table's replica shard is served over HTTP.
-type Registrar<K, A> = fn(&Tables, &str, usize, usize, usize, Shard<K, A>);
-
 impl<'s, K: Data, A: Data> Table<'s, K, A> {
-    pub(crate) fn new(
-        df: Dataflow<'s>,
-        name: &str,
-        coll: VecCollection<'s, u64, (K, A)>,
-        changelog: Option<u32>,
-    ) -> Self {
-        Table::maintained(
-            df,
-            name,
-            coll,
-            changelog,
-            route::<K>,
-            Tables::register::<K, A>,
-        )
-    }
-
-    /// A table whose keys live on worker `owner(key)` and whose replica `register` serves.
+    /// A table whose keys live on worker `owner(key)`: writes its net changes to changelog
+    /// `writes` (an output topic index), is restored from changelog `restored_from` (for the
+    /// restore's progress), and is served by `register` once made public.
     pub(crate) fn maintained(
         df: Dataflow<'s>,
         name: &str,
         coll: VecCollection<'s, u64, (K, A)>,
-        changelog: Option<u32>,
+        writes: Option<u32>,
+        restored_from: Option<String>,
         owner: fn(&K) -> u64,
         register: Registrar<K, A>,
     ) -> Self {
-        let shard: Shard<K, A> = Arc::new(Replica::new());
+        let replica = replica_slot();
         let restore_epoch = df.ctx.startup.resume_epoch;
-        let changelog_topic = changelog.map(|i| df.plan.borrow().out_topics[i as usize].clone());
         let (changes, records) = maintain(
             coll.clone(),
-            Arc::clone(&shard),
-            changelog,
+            Rc::clone(&replica),
+            writes,
             name,
             owner,
             restore_epoch,
@@ -466,21 +478,31 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             name: name.to_string(),
             coll,
             changes,
-            shard,
+            replica,
             register,
-            changelog: changelog_topic,
+            changelog: restored_from,
         }
     }
 
-    /// A table computed from other tables (no changelog: it is recomputed from its restored
-    /// inputs after a restart), named `name`.
-    pub(crate) fn derived<K2: Data, B: Data>(
-        &self,
+    /// Table `name` computed from a program's own collection (at most one value per key, else
+    /// the last value in key order counts): no changelog of its own, so after a restart it is
+    /// recomputed from its inputs, which must be restored (tables, [`crate::State`]s). Joins of
+    /// tables are such tables. For a table with a changelog, use [`Dataflow::state`].
+    pub fn from_collection(
+        df: &Dataflow<'s>,
         name: &str,
-        coll: VecCollection<'s, u64, (K2, B)>,
-    ) -> Table<'s, K2, B> {
-        self.df.claim_table(name);
-        Table::new(self.df.clone(), name, coll, None)
+        coll: VecCollection<'s, u64, (K, A)>,
+    ) -> Self {
+        df.claim_table(name);
+        Table::maintained(
+            df.clone(),
+            name,
+            coll,
+            None,
+            None,
+            route::<K>,
+            Tables::register::<K, A>,
+        )
     }
 
     /// The table's name.
@@ -488,9 +510,28 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         &self.name
     }
 
+    /// Renames a table that has no changelog of its own (a join of tables, a table from a
+    /// collection): its HTTP path and the name it is listed by. A table with a changelog is
+    /// named where it is made (the name is its changelog's). Call it before
+    /// [`Table::public`].
+    pub fn named(mut self, name: &str) -> Self {
+        if self.changelog.is_some() {
+            self.df.plan.borrow_mut().errors.push(format!(
+                "table `{}` has a changelog: it cannot be renamed `{name}`; name it where it is made",
+                self.name
+            ));
+            return self;
+        }
+        self.df.release_table(&self.name);
+        self.df.claim_table(name);
+        self.name = name.to_string();
+        self
+    }
+
     /// Serves the table over HTTP (`/api/table/<name>/...`). Tables are private unless marked.
     pub fn public(self) -> Self {
         let ctx = &self.df.ctx;
+        let shard = make_replica(&self.replica);
         ctx.tables.declare(
             &self.name,
             self.changelog.clone(),
@@ -502,7 +543,7 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             self.df.scope.index(),
             self.df.scope.peers(),
             ctx.workers,
-            Arc::clone(&self.shard),
+            shard,
         );
         self
     }

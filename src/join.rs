@@ -80,7 +80,11 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             .coll
             .clone()
             .table_join_core(other.coll.clone(), route::<K>);
-        self.derived(&format!("{}-join-{}", self.name, other.name), joined)
+        Table::from_collection(
+            &self.df,
+            &format!("{}-join-{}", self.name, other.name),
+            joined,
+        )
     }
 
     /// table⋈table left join: every row of `self`, with `None` while `other` has no row for
@@ -90,7 +94,11 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             .coll
             .clone()
             .table_left_join_core(other.coll.clone(), route::<K>);
-        self.derived(&format!("{}-left-join-{}", self.name, other.name), joined)
+        Table::from_collection(
+            &self.df,
+            &format!("{}-left-join-{}", self.name, other.name),
+            joined,
+        )
     }
 
     /// table⋈table outer join: every key of either table, with the rows each has.
@@ -102,7 +110,11 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             .coll
             .clone()
             .table_outer_join_core(other.coll.clone(), route::<K>);
-        self.derived(&format!("{}-outer-join-{}", self.name, other.name), joined)
+        Table::from_collection(
+            &self.df,
+            &format!("{}-outer-join-{}", self.name, other.name),
+            joined,
+        )
     }
 
     /// Foreign-key join (KIP-213): each row `(k, a)` joins the row of `other` keyed `fk(&a)`
@@ -117,7 +129,11 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             .coll
             .clone()
             .fk_join_core(other.coll.clone(), fk, route::<F>);
-        self.derived(&format!("{}-fk-join-{}", self.name, other.name), joined)
+        Table::from_collection(
+            &self.df,
+            &format!("{}-fk-join-{}", self.name, other.name),
+            joined,
+        )
     }
 
     /// Foreign-key left join: as [`Table::fk_join`], keeping left rows with no right row.
@@ -130,7 +146,8 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             .coll
             .clone()
             .fk_left_join_core(other.coll.clone(), fk, route::<F>);
-        self.derived(
+        Table::from_collection(
+            &self.df,
             &format!("{}-fk-left-join-{}", self.name, other.name),
             joined,
         )
@@ -187,7 +204,8 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         };
         // The join's stored events are a table with a changelog, and so is its stream time.
         let name = df.auto_name("stream-join");
-        let (index, rows) = df.changelog::<(K, JoinSide<V, W>), bool>(&name);
+        let state = df.state::<(K, JoinSide<V, W>), bool>(&name);
+        let rows = state.restored();
         let times = self
             .events()
             .map(|(_, (_, p), t)| (t, p))
@@ -200,10 +218,13 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         let restorable =
             self.events()
                 .window_join_restored(other.events(), window, kind, route::<K>, restore);
-        let state = restorable
-            .state
-            .map(|(k, side, matched)| ((k, side), matched));
-        Table::new(df.clone(), &name, state, Some(index));
+        let (stored, kept) = (
+            state,
+            restorable
+                .state
+                .map(|(k, side, matched)| ((k, side), matched)),
+        );
+        stored.keep(kept);
         let joined = restorable.joined;
         late_letters(
             &df,
@@ -235,6 +256,6 @@ fn later(a: Option<Pos>, b: Option<Pos>) -> Pos {
     match (a, b) {
         (Some(a), Some(b)) => a.max(b),
         (Some(p), None) | (None, Some(p)) => p,
-        (None, None) => (0, 0, 0, 0),
+        (None, None) => Pos::Restored,
     }
 }

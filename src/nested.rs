@@ -17,41 +17,29 @@
 
 use std::collections::BTreeSet;
 
-use faustus_connectors::OutRecord;
 use faustus_operators::{Aggregate as _, ListOp, ListTables as _, SetOp, SetTables as _};
-use timely::dataflow::operators::vec::Map as _;
 
 use crate::dataflow::{Data, Stream, Table};
-use crate::runtime::{key_bytes, route, CommitItem, Pos};
-
-/// Order key of changelog records: after every sink record of the epoch.
-const CHANGELOG_POS: Pos = (u32::MAX, 0, 0, 0);
-
-/// Order key of restored operations: before any input.
-const RESTORED_POS: Pos = (0, 0, 0, 0);
+use crate::runtime::{route, Pos};
 
 impl<'s, K: Data, M: Data> Stream<'s, K, SetOp<M>> {
     /// The set table of the operations: `add` puts a member in the key's set, `remove` takes it
     /// out, `clear` empties the set. An empty set is absent. Within an epoch, operations apply
     /// in input order. Over HTTP a key's value is a JSON array, in member order.
     pub fn set_table(self, name: &str) -> Table<'s, K, BTreeSet<M>> {
-        let df = self.df.clone();
-        let (index, restored) = df.changelog::<(K, M), SetOp<M>>(name);
-        let restored = restored.map(|((k, _m), op)| (k, op, RESTORED_POS));
+        let state = self.df.state::<(K, M), SetOp<M>>(name);
+        let restored = state.restored().map(|((k, _m), op)| (k, op, Pos::Restored));
         let set = self.coll.concat(restored).set_table_core(name, route::<K>);
-        df.push_output(set.changelog.inner.map(move |(((k, m), op), _t, _d)| {
-            let value = match op {
-                SetOp::Remove(_) => None,
-                op => Some(key_bytes(&op)),
-            };
-            changelog_record(index, key_bytes(&(k, m)), value)
+        state.log(set.changelog.map(|(km, op)| match op {
+            SetOp::Remove(_) => (km, None),
+            op => (km, Some(op)),
         }));
         let sets = set
             .table
             .reduce_by_key_core(name, route::<K>, |_k, members| {
                 Some(members.iter().map(|(m, _)| (*m).clone()).collect())
             });
-        Table::new(df, name, sets, None)
+        state.restores(sets)
     }
 }
 
@@ -60,29 +48,13 @@ impl<'s, K: Data, M: Data> Stream<'s, K, ListOp<M>> {
     /// occurrence of a value, `clear` empties the list, `replace` sets the whole list. Order is
     /// input order. An empty list is absent. Over HTTP a key's value is a JSON array.
     pub fn list_table(self, name: &str) -> Table<'s, K, Vec<M>> {
-        let df = self.df.clone();
-        let (index, restored) = df.changelog::<K, ListOp<M>>(name);
-        let restored = restored.map(|(k, op)| (k, op, RESTORED_POS));
+        let state = self.df.state::<K, ListOp<M>>(name);
+        let restored = state.restored().map(|(k, op)| (k, op, Pos::Restored));
         let list = self.coll.concat(restored).list_table_core(name, route::<K>);
-        df.push_output(list.changelog.inner.map(move |((k, op), _t, _d)| {
-            let value = match op {
-                ListOp::Clear => None,
-                op => Some(key_bytes(&op)),
-            };
-            changelog_record(index, key_bytes(&k), value)
+        state.log(list.changelog.map(|(k, op)| match op {
+            ListOp::Clear => (k, None),
+            op => (k, Some(op)),
         }));
-        Table::new(df, name, list.table, None)
+        state.restores(list.table)
     }
-}
-
-fn changelog_record(topic: u32, key: Vec<u8>, value: Option<Vec<u8>>) -> CommitItem {
-    CommitItem::Record(
-        CHANGELOG_POS,
-        OutRecord {
-            topic,
-            key: Some(key),
-            value,
-            headers: Vec::new(),
-        },
-    )
 }

@@ -10,11 +10,14 @@
 //!
 //! - windows are half-open, `[start, end)`, in event-time milliseconds;
 //! - *stream time* is the largest event time seen (by all workers, advanced once per epoch);
-//! - a window closes once `end + grace <= stream time`; an event for a closed window is **late**:
-//!   it is not counted, and it goes to the dead-letter topic (`<app>-__errors`) with the reason,
-//!   its origin and its event time in headers (`faustus.error.*`), so it is never lost silently;
+//! - a window closes once `end + grace <= stream time` (a session `[first, last + gap)`, which
+//!   still takes an event at exactly `last + gap`, once `end + grace < stream time`); an event
+//!   for a closed window is **late**: it is not counted, and it goes to the dead-letter topic
+//!   (`<app>-__errors`) with the reason, its origin and its event time in headers
+//!   (`faustus.error.*`), so it is never lost silently;
 //! - a window's row stays in the table until `end + expires <= stream time` (`expires` is at
-//!   least `grace`), then it is removed (a tombstone downstream);
+//!   least `grace`; a session's, one millisecond later), then it is removed (a tombstone
+//!   downstream);
 //! - [`WindowedStream::emit_final`] instead emits each window once, when it closes, as an
 //!   append-only stream.
 //!
@@ -26,22 +29,23 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use faustus_connectors::OutRecord;
 use std::collections::{BTreeMap, HashMap};
 
 use differential_dataflow::{AsCollection, VecCollection};
 use faustus_operators::{
-    Emit, EventTime, FoldByKey as _, Window, WindowConfig, WindowKind, WindowRestore, Windows as _,
+    Emit, EventTime, FoldByKey as _, Stash, Window, WindowConfig, WindowKind, WindowRestore,
+    Windows as _,
 };
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::{Broadcast as _, Map as _};
-use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
 use crate::dataflow::{Data, Dataflow, Stream, Table};
+use crate::dead_letter::DeadLetter;
 use crate::join::json_late;
 use crate::runtime::table::window_owner;
-use crate::runtime::{route, CommitItem, Pos};
+use crate::runtime::{route, Pos};
 
 /// Milliseconds of a duration, saturating.
 fn ms(d: Duration) -> u64 {
@@ -137,8 +141,8 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         self.window(WindowKind::Sliding { size: ms(size) })
     }
 
-    /// Session windows: events of a key less than `gap` apart are one session
-    /// `[first, last + gap)`.
+    /// Session windows: events of a key at most `gap` apart (exactly `gap` included, as in
+    /// Kafka Streams) are one session `[first, last + gap)`.
     pub fn session(self, gap: Duration) -> WindowedStream<'s, K, V> {
         self.window(WindowKind::Session { gap: ms(gap) })
     }
@@ -232,22 +236,20 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
                  restart, new windows miss the events that came before it"
             ));
         }
-        let (index, rows) = df.changelog::<(K, Window), A>(name);
-        let times = self.timed.events().map(|(_, (_, pos), t)| (t, pos));
-        let (stream_time, per_epoch) = kept_stream_time(&df, name, times);
-        let restore = WindowRestore { rows, stream_time };
-        let output = self.run(name, init, fold, merge, Some(restore));
-        let table = Table::maintained(
-            df,
-            name,
-            output,
-            Some(index),
+        let state = df.state::<(K, Window), A>(name).routed(
             window_owner::<K>,
             |tables, name, worker, peers, workers, shard| {
                 tables.register_windowed::<K, A>(name, worker, peers, workers, shard)
             },
         );
-        (table, per_epoch)
+        let times = self.timed.events().map(|(_, (_, pos), t)| (t, pos));
+        let (stream_time, per_epoch) = kept_stream_time(&df, name, times);
+        let restore = WindowRestore {
+            rows: state.restored(),
+            stream_time,
+        };
+        let output = self.run(name, init, fold, merge, Some(restore));
+        (state.keep(output), per_epoch)
     }
 
     /// Runs the window operator; late events go to the dead-letter topic.
@@ -280,7 +282,7 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
                 .late
                 .map(|((k, _w), ((v, p), t))| (p, json_late(&k, &v), t)),
             name,
-            "late: the event's window had closed (window end + grace <= stream time)",
+            "late: the event's window had closed (stream time had passed its end + grace)",
         );
         windowed.output
     }
@@ -307,28 +309,28 @@ impl<'s, K: Data, V: Data> FinalWindows<'s, K, V> {
         merge: impl Fn(&mut A, A) + 'static,
     ) -> Stream<'s, (K, Window), A> {
         let df = self.windows.timed.df.clone();
-        let grace = self.windows.config.grace;
+        let config = self.windows.config;
         let (table, stream_time) = self.windows.restored(name, init, fold, merge);
-        let output = finalize(table.coll.clone(), stream_time, grace);
+        let output = finalize(table.coll.clone(), stream_time, config);
         Stream {
             df,
             // Final rows are emitted after the epoch's input: order them after it.
-            coll: output.map(|((k, w), a)| ((k, w), a, (u32::MAX - 1, 0, 0, 0))),
+            coll: output.map(|((k, w), a)| ((k, w), a, Pos::AfterInput)),
         }
     }
 }
 
-/// Pending updates of one epoch: a capability, window rows, and the stream time.
-type FinalPending<K, A> = BTreeMap<u64, (Capability<u64>, Vec<(((K, Window), A), isize)>, u64)>;
+/// A row of a windowed table.
+type WindowRow<K, A> = ((K, Window), A);
 
 /// Final emission from a windowed table: each window once, with its value, at the epoch whose
-/// stream time closes it (`end + grace <= stream time`), as the window operator's own final mode
+/// stream time closes it ([`WindowConfig::closes_at`]), as the window operator's own final mode
 /// does. Its state is the table's open windows, which the table's restore brings back; windows
 /// that closed before a restart close again at the restore epoch, whose output is dropped.
 fn finalize<'s, K: Data, A: Data>(
     rows: VecCollection<'s, u64, ((K, Window), A)>,
     stream_time: StreamVec<'s, u64, u64>,
-    grace: u64,
+    config: WindowConfig,
 ) -> VecCollection<'s, u64, ((K, Window), A)> {
     rows.inner
         .binary_frontier(
@@ -337,46 +339,37 @@ fn finalize<'s, K: Data, A: Data>(
             Pipeline,
             "FinalWindows",
             move |_cap, _info| {
-                let mut pending: FinalPending<K, A> = BTreeMap::new();
+                // Per epoch: the window rows, and the stream times.
+                let mut stash: Stash<(WindowRow<K, A>, isize), u64> = Stash::new();
                 let mut open: HashMap<(K, Window), A> = HashMap::new();
                 let mut closing: BTreeMap<u64, Vec<(K, Window)>> = BTreeMap::new();
                 let mut now = 0u64;
                 move |(rows, rows_frontier), (times, times_frontier), output| {
                     rows.for_each(|cap, data| {
-                        let Some(cap) = cap.retain_least(0) else {
-                            return;
-                        };
                         for (row, t, d) in data.drain(..) {
-                            let entry = pending
-                                .entry(t)
-                                .or_insert_with(|| (cap.delayed(&t), Vec::new(), 0));
-                            entry.1.push((row, d));
+                            stash.push_first(&cap, t, (row, d));
                         }
                     });
                     times.for_each(|cap, data| {
-                        let Some(cap) = cap.retain_least(0) else {
+                        let Some(t) = cap.least().copied() else {
                             return;
                         };
-                        let t = *cap.time();
-                        let entry = pending
-                            .entry(t)
-                            .or_insert_with(|| (cap.clone(), Vec::new(), 0));
                         for st in data.drain(..) {
-                            entry.2 = entry.2.max(st);
+                            stash.push_second(&cap, t, st);
                         }
                     });
-                    while let Some((&time, _)) = pending.first_key_value() {
-                        if rows_frontier.less_equal(&time) || times_frontier.less_equal(&time) {
-                            break;
-                        }
-                        let (cap, rows, st) = pending.pop_first().expect("non-empty").1;
+                    while let Some((time, batch)) =
+                        stash.pop_complete(&[rows_frontier, times_frontier])
+                    {
+                        let (cap, rows) = (batch.capability, batch.first);
+                        let st = batch.second.into_iter().max().unwrap_or(0);
                         // New rows first (an update's new row replaces its old one), then
                         // the windows this stream time closes, then retractions: a window that
                         // expires in the epoch it closes is retracted after its final value.
                         let (inserted, retracted): (Vec<_>, Vec<_>) =
                             rows.into_iter().partition(|(_, d)| *d > 0);
                         for ((kw, a), _) in inserted {
-                            let at = kw.1.end.saturating_add(grace);
+                            let at = config.closes_at(&kw.1);
                             closing.entry(at).or_default().push(kw.clone());
                             open.insert(kw, a);
                         }
@@ -412,8 +405,8 @@ pub(crate) fn kept_stream_time<'s>(
     name: &str,
     times: VecCollection<'s, u64, (EventTime, Pos)>,
 ) -> (VecCollection<'s, u64, u64>, StreamVec<'s, u64, u64>) {
-    let table = format!("{name}.stream-time");
-    let (index, restored) = df.changelog::<(), u64>(&table);
+    let state = df.state::<(), u64>(&format!("{name}.stream-time"));
+    let restored = state.restored();
     let maxima = times
         .inner
         .unary(Pipeline, "StreamTimeMaxima", |_cap, _info| {
@@ -435,7 +428,7 @@ pub(crate) fn kept_stream_time<'s>(
             }
         })
         .as_collection();
-    let kept = maxima.fold_by_key(restored.clone(), route::<()>, &table, |_, old, t| {
+    let kept = maxima.fold_by_key(restored.clone(), route::<()>, state.name(), |_, old, t| {
         Some(old.map_or(t, |old| (*old).max(t)))
     });
     let per_epoch = kept
@@ -443,7 +436,7 @@ pub(crate) fn kept_stream_time<'s>(
         .clone()
         .flat_map(|(((), t), _time, d)| (d > 0).then_some(t))
         .broadcast();
-    Table::new(df.clone(), &table, kept, Some(index));
+    state.keep(kept);
     (restored.map(|((), t)| t), per_epoch)
 }
 
@@ -460,36 +453,14 @@ pub(crate) fn late_letters<'s>(
     let operator = operator.to_string();
     let sources = df.plan.borrow().sources.clone();
     let records = late.inner.map(move |((pos, (key, value), t), _time, _d)| {
-        let topic = sources.get(pos.0 as usize).cloned().unwrap_or_default();
-        log::debug!("late event from `{topic}`/{}@{}: {reason}", pos.1, pos.2);
-        CommitItem::Record(
-            pos,
-            OutRecord {
-                topic: 0,
-                key: Some(key),
-                value: Some(value),
-                headers: vec![
-                    ("faustus.error.reason".into(), reason.as_bytes().to_vec()),
-                    ("faustus.error.topic".into(), topic.into_bytes()),
-                    (
-                        "faustus.error.partition".into(),
-                        pos.1.to_string().into_bytes(),
-                    ),
-                    (
-                        "faustus.error.offset".into(),
-                        pos.2.to_string().into_bytes(),
-                    ),
-                    (
-                        "faustus.error.event_time".into(),
-                        t.0.to_string().into_bytes(),
-                    ),
-                    (
-                        "faustus.error.operator".into(),
-                        operator.clone().into_bytes(),
-                    ),
-                ],
-            },
-        )
+        let (source, partition, offset) = pos.origin().unwrap_or((u32::MAX, -1, -1));
+        let topic = sources.get(source as usize).cloned().unwrap_or_default();
+        log::debug!("late event from `{topic}`/{partition}@{offset}: {reason}");
+        DeadLetter::new(reason, Some(key), Some(value))
+            .origin(&topic, partition, offset)
+            .event_time(t.0)
+            .operator(&operator)
+            .into_item(pos)
     });
     df.push_output(records);
 }

@@ -365,7 +365,7 @@ fn the_windows_example_prints_every_window_kind() {
         let mut current: Option<(u64, u64, i64)> = None;
         for t in times {
             current = match current {
-                Some((first, last, n)) if t < last + gap => Some((first, t, n + 1)),
+                Some((first, last, n)) if t <= last + gap => Some((first, t, n + 1)),
                 Some((first, last, n)) => {
                     sessions.insert((user.clone(), first, last + gap), n);
                     Some((t, t, 1))

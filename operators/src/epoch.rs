@@ -105,19 +105,65 @@ where
 }
 
 /// The records of one epoch from up to two inputs, with a capability to emit at the epoch.
-pub(crate) struct Batch<A, B> {
-    pub(crate) capability: Capability<u64>,
-    pub(crate) first: Vec<A>,
-    pub(crate) second: Vec<B>,
+pub struct Batch<A, B> {
+    /// A capability for the epoch (of the operator's first output).
+    pub capability: Capability<u64>,
+    /// The first input's records, in arrival order.
+    pub first: Vec<A>,
+    /// The second input's records, in arrival order.
+    pub second: Vec<B>,
 }
 
-/// Records buffered by epoch until the epoch is complete on every input.
-pub(crate) struct Stash<A, B> {
+/// Records of up to two inputs buffered by epoch until the epoch is complete on every input:
+/// the shape of every stateful operator here, and of the engine's own (a table's maintainer,
+/// final windows). Push records as they arrive with the message's capability, then pop the
+/// complete epochs, in order, with the inputs' frontiers.
+///
+/// ```
+/// use differential_dataflow::input::Input;
+/// use faustus_operators::Stash;
+/// use timely::container::CapacityContainerBuilder;
+/// use timely::dataflow::channels::pact::Pipeline;
+/// use timely::dataflow::operators::{Inspect, Operator};
+///
+/// timely::example(|scope| {
+///     let (_input, numbers) = scope.new_collection_from(vec![1u64, 2, 3]);
+///     numbers
+///         .inner
+///         .unary_frontier::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
+///             Pipeline,
+///             "SumPerEpoch",
+///             |_cap, _info| {
+///                 let mut stash: Stash<u64, ()> = Stash::new();
+///                 move |(input, frontier), output| {
+///                     input.for_each(|cap, data| {
+///                         for (x, time, _diff) in data.drain(..) {
+///                             stash.push_first(&cap, time, x);
+///                         }
+///                     });
+///                     while let Some((_time, batch)) = stash.pop_complete(&[frontier]) {
+///                         let sum: u64 = batch.first.iter().sum();
+///                         output.session(&batch.capability).give(sum);
+///                     }
+///                 }
+///             },
+///         )
+///         .inspect(|sum| assert_eq!(*sum, 6));
+/// });
+/// ```
+pub struct Stash<A, B> {
     pending: BTreeMap<u64, Batch<A, B>>,
 }
 
+impl<A, B> Default for Stash<A, B> {
+    fn default() -> Self {
+        Stash::new()
+    }
+}
+
 impl<A, B> Stash<A, B> {
-    pub(crate) fn new() -> Self {
+    /// An empty stash.
+    pub fn new() -> Self {
         Stash {
             pending: BTreeMap::new(),
         }
@@ -143,21 +189,21 @@ impl<A, B> Stash<A, B> {
     }
 
     /// Buffers a record of the first input at epoch `time`.
-    pub(crate) fn push_first(&mut self, cap: &InputCapability<u64>, time: u64, record: A) {
+    pub fn push_first(&mut self, cap: &InputCapability<u64>, time: u64, record: A) {
         if let Some(batch) = self.batch(cap, time) {
             batch.first.push(record);
         }
     }
 
     /// Buffers a record of the second input at epoch `time`.
-    pub(crate) fn push_second(&mut self, cap: &InputCapability<u64>, time: u64, record: B) {
+    pub fn push_second(&mut self, cap: &InputCapability<u64>, time: u64, record: B) {
         if let Some(batch) = self.batch(cap, time) {
             batch.second.push(record);
         }
     }
 
     /// Removes and returns the earliest epoch, if no input can still send records for it.
-    pub(crate) fn pop_complete(
+    pub fn pop_complete(
         &mut self,
         frontiers: &[&MutableAntichain<u64>],
     ) -> Option<(u64, Batch<A, B>)> {

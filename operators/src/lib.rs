@@ -27,7 +27,7 @@ pub mod upsert;
 pub mod window;
 
 pub use aggregate::*;
-pub use epoch::default_route;
+pub use epoch::{default_route, Batch, Stash};
 pub use fold::*;
 pub use join::*;
 pub use nested::*;

@@ -17,9 +17,73 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use faustus_connectors::{KafkaConfig, OutRecord};
 use serde::{Deserialize, Serialize};
 
-/// Where a record came from: `(source, partition, offset, sub-index)`. Orders records within an
-/// epoch deterministically, whatever the interleaving of workers.
-pub type Pos = (u32, i32, i64, u32);
+/// Where a record stands in its epoch: orders records within an epoch deterministically, whatever
+/// the interleaving of workers. Restored state comes first, then input records by source,
+/// partition and offset, then what is emitted once the input is applied (final windows), then
+/// changelog records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Pos {
+    /// Restored state, before any input of the epoch.
+    Restored,
+    /// An input record (or what an operator made of it).
+    Input {
+        /// The source's index (the order in which the program declared its sources).
+        source: u32,
+        /// The Kafka partition.
+        partition: i32,
+        /// The record's offset in its partition.
+        offset: i64,
+        /// The position among the records an operator made from this one (`flat_map`).
+        index: u32,
+    },
+    /// Emitted after the epoch's input was applied (a window's final value).
+    AfterInput,
+    /// A changelog record: after every output record of the epoch.
+    Changelog,
+}
+
+impl Pos {
+    /// The position of record `offset` of `partition` of source `source`.
+    pub fn input(source: u32, partition: i32, offset: i64) -> Pos {
+        Pos::Input {
+            source,
+            partition,
+            offset,
+            index: 0,
+        }
+    }
+
+    /// The `index`-th record an operator made from the record at this position.
+    pub fn nth(self, index: u32) -> Pos {
+        match self {
+            Pos::Input {
+                source,
+                partition,
+                offset,
+                ..
+            } => Pos::Input {
+                source,
+                partition,
+                offset,
+                index,
+            },
+            other => other,
+        }
+    }
+
+    /// The source, partition and offset of an input record.
+    pub fn origin(&self) -> Option<(u32, i32, i64)> {
+        match *self {
+            Pos::Input {
+                source,
+                partition,
+                offset,
+                ..
+            } => Some((source, partition, offset)),
+            _ => None,
+        }
+    }
+}
 
 /// How this process restored its tables from their changelogs at start-up (see
 /// [`crate::Running::restore_report`]). While the restore runs, the counts grow.
@@ -131,12 +195,15 @@ impl Startup {
     }
 }
 
-/// The stable hash that routes a key to its owning worker: murmur2 of its JSON encoding.
-pub(crate) fn route<K: Serialize>(key: &K) -> u64 {
-    u64::from(faustus_connectors::murmur2(&key_bytes(key)))
+/// The stable hash that routes a key to its owning worker: murmur2 of its JSON encoding (a key
+/// that has none, which faustus can neither store nor serve, is routed by its debug form).
+pub(crate) fn route<K: Serialize + std::fmt::Debug>(key: &K) -> u64 {
+    let bytes = try_json(key).unwrap_or_else(|_| format!("{key:?}").into_bytes());
+    u64::from(faustus_connectors::murmur2(&bytes))
 }
 
-/// The stable encoding of a key: JSON.
-pub(crate) fn key_bytes<K: Serialize>(key: &K) -> Vec<u8> {
-    serde_json::to_vec(key).expect("keys serialize to JSON")
+/// The stable encoding of keys and values: JSON. It fails for what JSON cannot hold (a map
+/// whose keys are not strings, a serializer that errs).
+pub(crate) fn try_json<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(value)
 }

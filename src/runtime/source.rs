@@ -15,15 +15,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use differential_dataflow::ExchangeData;
-use faustus_connectors::{OutRecord, PartitionReader, RawRecord};
+use faustus_connectors::{PartitionReader, RawRecord};
 use timely::dataflow::operators::generic::source as timely_source;
 use timely::dataflow::{Scope, StreamVec};
 
 use super::{CommitItem, Pos, Startup};
+use crate::dead_letter::DeadLetter;
 use std::sync::Arc;
-
-/// Index of the dead-letter topic among output topics.
-pub(crate) const DEAD_LETTER: u32 = 0;
 
 /// Records handed out per activation before yielding to other operators.
 const BATCH: usize = 8192;
@@ -136,7 +134,7 @@ where
                 let time = *cap.time();
                 let mut session = output.session(&*cap);
                 let polled = reader.poll(BATCH, Duration::ZERO, |record| {
-                    let pos: Pos = (index, record.partition, record.offset, 0);
+                    let pos = Pos::input(index, record.partition, record.offset);
                     match decode(&record) {
                         Ok(data) => session.give(Ok(((data, pos), time, 1))),
                         Err(reason) => session.give(Err(dead_letter(&record, pos, &reason))),
@@ -160,37 +158,17 @@ where
 /// The dead-letter record for a record that did not decode: its key and value unchanged, and
 /// the reason and origin in headers.
 fn dead_letter(record: &RawRecord<'_>, pos: Pos, reason: &str) -> CommitItem {
-    let headers = vec![
-        (
-            "faustus.error.reason".to_string(),
-            reason.as_bytes().to_vec(),
-        ),
-        (
-            "faustus.error.topic".to_string(),
-            record.topic.as_bytes().to_vec(),
-        ),
-        (
-            "faustus.error.partition".to_string(),
-            record.partition.to_string().into_bytes(),
-        ),
-        (
-            "faustus.error.offset".to_string(),
-            record.offset.to_string().into_bytes(),
-        ),
-    ];
     log::warn!(
         "dead letter: `{}`/{}@{}: {reason}",
         record.topic,
         record.partition,
         record.offset
     );
-    CommitItem::Record(
-        pos,
-        OutRecord {
-            topic: DEAD_LETTER,
-            key: record.key.map(<[u8]>::to_vec),
-            value: record.value.map(<[u8]>::to_vec),
-            headers,
-        },
+    DeadLetter::new(
+        reason,
+        record.key.map(<[u8]>::to_vec),
+        record.value.map(<[u8]>::to_vec),
     )
+    .origin(record.topic, record.partition, record.offset)
+    .into_item(pos)
 }

@@ -18,16 +18,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
-use faustus_connectors::OutRecord;
-use faustus_operators::Window;
+use faustus_operators::{Stash, Window};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::{Capability, OkErr, Operator};
+use timely::dataflow::operators::{OkErr, Operator};
 use timely::dataflow::StreamVec;
 
 use super::health::{Health, TableState};
-use super::{key_bytes, route, CommitItem, Pos};
+use super::{route, CommitItem, Pos};
+use crate::dataflow::Data;
+use crate::state::{changelog_record, ReplicaSlot};
 
 /// One worker's part of a table's read replica.
 pub(crate) type Shard<K, A> = Arc<Replica<K, A>>;
@@ -69,14 +70,8 @@ impl<K, A> Replica<K, A> {
     }
 }
 
-/// Order key of changelog records: after every sink record of the epoch.
-const CHANGELOG_POS: Pos = (u32::MAX, 0, 0, 0);
-
 /// A table's change stream: `(key, new value or None, order)`.
 pub(crate) type Changes<'s, K, A> = VecCollection<'s, u64, (K, Option<A>, Pos)>;
-
-/// Updates of one epoch waiting for the epoch to complete.
-type Pending<K, A> = BTreeMap<u64, (Capability<u64>, Vec<((K, A), isize)>)>;
 
 /// Maintains `table`: returns its change stream and the records for the committer.
 ///
@@ -87,16 +82,17 @@ type Pending<K, A> = BTreeMap<u64, (Capability<u64>, Vec<((K, A), isize)>)>;
 /// Once the restore epoch has passed, the replica is marked ready: it holds the restored table.
 pub(crate) fn maintain<'s, K, A>(
     table: VecCollection<'s, u64, (K, A)>,
-    shard: Shard<K, A>,
+    replica: ReplicaSlot<K, A>,
     changelog: Option<u32>,
     name: &str,
     owner: fn(&K) -> u64,
     restore_epoch: u64,
 ) -> (Changes<'s, K, A>, StreamVec<'s, u64, CommitItem>)
 where
-    K: ExchangeData + Hash + Serialize,
-    A: ExchangeData + Serialize,
+    K: Data,
+    A: Data,
 {
+    let table_name = name.to_string();
     type Item<K, A> = Result<((K, Option<A>, Pos), u64, isize), CommitItem>;
     let pact = Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| owner(k));
     let (changes, records) = table
@@ -105,55 +101,47 @@ where
             pact,
             &format!("Table({name})"),
             move |_cap, _info| {
-                let mut pending: Pending<K, A> = BTreeMap::new();
+                let mut stash: Stash<((K, A), isize), ()> = Stash::new();
                 let mut ready = false;
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
-                        let Some(least) = cap.retain_least(0) else {
-                            return;
-                        };
                         for (kv, t, d) in data.drain(..) {
-                            pending
-                                .entry(t)
-                                .or_insert_with(|| (least.delayed(&t), Vec::new()))
-                                .1
-                                .push((kv, d));
+                            stash.push_first(&cap, t, (kv, d));
                         }
                     });
-                    while let Some((&time, _)) = pending.first_key_value() {
-                        if frontier.less_equal(&time) {
-                            break;
-                        }
-                        let (cap, updates) = pending.pop_first().expect("non-empty").1;
-                        let changes = net_changes(updates);
+                    while let Some((time, batch)) = stash.pop_complete(&[frontier]) {
+                        let changes = net_changes(batch.first);
                         if changes.is_empty() {
                             continue;
                         }
-                        let mut session = output.session(&cap);
-                        let mut replica = shard.write();
+                        let mut session = output.session(&batch.capability);
+                        // A private table keeps no read copy.
+                        let shard = replica.borrow().clone();
+                        let mut copy = shard.as_ref().map(|s| s.write());
                         let changelog = changelog.filter(|_| time > restore_epoch);
                         for (k, new) in changes {
                             if let Some(topic) = changelog {
-                                session.give(Err(CommitItem::Record(
-                                    CHANGELOG_POS,
-                                    OutRecord {
-                                        topic,
-                                        key: Some(key_bytes(&k)),
-                                        value: new.as_ref().map(key_bytes),
-                                        headers: Vec::new(),
-                                    },
+                                session.give(Err(changelog_record(
+                                    &table_name,
+                                    topic,
+                                    &k,
+                                    new.as_ref(),
                                 )));
                             }
-                            match &new {
-                                Some(v) => replica.insert(k.clone(), v.clone()),
-                                None => replica.remove(&k),
-                            };
-                            session.give(Ok(((k, new, CHANGELOG_POS), time, 1)));
+                            if let Some(copy) = copy.as_mut() {
+                                match &new {
+                                    Some(v) => copy.insert(k.clone(), v.clone()),
+                                    None => copy.remove(&k),
+                                };
+                            }
+                            session.give(Ok(((k, new, Pos::Changelog), time, 1)));
                         }
                     }
                     if !ready && !frontier.less_equal(&restore_epoch) {
                         ready = true;
-                        shard.set_ready();
+                        if let Some(shard) = replica.borrow().as_ref() {
+                            shard.set_ready();
+                        }
                     }
                 }
             },
@@ -388,7 +376,7 @@ where
 
 /// The route of a windowed table's key: its key without the window, so that a key's windows
 /// live on one worker.
-pub(crate) fn window_owner<K: Serialize>(key: &(K, Window)) -> u64 {
+pub(crate) fn window_owner<K: Serialize + std::fmt::Debug>(key: &(K, Window)) -> u64 {
     route(&key.0)
 }
 

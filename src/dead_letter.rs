@@ -1,0 +1,95 @@
+//! Dead letters: what faustus could not process, kept rather than lost.
+//!
+//! A record that does not decode, an event later than its window allows, a key or value that
+//! cannot be encoded: each goes to the application's dead-letter topic, [`topic`]
+//! (`<app>-__errors`), in the same transaction as the epoch's other output. The record's key and
+//! value are written unchanged where there were any (as JSON, or their debug form, where faustus
+//! made them); why and where from are in headers, named here.
+
+use faustus_connectors::OutRecord;
+
+use crate::runtime::{CommitItem, Pos};
+
+/// Why the record is a dead letter (always present).
+pub const REASON: &str = "faustus.error.reason";
+/// The input topic the record came from.
+pub const TOPIC: &str = "faustus.error.topic";
+/// Its partition there.
+pub const PARTITION: &str = "faustus.error.partition";
+/// Its offset there.
+pub const OFFSET: &str = "faustus.error.offset";
+/// Its event time (milliseconds), for late events.
+pub const EVENT_TIME: &str = "faustus.error.event_time";
+/// The table or operator that refused it.
+pub const OPERATOR: &str = "faustus.error.operator";
+
+/// The dead-letter topic of application `app_id`.
+pub fn topic(app_id: &str) -> String {
+    format!("{app_id}-__errors")
+}
+
+/// The index of the dead-letter topic among an application's output topics.
+pub(crate) const TOPIC_INDEX: u32 = 0;
+
+/// A dead letter under construction.
+pub(crate) struct DeadLetter {
+    reason: String,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl DeadLetter {
+    /// A dead letter holding `key` and `value`, for `reason`.
+    pub(crate) fn new(
+        reason: impl Into<String>,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> Self {
+        DeadLetter {
+            reason: reason.into(),
+            key,
+            value,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Where it came from: input topic, partition and offset.
+    pub(crate) fn origin(mut self, topic: &str, partition: i32, offset: i64) -> Self {
+        self.headers.push((TOPIC.into(), topic.as_bytes().to_vec()));
+        self.headers
+            .push((PARTITION.into(), partition.to_string().into_bytes()));
+        self.headers
+            .push((OFFSET.into(), offset.to_string().into_bytes()));
+        self
+    }
+
+    /// Its event time.
+    pub(crate) fn event_time(mut self, millis: u64) -> Self {
+        self.headers
+            .push((EVENT_TIME.into(), millis.to_string().into_bytes()));
+        self
+    }
+
+    /// The table or operator that refused it.
+    pub(crate) fn operator(mut self, name: &str) -> Self {
+        self.headers
+            .push((OPERATOR.into(), name.as_bytes().to_vec()));
+        self
+    }
+
+    /// The record for the committer, ordered at `pos` in its epoch.
+    pub(crate) fn into_item(self, pos: Pos) -> CommitItem {
+        let mut headers = vec![(REASON.to_string(), self.reason.into_bytes())];
+        headers.extend(self.headers);
+        CommitItem::Record(
+            pos,
+            OutRecord {
+                topic: TOPIC_INDEX,
+                key: self.key,
+                value: self.value,
+                headers,
+            },
+        )
+    }
+}
