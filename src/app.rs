@@ -489,10 +489,11 @@ impl Running {
     }
 
     /// True once every table of this process is restored (the restore epoch has passed through
-    /// the whole dataflow) and the application runs: its tables answer with their contents.
-    /// False while it restores, and again once it stops or fails.
+    /// the whole dataflow, and every public table's read copy holds it) and the application
+    /// runs: its tables answer with their contents. False while it restores, and again once it
+    /// stops or fails.
     pub fn is_ready(&self) -> bool {
-        self.health.restore_report().complete && !self.health.stopping()
+        self.health.is_ready(&self.tables.states(&self.health))
     }
 
     /// Waits until the application is ready ([`Running::is_ready`]), for at most `timeout`.
@@ -517,7 +518,9 @@ impl Running {
             WaitError::Failed(why) => Error::Runtime(why),
             WaitError::Timeout => Error::NotReady(format!(
                 "after {timeout:?}, {}",
-                self.health.state(None, None).describe("the application")
+                self.health
+                    .process_state(&self.tables.states(&self.health))
+                    .describe("the application")
             )),
         })
     }

@@ -615,3 +615,22 @@ async fn a_key_of_a_worker_that_has_not_registered_yet_is_not_ready_not_elsewher
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_process_is_not_ready_until_every_public_table_holds_the_restored_state() {
+    // The restore epoch has passed the whole dataflow, but one worker's read copy has not taken
+    // it in yet (its operator runs a moment later).
+    let shards = shards(10);
+    let late = Arc::new(Replica::<i64, String>::new());
+    let mut all = vec![Arc::clone(&late)];
+    all.extend(shards[1..].iter().cloned());
+    let state = process_state(0, &all, ready_health(), Vec::new());
+    let (status, retry, body) = get_with_retry(&state, "/api/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["state"], "restoring", "{body}");
+    assert_eq!(body["tables"]["prices"]["state"], "restoring", "{body}");
+    assert!(retry.is_some());
+    late.set_ready();
+    let (status, _, body) = get_with_retry(&state, "/api/ready").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

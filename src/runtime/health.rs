@@ -163,9 +163,28 @@ impl Health {
         TableState::Restoring(progress)
     }
 
+    /// Where the process stands, given its public `tables`: ready once the restore epoch has
+    /// passed the whole dataflow *and* every public table's read copy holds it (the operator
+    /// that keeps a copy may run a moment after the rest of the dataflow has moved on).
+    pub(crate) fn process_state(&self, tables: &BTreeMap<String, TableState>) -> TableState {
+        match self.state(None, None) {
+            TableState::Ready => tables
+                .values()
+                .find(|t| !t.is_ready())
+                .cloned()
+                .unwrap_or(TableState::Ready),
+            state => state,
+        }
+    }
+
+    /// True when the process serves: every table restored, running, not failed.
+    pub(crate) fn is_ready(&self, tables: &BTreeMap<String, TableState>) -> bool {
+        self.fatal().is_none() && !self.stopping() && self.process_state(tables).is_ready()
+    }
+
     /// What a process reports about itself: `(ready, body)` for `/api/ready`.
     pub(crate) fn readiness(&self, tables: BTreeMap<String, TableState>) -> (bool, Value) {
-        let process = self.state(None, None);
+        let process = self.process_state(&tables);
         let (ready, reason) = match (&process, self.fatal(), self.stopping()) {
             (_, Some(fatal), _) => (false, format!("the application failed: {fatal}")),
             (_, None, true) => (false, "the application is stopping".to_string()),
