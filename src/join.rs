@@ -30,7 +30,7 @@ use faustus_operators::{
 
 use crate::dataflow::{Data, Stream, Table};
 use crate::runtime::{route, Pos};
-use crate::window::{kept_stream_time, late_letters, Timed};
+use crate::window::{json_late, kept_stream_time, late_letters, Timed};
 
 /// A stored event of a stream⋈stream join: its side, value, position and event time.
 type JoinSide<V, W> = Side<((V, Pos), EventTime), ((W, Pos), EventTime)>;
@@ -241,14 +241,6 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         });
         Stream { df, coll }
     }
-}
-
-/// A late event as JSON key and value bytes, for the dead-letter topic.
-pub(crate) fn json_late<K: Data, V: Data>(k: &K, v: &V) -> (Vec<u8>, Vec<u8>) {
-    (
-        serde_json::to_vec(k).expect("keys serialize"),
-        serde_json::to_vec(v).expect("values serialize"),
-    )
 }
 
 /// The position of a joined pair: the later of its events' (so it sorts after both inputs).

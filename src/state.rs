@@ -43,23 +43,31 @@
 //! A program's own differential code uses the same door:
 //!
 //! ```no_run
-//! use differential_dataflow::operators::Iterate;
+//! use differential_dataflow::operators::Iterate as _;
 //! use faustus::prelude::*;
 //!
 //! # fn build(df: &Dataflow<'_>, follows: &Topic<u64, u64>) {
-//! let reach = df.state::<u64, u64>("reach");
-//! let edges = df.stream(follows).collection().map(|(a, b, _pos)| (a, b));
-//! let closure = edges
-//!     .concat(reach.restored())
-//!     .iterate(|scope, inner| {
-//!         let edges = edges.enter(scope);
-//!         inner
-//!             .map(|(a, b)| (b, a))
-//!             .join_map(&edges, |_b, a, c| (*a, *c))
-//!             .concat(edges)
-//!             .distinct()
-//!     });
-//! reach.keep(closure.distinct().map(|(a, b)| (a, b))).public();
+//! let reach = df.state::<u64, Vec<u64>>("reach");
+//! // Down: the new follows, and the closure the last run committed.
+//! let edges = df
+//!     .stream(follows)
+//!     .collection()
+//!     .map(|(a, b, _pos)| (a, b))
+//!     .concat(reach.restored().flat_map(|(a, bs)| bs.into_iter().map(move |b| (a, b))))
+//!     .distinct();
+//! let closure = edges.clone().iterate(|scope, inner| {
+//!     let edges = edges.enter(scope);
+//!     inner
+//!         .map(|(a, b)| (b, a))
+//!         .join_map(edges.clone(), |_b, a, c| (*a, *c))
+//!         .concat(edges)
+//!         .distinct()
+//! });
+//! let table = closure.reduce(|_a, reached, out: &mut Vec<(Vec<u64>, isize)>| {
+//!     out.push((reached.iter().map(|(b, _)| **b).collect(), 1))
+//! });
+//! // Up: routed, changelogged, committed exactly-once, served over HTTP.
+//! reach.keep(table).public();
 //! # }
 //! ```
 

@@ -43,7 +43,6 @@ use timely::dataflow::StreamVec;
 
 use crate::dataflow::{Data, Dataflow, Stream, Table};
 use crate::dead_letter::DeadLetter;
-use crate::join::json_late;
 use crate::runtime::table::window_owner;
 use crate::runtime::{route, Pos};
 
@@ -438,6 +437,17 @@ pub(crate) fn kept_stream_time<'s>(
         .broadcast();
     state.keep(kept);
     (restored.map(|((), t)| t), per_epoch)
+}
+
+/// A late event's key and value for the dead-letter topic: their JSON, or their debug form if
+/// they have none.
+pub(crate) fn json_late<K: Data, V: Data>(k: &K, v: &V) -> (Vec<u8>, Vec<u8>) {
+    (json_or_debug(k), json_or_debug(v))
+}
+
+/// JSON, or the debug form of what has no JSON.
+fn json_or_debug<T: Data>(x: &T) -> Vec<u8> {
+    serde_json::to_vec(x).unwrap_or_else(|_| format!("{x:?}").into_bytes())
 }
 
 /// Sends late events `(position, (key JSON, value JSON), event time)` to the dead-letter topic,

@@ -87,12 +87,16 @@ fn start(app_id: &str, prefix: &str, seed: u64, edges: u64) -> (Process, String)
     (process, format!("http://{http}"))
 }
 
-/// Waits until the table served at `base` equals the closure of every follow in `topic`.
-fn wait_for_closure(base: &str, topic: &str, what: &str) -> BTreeMap<String, Value> {
+/// Waits until `topic` holds `count` follows and the table served at `base` equals their
+/// closure.
+fn wait_for_closure(base: &str, topic: &str, count: usize, what: &str) -> BTreeMap<String, Value> {
     wait_for(what, DEADLINE, || {
-        let want = model(&follows(topic));
+        let all = follows(topic);
+        if all.len() != count {
+            return None;
+        }
         let served = http_table(base, "reach")?;
-        (!want.is_empty() && served == want).then_some(served)
+        (served == model(&all)).then_some(served)
     })
 }
 
@@ -105,13 +109,12 @@ fn a_closure_kept_as_state_survives_kill_9_between_inputs() {
     // Run 1 writes 40 follows; killed once its table is the closure of them (its last epoch
     // may not be committed yet).
     let (mut process, base) = start(&app_id, &prefix, 1, 40);
-    wait_for_closure(&base, &topic, "run 1's closure");
+    wait_for_closure(&base, &topic, 40, "run 1's closure");
     process.kill9();
 
     // Run 2 restores the closure, reads the follows run 1 had not committed and 40 new ones.
     let (mut process, base) = start(&app_id, &prefix, 2, 40);
-    let second = wait_for_closure(&base, &topic, "run 2's closure");
-    assert_eq!(follows(&topic).len(), 80);
+    let second = wait_for_closure(&base, &topic, 80, "run 2's closure");
     process.kill9();
 
     // Run 3 writes nothing: once ready, its table is exactly what the changelog restored.
