@@ -5,8 +5,8 @@
 //! per epoch, and, once the epoch is complete, consolidated into at most one change per key:
 //! the key's new value, or its removal. Each change
 //!
-//! - is applied to the worker's read replica (what HTTP reads: epoch-consistent, never touching
-//!   the dataflow's own state),
+//! - is applied to the worker's read replica, for a public table (what HTTP and typed readers
+//!   read: epoch-consistent, never touching the dataflow's own state),
 //! - becomes a changelog record (JSON key, JSON value or a tombstone) for the committer, when the
 //!   table has a changelog,
 //! - is emitted as the table's change stream.
