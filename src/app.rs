@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::http::{router, HttpState};
 use crate::runtime::assignment::Assignments;
 use crate::runtime::commit::commit_sink;
-use crate::runtime::health::{wait_until, Health, TableState, WaitError};
+use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{Declared, Tables};
 use crate::runtime::{RestoreReport, Startup};
 use crate::tables::TableReader;
@@ -155,7 +155,7 @@ impl App {
         }
         let tables = Arc::new(Tables::default());
         for (name, declared) in &planned.public {
-            tables.declare_planned(name, declared.clone());
+            tables.declare(name, declared.changelog.clone(), declared.replicas_type);
         }
         let health = Arc::new(Health::new(config.workers));
 
@@ -503,26 +503,29 @@ impl Running {
     /// [`Error::NotReady`] when the deadline passes, with what is still restoring;
     /// [`Error::Runtime`] when the application fails or stops first.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        wait_until(
-            timeout,
-            || self.is_ready(),
-            || {
-                self.health.fatal().or_else(|| {
-                    self.health
-                        .stopping()
-                        .then(|| "the application stopped before it was ready".to_string())
-                })
-            },
-        )
-        .map_err(|e| match e {
-            WaitError::Failed(why) => Error::Runtime(why),
-            WaitError::Timeout => Error::NotReady(format!(
-                "after {timeout:?}, {}",
-                self.health
-                    .process_state(&self.tables.states(&self.health))
-                    .describe("the application")
-            )),
-        })
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let tables = self.tables.states(&self.health);
+            if self.health.is_ready(&tables) {
+                return Ok(());
+            }
+            if let Some(fatal) = self.health.fatal() {
+                return Err(Error::Runtime(fatal));
+            }
+            if self.health.stopping() {
+                return Err(Error::Runtime(
+                    "the application stopped before it was ready".into(),
+                ));
+            }
+            if std::time::Instant::now() >= deadline {
+                let state = self.health.process_state(&tables);
+                return Err(Error::NotReady(format!(
+                    "after {timeout:?}, {}",
+                    state.describe("the application")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Where public table `name` stands on this process (`None`: no public table of that name).

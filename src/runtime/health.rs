@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -371,34 +371,4 @@ impl ChangelogRestore {
     fn expected_records(&self, workers: usize) -> Option<u64> {
         (self.workers_started >= workers).then_some(self.expected_offsets)
     }
-}
-
-/// Waits until `ready()` holds, for at most `timeout`, checking `failed()` on the way.
-pub(crate) fn wait_until(
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-    mut failed: impl FnMut() -> Option<String>,
-) -> Result<(), WaitError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if ready() {
-            return Ok(());
-        }
-        if let Some(why) = failed() {
-            return Err(WaitError::Failed(why));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(WaitError::Timeout);
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
-    }
-}
-
-/// Why [`wait_until`] gave up.
-pub(crate) enum WaitError {
-    /// The deadline passed.
-    Timeout,
-    /// The application failed or stopped.
-    Failed(String),
 }

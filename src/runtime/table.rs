@@ -507,11 +507,6 @@ impl Tables {
             .collect()
     }
 
-    /// Declares a table the planning pass found.
-    pub(crate) fn declare_planned(&self, name: &str, declared: Declared) {
-        self.declare(name, declared.changelog, declared.replicas_type);
-    }
-
     /// Registers worker `worker`'s shard of table `name`.
     pub(crate) fn register<K, A>(
         &self,
