@@ -12,7 +12,7 @@ pub mod reader;
 
 pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use client::KafkaConfig;
-pub use codec::{kafka_partition, murmur2, Codec, Json, Raw, Str};
+pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
 pub use committer::{
     read_progress, CommitStats, Committer, CommitterConfig, DeliveryCounter, EpochBatch, Guarantee,
     OutRecord, Progress,
