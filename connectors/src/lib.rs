@@ -2,6 +2,7 @@
 //! Kafka transactions), changelog and progress recovery, codecs, and an embedded broker for
 //! demos. No dataflow code lives here.
 
+pub mod acks;
 pub mod admin;
 pub mod client;
 pub mod codec;
@@ -10,6 +11,7 @@ pub mod embedded;
 pub mod error;
 pub mod reader;
 
+pub use acks::{AckError, AckTracker};
 pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use client::KafkaConfig;
 pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
