@@ -19,7 +19,7 @@
 //! in a table of that name with a changelog, and its stream time in another; after a restart
 //! the join continues exactly where it stopped: stored events still join, and unmatched ones
 //! are still emitted when their window closes. A pair is stamped with the later of its events'
-//! times, an unmatched event with its own.
+//! record timestamps, an unmatched event with its own.
 //!
 //! The semantics are those of `faustus-operators` (see its `join` module), where every operator
 //! is checked against a plain model by property tests.
@@ -33,8 +33,9 @@ use crate::record::Meta;
 use crate::runtime::{route, Pos};
 use crate::window::{json_late, kept_stream_time, late_letters, Timed};
 
-/// A stored event of a stream⋈stream join: its side, value, position and event time.
-type JoinSide<V, W> = Side<((V, Pos), EventTime), ((W, Pos), EventTime)>;
+/// A stored event of a stream⋈stream join: its side, value, position, record timestamp and
+/// event time.
+type JoinSide<V, W> = Side<((V, (Pos, i64)), EventTime), ((W, (Pos, i64)), EventTime)>;
 
 impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     /// stream⋈table: each event `(k, v)` whose key has a row `w` in `table` (as of the event's
@@ -223,8 +224,13 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
             stream_time,
         };
         let restorable =
-            self.events()
-                .window_join_restored(other.events(), window, kind, route::<K>, restore);
+            self.stamped_events().window_join_restored(
+                other.stamped_events(),
+                window,
+                kind,
+                route::<K>,
+                restore,
+            );
         let (stored, kept) = (
             state,
             restorable
@@ -236,18 +242,19 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         late_letters(
             &df,
             joined.late.map(|(k, side)| match side {
-                Side::Left(((v, p), t)) => (p, json_late(&k, &v), t),
-                Side::Right(((w, p), t)) => (p, json_late(&k, &w), t),
+                Side::Left(((v, (p, _)), t)) => (p, json_late(&k, &v), t),
+                Side::Right(((w, (p, _)), t)) => (p, json_late(&k, &w), t),
             }),
             name,
             "the stream join's window for this event had closed",
         );
-        // A pair is stamped with the later event time of the two (Kafka Streams' rule), an
+        // A pair is stamped with the later record timestamp of the two (Kafka Streams' rule), an
         // unmatched event with its own.
-        let coll = joined.output.map(|(k, (v, w), t)| {
-            let pos = later(v.as_ref().map(|x| x.1), w.as_ref().map(|x| x.1));
-            let meta = Meta::new(pos, i64::try_from(t.0).unwrap_or(i64::MAX));
-            (k, (v.map(|x| x.0), w.map(|x| x.0)), meta)
+        let coll = joined.output.map(|(k, (v, w), _t)| {
+            let (a, b) = (v.as_ref().map(|x| x.1), w.as_ref().map(|x| x.1));
+            let pos = later(a.map(|x| x.0), b.map(|x| x.0));
+            let timestamp = a.map(|x| x.1).max(b.map(|x| x.1)).unwrap_or(0);
+            (k, (v.map(|x| x.0), w.map(|x| x.0)), Meta::new(pos, timestamp))
         });
         Stream { df, coll }
     }

@@ -11,9 +11,9 @@
 //! | read from a topic | the Kafka record's (or, if it has none, the epoch's time) | the record's |
 //! | `map`, `filter`, `flat_map`, `group_by`, `merge` | kept | kept |
 //! | stream⋈table join | the stream event's | the stream event's |
-//! | stream⋈stream join | the later of both events' event times | none |
+//! | stream⋈stream join | the later of both events' timestamps | none |
 //! | a running aggregate (`scan`) | the input event's | the input event's |
-//! | a table's changes, a final window | the epoch's time (when the change was computed) | none |
+//! | a table's changes, a final window | the epoch's time (when it was computed) | none |
 
 use serde::{Deserialize, Serialize};
 

@@ -42,7 +42,7 @@ use timely::dataflow::operators::vec::{Broadcast as _, Map as _};
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use crate::dataflow::{Data, Dataflow, Stream, Table};
+use crate::dataflow::{epoch_millis, Data, Dataflow, Stream, Table};
 use crate::dead_letter::DeadLetter;
 use crate::record::Meta;
 use crate::runtime::table::window_owner;
@@ -167,6 +167,19 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
         self.stream.coll.clone().map(move |(k, v, m)| {
             let t = time(&k, &v, &m);
             (k, (v, m.pos()), EventTime(t))
+        })
+    }
+
+    /// As [`Timed::events`], with each event's record timestamp beside its position (what a
+    /// stream join stamps its pairs with).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn stamped_events(
+        &self,
+    ) -> VecCollection<'s, u64, (K, (V, (Pos, i64)), EventTime)> {
+        let time = Rc::clone(&self.time);
+        self.stream.coll.clone().map(move |(k, v, m)| {
+            let t = time(&k, &v, &m);
+            (k, (v, (m.pos(), m.timestamp)), EventTime(t))
         })
     }
 
@@ -360,14 +373,16 @@ impl<'s, K: Data, V: Data> FinalWindows<'s, K, V> {
         let config = self.windows.config;
         let (table, stream_time) = self.windows.restored(name, init, fold, merge);
         let output = finalize(table.coll.clone(), stream_time, config);
+        // Final rows are emitted after the epoch's input: order them after it. Like a table's
+        // changes, they are stamped with the epoch's time: a window's own times may be far in the
+        // past (replayed history, event times of a test), and Kafka would soon delete records
+        // stamped there by retention.
+        let coll = output.inner.map(|(((k, w), a), t, d)| {
+            (((k, w), a, Meta::new(Pos::AfterInput, epoch_millis(t))), t, d)
+        });
         Stream {
             df,
-            // Final rows are emitted after the epoch's input: order them after it. Each is stamped
-            // with the last millisecond of its window, so windows of a final stream window again.
-            coll: output.map(|((k, w), a)| {
-                let last = i64::try_from(w.end.saturating_sub(1).max(w.start)).unwrap_or(i64::MAX);
-                ((k, w), a, Meta::new(Pos::AfterInput, last))
-            }),
+            coll: coll.as_collection(),
         }
     }
 }
