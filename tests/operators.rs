@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 
 const EPOCH: Duration = Duration::from_millis(100);
 
+/// How long an output may take to reach what a test expects.
+const WAIT: Duration = Duration::from_secs(120);
+
 /// Starts an application in-process with short epochs and no HTTP server.
 fn start(
     app_id: &str,
@@ -75,23 +78,6 @@ fn table<K: DeserializeOwned + Ord, V: DeserializeOwned>(topic: &str) -> BTreeMa
     table
 }
 
-fn wait_until<T: PartialEq + std::fmt::Debug>(what: &str, expected: &T, actual: impl Fn() -> T) {
-    let mut last = None;
-    let reached = (0..600).any(|_| {
-        let now = actual();
-        if &now == expected {
-            return true;
-        }
-        last = Some(now);
-        std::thread::sleep(Duration::from_millis(100));
-        false
-    });
-    assert!(
-        reached,
-        "timed out waiting for {what}: expected {expected:?}, last saw {last:?}"
-    );
-}
-
 #[test]
 fn scan_emits_the_running_total_after_every_event_across_a_restart() {
     let app_id = unique("scan");
@@ -139,13 +125,14 @@ fn scan_emits_the_running_total_after_every_event_across_a_restart() {
 
     produce(&input, &json(first));
     let app = start(&app_id, build.clone());
-    wait_until("the first half's running totals", &half, per_key);
+    wait_until("the first half's running totals", WAIT, &half, per_key);
     app.shutdown().expect("a clean stop");
 
     produce(&input, &json(second));
     let app = start(&app_id, build);
     wait_until(
         "every running total, continued after the restart",
+        WAIT,
         &expected,
         per_key,
     );
@@ -221,16 +208,19 @@ fn joins_follow_kafka_streams_semantics() {
     );
     let both_expected: BTreeMap<String, (String, i64)> =
         [(s("ann"), (s("Ann"), 10))].into_iter().collect();
-    wait_until("users ⋈ balances", &both_expected, || table(&both));
+    wait_until("users ⋈ balances", WAIT, &both_expected, || table(&both));
 
     produce(
         &clicks,
         &json(&[(s("ann"), s("/home")), (s("zed"), s("/faq"))]),
     );
     let inner_expected = vec![(s("ann"), Some((s("/home"), s("Ann"))))];
-    wait_until("the inner stream⋈table join", &inner_expected, || {
-        decoded::<String, (String, String)>(&inner)
-    });
+    wait_until(
+        "the inner stream⋈table join",
+        WAIT,
+        &inner_expected,
+        || decoded::<String, (String, String)>(&inner),
+    );
     let left_seen = |topic: &str| {
         let mut rows = decoded::<String, (String, Option<String>)>(topic);
         rows.sort();
@@ -240,11 +230,11 @@ fn joins_follow_kafka_streams_semantics() {
         (s("ann"), Some((s("/home"), Some(s("Ann"))))),
         (s("zed"), Some((s("/faq"), None))),
     ];
-    wait_until("the left stream⋈table join", &left_expected, || {
+    wait_until("the left stream⋈table join", WAIT, &left_expected, || {
         left_seen(&left)
     });
     let mirror_expected = vec![(s("ann"), Some((s("Ann"), s("/home"))))];
-    wait_until("the table⋈stream join", &mirror_expected, || {
+    wait_until("the table⋈stream join", WAIT, &mirror_expected, || {
         decoded::<String, (String, String)>(&mirror)
     });
 
@@ -254,6 +244,7 @@ fn joins_follow_kafka_streams_semantics() {
         [(s("ann"), (s("Anna"), 10))].into_iter().collect();
     wait_until(
         "the table⋈table join to follow an update",
+        WAIT,
         &both_expected,
         || table(&both),
     );
@@ -262,7 +253,7 @@ fn joins_follow_kafka_streams_semantics() {
         (s("ann"), Some((s("/home"), s("Ann")))),
         (s("ann"), Some((s("/cart"), s("Anna")))),
     ];
-    wait_until("the join after the update", &inner_expected, || {
+    wait_until("the join after the update", WAIT, &inner_expected, || {
         decoded::<String, (String, String)>(&inner)
     });
 
@@ -274,7 +265,9 @@ fn joins_follow_kafka_streams_semantics() {
     ]
     .into_iter()
     .collect();
-    wait_until("the outer table join", &outer_expected, || table(&outer));
+    wait_until("the outer table join", WAIT, &outer_expected, || {
+        table(&outer)
+    });
     let fk_expected: BTreeMap<String, (Purchase, String)> = [(
         s("p1"),
         (
@@ -287,12 +280,13 @@ fn joins_follow_kafka_streams_semantics() {
     )]
     .into_iter()
     .collect();
-    wait_until("the foreign-key join", &fk_expected, || table(&fk));
+    wait_until("the foreign-key join", WAIT, &fk_expected, || table(&fk));
 
     // Deleting a user removes the joined rows: a tombstone downstream.
     produce(&users, &[(Some(serde_json::to_vec("ann").unwrap()), None)]);
     wait_until(
         "the deletion to reach the joins",
+        WAIT,
         &(BTreeMap::new(), BTreeMap::new()),
         || {
             (
@@ -314,6 +308,22 @@ struct Click {
     at: u64,
 }
 
+/// The clicks of topic `input`, in tumbling windows of a second by their time, 500 ms grace.
+fn clicks_per_second<'s>(df: &Dataflow<'s>, input: &str) -> WindowedStream<'s, String, Click> {
+    df.stream(&Topic::<String, Click>::new(input.to_string()))
+        .event_time(|_, c| c.at)
+        .grace(Duration::from_millis(500))
+        .tumbling(Duration::from_secs(1))
+}
+
+/// The second starting at `start`.
+fn second(start: u64) -> Window {
+    Window {
+        start,
+        end: start + 1000,
+    }
+}
+
 #[test]
 fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic() {
     let app_id = unique("windows");
@@ -323,10 +333,7 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
     let build = {
         let (input, output) = (input.clone(), output.clone());
         move |df: &Dataflow<'_>| {
-            df.stream(&Topic::<String, Click>::new(input.clone()))
-                .event_time(|_, c| c.at)
-                .grace(Duration::from_millis(500))
-                .tumbling(Duration::from_secs(1))
+            clicks_per_second(df, &input)
                 .expires(Duration::from_secs(3600))
                 .count("clicks_per_second")
                 .public()
@@ -341,10 +348,6 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
                 .collect::<Vec<_>>(),
         )
     };
-    let w = |start: u64| Window {
-        start,
-        end: start + 1000,
-    };
     let s = |x: &str| x.to_string();
     let counts = || -> BTreeMap<(String, Window), i64> { table(&output) };
 
@@ -352,20 +355,20 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
     produce(&input, &clicks("a", &[100, 200, 1_500]));
     produce(&input, &clicks("b", &[1_999]));
     let expected: BTreeMap<(String, Window), i64> = [
-        ((s("a"), w(0)), 2),
-        ((s("a"), w(1000)), 1),
-        ((s("b"), w(1000)), 1),
+        ((s("a"), second(0)), 2),
+        ((s("a"), second(1000)), 1),
+        ((s("b"), second(1000)), 1),
     ]
     .into_iter()
     .collect();
-    wait_until("the first counts", &expected, counts);
+    wait_until("the first counts", WAIT, &expected, counts);
 
     // Stream time moves to 5000: window [0, 1000) closes (1000 + 500 <= 5000), so a click at 50
     // is late: not counted, and in the dead-letter topic with the reason.
     produce(&input, &clicks("a", &[5_000]));
     let mut expected = expected;
-    expected.insert((s("a"), w(5000)), 1);
-    wait_until("the click at 5000", &expected, counts);
+    expected.insert((s("a"), second(5000)), 1);
+    wait_until("the click at 5000", WAIT, &expected, counts);
     produce(&input, &clicks("a", &[50]));
     let dead_letters = format!("{app_id}-__errors");
     let late = wait_for("the late click", Duration::from_secs(60), || {
@@ -387,8 +390,13 @@ fn tumbling_counts_survive_a_restart_and_late_events_go_to_the_dead_letter_topic
     app.wait_ready(Duration::from_secs(120))
         .expect("the restarted app restores its tables");
     produce(&input, &clicks("a", &[5_100, 999]));
-    expected.insert((s("a"), w(5000)), 2);
-    wait_until("the count continued after the restart", &expected, counts);
+    expected.insert((s("a"), second(5000)), 2);
+    wait_until(
+        "the count continued after the restart",
+        WAIT,
+        &expected,
+        counts,
+    );
     wait_for("the second late click", Duration::from_secs(60), || {
         (read_all(&dead_letters).len() == 2).then_some(())
     });
@@ -467,9 +475,9 @@ fn set_and_list_tables_keep_operation_logs_that_restore_them() {
         [(s("a"), set(&["blue"])), (s("b"), set(&["red"]))]
             .into_iter()
             .collect();
-    wait_until("the set table", &tags_expected, || table(&tag_table));
+    wait_until("the set table", WAIT, &tags_expected, || table(&tag_table));
     let history_expected: BTreeMap<String, Vec<u32>> = [(s("a"), vec![1, 3])].into_iter().collect();
-    wait_until("the list table", &history_expected, || {
+    wait_until("the list table", WAIT, &history_expected, || {
         table(&history_table)
     });
     app.shutdown().expect("a clean stop");
@@ -513,13 +521,17 @@ fn set_and_list_tables_keep_operation_logs_that_restore_them() {
     produce(&history, &json(&[(s("a"), ListOp::Append(7u32))]));
     let tags_expected: BTreeMap<String, BTreeSet<String>> =
         [(s("a"), set(&["blue", "green"]))].into_iter().collect();
-    wait_until("the set table after the restart", &tags_expected, || {
-        table(&tag_table)
-    });
+    wait_until(
+        "the set table after the restart",
+        WAIT,
+        &tags_expected,
+        || table(&tag_table),
+    );
     let history_expected: BTreeMap<String, Vec<u32>> =
         [(s("a"), vec![1, 3, 7])].into_iter().collect();
     wait_until(
         "the list table after the restart",
+        WAIT,
         &history_expected,
         || table(&history_table),
     );
@@ -535,20 +547,13 @@ fn final_windows_emit_once_when_they_close_even_across_a_restart() {
     let build = {
         let (input, output) = (input.clone(), output.clone());
         move |df: &Dataflow<'_>| {
-            df.stream(&Topic::<String, Click>::new(input.clone()))
-                .event_time(|_, c| c.at)
-                .grace(Duration::from_millis(500))
-                .tumbling(Duration::from_secs(1))
+            clicks_per_second(df, &input)
                 .emit_final()
                 .count("final_counts")
                 .to_topic(&Topic::new(output.clone()));
         }
     };
     let click = |t: u64| json(&[("a".to_string(), Click { at: t })]);
-    let w = |start: u64| Window {
-        start,
-        end: start + 1000,
-    };
     let finals = || decoded::<(String, Window), i64>(&output);
 
     let app = start(&app_id, build.clone());
@@ -557,8 +562,8 @@ fn final_windows_emit_once_when_they_close_even_across_a_restart() {
     // The open window is in the windowed table's changelog, and nothing is final yet.
     let changelog = format!("{app_id}-final_counts-changelog");
     let open: BTreeMap<(String, Window), i64> =
-        [(("a".to_string(), w(0)), 2)].into_iter().collect();
-    wait_until("the open window in the changelog", &open, || {
+        [(("a".to_string(), second(0)), 2)].into_iter().collect();
+    wait_until("the open window in the changelog", WAIT, &open, || {
         table(&changelog)
     });
     assert!(finals().is_empty(), "no window has closed yet");
@@ -568,14 +573,14 @@ fn final_windows_emit_once_when_they_close_even_across_a_restart() {
     // with the events from before the restart.
     let app = start(&app_id, build);
     produce(&input, &click(1_600));
-    let once = vec![(("a".to_string(), w(0)), Some(2))];
-    wait_until("the final count of [0, 1000)", &once, finals);
+    let once = vec![(("a".to_string(), second(0)), Some(2))];
+    wait_until("the final count of [0, 1000)", WAIT, &once, finals);
     produce(&input, &click(3_000));
     let twice = vec![
-        (("a".to_string(), w(0)), Some(2)),
-        (("a".to_string(), w(1000)), Some(1)),
+        (("a".to_string(), second(0)), Some(2)),
+        (("a".to_string(), second(1000)), Some(1)),
     ];
-    wait_until("the final count of [1000, 2000)", &twice, finals);
+    wait_until("the final count of [1000, 2000)", WAIT, &twice, finals);
     app.shutdown().expect("a clean stop");
 }
 
@@ -640,18 +645,26 @@ fn stream_joins_keep_their_window_across_a_restart() {
     produce(&clicks, &json(&[(s("a"), seen("click", 1_500))]));
     let pair = (seen("banner", 1_000), seen("click", 1_500));
     let inner_expected = vec![(s("a"), Some(pair.clone()))];
-    wait_until("the join of a stored impression", &inner_expected, || {
-        decoded::<String, (Seen, Seen)>(&inner)
-    });
+    wait_until(
+        "the join of a stored impression",
+        WAIT,
+        &inner_expected,
+        || decoded::<String, (Seen, Seen)>(&inner),
+    );
     produce(&clicks, &json(&[(s("c"), seen("click", 5_000))]));
     let left_expected = vec![
         (s("a"), Some((pair.0.clone(), Some(pair.1.clone())))),
         (s("b"), Some((seen("video", 1_000), None))),
     ];
-    wait_until("the left join, b unmatched once", &left_expected, || {
-        let mut rows = decoded::<String, (Seen, Option<Seen>)>(&left);
-        rows.sort();
-        rows
-    });
+    wait_until(
+        "the left join, b unmatched once",
+        WAIT,
+        &left_expected,
+        || {
+            let mut rows = decoded::<String, (Seen, Option<Seen>)>(&left);
+            rows.sort();
+            rows
+        },
+    );
     app.shutdown().expect("a clean stop");
 }

@@ -213,30 +213,12 @@ fn a_restart_with_another_commit_interval_continues() {
     let input = unique("orders");
     let output = unique("totals");
     create_topic(&input, 1);
-    produce(&input, &order("a", 1));
-    run_sum(
-        &app_id,
-        &input,
-        &output,
-        Duration::from_millis(50),
-        &[("a", 1)],
-    );
-    produce(&input, &order("a", 2));
-    run_sum(
-        &app_id,
-        &input,
-        &output,
-        Duration::from_millis(1000),
-        &[("a", 3)],
-    );
-    produce(&input, &order("a", 4));
-    run_sum(
-        &app_id,
-        &input,
-        &output,
-        Duration::from_millis(20),
-        &[("a", 7)],
-    );
+    // (commit interval in ms, a new order's amount, the total after it)
+    for (interval, amount, total) in [(50, 1, 1), (1000, 2, 3), (20, 4, 7)] {
+        produce(&input, &order("a", amount));
+        let interval = Duration::from_millis(interval);
+        run_sum(&app_id, &input, &output, interval, &[("a", total)]);
+    }
     assert_updates_increase(&output);
 }
 

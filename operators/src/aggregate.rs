@@ -58,7 +58,11 @@ macro_rules! summable {
 summable!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
 
 /// Aggregates a collection of `(key, value)` into a table keyed by `key`.
-pub trait Aggregate<'scope, K, V> {
+pub trait Aggregate<'scope, K, V>: Sized
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+{
     /// The number of records per key.
     ///
     /// ```
@@ -71,7 +75,9 @@ pub trait Aggregate<'scope, K, V> {
     ///     input.count_by_key().assert_eq(expected);
     /// });
     /// ```
-    fn count_by_key(self) -> VecCollection<'scope, u64, (K, isize)>;
+    fn count_by_key(self) -> VecCollection<'scope, u64, (K, isize)> {
+        self.count_by_key_core(default_route::<K>)
+    }
 
     /// The sum of the values per key.
     ///
@@ -87,7 +93,10 @@ pub trait Aggregate<'scope, K, V> {
     /// ```
     fn sum_by_key(self) -> VecCollection<'scope, u64, (K, V)>
     where
-        V: Summable;
+        V: Summable,
+    {
+        self.sum_by_key_core(default_route::<K>)
+    }
 
     /// The least value per key.
     ///
@@ -101,7 +110,9 @@ pub trait Aggregate<'scope, K, V> {
     ///     input.min_by_key().assert_eq(expected);
     /// });
     /// ```
-    fn min_by_key(self) -> VecCollection<'scope, u64, (K, V)>;
+    fn min_by_key(self) -> VecCollection<'scope, u64, (K, V)> {
+        self.min_by_key_core(default_route::<K>)
+    }
 
     /// The greatest value per key.
     ///
@@ -115,7 +126,9 @@ pub trait Aggregate<'scope, K, V> {
     ///     input.max_by_key().assert_eq(expected);
     /// });
     /// ```
-    fn max_by_key(self) -> VecCollection<'scope, u64, (K, V)>;
+    fn max_by_key(self) -> VecCollection<'scope, u64, (K, V)> {
+        self.max_by_key_core(default_route::<K>)
+    }
 
     /// A general aggregate: `logic(key, values)` sees the key's values in ascending order, each
     /// with its (positive) count, and returns the key's entry (`None` leaves the key absent).
@@ -137,28 +150,55 @@ pub trait Aggregate<'scope, K, V> {
     fn reduce_by_key<A, L>(self, name: &str, logic: L) -> VecCollection<'scope, u64, (K, A)>
     where
         A: ExchangeData,
-        L: FnMut(&K, &[(&V, isize)]) -> Option<A> + 'static;
+        L: FnMut(&K, &[(&V, isize)]) -> Option<A> + 'static,
+    {
+        self.reduce_by_key_core(name, default_route::<K>, logic)
+    }
 
     /// As [`Aggregate::count_by_key`], with `route(key)` choosing the worker that owns a key.
     fn count_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, isize)>
     where
-        H: Fn(&K) -> u64 + 'static;
+        H: Fn(&K) -> u64 + 'static,
+    {
+        self.reduce_by_key_core("CountByKey", route, |_k, values| {
+            Some(values.iter().map(|(_, d)| *d).sum())
+        })
+    }
 
     /// As [`Aggregate::sum_by_key`], with `route(key)` choosing the worker that owns a key.
     fn sum_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
     where
         V: Summable,
-        H: Fn(&K) -> u64 + 'static;
+        H: Fn(&K) -> u64 + 'static,
+    {
+        self.reduce_by_key_core("SumByKey", route, |_k, values| {
+            let mut sum = V::zero();
+            for (v, d) in values {
+                sum.add_times(v, *d);
+            }
+            Some(sum)
+        })
+    }
 
     /// As [`Aggregate::min_by_key`], with `route(key)` choosing the worker that owns a key.
     fn min_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
     where
-        H: Fn(&K) -> u64 + 'static;
+        H: Fn(&K) -> u64 + 'static,
+    {
+        self.reduce_by_key_core("MinByKey", route, |_k, values| {
+            values.first().map(|(v, _)| (*v).clone())
+        })
+    }
 
     /// As [`Aggregate::max_by_key`], with `route(key)` choosing the worker that owns a key.
     fn max_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
     where
-        H: Fn(&K) -> u64 + 'static;
+        H: Fn(&K) -> u64 + 'static,
+    {
+        self.reduce_by_key_core("MaxByKey", route, |_k, values| {
+            values.last().map(|(v, _)| (*v).clone())
+        })
+    }
 
     /// As [`Aggregate::reduce_by_key`], with `route(key)` choosing the worker that owns a key
     /// (it must be the same function on every worker). Every other aggregate is built on this.
@@ -194,74 +234,6 @@ where
     K: ExchangeData + Hash,
     V: ExchangeData,
 {
-    fn count_by_key(self) -> VecCollection<'scope, u64, (K, isize)> {
-        self.count_by_key_core(default_route::<K>)
-    }
-
-    fn sum_by_key(self) -> VecCollection<'scope, u64, (K, V)>
-    where
-        V: Summable,
-    {
-        self.sum_by_key_core(default_route::<K>)
-    }
-
-    fn min_by_key(self) -> VecCollection<'scope, u64, (K, V)> {
-        self.min_by_key_core(default_route::<K>)
-    }
-
-    fn max_by_key(self) -> VecCollection<'scope, u64, (K, V)> {
-        self.max_by_key_core(default_route::<K>)
-    }
-
-    fn reduce_by_key<A, L>(self, name: &str, logic: L) -> VecCollection<'scope, u64, (K, A)>
-    where
-        A: ExchangeData,
-        L: FnMut(&K, &[(&V, isize)]) -> Option<A> + 'static,
-    {
-        self.reduce_by_key_core(name, default_route::<K>, logic)
-    }
-
-    fn count_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, isize)>
-    where
-        H: Fn(&K) -> u64 + 'static,
-    {
-        self.reduce_by_key_core("CountByKey", route, |_k, values| {
-            Some(values.iter().map(|(_, d)| *d).sum())
-        })
-    }
-
-    fn sum_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
-    where
-        V: Summable,
-        H: Fn(&K) -> u64 + 'static,
-    {
-        self.reduce_by_key_core("SumByKey", route, |_k, values| {
-            let mut sum = V::zero();
-            for (v, d) in values {
-                sum.add_times(v, *d);
-            }
-            Some(sum)
-        })
-    }
-
-    fn min_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
-    where
-        H: Fn(&K) -> u64 + 'static,
-    {
-        self.reduce_by_key_core("MinByKey", route, |_k, values| {
-            values.first().map(|(v, _)| (*v).clone())
-        })
-    }
-
-    fn max_by_key_core<H>(self, route: H) -> VecCollection<'scope, u64, (K, V)>
-    where
-        H: Fn(&K) -> u64 + 'static,
-    {
-        self.reduce_by_key_core("MaxByKey", route, |_k, values| {
-            values.last().map(|(v, _)| (*v).clone())
-        })
-    }
-
     fn reduce_by_key_core<A, L, H>(
         self,
         name: &str,

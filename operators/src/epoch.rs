@@ -1,4 +1,5 @@
-//! Timely plumbing shared by the operators: per-epoch stashes and routing.
+//! Timely plumbing shared by the operators: per-epoch stashes, routing, arranged joins, and the
+//! stream time and restore input of the operators that keep one.
 //!
 //! Every stateful operator in this crate works the same way: records are routed to the worker
 //! that owns their key, buffered by epoch, and applied in epoch order once every input's frontier
@@ -15,9 +16,10 @@ use differential_dataflow::trace::implementations::{
     KeyBatcher, KeyBuilder, KeySpine, ValBatcher, ValSpine,
 };
 use differential_dataflow::{ExchangeData, Hashable, VecCollection};
+use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::{Capability, InputCapability, Operator};
+use timely::dataflow::operators::vec::{Broadcast, Map as _};
+use timely::dataflow::operators::{Capability, Concat, Exchange as _, InputCapability, Operator};
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
@@ -92,16 +94,19 @@ where
     )
 }
 
-/// The rows of `rows` whose key is in `keys` (differential's `semijoin`, on arrangements).
-pub(crate) fn semijoin_arranged<'scope, K, V>(
-    rows: ByKey<'scope, K, V>,
+/// The rows of `rows` whose key is not in `keys`, `arranged` being the same rows arranged by key
+/// (differential's `antijoin`, on arrangements).
+pub(crate) fn antijoin_arranged<'scope, K, V>(
+    rows: VecCollection<'scope, u64, (K, V)>,
+    arranged: ByKey<'scope, K, V>,
     keys: Keys<'scope, K>,
 ) -> VecCollection<'scope, u64, (K, V)>
 where
     K: ExchangeData,
     V: ExchangeData,
 {
-    rows.join_core(keys, |k: &K, v: &V, _: &()| Some((k.clone(), v.clone())))
+    let present = arranged.join_core(keys, |k: &K, v: &V, _: &()| Some((k.clone(), v.clone())));
+    rows.concat(present.negate())
 }
 
 /// The records of one epoch from up to two inputs, with a capability to emit at the epoch.
@@ -216,6 +221,31 @@ impl<A, B> Stash<A, B> {
     }
 }
 
+impl<R, B> Stash<(R, isize), B> {
+    /// Buffers a message of the first input read as an append-only stream: each update with a
+    /// positive count is `count` records, kept as `(record, count)`; the others are ignored.
+    pub(crate) fn push_appends(
+        &mut self,
+        cap: &InputCapability<u64>,
+        data: &mut Vec<(R, u64, isize)>,
+    ) {
+        for (record, time, count) in data.drain(..) {
+            if count > 0 {
+                self.push_first(cap, time, (record, count));
+            }
+        }
+    }
+}
+
+impl<A, R> Stash<A, Aux<R>> {
+    /// Buffers a message of a restorable operator's auxiliary input (see [`aux_input`]).
+    pub(crate) fn push_aux(&mut self, cap: &InputCapability<u64>, data: &mut Vec<(u64, Aux<R>)>) {
+        for (time, aux) in data.drain(..) {
+            self.push_second(cap, time, aux);
+        }
+    }
+}
+
 /// For every epoch, the largest event time among the positive records of that epoch on this
 /// worker, as `(epoch, max)` at that epoch, sent to every worker.
 pub(crate) fn epoch_maxima<'scope, D, F>(
@@ -249,17 +279,66 @@ where
         .broadcast()
 }
 
+/// A record of the auxiliary input of an operator that keeps stream time and can be restored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Aux<R> {
+    /// The largest event time of an epoch on some worker, or a restored stream time.
+    Max(u64),
+    /// A restored state row, with its multiplicity.
+    Row(R, isize),
+}
+
+/// The state to restore an operator with: its state rows, and the stream time it had reached.
+pub(crate) type Restored<'scope, R> = (
+    VecCollection<'scope, u64, R>,
+    VecCollection<'scope, u64, u64>,
+);
+
+/// The auxiliary input of an operator that keeps stream time: the [`epoch_maxima`] of `events`
+/// (by `time_of`) and, when restoring, the positive restored rows, sent to the worker `owner(row)`
+/// chooses, and the restored stream times, sent to every worker, each as `(epoch, record)` at the
+/// epoch it carries. Read it with [`Stash::push_aux`] and [`StreamTime::advance`].
+pub(crate) fn aux_input<'scope, D, R>(
+    events: VecCollection<'scope, u64, D>,
+    time_of: impl Fn(&D) -> u64 + 'static,
+    restore: Option<Restored<'scope, R>>,
+    owner: impl Fn(&R) -> u64 + 'static,
+) -> StreamVec<'scope, u64, (u64, Aux<R>)>
+where
+    D: Clone + 'static,
+    R: ExchangeData,
+{
+    let maxima = epoch_maxima(events, time_of).map(|(t, m)| (t, Aux::Max(m)));
+    let Some((rows, stream_time)) = restore else {
+        return maxima;
+    };
+    let rows = rows
+        .inner
+        .exchange(move |(row, _, _)| owner(row))
+        .flat_map(|(row, t, d)| (d > 0).then_some((t, Aux::Row(row, d))));
+    let times = stream_time
+        .inner
+        .flat_map(|(st, t, d)| (d > 0).then_some((t, Aux::Max(st))))
+        .broadcast();
+    maxima.concat(rows).concat(times)
+}
+
 /// The largest event time seen by an operator, advanced once per completed epoch.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct StreamTime(pub(crate) u64);
 
 impl StreamTime {
-    /// Advances to include the maxima `(epoch, max)` of a completed epoch; returns the old value.
-    pub(crate) fn advance(&mut self, maxima: &[(u64, u64)]) -> u64 {
-        let old = self.0;
-        for (_, m) in maxima {
-            self.0 = std::cmp::max(self.0, *m);
+    /// Takes in the auxiliary records of a completed epoch: advances to the largest of their
+    /// maxima, and returns the stream time before the epoch with the epoch's restored rows.
+    pub(crate) fn advance<R>(&mut self, aux: Vec<Aux<R>>) -> (u64, Vec<(R, isize)>) {
+        let before = self.0;
+        let mut restored = Vec::new();
+        for aux in aux {
+            match aux {
+                Aux::Max(m) => self.0 = std::cmp::max(self.0, m),
+                Aux::Row(row, d) => restored.push((row, d)),
+            }
         }
-        old
+        (before, restored)
     }
 }

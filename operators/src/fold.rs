@@ -32,15 +32,23 @@
 //! Input records with a positive multiplicity `d` are applied `d` times; records with `d <= 0`
 //! are ignored, since a stream never retracts. Returning `None` from the fold deletes the key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::rc::Rc;
 
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::{Capability, OkErr, Operator};
-use timely::progress::frontier::MutableAntichain;
+use timely::dataflow::operators::{OkErr, Operator};
+
+use crate::epoch::Stash;
+
+/// A fold's table `(key, entry)` and the running result of every event, `(key, entry after the
+/// event, order)` (see [`FoldByKey::scan_by_key`]).
+pub type Scanned<'scope, K, A, O> = (
+    VecCollection<'scope, u64, (K, A)>,
+    VecCollection<'scope, u64, (K, Option<A>, O)>,
+);
 
 /// Folds an append-only collection of `(key, value, order)` records into a table keyed by `key`.
 pub trait FoldByKey<'scope, K, V, O> {
@@ -105,17 +113,13 @@ pub trait FoldByKey<'scope, K, V, O> {
     ///     running.assert_eq(expected);
     /// });
     /// ```
-    #[allow(clippy::type_complexity)]
     fn scan_by_key<A, F, H>(
         self,
         restore: VecCollection<'scope, u64, (K, A)>,
         route: H,
         name: &str,
         fold: F,
-    ) -> (
-        VecCollection<'scope, u64, (K, A)>,
-        VecCollection<'scope, u64, (K, Option<A>, O)>,
-    )
+    ) -> Scanned<'scope, K, A, O>
     where
         A: ExchangeData,
         F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
@@ -124,13 +128,6 @@ pub trait FoldByKey<'scope, K, V, O> {
 
 /// A table update (`Ok`) or a running result of one event (`Err`).
 type FoldOut<K, A, O> = Result<((K, A), u64, isize), ((K, Option<A>, O), u64, isize)>;
-
-/// Per-epoch buffers of a fold: restored entries and events.
-struct Pending<K, V, O, A> {
-    capability: Capability<u64>,
-    restored: Vec<(K, A)>,
-    events: Vec<(O, K, V, isize)>,
-}
 
 impl<'scope, K, V, O> FoldByKey<'scope, K, V, O> for VecCollection<'scope, u64, (K, V, O)>
 where
@@ -159,10 +156,7 @@ where
         route: H,
         name: &str,
         fold: F,
-    ) -> (
-        VecCollection<'scope, u64, (K, A)>,
-        VecCollection<'scope, u64, (K, Option<A>, O)>,
-    )
+    ) -> Scanned<'scope, K, A, O>
     where
         A: ExchangeData,
         F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
@@ -173,7 +167,6 @@ where
 }
 
 /// The fold operator; with `each`, it also emits the running result of every event.
-#[allow(clippy::type_complexity)]
 fn fold_core<'scope, K, V, O, A, F, H>(
     events: VecCollection<'scope, u64, (K, V, O)>,
     restore: VecCollection<'scope, u64, (K, A)>,
@@ -181,10 +174,7 @@ fn fold_core<'scope, K, V, O, A, F, H>(
     name: &str,
     mut fold: F,
     each: bool,
-) -> (
-    VecCollection<'scope, u64, (K, A)>,
-    VecCollection<'scope, u64, (K, Option<A>, O)>,
-)
+) -> Scanned<'scope, K, A, O>
 where
     K: ExchangeData + Hash,
     V: ExchangeData,
@@ -208,70 +198,54 @@ where
             name,
             move |_capability, _info| {
                 let mut state: HashMap<K, A> = HashMap::new();
-                let mut pending: BTreeMap<u64, Pending<K, V, O, A>> = BTreeMap::new();
+                let mut stash = Stash::new();
                 move |(events, events_frontier), (restored, restore_frontier), output| {
-                    events.for_each(|cap, data| {
-                        let Some(cap) = cap.retain_least(0) else {
-                            return;
-                        };
-                        for ((k, v, o), t, d) in data.drain(..) {
-                            if d > 0 {
-                                pending_at(&mut pending, &cap, t).events.push((o, k, v, d));
-                            }
-                        }
-                    });
+                    events.for_each(|cap, data| stash.push_appends(&cap, data));
                     restored.for_each(|cap, data| {
-                        let Some(cap) = cap.retain_least(0) else {
-                            return;
-                        };
-                        for ((k, a), t, d) in data.drain(..) {
+                        for (entry, t, d) in data.drain(..) {
                             if d > 0 {
-                                pending_at(&mut pending, &cap, t).restored.push((k, a));
+                                stash.push_second(&cap, t, entry);
                             }
                         }
                     });
-
                     // Apply every epoch that neither input can still add to, in order.
-                    while let Some((&time, _)) = pending.first_key_value() {
-                        if complete(events_frontier, time) && complete(restore_frontier, time) {
-                            let batch = pending.pop_first().expect("non-empty").1;
-                            let mut before: HashMap<K, Option<A>> = HashMap::new();
-                            for (k, a) in batch.restored {
-                                let old = state.insert(k.clone(), a);
-                                before.entry(k).or_insert(old);
+                    let frontiers = [events_frontier, restore_frontier];
+                    while let Some((time, batch)) = stash.pop_complete(&frontiers) {
+                        let mut before: HashMap<K, Option<A>> = HashMap::new();
+                        for (k, a) in batch.second {
+                            let old = state.insert(k.clone(), a);
+                            before.entry(k).or_insert(old);
+                        }
+                        // Events in order; equal orders in arrival order.
+                        let mut events = batch.first;
+                        events.sort_by(|((_, _, x), _), ((_, _, y), _)| x.cmp(y));
+                        let mut session = output.session(&batch.capability);
+                        for ((k, v, o), d) in events {
+                            for _ in 0..d {
+                                let old = state.get(&k);
+                                let new = fold(&k, old, v.clone());
+                                if each {
+                                    let out = (k.clone(), new.clone(), o.clone());
+                                    session.give(Err((out, time, 1isize)));
+                                }
+                                let old = match new {
+                                    Some(new) => state.insert(k.clone(), new),
+                                    None => state.remove(&k),
+                                };
+                                before.entry(k.clone()).or_insert(old);
                             }
-                            let mut events = batch.events;
-                            events.sort_by(|x, y| x.0.cmp(&y.0));
-                            let mut session = output.session(&batch.capability);
-                            for (o, k, v, d) in events {
-                                for _ in 0..d {
-                                    let old = state.get(&k);
-                                    let new = fold(&k, old, v.clone());
-                                    if each {
-                                        let out = (k.clone(), new.clone(), o.clone());
-                                        session.give(Err((out, time, 1isize)));
-                                    }
-                                    let old = match new {
-                                        Some(new) => state.insert(k.clone(), new),
-                                        None => state.remove(&k),
-                                    };
-                                    before.entry(k.clone()).or_insert(old);
-                                }
+                        }
+                        for (k, old) in before {
+                            let new = state.get(&k);
+                            if old.as_ref() == new {
+                                continue;
                             }
-                            for (k, old) in before {
-                                let new = state.get(&k);
-                                if old.as_ref() == new {
-                                    continue;
-                                }
-                                if let Some(old) = old {
-                                    session.give(Ok(((k.clone(), old), time, -1isize)));
-                                }
-                                if let Some(new) = new {
-                                    session.give(Ok(((k, new.clone()), time, 1isize)));
-                                }
+                            if let Some(old) = old {
+                                session.give(Ok(((k.clone(), old), time, -1isize)));
                             }
-                        } else {
-                            break;
+                            if let Some(new) = new {
+                                session.give(Ok(((k, new.clone()), time, 1isize)));
+                            }
                         }
                     }
                 }
@@ -279,22 +253,4 @@ where
         )
         .ok_err(|x| x);
     (table.as_collection(), running.as_collection())
-}
-
-/// The buffer for epoch `time` (at or after `cap`'s time), created on first use.
-fn pending_at<'a, K, V, O, A>(
-    pending: &'a mut BTreeMap<u64, Pending<K, V, O, A>>,
-    cap: &Capability<u64>,
-    time: u64,
-) -> &'a mut Pending<K, V, O, A> {
-    pending.entry(time).or_insert_with(|| Pending {
-        capability: cap.delayed(&time),
-        restored: Vec::new(),
-        events: Vec::new(),
-    })
-}
-
-/// True when no record at `time` can still arrive on an input with this frontier.
-fn complete(frontier: &MutableAntichain<u64>, time: u64) -> bool {
-    !frontier.less_equal(&time)
 }

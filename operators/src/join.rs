@@ -73,12 +73,11 @@ use std::rc::Rc;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::{Broadcast, Map as _};
-use timely::dataflow::operators::{Concat, Exchange as _, Operator};
+use timely::dataflow::operators::Operator;
 
 use crate::epoch::{
-    arrange_by_route, default_route, distinct_keys_by_route, epoch_maxima, semijoin_arranged,
-    Route, Stash, StreamTime,
+    antijoin_arranged, arrange_by_route, aux_input, default_route, distinct_keys_by_route, Route,
+    Stash, StreamTime,
 };
 use crate::time::{EventTime, WithLate};
 
@@ -123,7 +122,11 @@ pub type StreamJoined<'scope, K, P, V, W> =
 pub type OuterJoined<'scope, K, V, W> = VecCollection<'scope, u64, (K, (Option<V>, Option<W>))>;
 
 /// Windowed joins of two streams `(key, value, event time)`.
-pub trait WindowJoin<'scope, K, V> {
+pub trait WindowJoin<'scope, K, V>: Sized
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+{
     /// Inner join: pairs of events within `window.window` of each other.
     ///
     /// ```
@@ -148,7 +151,17 @@ pub trait WindowJoin<'scope, K, V> {
         window: JoinWindow,
     ) -> StreamJoined<'scope, K, (V, W), V, W>
     where
-        W: ExchangeData;
+        W: ExchangeData,
+    {
+        let joined = self.window_join_core(other, window, JoinKind::Inner, default_route::<K>);
+        WithLate {
+            output: joined.output.flat_map(|(k, (v, w), t)| match (v, w) {
+                (Some(v), Some(w)) => Some((k, (v, w), t)),
+                _ => None,
+            }),
+            late: joined.late,
+        }
+    }
 
     /// Left join: pairs, and `(v, None)` for each left event that expires unmatched.
     ///
@@ -172,7 +185,16 @@ pub trait WindowJoin<'scope, K, V> {
         window: JoinWindow,
     ) -> StreamJoined<'scope, K, (V, Option<W>), V, W>
     where
-        W: ExchangeData;
+        W: ExchangeData,
+    {
+        let joined = self.window_join_core(other, window, JoinKind::Left, default_route::<K>);
+        WithLate {
+            output: joined
+                .output
+                .flat_map(|(k, (v, w), t)| v.map(|v| (k, (v, w), t))),
+            late: joined.late,
+        }
+    }
 
     /// Outer join: pairs, and unmatched events of either side once they expire.
     ///
@@ -196,7 +218,10 @@ pub trait WindowJoin<'scope, K, V> {
         window: JoinWindow,
     ) -> StreamJoined<'scope, K, (Option<V>, Option<W>), V, W>
     where
-        W: ExchangeData;
+        W: ExchangeData,
+    {
+        self.window_join_core(other, window, JoinKind::Outer, default_route::<K>)
+    }
 
     /// The general form: `kind` chooses which unmatched events are emitted, and `route(key)`
     /// chooses the worker that owns a key.
@@ -269,6 +294,19 @@ pub trait WindowJoin<'scope, K, V> {
         H: Fn(&K) -> u64 + 'static;
 }
 
+/// An event of either side: its value and event time.
+type Event<V, W> = Side<(V, EventTime), (W, EventTime)>;
+
+/// The values of a result row of the stream⋈stream operator: `(left, right)`.
+type Values<V, W> = (Option<V>, Option<W>);
+
+/// The event time of an event of either side.
+fn event_time<V, W>(event: &Event<V, W>) -> u64 {
+    match event {
+        Side::Left((_, t)) | Side::Right((_, t)) => t.0,
+    }
+}
+
 /// An unexpired stream event: its value, multiplicity, and whether it has matched.
 struct Stored<X> {
     value: X,
@@ -285,6 +323,16 @@ struct Events<V, W> {
     scheduled: Option<u64>,
 }
 
+impl<V, W> Default for Events<V, W> {
+    fn default() -> Self {
+        Events {
+            left: Vec::new(),
+            right: Vec::new(),
+            scheduled: None,
+        }
+    }
+}
+
 impl<V, W> Events<V, W> {
     /// The earliest event time held.
     fn earliest(&self) -> Option<u64> {
@@ -293,6 +341,14 @@ impl<V, W> Events<V, W> {
         match (left, right) {
             (Some(l), Some(r)) => Some(l.min(r)),
             (l, r) => l.or(r),
+        }
+    }
+
+    /// Schedules the key's next expiry at stream time `at`, unless one is due sooner.
+    fn schedule<K: Ord>(&mut self, at: u64, key: K, due: &mut BinaryHeap<Reverse<(u64, K)>>) {
+        if self.scheduled.is_none_or(|s| at < s) {
+            self.scheduled = Some(at);
+            due.push(Reverse((at, key)));
         }
     }
 }
@@ -304,25 +360,119 @@ fn within<X>(events: &mut [(u64, Stored<X>)], t: u64, window: u64) -> &mut [(u64
     &mut events[lo..hi]
 }
 
-/// Inserts an event after those at the same or an earlier time.
-fn insert_sorted<X>(events: &mut Vec<(u64, Stored<X>)>, t: u64, stored: Stored<X>) {
+/// Stores an event after those at the same or an earlier time.
+fn store<X>(events: &mut Vec<(u64, Stored<X>)>, t: u64, value: X, count: isize, matched: bool) {
     let at = events.partition_point(|(x, _)| *x <= t);
+    let stored = Stored {
+        value,
+        count,
+        matched,
+    };
     events.insert(at, (t, stored));
+}
+
+/// What the stream⋈stream operator emits for one key in one epoch.
+struct KeyOut<'a, K, V, W> {
+    out: &'a mut Vec<(StreamJoinOut<K, V, W>, u64, isize)>,
+    key: &'a K,
+    time: u64,
+}
+
+impl<'a, K: Clone, V, W> KeyOut<'a, K, V, W> {
+    /// The output of `key` at epoch `time`, pushed to `out`.
+    fn new(out: &'a mut Vec<(StreamJoinOut<K, V, W>, u64, isize)>, key: &'a K, time: u64) -> Self {
+        KeyOut { out, key, time }
+    }
+
+    /// A result row: a pair, or an unmatched event, at event time `t`.
+    fn row(&mut self, values: Values<V, W>, t: u64, count: isize) {
+        let row = StreamJoinOut::Row(self.key.clone(), values, EventTime(t));
+        self.out.push((row, self.time, count));
+    }
+
+    /// A change of the state row of a stored event.
+    fn state(&mut self, event: Event<V, W>, matched: bool, count: isize) {
+        let row = StreamJoinOut::State((self.key.clone(), event, matched));
+        self.out.push((row, self.time, count));
+    }
+}
+
+/// One side of the stream⋈stream join, facing the other: how its events (values `X`) and the
+/// other side's (values `Y`) are written, so that the two sides share one implementation.
+struct Half<V, W, X, Y> {
+    /// An event of this side.
+    mine: fn((X, EventTime)) -> Event<V, W>,
+    /// An event of the other side.
+    theirs: fn((Y, EventTime)) -> Event<V, W>,
+    /// A pair of an event of this side and one of the other, as `(left, right)`.
+    pair: fn(&X, &Y) -> Values<V, W>,
+    /// An unmatched event of this side, as `(left, right)`.
+    alone: fn(X) -> Values<V, W>,
+    /// Whether unmatched events of this side are emitted when they expire.
+    emit_alone: bool,
+}
+
+impl<V: Clone, W: Clone, X: Clone, Y: Clone> Half<V, W, X, Y> {
+    /// New events of this side meet the other side's stored events (`theirs`): every pair
+    /// within `window` is emitted at the later event time, a stored event's first match flips its
+    /// state row to matched, and each new event is stored in `mine` with its state row. Returns
+    /// the earliest new event time (`u64::MAX` for none).
+    fn meet<K: Clone>(
+        &self,
+        out: &mut KeyOut<'_, K, V, W>,
+        new: Vec<(u64, X, isize)>,
+        mine: &mut Vec<(u64, Stored<X>)>,
+        theirs: &mut [(u64, Stored<Y>)],
+        window: u64,
+    ) -> u64 {
+        let mut first = u64::MAX;
+        for (t, x, d) in new {
+            first = first.min(t);
+            let mut matched = false;
+            for (ty, y) in within(theirs, t, window) {
+                if !y.matched {
+                    let event = (self.theirs)((y.value.clone(), EventTime(*ty)));
+                    out.state(event.clone(), false, -y.count);
+                    out.state(event, true, y.count);
+                }
+                y.matched = true;
+                matched = true;
+                out.row((self.pair)(&x, &y.value), t.max(*ty), d * y.count);
+            }
+            out.state((self.mine)((x.clone(), EventTime(t))), matched, d);
+            store(mine, t, x, d, matched);
+        }
+        first
+    }
+
+    /// Drops the events of this side whose window has `closed` (the first ones, by time),
+    /// retracting their state rows and, if this side emits them, emitting the unmatched ones.
+    fn expire<K: Clone>(
+        &self,
+        out: &mut KeyOut<'_, K, V, W>,
+        events: &mut Vec<(u64, Stored<X>)>,
+        closed: impl Fn(u64) -> bool,
+    ) {
+        let n = events.partition_point(|(t, _)| closed(*t));
+        for (t, x) in events.drain(..n) {
+            out.state(
+                (self.mine)((x.value.clone(), EventTime(t))),
+                x.matched,
+                -x.count,
+            );
+            if self.emit_alone && !x.matched {
+                out.row((self.alone)(x.value), t, x.count);
+            }
+        }
+    }
 }
 
 /// What the stream⋈stream operator emits: joined rows, late records, and changes of its state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum StreamJoinOut<K, V, W> {
-    Row(K, (Option<V>, Option<W>), EventTime),
+    Row(K, Values<V, W>, EventTime),
     Late(LateJoinRecord<K, V, W>),
     State(JoinStateRow<K, V, W>),
-}
-
-/// The second input of the stream⋈stream operator: epoch maxima and restored events.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-enum JoinAux<K, V, W> {
-    Max(u64),
-    Row(JoinStateRow<K, V, W>, isize),
 }
 
 /// One stored event of a windowed stream join: its key, side, value and event time, and whether
@@ -352,52 +502,6 @@ where
     K: ExchangeData + Hash,
     V: ExchangeData,
 {
-    fn window_join<W>(
-        self,
-        other: VecCollection<'scope, u64, (K, W, EventTime)>,
-        window: JoinWindow,
-    ) -> StreamJoined<'scope, K, (V, W), V, W>
-    where
-        W: ExchangeData,
-    {
-        let joined = self.window_join_core(other, window, JoinKind::Inner, default_route::<K>);
-        WithLate {
-            output: joined.output.flat_map(|(k, (v, w), t)| match (v, w) {
-                (Some(v), Some(w)) => Some((k, (v, w), t)),
-                _ => None,
-            }),
-            late: joined.late,
-        }
-    }
-
-    fn window_left_join<W>(
-        self,
-        other: VecCollection<'scope, u64, (K, W, EventTime)>,
-        window: JoinWindow,
-    ) -> StreamJoined<'scope, K, (V, Option<W>), V, W>
-    where
-        W: ExchangeData,
-    {
-        let joined = self.window_join_core(other, window, JoinKind::Left, default_route::<K>);
-        WithLate {
-            output: joined
-                .output
-                .flat_map(|(k, (v, w), t)| v.map(|v| (k, (v, w), t))),
-            late: joined.late,
-        }
-    }
-
-    fn window_outer_join<W>(
-        self,
-        other: VecCollection<'scope, u64, (K, W, EventTime)>,
-        window: JoinWindow,
-    ) -> StreamJoined<'scope, K, (Option<V>, Option<W>), V, W>
-    where
-        W: ExchangeData,
-    {
-        self.window_join_core(other, window, JoinKind::Outer, default_route::<K>)
-    }
-
     fn window_join_core<W, H>(
         self,
         other: VecCollection<'scope, u64, (K, W, EventTime)>,
@@ -444,52 +548,33 @@ where
     H: Fn(&K) -> u64 + 'static,
 {
     let JoinWindow { window, grace } = window;
-    let emit_left = kind != JoinKind::Inner;
-    let emit_right = kind == JoinKind::Outer;
+    let lefts: Half<V, W, V, W> = Half {
+        mine: Side::Left,
+        theirs: Side::Right,
+        pair: |v, w| (Some(v.clone()), Some(w.clone())),
+        alone: |v| (Some(v), None),
+        emit_alone: kind != JoinKind::Inner,
+    };
+    let rights: Half<V, W, W, V> = Half {
+        mine: Side::Right,
+        theirs: Side::Left,
+        pair: |w, v| (Some(v.clone()), Some(w.clone())),
+        alone: |w| (None, Some(w)),
+        emit_alone: kind == JoinKind::Outer,
+    };
     let events = left
         .map(|(k, v, t)| (k, Side::Left((v, t))))
         .concat(other.map(|(k, w, t)| (k, Side::Right((w, t)))));
     let route = Rc::new(route);
-    let maxima = epoch_maxima(events.clone(), |(_, side): &(K, Side<_, _>)| match side {
-        Side::Left((_, t)) | Side::Right((_, t)) => t.0,
-    })
-    .map(|(t, m)| (t, JoinAux::<K, V, W>::Max(m)));
-    let aux = match restore {
-        None => maxima,
-        Some(restore) => {
-            let route = Rc::clone(&route);
-            let rows = restore
-                .rows
-                .inner
-                .exchange(move |((k, _, _), _, _)| route(k))
-                .flat_map(|(row, t, d)| (d > 0).then_some((t, JoinAux::Row(row, d))));
-            let times = restore
-                .stream_time
-                .inner
-                .flat_map(|(st, t, d)| (d > 0).then_some((t, JoinAux::Max(st))))
-                .broadcast();
-            maxima.concat(rows).concat(times)
-        }
-    };
+    let owner = Rc::clone(&route);
+    let aux = aux_input(
+        events.clone(),
+        |(_, event): &(K, Event<V, W>)| event_time(event),
+        restore.map(|restore| (restore.rows, restore.stream_time)),
+        move |(k, _, _): &JoinStateRow<K, V, W>| owner(k),
+    );
     let pact =
         Exchange::new(move |((k, _), _, _): &(LateJoinRecord<K, V, W>, u64, isize)| route(k));
-    // An event's first match: its state row changes from unmatched to matched.
-    fn flip<K: Clone, V, W>(
-        out: &mut Vec<(StreamJoinOut<K, V, W>, u64, isize)>,
-        k: &K,
-        side: Side<(V, EventTime), (W, EventTime)>,
-        time: u64,
-        count: isize,
-    ) where
-        Side<(V, EventTime), (W, EventTime)>: Clone,
-    {
-        out.push((
-            StreamJoinOut::State((k.clone(), side.clone(), false)),
-            time,
-            -count,
-        ));
-        out.push((StreamJoinOut::State((k.clone(), side, true)), time, count));
-    }
     let out = events
         .inner
         .binary_frontier(aux, pact, Pipeline, "WindowJoin", move |_cap, _info| {
@@ -506,196 +591,72 @@ where
                     .saturating_add(grace)
                     .saturating_add(1)
             };
-            move |(input, frontier), (max_input, max_frontier), output| {
-                input.for_each(|cap, data| {
-                    for (record, t, d) in data.drain(..) {
-                        if d > 0 {
-                            stash.push_first(&cap, t, (record, d));
-                        }
-                    }
-                });
-                max_input.for_each(|cap, data| {
-                    for (t, aux) in data.drain(..) {
-                        stash.push_second(&cap, t, (t, aux));
-                    }
-                });
-                while let Some((time, batch)) = stash.pop_complete(&[frontier, max_frontier]) {
-                    let mut maxima = Vec::new();
-                    let mut restored = Vec::new();
-                    for (t, aux) in batch.second {
-                        match aux {
-                            JoinAux::Max(m) => maxima.push((t, m)),
-                            JoinAux::Row(row, d) => restored.push((row, d)),
-                        }
-                    }
-                    let before = stream_time.advance(&maxima);
+            move |(input, frontier), (aux_input, aux_frontier), output| {
+                input.for_each(|cap, data| stash.push_appends(&cap, data));
+                aux_input.for_each(|cap, data| stash.push_aux(&cap, data));
+                while let Some((time, batch)) = stash.pop_complete(&[frontier, aux_frontier]) {
+                    let (before, restored) = stream_time.advance(batch.second);
                     let now = stream_time.0;
                     let mut out: Vec<(StreamJoinOut<K, V, W>, u64, isize)> = Vec::new();
                     // Restored events are stored again, as they were, and scheduled.
-                    for ((k, side, matched), d) in restored {
-                        out.push((
-                            StreamJoinOut::State((k.clone(), side.clone(), matched)),
-                            time,
-                            d,
-                        ));
-                        let events = state.entry(k.clone()).or_insert_with(|| Events {
-                            left: Vec::new(),
-                            right: Vec::new(),
-                            scheduled: None,
-                        });
-                        let t = match side {
-                            Side::Left((value, t)) => {
-                                let stored = Stored {
-                                    value,
-                                    count: d,
-                                    matched,
-                                };
-                                insert_sorted(&mut events.left, t.0, stored);
-                                t.0
-                            }
-                            Side::Right((value, t)) => {
-                                let stored = Stored {
-                                    value,
-                                    count: d,
-                                    matched,
-                                };
-                                insert_sorted(&mut events.right, t.0, stored);
-                                t.0
-                            }
-                        };
-                        let at = expiry(t);
-                        if events.scheduled.is_none_or(|s| at < s) {
-                            events.scheduled = Some(at);
-                            due.push(Reverse((at, k)));
+                    for ((k, event, matched), d) in restored {
+                        KeyOut::new(&mut out, &k, time).state(event.clone(), matched, d);
+                        let events = state.entry(k.clone()).or_default();
+                        let t = event_time(&event);
+                        match event {
+                            Side::Left((v, _)) => store(&mut events.left, t, v, d, matched),
+                            Side::Right((w, _)) => store(&mut events.right, t, w, d, matched),
                         }
+                        events.schedule(expiry(t), k, &mut due);
                     }
                     // New, not late, events per key.
                     type Fresh<V, W> = (Vec<(u64, V, isize)>, Vec<(u64, W, isize)>);
                     let mut fresh: BTreeMap<K, Fresh<V, W>> = BTreeMap::new();
-                    for ((k, side), d) in batch.first {
-                        let t = match &side {
-                            Side::Left((_, t)) | Side::Right((_, t)) => t.0,
-                        };
+                    for ((k, event), d) in batch.first {
+                        let t = event_time(&event);
                         if t.saturating_add(grace) < before {
-                            out.push((StreamJoinOut::Late((k, side)), time, d));
+                            out.push((StreamJoinOut::Late((k, event)), time, d));
                             continue;
                         }
                         let entry = fresh.entry(k).or_default();
-                        match side {
-                            Side::Left((v, t)) => entry.0.push((t.0, v, d)),
-                            Side::Right((w, t)) => entry.1.push((t.0, w, d)),
+                        match event {
+                            Side::Left((v, _)) => entry.0.push((t, v, d)),
+                            Side::Right((w, _)) => entry.1.push((t, w, d)),
                         }
                     }
                     for (k, (new_left, new_right)) in fresh {
-                        let events = state.entry(k.clone()).or_insert_with(|| Events {
-                            left: Vec::new(),
-                            right: Vec::new(),
-                            scheduled: None,
-                        });
-                        let pair =
-                            |out: &mut Vec<(StreamJoinOut<K, V, W>, u64, isize)>,
-                             (tl, v, l): (u64, &V, isize),
-                             (tr, w, r): (u64, &W, isize)| {
-                                let t = EventTime(std::cmp::max(tl, tr));
-                                let vw = (Some(v.clone()), Some(w.clone()));
-                                out.push((StreamJoinOut::Row(k.clone(), vw, t), time, l * r));
-                            };
-                        let mut first = u64::MAX;
-                        // New right events meet the old left ones...
-                        for (t, w, d) in new_right {
-                            first = first.min(t);
-                            let mut matched = false;
-                            for (tl, l) in within(&mut events.left, t, window) {
-                                if !l.matched {
-                                    let side = Side::Left((l.value.clone(), EventTime(*tl)));
-                                    flip(&mut out, &k, side, time, l.count);
-                                }
-                                l.matched = true;
-                                matched = true;
-                                pair(&mut out, (*tl, &l.value, l.count), (t, &w, d));
-                            }
-                            let side = Side::Right((w.clone(), EventTime(t)));
-                            out.push((StreamJoinOut::State((k.clone(), side, matched)), time, d));
-                            let stored = Stored {
-                                value: w,
-                                count: d,
-                                matched,
-                            };
-                            insert_sorted(&mut events.right, t, stored);
-                        }
-                        // ...and new left events meet every right one, old and new.
-                        for (t, v, d) in new_left {
-                            first = first.min(t);
-                            let mut matched = false;
-                            for (tr, r) in within(&mut events.right, t, window) {
-                                if !r.matched {
-                                    let side = Side::Right((r.value.clone(), EventTime(*tr)));
-                                    flip(&mut out, &k, side, time, r.count);
-                                }
-                                r.matched = true;
-                                matched = true;
-                                pair(&mut out, (t, &v, d), (*tr, &r.value, r.count));
-                            }
-                            let side = Side::Left((v.clone(), EventTime(t)));
-                            out.push((StreamJoinOut::State((k.clone(), side, matched)), time, d));
-                            let stored = Stored {
-                                value: v,
-                                count: d,
-                                matched,
-                            };
-                            insert_sorted(&mut events.left, t, stored);
-                        }
-                        let at = expiry(first);
-                        if events.scheduled.is_none_or(|s| at < s) {
-                            events.scheduled = Some(at);
-                            due.push(Reverse((at, k)));
-                        }
+                        let events = state.entry(k.clone()).or_default();
+                        let mut key_out = KeyOut::new(&mut out, &k, time);
+                        // New right events meet the old left ones, and new left events meet
+                        // every right one, old and new.
+                        let (left, right) = (&mut events.left, &mut events.right);
+                        let first = rights.meet(&mut key_out, new_right, right, left, window);
+                        let first =
+                            first.min(lefts.meet(&mut key_out, new_left, left, right, window));
+                        events.schedule(expiry(first), k, &mut due);
                     }
                     // Expire events whose window has closed; emit the unmatched ones.
                     while due.peek().is_some_and(|Reverse((at, _))| *at <= now) {
                         let Some(Reverse((at, k))) = due.pop() else {
                             break;
                         };
-                        {
-                            let Some(events) = state.get_mut(&k) else {
-                                continue;
-                            };
-                            if events.scheduled != Some(at) {
-                                continue; // superseded by an earlier schedule
-                            }
-                            let n = events.left.partition_point(|(t, _)| !open(*t, now));
-                            for (t, l) in events.left.drain(..n) {
-                                let side = Side::Left((l.value.clone(), EventTime(t)));
-                                let row = StreamJoinOut::State((k.clone(), side, l.matched));
-                                out.push((row, time, -l.count));
-                                if emit_left && !l.matched {
-                                    let v = (Some(l.value), None);
-                                    let row = StreamJoinOut::Row(k.clone(), v, EventTime(t));
-                                    out.push((row, time, l.count));
-                                }
-                            }
-                            let n = events.right.partition_point(|(t, _)| !open(*t, now));
-                            for (t, r) in events.right.drain(..n) {
-                                let side = Side::Right((r.value.clone(), EventTime(t)));
-                                let row = StreamJoinOut::State((k.clone(), side, r.matched));
-                                out.push((row, time, -r.count));
-                                if emit_right && !r.matched {
-                                    let v = (None, Some(r.value));
-                                    let row = StreamJoinOut::Row(k.clone(), v, EventTime(t));
-                                    out.push((row, time, r.count));
-                                }
-                            }
-                            events.scheduled = None;
-                            match events.earliest() {
-                                // (`expiry(t) <= now` only when it saturates: never.)
-                                Some(t) if expiry(t) > now => {
-                                    events.scheduled = Some(expiry(t));
-                                    due.push(Reverse((expiry(t), k)));
-                                }
-                                Some(_) => {}
-                                None => {
-                                    state.remove(&k);
-                                }
+                        let Some(events) = state.get_mut(&k) else {
+                            continue;
+                        };
+                        if events.scheduled != Some(at) {
+                            continue; // superseded by an earlier schedule
+                        }
+                        let mut key_out = KeyOut::new(&mut out, &k, time);
+                        let closed = |t: u64| !open(t, now);
+                        lefts.expire(&mut key_out, &mut events.left, closed);
+                        rights.expire(&mut key_out, &mut events.right, closed);
+                        events.scheduled = None;
+                        match events.earliest() {
+                            // (`expiry(t) <= now` only when it saturates: never.)
+                            Some(t) if expiry(t) > now => events.schedule(expiry(t), k, &mut due),
+                            Some(_) => {}
+                            None => {
+                                state.remove(&k);
                             }
                         }
                     }
@@ -725,7 +686,11 @@ where
 }
 
 /// Joins whose left input is a table (or, for the lookup joins, a stream) of `(key, value)`.
-pub trait TableJoin<'scope, K, V> {
+pub trait TableJoin<'scope, K, V>: Sized
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+{
     /// table⋈table inner join: `(k, (v, w))` for every pair of rows with the same key.
     ///
     /// ```
@@ -744,7 +709,10 @@ pub trait TableJoin<'scope, K, V> {
         other: VecCollection<'scope, u64, (K, W)>,
     ) -> VecCollection<'scope, u64, (K, (V, W))>
     where
-        W: ExchangeData;
+        W: ExchangeData,
+    {
+        self.table_join_core(other, default_route::<K>)
+    }
 
     /// table⋈table left join: every left row, with `None` while the right has no row for its key.
     ///
@@ -764,7 +732,10 @@ pub trait TableJoin<'scope, K, V> {
         other: VecCollection<'scope, u64, (K, W)>,
     ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
     where
-        W: ExchangeData;
+        W: ExchangeData,
+    {
+        self.table_left_join_core(other, default_route::<K>)
+    }
 
     /// table⋈table outer join: every row of either table, paired when both have the key.
     ///
@@ -788,7 +759,10 @@ pub trait TableJoin<'scope, K, V> {
         other: VecCollection<'scope, u64, (K, W)>,
     ) -> OuterJoined<'scope, K, V, W>
     where
-        W: ExchangeData;
+        W: ExchangeData,
+    {
+        self.table_outer_join_core(other, default_route::<K>)
+    }
 
     /// Foreign-key join (KIP-213): each left row `(k, v)` joins the right row keyed `fk(&v)`.
     ///
@@ -812,7 +786,10 @@ pub trait TableJoin<'scope, K, V> {
     where
         F: ExchangeData + Hash,
         W: ExchangeData,
-        L: Fn(&V) -> Option<F> + 'static;
+        L: Fn(&V) -> Option<F> + 'static,
+    {
+        self.fk_join_core(other, fk, default_route::<F>)
+    }
 
     /// Foreign-key left join: as [`TableJoin::fk_join`], keeping left rows with no right row.
     ///
@@ -838,7 +815,10 @@ pub trait TableJoin<'scope, K, V> {
     where
         F: ExchangeData + Hash,
         W: ExchangeData,
-        L: Fn(&V) -> Option<F> + 'static;
+        L: Fn(&V) -> Option<F> + 'static,
+    {
+        self.fk_left_join_core(other, fk, default_route::<F>)
+    }
 
     /// stream⋈table: each stream event joins the table as of its epoch; table updates emit
     /// nothing. `self` is the stream.
@@ -859,7 +839,11 @@ pub trait TableJoin<'scope, K, V> {
         table: VecCollection<'scope, u64, (K, W)>,
     ) -> VecCollection<'scope, u64, (K, (V, W))>
     where
-        W: ExchangeData;
+        W: ExchangeData,
+    {
+        self.lookup_join_core(table, false, default_route::<K>)
+            .flat_map(|(k, (v, w))| w.map(|w| (k, (v, w))))
+    }
 
     /// stream⋈table left join: as [`TableJoin::lookup_join`], with `(v, None)` for events whose
     /// key has no row at their epoch.
@@ -880,7 +864,10 @@ pub trait TableJoin<'scope, K, V> {
         table: VecCollection<'scope, u64, (K, W)>,
     ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
     where
-        W: ExchangeData;
+        W: ExchangeData,
+    {
+        self.lookup_join_core(table, true, default_route::<K>)
+    }
 
     /// The general stream⋈table lookup: `left` keeps unmatched events as `(v, None)`, and
     /// `route(key)` chooses the worker that owns a key.
@@ -925,7 +912,10 @@ pub trait TableJoin<'scope, K, V> {
         stream: VecCollection<'scope, u64, (K, S)>,
     ) -> VecCollection<'scope, u64, (K, (V, S))>
     where
-        S: ExchangeData;
+        S: ExchangeData,
+    {
+        self.join_stream_core(stream, default_route::<K>)
+    }
 
     /// As [`TableJoin::join_stream`], with `route(key)` choosing the worker that owns a key.
     fn join_stream_core<S, H>(
@@ -1028,62 +1018,6 @@ where
     K: ExchangeData + Hash,
     V: ExchangeData,
 {
-    fn table_join<W>(
-        self,
-        other: VecCollection<'scope, u64, (K, W)>,
-    ) -> VecCollection<'scope, u64, (K, (V, W))>
-    where
-        W: ExchangeData,
-    {
-        self.table_join_core(other, default_route::<K>)
-    }
-
-    fn table_left_join<W>(
-        self,
-        other: VecCollection<'scope, u64, (K, W)>,
-    ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
-    where
-        W: ExchangeData,
-    {
-        self.table_left_join_core(other, default_route::<K>)
-    }
-
-    fn table_outer_join<W>(
-        self,
-        other: VecCollection<'scope, u64, (K, W)>,
-    ) -> OuterJoined<'scope, K, V, W>
-    where
-        W: ExchangeData,
-    {
-        self.table_outer_join_core(other, default_route::<K>)
-    }
-
-    fn fk_join<F, W, L>(
-        self,
-        other: VecCollection<'scope, u64, (F, W)>,
-        fk: L,
-    ) -> VecCollection<'scope, u64, (K, (V, W))>
-    where
-        F: ExchangeData + Hash,
-        W: ExchangeData,
-        L: Fn(&V) -> Option<F> + 'static,
-    {
-        self.fk_join_core(other, fk, default_route::<F>)
-    }
-
-    fn fk_left_join<F, W, L>(
-        self,
-        other: VecCollection<'scope, u64, (F, W)>,
-        fk: L,
-    ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
-    where
-        F: ExchangeData + Hash,
-        W: ExchangeData,
-        L: Fn(&V) -> Option<F> + 'static,
-    {
-        self.fk_left_join_core(other, fk, default_route::<F>)
-    }
-
     fn table_join_core<W, H>(
         self,
         other: VecCollection<'scope, u64, (K, W)>,
@@ -1117,9 +1051,7 @@ where
         let matched = left.clone().join_core(right, |k: &K, v: &V, w: &W| {
             Some((k.clone(), (v.clone(), Some(w.clone()))))
         });
-        let unmatched = self
-            .concat(semijoin_arranged(left, keys).negate())
-            .map(|(k, v)| (k, (v, None)));
+        let unmatched = antijoin_arranged(self, left, keys).map(|(k, v)| (k, (v, None)));
         matched.concat(unmatched)
     }
 
@@ -1142,12 +1074,10 @@ where
             .join_core(right.clone(), |k: &K, v: &V, w: &W| {
                 Some((k.clone(), (Some(v.clone()), Some(w.clone()))))
             });
-        let left_only = self
-            .concat(semijoin_arranged(left, right_keys).negate())
-            .map(|(k, v)| (k, (Some(v), None)));
-        let right_only = other
-            .concat(semijoin_arranged(right, left_keys).negate())
-            .map(|(k, w)| (k, (None, Some(w))));
+        let left_only =
+            antijoin_arranged(self, left, right_keys).map(|(k, v)| (k, (Some(v), None)));
+        let right_only =
+            antijoin_arranged(other, right, left_keys).map(|(k, w)| (k, (None, Some(w))));
         matched.concat(left_only).concat(right_only)
     }
 
@@ -1198,35 +1128,13 @@ where
             .join_core(right, |_f: &F, (k, v): &(K, V), w: &W| {
                 Some((k.clone(), (v.clone(), Some(w.clone()))))
             });
-        let dangling = keyed
-            .concat(semijoin_arranged(left, right_keys).negate())
-            .map(|(_f, (k, v))| (k, (v, None)));
+        let dangling =
+            antijoin_arranged(keyed, left, right_keys).map(|(_f, (k, v))| (k, (v, None)));
         let no_key = self.flat_map(move |(k, v)| match fk2(&v) {
             None => Some((k, (v, None))),
             Some(_) => None,
         });
         matched.concat(dangling).concat(no_key)
-    }
-
-    fn lookup_join<W>(
-        self,
-        table: VecCollection<'scope, u64, (K, W)>,
-    ) -> VecCollection<'scope, u64, (K, (V, W))>
-    where
-        W: ExchangeData,
-    {
-        self.lookup_join_core(table, false, default_route::<K>)
-            .flat_map(|(k, (v, w))| w.map(|w| (k, (v, w))))
-    }
-
-    fn lookup_left_join<W>(
-        self,
-        table: VecCollection<'scope, u64, (K, W)>,
-    ) -> VecCollection<'scope, u64, (K, (V, Option<W>))>
-    where
-        W: ExchangeData,
-    {
-        self.lookup_join_core(table, true, default_route::<K>)
     }
 
     fn lookup_join_core<W, H>(
@@ -1253,13 +1161,7 @@ where
                     let mut rows: HashMap<K, BTreeMap<W, isize>> = HashMap::new();
                     let mut stash = Stash::new();
                     move |(events, events_frontier), (updates, table_frontier), output| {
-                        events.for_each(|cap, data| {
-                            for (record, t, d) in data.drain(..) {
-                                if d > 0 {
-                                    stash.push_first(&cap, t, (record, d));
-                                }
-                            }
-                        });
+                        events.for_each(|cap, data| stash.push_appends(&cap, data));
                         updates.for_each(|cap, data| {
                             for (record, t, d) in data.drain(..) {
                                 stash.push_second(&cap, t, (record, d));
@@ -1299,16 +1201,6 @@ where
                 },
             )
             .as_collection()
-    }
-
-    fn join_stream<S>(
-        self,
-        stream: VecCollection<'scope, u64, (K, S)>,
-    ) -> VecCollection<'scope, u64, (K, (V, S))>
-    where
-        S: ExchangeData,
-    {
-        self.join_stream_core(stream, default_route::<K>)
     }
 
     fn join_stream_core<S, H>(

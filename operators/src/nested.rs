@@ -120,7 +120,12 @@ pub type SetTable<'scope, K, M> = Nested<'scope, (K, M), ((K, M), SetOp<M>)>;
 pub type ListTable<'scope, K, M> = Nested<'scope, (K, Vec<M>), (K, ListOp<M>)>;
 
 /// Builds a set table from `(key, SetOp, order)` records.
-pub trait SetTables<'scope, K, M, O> {
+pub trait SetTables<'scope, K, M, O>: Sized
+where
+    K: ExchangeData + Hash,
+    M: ExchangeData,
+    O: ExchangeData,
+{
     /// The set table of the operations.
     ///
     /// ```
@@ -137,7 +142,9 @@ pub trait SetTables<'scope, K, M, O> {
     ///     ops.set_table("tags").table.assert_eq(expected);
     /// });
     /// ```
-    fn set_table(self, name: &str) -> SetTable<'scope, K, M>;
+    fn set_table(self, name: &str) -> SetTable<'scope, K, M> {
+        self.set_table_core(name, default_route::<K>)
+    }
 
     /// As [`SetTables::set_table`], with `route(key)` choosing the worker that owns a key.
     ///
@@ -165,7 +172,12 @@ pub trait SetTables<'scope, K, M, O> {
 }
 
 /// Builds a list table from `(key, ListOp, order)` records.
-pub trait ListTables<'scope, K, M, O> {
+pub trait ListTables<'scope, K, M, O>: Sized
+where
+    K: ExchangeData + Hash,
+    M: ExchangeData,
+    O: ExchangeData,
+{
     /// The list table of the operations.
     ///
     /// ```
@@ -186,7 +198,9 @@ pub trait ListTables<'scope, K, M, O> {
     ///     list.changelog.assert_eq(snapshot);
     /// });
     /// ```
-    fn list_table(self, name: &str) -> ListTable<'scope, K, M>;
+    fn list_table(self, name: &str) -> ListTable<'scope, K, M> {
+        self.list_table_core(name, default_route::<K>)
+    }
 
     /// As [`ListTables::list_table`], with `route(key)` choosing the worker that owns a key.
     ///
@@ -210,57 +224,121 @@ pub trait ListTables<'scope, K, M, O> {
         H: Fn(&K) -> u64 + 'static;
 }
 
-/// Applies each completed epoch's ops per key, in `(order, op)` order, to a per-key state `S`, and
-/// emits `emit(key, old, new)`'s updates for every key whose state changed.
-fn nested_core<'scope, K, Op, O, S, D, H, A, E>(
+/// An update of a nested table (`Ok`) or a changelog record (`Err`), with its count.
+type Update<T, C> = (Result<T, C>, isize);
+
+/// The operations of a nested table: what they do to a key's state, and what a change of a key's
+/// state emits. The two tables differ only in this.
+trait Operation<K>: ExchangeData {
+    /// A key's state: a set or a list.
+    type State: Default + PartialEq + Clone + 'static;
+    /// A row of the table.
+    type Row: ExchangeData;
+    /// A record of the changelog.
+    type Log: ExchangeData;
+    /// Applies the operation to a key's state.
+    fn apply_to(&self, state: &mut Self::State);
+    /// The table updates and changelog records of `key`'s change from `old` to `new`.
+    fn changes(
+        key: &K,
+        old: &Self::State,
+        new: &Self::State,
+        out: &mut Vec<Update<Self::Row, Self::Log>>,
+    );
+}
+
+impl<K: ExchangeData, M: ExchangeData> Operation<K> for SetOp<M> {
+    type State = BTreeSet<M>;
+    type Row = (K, M);
+    type Log = ((K, M), SetOp<M>);
+
+    fn apply_to(&self, set: &mut BTreeSet<M>) {
+        self.apply(set)
+    }
+
+    /// One row and one changelog record per member whose membership changed.
+    fn changes(
+        k: &K,
+        old: &BTreeSet<M>,
+        new: &BTreeSet<M>,
+        out: &mut Vec<Update<Self::Row, Self::Log>>,
+    ) {
+        for m in old.difference(new) {
+            let km = (k.clone(), m.clone());
+            out.push((Ok(km.clone()), -1));
+            out.push((Err((km, SetOp::Remove(m.clone()))), 1));
+        }
+        for m in new.difference(old) {
+            let km = (k.clone(), m.clone());
+            out.push((Ok(km.clone()), 1));
+            out.push((Err((km, SetOp::Add(m.clone()))), 1));
+        }
+    }
+}
+
+impl<K: ExchangeData, M: ExchangeData> Operation<K> for ListOp<M> {
+    type State = Vec<M>;
+    type Row = (K, Vec<M>);
+    type Log = (K, ListOp<M>);
+
+    fn apply_to(&self, list: &mut Vec<M>) {
+        self.apply(list)
+    }
+
+    /// The old list retracted, the new one inserted, and the new list as a snapshot (a `clear`
+    /// when it is empty).
+    fn changes(k: &K, old: &Vec<M>, new: &Vec<M>, out: &mut Vec<Update<Self::Row, Self::Log>>) {
+        if !old.is_empty() {
+            out.push((Ok((k.clone(), old.clone())), -1));
+        }
+        if new.is_empty() {
+            out.push((Err((k.clone(), ListOp::Clear)), 1));
+        } else {
+            out.push((Ok((k.clone(), new.clone())), 1));
+            out.push((Err((k.clone(), ListOp::Replace(new.clone()))), 1));
+        }
+    }
+}
+
+/// Applies each completed epoch's ops per key, in `(order, op)` order, to the key's state, and
+/// emits the table updates and changelog records of every key whose state changed.
+fn nested_core<'scope, K, Op, O, H>(
     input: VecCollection<'scope, u64, (K, Op, O)>,
     name: &str,
     route: H,
-    mut apply: A,
-    mut emit: E,
-) -> VecCollection<'scope, u64, D>
+) -> Nested<'scope, Op::Row, Op::Log>
 where
     K: ExchangeData + Hash,
-    Op: ExchangeData,
+    Op: Operation<K>,
     O: ExchangeData,
-    S: Default + PartialEq + Clone + 'static,
-    D: ExchangeData,
     H: Fn(&K) -> u64 + 'static,
-    A: FnMut(&Op, &mut S) + 'static,
-    E: FnMut(&K, &S, &S, &mut Vec<(D, isize)>) + 'static,
 {
     let pact = Exchange::new(move |((k, _, _), _, _): &((K, Op, O), u64, isize)| route(k));
-    input
+    let out = input
         .inner
         .unary_frontier(pact, name, move |_cap, _info| {
-            let mut state: HashMap<K, S> = HashMap::new();
-            let mut stash: Stash<((K, Op, O), isize), ()> = Stash::new();
+            let mut state: HashMap<K, Op::State> = HashMap::new();
+            let mut stash: Stash<_, ()> = Stash::new();
             move |(input, frontier), output| {
-                input.for_each(|cap, data| {
-                    for (record, t, d) in data.drain(..) {
-                        if d > 0 {
-                            stash.push_first(&cap, t, (record, d));
-                        }
-                    }
-                });
+                input.for_each(|cap, data| stash.push_appends(&cap, data));
                 while let Some((time, batch)) = stash.pop_complete(&[frontier]) {
                     let mut per_key: BTreeMap<K, Vec<(O, Op, isize)>> = BTreeMap::new();
                     for ((k, op, o), d) in batch.first {
                         per_key.entry(k).or_default().push((o, op, d));
                     }
-                    let mut updates: Vec<(D, isize)> = Vec::new();
+                    let mut updates = Vec::new();
                     for (k, mut ops) in per_key {
                         ops.sort();
                         let old = state.get(&k).cloned().unwrap_or_default();
                         let mut new = old.clone();
                         for (_o, op, d) in ops {
                             for _ in 0..d {
-                                apply(&op, &mut new);
+                                op.apply_to(&mut new);
                             }
                         }
                         if new != old {
-                            emit(&k, &old, &new, &mut updates);
-                            if new == S::default() {
+                            Op::changes(&k, &old, &new, &mut updates);
+                            if new == Op::State::default() {
                                 state.remove(&k);
                             } else {
                                 state.insert(k, new);
@@ -274,7 +352,11 @@ where
                 }
             }
         })
-        .as_collection()
+        .as_collection();
+    Nested {
+        table: out.clone().flat_map(|r| r.ok()),
+        changelog: out.flat_map(|r| r.err()),
+    }
 }
 
 impl<'scope, K, M, O> SetTables<'scope, K, M, O> for VecCollection<'scope, u64, (K, SetOp<M>, O)>
@@ -283,37 +365,11 @@ where
     M: ExchangeData,
     O: ExchangeData,
 {
-    fn set_table(self, name: &str) -> SetTable<'scope, K, M> {
-        self.set_table_core(name, default_route::<K>)
-    }
-
     fn set_table_core<H>(self, name: &str, route: H) -> SetTable<'scope, K, M>
     where
         H: Fn(&K) -> u64 + 'static,
     {
-        type Out<K, M> = Result<(K, M), ((K, M), SetOp<M>)>;
-        let out = nested_core(
-            self,
-            name,
-            route,
-            |op: &SetOp<M>, set: &mut BTreeSet<M>| op.apply(set),
-            |k: &K, old: &BTreeSet<M>, new: &BTreeSet<M>, out: &mut Vec<(Out<K, M>, isize)>| {
-                for m in old.difference(new) {
-                    let km = (k.clone(), m.clone());
-                    out.push((Ok(km.clone()), -1));
-                    out.push((Err((km, SetOp::Remove(m.clone()))), 1));
-                }
-                for m in new.difference(old) {
-                    let km = (k.clone(), m.clone());
-                    out.push((Ok(km.clone()), 1));
-                    out.push((Err((km, SetOp::Add(m.clone()))), 1));
-                }
-            },
-        );
-        Nested {
-            table: out.clone().flat_map(|r| r.ok()),
-            changelog: out.flat_map(|r| r.err()),
-        }
+        nested_core(self, name, route)
     }
 }
 
@@ -323,35 +379,10 @@ where
     M: ExchangeData,
     O: ExchangeData,
 {
-    fn list_table(self, name: &str) -> ListTable<'scope, K, M> {
-        self.list_table_core(name, default_route::<K>)
-    }
-
     fn list_table_core<H>(self, name: &str, route: H) -> ListTable<'scope, K, M>
     where
         H: Fn(&K) -> u64 + 'static,
     {
-        type Out<K, M> = Result<(K, Vec<M>), (K, ListOp<M>)>;
-        let out = nested_core(
-            self,
-            name,
-            route,
-            |op: &ListOp<M>, list: &mut Vec<M>| op.apply(list),
-            |k: &K, old: &Vec<M>, new: &Vec<M>, out: &mut Vec<(Out<K, M>, isize)>| {
-                if !old.is_empty() {
-                    out.push((Ok((k.clone(), old.clone())), -1));
-                }
-                if new.is_empty() {
-                    out.push((Err((k.clone(), ListOp::Clear)), 1));
-                } else {
-                    out.push((Ok((k.clone(), new.clone())), 1));
-                    out.push((Err((k.clone(), ListOp::Replace(new.clone()))), 1));
-                }
-            },
-        );
-        Nested {
-            table: out.clone().flat_map(|r| r.ok()),
-            changelog: out.flat_map(|r| r.err()),
-        }
+        nested_core(self, name, route)
     }
 }

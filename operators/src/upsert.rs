@@ -26,7 +26,12 @@ use timely::dataflow::operators::Operator;
 use crate::epoch::{default_route, Stash};
 
 /// Builds upsert tables from `(key, Option<value>, order)` records.
-pub trait Upsert<'scope, K, V, O> {
+pub trait Upsert<'scope, K, V, O>: Sized
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    O: ExchangeData,
+{
     /// The table of the latest value per key; `None` deletes.
     ///
     /// ```
@@ -44,7 +49,9 @@ pub trait Upsert<'scope, K, V, O> {
     ///     writes.upsert("table").assert_eq(expected);
     /// });
     /// ```
-    fn upsert(self, name: &str) -> VecCollection<'scope, u64, (K, V)>;
+    fn upsert(self, name: &str) -> VecCollection<'scope, u64, (K, V)> {
+        self.upsert_core(name, default_route::<K>)
+    }
 
     /// As [`Upsert::upsert`], with `route(key)` choosing the worker that owns a key (it must be the
     /// same function on every worker).
@@ -71,10 +78,6 @@ where
     V: ExchangeData,
     O: ExchangeData,
 {
-    fn upsert(self, name: &str) -> VecCollection<'scope, u64, (K, V)> {
-        self.upsert_core(name, default_route::<K>)
-    }
-
     fn upsert_core<H>(self, name: &str, route: H) -> VecCollection<'scope, u64, (K, V)>
     where
         H: Fn(&K) -> u64 + 'static,
@@ -84,19 +87,13 @@ where
         self.inner
             .unary_frontier(pact, name, move |_cap, _info| {
                 let mut table: HashMap<K, V> = HashMap::new();
-                let mut stash: Stash<(K, Option<V>, O), ()> = Stash::new();
+                let mut stash: Stash<_, ()> = Stash::new();
                 move |(input, frontier), output| {
-                    input.for_each(|cap, data| {
-                        for (record, t, d) in data.drain(..) {
-                            if d > 0 {
-                                stash.push_first(&cap, t, record);
-                            }
-                        }
-                    });
+                    input.for_each(|cap, data| stash.push_appends(&cap, data));
                     while let Some((time, batch)) = stash.pop_complete(&[frontier]) {
-                        // The winning write per key: greatest (order, value).
+                        // The winning write per key: greatest (order, value); repeats change nothing.
                         let mut last: HashMap<K, (O, Option<V>)> = HashMap::new();
-                        for (k, v, o) in batch.first {
+                        for ((k, v, o), _) in batch.first {
                             match last.get_mut(&k) {
                                 Some(best) => {
                                     if (&o, &v) > (&best.0, &best.1) {

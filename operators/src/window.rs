@@ -84,10 +84,9 @@ use std::hash::Hash;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::{Broadcast, Map as _};
-use timely::dataflow::operators::{Concat, Exchange as _, Operator};
+use timely::dataflow::operators::Operator;
 
-use crate::epoch::{default_route, epoch_maxima, Stash, StreamTime};
+use crate::epoch::{aux_input, default_route, Stash, StreamTime};
 use crate::time::{EventTime, WithLate};
 
 /// A half-open window of event time, `[start, end)`, in milliseconds.
@@ -205,15 +204,6 @@ pub struct WindowRestore<'scope, K: 'static, A: 'static> {
     pub rows: VecCollection<'scope, u64, ((K, Window), A)>,
     /// The stream time reached (any worker may hold it; the largest counts).
     pub stream_time: VecCollection<'scope, u64, u64>,
-}
-
-/// The second input of the window operator: epoch maxima and restored windows.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-enum Aux<K, A> {
-    /// The largest event time of an epoch (or a restored stream time).
-    Max(u64),
-    /// A restored window.
-    Row(K, Window, A),
 }
 
 /// The normalized window assignment.
@@ -348,6 +338,21 @@ enum Agg<K, V, A> {
     },
 }
 
+impl<K, V, A> Agg<K, V, A> {
+    /// Values folded with `fold` from `init`, merged with `merge`.
+    fn fold<F, M>(init: A, fold: F, merge: M) -> Self
+    where
+        F: FnMut(&mut A, EventTime, &V) + 'static,
+        M: FnMut(&mut A, A) + 'static,
+    {
+        Agg::Fold {
+            init,
+            fold: Box::new(fold),
+            merge: Box::new(merge),
+        }
+    }
+}
+
 type LogicFn<K, V, A> = dyn FnMut(&K, &Window, &[(EventTime, V)]) -> A;
 type FoldFn<V, A> = dyn FnMut(&mut A, EventTime, &V);
 type MergeFn<A> = dyn FnMut(&mut A, A);
@@ -370,7 +375,11 @@ fn content<V: Clone>(records: &BTreeMap<u64, Vec<V>>, w: &Window) -> Vec<(EventT
 type WindowOut<K, V, A> = Result<((K, Window), A), LateWindowRecord<K, V>>;
 
 /// Windowed aggregates of a stream `(key, value, event time)`.
-pub trait Windows<'scope, K, V> {
+pub trait Windows<'scope, K, V>: Sized
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+{
     /// The number of records per `(key, window)`.
     ///
     /// ```
@@ -398,7 +407,16 @@ pub trait Windows<'scope, K, V> {
     ///     counts.late.assert_empty();
     /// });
     /// ```
-    fn window_count(self, config: WindowConfig) -> Windowed<'scope, K, V, isize>;
+    fn window_count(self, config: WindowConfig) -> Windowed<'scope, K, V, isize> {
+        self.window_fold_core(
+            config,
+            "WindowCount",
+            default_route::<K>,
+            0isize,
+            |count, _t, _v| *count += 1,
+            |count, other| *count += other,
+        )
+    }
 
     /// `logic(key, window, records)` per `(key, window)`, over the window's records sorted by
     /// `(event time, value)`.
@@ -440,7 +458,10 @@ pub trait Windows<'scope, K, V> {
     ) -> Windowed<'scope, K, V, A>
     where
         A: ExchangeData,
-        L: FnMut(&K, &Window, &[(EventTime, V)]) -> A + 'static;
+        L: FnMut(&K, &Window, &[(EventTime, V)]) -> A + 'static,
+    {
+        self.window_aggregate_core(config, name, default_route::<K>, logic)
+    }
 
     /// As [`Windows::window_aggregate`], with `route(key)` choosing the worker that owns a key.
     ///
@@ -595,30 +616,6 @@ where
     K: ExchangeData + Hash,
     V: ExchangeData,
 {
-    fn window_count(self, config: WindowConfig) -> Windowed<'scope, K, V, isize> {
-        self.window_fold_core(
-            config,
-            "WindowCount",
-            default_route::<K>,
-            0isize,
-            |count, _t, _v| *count += 1,
-            |count, other| *count += other,
-        )
-    }
-
-    fn window_aggregate<A, L>(
-        self,
-        config: WindowConfig,
-        name: &str,
-        logic: L,
-    ) -> Windowed<'scope, K, V, A>
-    where
-        A: ExchangeData,
-        L: FnMut(&K, &Window, &[(EventTime, V)]) -> A + 'static,
-    {
-        self.window_aggregate_core(config, name, default_route::<K>, logic)
-    }
-
     fn window_aggregate_core<A, L, H>(
         self,
         config: WindowConfig,
@@ -656,12 +653,14 @@ where
         M: FnMut(&mut A, A) + 'static,
         H: Fn(&K) -> u64 + 'static,
     {
-        let agg = Agg::Fold {
-            init,
-            fold: Box::new(fold),
-            merge: Box::new(merge),
-        };
-        windowed(self, config, name, route, agg, None)
+        windowed(
+            self,
+            config,
+            name,
+            route,
+            Agg::fold(init, fold, merge),
+            None,
+        )
     }
 
     fn window_fold_restored<A, F, M, H>(
@@ -680,11 +679,7 @@ where
         M: FnMut(&mut A, A) + 'static,
         H: Fn(&K) -> u64 + 'static,
     {
-        let agg = Agg::Fold {
-            init,
-            fold: Box::new(fold),
-            merge: Box::new(merge),
-        };
+        let agg = Agg::fold(init, fold, merge);
         windowed(self, config, name, route, agg, Some(restore))
     }
 }
@@ -765,25 +760,13 @@ where
     let recompute = matches!(agg, Agg::Recompute(_));
     let keep_records = recompute || matches!(kind, Kind::Sliding { .. });
     let route = std::rc::Rc::new(route);
-    let maxima = epoch_maxima(input.clone(), |(_, _, t): &(K, V, EventTime)| t.0)
-        .map(|(t, m)| (t, Aux::<K, A>::Max(m)));
-    let aux = match restore {
-        None => maxima,
-        Some(restore) => {
-            let route = std::rc::Rc::clone(&route);
-            let rows = restore
-                .rows
-                .inner
-                .exchange(move |(((k, _), _), _, _)| route(k))
-                .flat_map(|(((k, w), a), t, d)| (d > 0).then_some((t, Aux::Row(k, w, a))));
-            let times = restore
-                .stream_time
-                .inner
-                .flat_map(|(st, t, d)| (d > 0).then_some((t, Aux::Max(st))))
-                .broadcast();
-            maxima.concat(rows).concat(times)
-        }
-    };
+    let owner = std::rc::Rc::clone(&route);
+    let aux = aux_input(
+        input.clone(),
+        |(_, _, t): &(K, V, EventTime)| t.0,
+        restore.map(|restore| (restore.rows, restore.stream_time)),
+        move |((k, _), _): &((K, Window), A)| owner(k),
+    );
     let pact = Exchange::new(move |((k, _, _), _, _): &((K, V, EventTime), u64, isize)| route(k));
     let out = input
         .inner
@@ -793,36 +776,18 @@ where
             let mut due: BTreeMap<u64, Vec<Due<K>>> = BTreeMap::new();
             let mut stream_time = StreamTime::default();
             let mut stash = Stash::new();
-            move |(input, frontier), (max_input, max_frontier), output| {
-                input.for_each(|cap, data| {
-                    for (record, t, d) in data.drain(..) {
-                        if d > 0 {
-                            stash.push_first(&cap, t, (record, d));
-                        }
-                    }
-                });
-                max_input.for_each(|cap, data| {
-                    for (t, aux) in data.drain(..) {
-                        stash.push_second(&cap, t, (t, aux));
-                    }
-                });
-                while let Some((time, batch)) = stash.pop_complete(&[frontier, max_frontier]) {
-                    let mut maxima = Vec::new();
-                    let mut restored = Vec::new();
-                    for (t, aux) in batch.second {
-                        match aux {
-                            Aux::Max(m) => maxima.push((t, m)),
-                            Aux::Row(k, w, a) => restored.push((k, w, a)),
-                        }
-                    }
-                    let before = stream_time.advance(&maxima);
+            move |(input, frontier), (aux_input, aux_frontier), output| {
+                input.for_each(|cap, data| stash.push_appends(&cap, data));
+                aux_input.for_each(|cap, data| stash.push_aux(&cap, data));
+                while let Some((time, batch)) = stash.pop_complete(&[frontier, aux_frontier]) {
+                    let (before, restored) = stream_time.advance(batch.second);
                     let now = stream_time.0;
                     let closed_by = |w: &Window, st: u64| closes_at(w) <= st;
                     let mut out: Vec<(WindowOut<K, V, A>, u64, isize)> = Vec::new();
 
                     // Restored windows are live again, closed if the restored stream time
                     // closed them, and scheduled for closing or expiry.
-                    for (k, w, a) in restored {
+                    for (((k, w), a), _) in restored {
                         let closed = closed_by(&w, now);
                         if every_update {
                             out.push((Ok(((k.clone(), w), a.clone())), time, 1));

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{as_set, at, run1, Route, Updates, ROUTES, WORKERS};
+use common::{as_set, at, check_epochs, run1, setups, Route};
 use faustus_operators::Aggregate;
 use proptest::prelude::*;
 
@@ -62,25 +62,6 @@ fn model<A: Ord + Clone>(
         .collect()
 }
 
-fn check<A: Ord + Clone + std::fmt::Debug>(
-    out: &Updates<(u8, A)>,
-    expected: &[BTreeMap<(u8, A), isize>],
-    workers: usize,
-    route: Route,
-) -> Result<(), TestCaseError> {
-    for (e, want) in expected.iter().enumerate() {
-        prop_assert_eq!(
-            &at(out, e as u64),
-            want,
-            "workers {} route {:?} epoch {}",
-            workers,
-            route,
-            e
-        );
-    }
-    Ok(())
-}
-
 fn ops() -> impl Strategy<Value = Vec<Vec<Op>>> {
     let op = prop_oneof![
         3 => (0u8..3, -3i64..4).prop_map(|(k, v)| Op::Insert(k, v)),
@@ -96,14 +77,12 @@ proptest! {
     fn count_matches_model(epochs in ops()) {
         let (updates, states) = realize(&epochs);
         let expected = model(&states, |vs| vs.len() as isize);
-        for workers in WORKERS {
-            for route in ROUTES {
-                let out = run1(workers, updates.clone(), move |c| match route {
-                    Route::Default => c.count_by_key(),
-                    _ => c.count_by_key_core(route.of()),
-                });
-                check(&out, &expected, workers, route)?;
-            }
+        for (workers, route) in setups() {
+            let out = run1(workers, updates.clone(), move |c| match route {
+                Route::Default => c.count_by_key(),
+                _ => c.count_by_key_core(route.of()),
+            });
+            check_epochs(&out, &expected, &format!("workers {workers} route {route:?}"))?;
         }
     }
 
@@ -111,14 +90,12 @@ proptest! {
     fn sum_matches_model(epochs in ops()) {
         let (updates, states) = realize(&epochs);
         let expected = model(&states, |vs| vs.iter().sum::<i64>());
-        for workers in WORKERS {
-            for route in ROUTES {
-                let out = run1(workers, updates.clone(), move |c| match route {
-                    Route::Default => c.sum_by_key(),
-                    _ => c.sum_by_key_core(route.of()),
-                });
-                check(&out, &expected, workers, route)?;
-            }
+        for (workers, route) in setups() {
+            let out = run1(workers, updates.clone(), move |c| match route {
+                Route::Default => c.sum_by_key(),
+                _ => c.sum_by_key_core(route.of()),
+            });
+            check_epochs(&out, &expected, &format!("workers {workers} route {route:?}"))?;
         }
     }
 
@@ -127,19 +104,17 @@ proptest! {
         let (updates, states) = realize(&epochs);
         let mins = model(&states, |vs| *vs.iter().min().unwrap());
         let maxs = model(&states, |vs| *vs.iter().max().unwrap());
-        for workers in WORKERS {
-            for route in ROUTES {
-                let out = run1(workers, updates.clone(), move |c| match route {
-                    Route::Default => c.min_by_key(),
-                    _ => c.min_by_key_core(route.of()),
-                });
-                check(&out, &mins, workers, route)?;
-                let out = run1(workers, updates.clone(), move |c| match route {
-                    Route::Default => c.max_by_key(),
-                    _ => c.max_by_key_core(route.of()),
-                });
-                check(&out, &maxs, workers, route)?;
-            }
+        for (workers, route) in setups() {
+            let out = run1(workers, updates.clone(), move |c| match route {
+                Route::Default => c.min_by_key(),
+                _ => c.min_by_key_core(route.of()),
+            });
+            check_epochs(&out, &mins, &format!("workers {workers} route {route:?}"))?;
+            let out = run1(workers, updates.clone(), move |c| match route {
+                Route::Default => c.max_by_key(),
+                _ => c.max_by_key_core(route.of()),
+            });
+            check_epochs(&out, &maxs, &format!("workers {workers} route {route:?}"))?;
         }
     }
 
@@ -157,14 +132,12 @@ proptest! {
             }
             Some(all)
         };
-        for workers in WORKERS {
-            for route in ROUTES {
-                let out = run1(workers, updates.clone(), move |c| match route {
-                    Route::Default => c.reduce_by_key("sorted", sorted),
-                    _ => c.reduce_by_key_core("sorted", route.of(), sorted),
-                });
-                check(&out, &expected, workers, route)?;
-            }
+        for (workers, route) in setups() {
+            let out = run1(workers, updates.clone(), move |c| match route {
+                Route::Default => c.reduce_by_key("sorted", sorted),
+                _ => c.reduce_by_key_core("sorted", route.of(), sorted),
+            });
+            check_epochs(&out, &expected, &format!("workers {workers} route {route:?}"))?;
         }
     }
 }

@@ -65,6 +65,14 @@ fn events() -> impl Strategy<Value = Vec<Vec<(u8, i64, u32)>>> {
     })
 }
 
+/// The restore input of `n` epochs: the restored entries at epoch 0, with the first batch of
+/// events, and nothing after.
+fn restore_input(restored: &[(u8, i64)], n: usize) -> Vec<Vec<((u8, i64), isize)>> {
+    let mut seeds: Vec<Vec<((u8, i64), isize)>> = vec![restored.iter().map(|e| (*e, 1)).collect()];
+    seeds.resize(n, Vec::new());
+    seeds
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
@@ -74,23 +82,15 @@ proptest! {
         events in events(),
     ) {
         let restored: Vec<(u8, i64)> = restored.into_iter().collect();
+        let expected: Vec<_> = (0..events.len()).map(|e| model(&restored, &events, e)).collect();
         for workers in WORKERS {
-            // Restored entries arrive at epoch 0, with the first batch of events.
-            let mut seeds: Vec<Vec<((u8, i64), isize)>> = vec![restored.iter().map(|e| (*e, 1)).collect()];
-            seeds.resize(events.len(), Vec::new());
             let updates = run2(
                 workers,
                 appends(events.clone()),
-                seeds,
+                restore_input(&restored, events.len()),
                 |events, restore| events.fold_by_key(restore, |k: &u8| u64::from(*k), "fold", fold),
             );
-            for epoch in 0..events.len() {
-                prop_assert_eq!(
-                    at(&updates, epoch as u64),
-                    model(&restored, &events, epoch),
-                    "epoch {} with {} worker(s)", epoch, workers
-                );
-            }
+            check_epochs(&updates, &expected, &format!("{workers} worker(s)"))?;
             // Only net changes: no key is retracted and re-inserted with the same value.
             for epoch in 0..events.len() {
                 let changes = changes_at(&updates, epoch as u64);
@@ -146,22 +146,15 @@ proptest! {
         events in events(),
     ) {
         let restored: Vec<(u8, i64)> = restored.into_iter().collect();
+        let expected: Vec<_> = (0..events.len()).map(|e| scan_model(&restored, &events, e)).collect();
         for workers in WORKERS {
-            let mut seeds: Vec<Vec<((u8, i64), isize)>> = vec![restored.iter().map(|e| (*e, 1)).collect()];
-            seeds.resize(events.len(), Vec::new());
             let updates = run2(
                 workers,
                 appends(events.clone()),
-                seeds,
+                restore_input(&restored, events.len()),
                 |events, restore| events.scan_by_key(restore, |k: &u8| u64::from(*k), "scan", fold).1,
             );
-            for epoch in 0..events.len() {
-                prop_assert_eq!(
-                    at(&updates, epoch as u64),
-                    scan_model(&restored, &events, epoch),
-                    "epoch {} with {} worker(s)", epoch, workers
-                );
-            }
+            check_epochs(&updates, &expected, &format!("{workers} worker(s)"))?;
         }
     }
 }

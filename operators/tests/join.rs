@@ -11,7 +11,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{appends, as_set, at, changes_at, run2, Route, Updates, ROUTES, WORKERS};
+use common::{
+    after, apart, appends, as_set, at, changes_at, restore_seeds, run2, setups, split, Route,
+    Updates, WORKERS,
+};
+use differential_dataflow::{ExchangeData, VecCollection};
 use faustus_operators::{EventTime, JoinKind, JoinWindow, Side, TableJoin, WindowJoin};
 use proptest::prelude::*;
 
@@ -43,6 +47,12 @@ fn tables(epochs: &[Vec<(u8, Option<u8>)>]) -> (Upd<(u8, u8)>, Vec<BTreeMap<u8, 
     (updates, states)
 }
 
+/// The table after epoch `e` of the tables after each epoch (the last one after them, and empty
+/// before any).
+fn table_at(tables: &[BTreeMap<u8, u8>], e: usize) -> BTreeMap<u8, u8> {
+    tables.get(e).or(tables.last()).cloned().unwrap_or_default()
+}
+
 fn upserts() -> impl Strategy<Value = Vec<Vec<(u8, Option<u8>)>>> {
     proptest::collection::vec(
         proptest::collection::vec((0u8..4, proptest::option::of(0u8..4)), 0..5),
@@ -72,8 +82,7 @@ proptest! {
         let (lu, ls) = tables(&left);
         let (ru, rs) = tables(&right);
         let n = std::cmp::max(ls.len(), rs.len());
-        let state = |s: &Vec<BTreeMap<u8, u8>>, e: usize| s.get(e).or(s.last()).cloned().unwrap_or_default();
-        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+        for (workers, route) in setups() {
             let inner = run2(workers, lu.clone(), ru.clone(), move |l, r| match route {
                 Route::Default => l.table_join(r),
                 _ => l.table_join_core(r, route.of()),
@@ -88,7 +97,7 @@ proptest! {
             });
             let workers = format!("{workers} {route:?}");
             for e in 0..n {
-                let rows = table_join_model(&state(&ls, e), &state(&rs, e));
+                let rows = table_join_model(&table_at(&ls, e), &table_at(&rs, e));
                 let want_inner = as_set(rows.iter().filter_map(|&(k, (v, w))| Some((k, (v?, w?)))));
                 let want_left = as_set(rows.iter().filter_map(|&(k, (v, w))| Some((k, (v?, w)))));
                 let want_outer = as_set(rows.iter().copied());
@@ -107,8 +116,7 @@ proptest! {
         let (lu, ls) = tables(&left);
         let (ru, rs) = tables(&right);
         let n = std::cmp::max(ls.len(), rs.len());
-        let state = |s: &Vec<BTreeMap<u8, u8>>, e: usize| s.get(e).or(s.last()).cloned().unwrap_or_default();
-        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+        for (workers, route) in setups() {
             let inner = run2(workers, lu.clone(), ru.clone(), move |l, r| match route {
                 Route::Default => l.fk_join(r, fk),
                 _ => l.fk_join_core(r, fk, route.of()),
@@ -119,7 +127,7 @@ proptest! {
             });
             let workers = format!("{workers} {route:?}");
             for e in 0..n {
-                let (l, r) = (state(&ls, e), state(&rs, e));
+                let (l, r) = (table_at(&ls, e), table_at(&rs, e));
                 let rows: Vec<(u8, (u8, Option<u8>))> = l
                     .iter()
                     .map(|(&k, &v)| (k, (v, fk(&v).and_then(|f| r.get(&f).copied()))))
@@ -147,7 +155,7 @@ proptest! {
             acc.extend(batch.iter().map(|&(k, v)| (k, (v, t.get(&k).copied()))));
             want.push(as_set(acc.clone()));
         }
-        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+        for (workers, route) in setups() {
             let inner = run2(workers, appends(events.clone()), tu.clone(), move |s, t| match route {
                 Route::Default => s.lookup_join(t),
                 _ => s
@@ -249,21 +257,6 @@ fn stream() -> impl Strategy<Value = Vec<Vec<Ev>>> {
     proptest::collection::vec(proptest::collection::vec(ev, 0..4), 1..6)
 }
 
-type Out = Result<JoinRow, Late>;
-
-fn split(out: &Updates<Out>, e: u64) -> (BTreeMap<JoinRow, isize>, BTreeMap<Late, isize>) {
-    let all = at(out, e);
-    let ok = all
-        .iter()
-        .filter_map(|(r, n)| r.clone().ok().map(|r| (r, *n)))
-        .collect();
-    let err = all
-        .iter()
-        .filter_map(|(r, n)| r.clone().err().map(|r| (r, *n)))
-        .collect();
-    (ok, err)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
@@ -277,7 +270,7 @@ proptest! {
         let w = JoinWindow { window, grace };
         for (kind, emit_l, emit_r) in [("inner", false, false), ("left", true, false), ("outer", true, true)] {
             let want = window_join_model(&left, &right, w, emit_l, emit_r);
-            for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+            for (workers, route) in setups() {
                 let out = run2(workers, appends(left.clone()), appends(right.clone()), move |l, r| {
                     let j = match kind {
                         _ if route != Route::Default => {
@@ -341,16 +334,28 @@ fn kstreams_script() -> (Vec<Vec<Ev>>, Vec<Vec<Ev>>) {
     (l, r)
 }
 
-#[test]
-fn stream_stream_inner_join_scenario() {
+/// Runs `join` (with the script's window) over [`kstreams_script`], with one worker.
+fn run_script<O: ExchangeData>(
+    join: impl for<'s> Fn(
+            VecCollection<'s, u64, Ev>,
+            VecCollection<'s, u64, Ev>,
+            JoinWindow,
+        ) -> VecCollection<'s, u64, O>
+        + Send
+        + Sync
+        + 'static,
+) -> Updates<O> {
     let (l, r) = kstreams_script();
     let w = JoinWindow {
         window: 10,
         grace: 0,
     };
-    let out = run2(1, appends(l), appends(r), move |l, r| {
-        l.window_join(r, w).output
-    });
+    run2(1, appends(l), appends(r), move |l, r| join(l, r, w))
+}
+
+#[test]
+fn stream_stream_inner_join_scenario() {
+    let out = run_script(|l, r, w| l.window_join(r, w).output);
     assert_eq!(
         changes_at(&out, 1),
         as_set([(0, (b'A', b'a'), EventTime(15))])
@@ -365,14 +370,7 @@ fn stream_stream_inner_join_scenario() {
 
 #[test]
 fn stream_stream_left_join_scenario() {
-    let (l, r) = kstreams_script();
-    let w = JoinWindow {
-        window: 10,
-        grace: 0,
-    };
-    let out = run2(1, appends(l), appends(r), move |l, r| {
-        l.window_left_join(r, w).output
-    });
+    let out = run_script(|l, r, w| l.window_left_join(r, w).output);
     // B@30 never matches; it is emitted as (B, None) only when stream time passes 30 + 10 + 0,
     // which happens at epoch 3 (b@100), not eagerly at epoch 2.
     assert_eq!(changes_at(&out, 2), as_set([]));
@@ -390,14 +388,7 @@ fn stream_stream_left_join_scenario() {
 
 #[test]
 fn stream_stream_outer_join_scenario() {
-    let (l, r) = kstreams_script();
-    let w = JoinWindow {
-        window: 10,
-        grace: 0,
-    };
-    let out = run2(1, appends(l), appends(r), move |l, r| {
-        l.window_outer_join(r, w).output
-    });
+    let out = run_script(|l, r, w| l.window_outer_join(r, w).output);
     // b@100 closes when stream time passes 110: at epoch 4 (c@205).
     assert_eq!(
         changes_at(&out, 3),
@@ -573,24 +564,15 @@ proptest! {
         }
         let no_seeds: Vec<Vec<(Seed, isize)>> = vec![Vec::new(); n];
         let original = run_restorable(1, events.clone(), no_seeds, w, kind);
-        let state_at = |u: &Updates<Restored>, e: u64| -> BTreeMap<StateRow, isize> {
-            at(u, e).into_iter().filter_map(|(r, n)| r.err().map(|s| (s, n))).collect()
-        };
-        let emitted_at = |u: &Updates<Restored>, e: u64| -> BTreeMap<Result<JoinRow, Late>, isize> {
-            changes_at(u, e).into_iter().filter_map(|(r, n)| r.ok().map(|o| (o, n))).collect()
-        };
+        let state_at = |u: &Updates<Restored>, e: u64| split(u, e).1;
+        let emitted_at = |u: &Updates<Restored>, e: u64| apart(changes_at(u, e)).0;
         let stream_time = events[..=j]
             .iter()
             .flatten()
             .map(|(e, _)| match e { Ok((_, _, t)) | Err((_, _, t)) => t.0 })
             .max();
-        let mut seeds: Vec<Vec<(Seed, isize)>> = vec![Vec::new(); n];
-        seeds[j].extend(state_at(&original, j as u64).into_iter().map(|(s, n)| (Ok(s), n)));
-        seeds[j].extend(stream_time.map(|t| (Err(t), 1)));
-        let mut later = events.clone();
-        for batch in later.iter_mut().take(j + 1) {
-            batch.clear();
-        }
+        let seeds = restore_seeds(n, j, state_at(&original, j as u64), stream_time);
+        let later = after(&events, j);
         for workers in WORKERS {
             let restored = run_restorable(workers, later.clone(), seeds.clone(), w, kind);
             for e in j..n {

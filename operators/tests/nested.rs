@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{appends, as_set, at, run1, Route, Updates, ROUTES, WORKERS};
+use common::{appends, as_set, at, run1, setups, Route, Updates, WORKERS};
 use faustus_operators::{ListOp, ListTables, SetOp, SetTables};
 use proptest::prelude::*;
 
@@ -97,7 +97,7 @@ proptest! {
     #[test]
     fn set_table_matches_model(epochs in set_ops()) {
         let want = replay(&epochs, set_apply);
-        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+        for (workers, route) in setups() {
             let out: Updates<SetOut> = run1(workers, appends(epochs.clone()), move |ops| {
                 let t = match route {
                     Route::Default => ops.set_table("set"),
@@ -135,7 +135,7 @@ proptest! {
     #[test]
     fn list_table_matches_model(epochs in list_ops()) {
         let want = replay(&epochs, list_apply);
-        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+        for (workers, route) in setups() {
             let out: Updates<ListOut> = run1(workers, appends(epochs.clone()), move |ops| {
                 let t = match route {
                     Route::Default => ops.list_table("list"),

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{appends, as_set, at, run1, Route, ROUTES, WORKERS};
+use common::{appends, as_set, at, check_epochs, run1, setups, Route, WORKERS};
 use faustus_operators::Upsert;
 use proptest::prelude::*;
 
@@ -47,14 +47,12 @@ proptest! {
     #[test]
     fn upsert_matches_model(epochs in writes()) {
         let expected = model(&epochs);
-        for (workers, route) in WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r))) {
+        for (workers, route) in setups() {
             let out = run1(workers, appends(epochs.clone()), move |c| match route {
                 Route::Default => c.upsert("upsert"),
                 _ => c.upsert_core("upsert", route.of()),
             });
-            for (e, want) in expected.iter().enumerate() {
-                prop_assert_eq!(&at(&out, e as u64), want, "workers {} {:?} epoch {}", workers, route, e);
-            }
+            check_epochs(&out, &expected, &format!("workers {workers} {route:?}"))?;
         }
     }
 }

@@ -13,7 +13,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{appends, as_set, at, changes_at, run1, Route, Updates, ROUTES, WORKERS};
+use common::{
+    after, apart, appends, as_set, at, changes_at, restore_seeds, run1, setups, split, Route,
+    Updates, WORKERS,
+};
 use differential_dataflow::VecCollection;
 use faustus_operators::{
     default_route, Emit, EventTime, Window, WindowConfig, WindowKind, Windowed, Windows,
@@ -220,6 +223,18 @@ fn records() -> impl Strategy<Value = Vec<Vec<Rec>>> {
     proptest::collection::vec(proptest::collection::vec(rec, 0..5), 1..7)
 }
 
+/// Folds a record into a window's content, in `(event time, value)` order.
+fn add_record(content: &mut Content, t: EventTime, v: &u8) {
+    let at = content.partition_point(|r| *r <= (t, *v));
+    content.insert(at, (t, *v));
+}
+
+/// Merges the contents of two sessions.
+fn merge_content(content: &mut Content, other: Content) {
+    content.extend(other);
+    content.sort();
+}
+
 /// The windows' content folded incrementally: each record is inserted into a sorted list, and
 /// merging sorts the union of two lists (order-insensitive, so equal to the recomputed content).
 fn fold_content<'s>(
@@ -227,20 +242,7 @@ fn fold_content<'s>(
     c: WindowConfig,
     route: impl Fn(&u8) -> u64 + 'static,
 ) -> Windowed<'s, u8, u8, Content> {
-    input.window_fold_core(
-        c,
-        "content",
-        route,
-        Vec::new(),
-        |acc: &mut Content, t, v| {
-            let at = acc.partition_point(|r| *r <= (t, *v));
-            acc.insert(at, (t, *v));
-        },
-        |acc: &mut Content, other| {
-            acc.extend(other);
-            acc.sort();
-        },
-    )
+    input.window_fold_core(c, "content", route, Vec::new(), add_record, merge_content)
 }
 
 /// Runs the windows with the window's content as its value: recomputed from the records
@@ -264,32 +266,13 @@ fn run_windows(
     })
 }
 
-fn split(
-    out: &Updates<Result<Row, Late>>,
-    e: u64,
-) -> (BTreeMap<Row, isize>, BTreeMap<Late, isize>) {
-    let all = at(out, e);
-    let ok = all
-        .iter()
-        .filter_map(|(r, n)| r.clone().ok().map(|r| (r, *n)))
-        .collect();
-    let err = all
-        .iter()
-        .filter_map(|(r, n)| r.clone().err().map(|r| (r, *n)))
-        .collect();
-    (ok, err)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
 
     #[test]
     fn windows_match_model(epochs in records(), c in config()) {
         let want = model(&epochs, c);
-        let runs = WORKERS
-            .into_iter()
-            .flat_map(|w| ROUTES.map(|r| (w, r)))
-            .flat_map(|(w, r)| [(w, r, false), (w, r, true)]);
+        let runs = setups().flat_map(|(w, r)| [(w, r, false), (w, r, true)]);
         for (workers, route, fold) in runs {
             let out = run_windows(workers, route, fold, &epochs, c);
             for (e, want) in want.iter().enumerate() {
@@ -556,14 +539,8 @@ fn run_restored(
             "content",
             Route::Json.of(),
             Vec::new(),
-            |acc: &mut Content, t, v| {
-                let at = acc.partition_point(|r| *r <= (t, *v));
-                acc.insert(at, (t, *v));
-            },
-            |acc: &mut Content, other| {
-                acc.extend(other);
-                acc.sort();
-            },
+            add_record,
+            merge_content,
             faustus_operators::WindowRestore { rows, stream_time },
         );
         w.output.map(Ok).concat(w.late.map(Err))
@@ -631,22 +608,15 @@ proptest! {
         let original = run_windows(1, Route::Json, true, &epochs, c);
         let (rows, _) = split(&original, j as u64);
         let stream_time = epochs[..=j].iter().flatten().map(|(_, _, t)| t.0).max();
-        let mut seeds: Vec<Vec<(Seed, isize)>> = vec![Vec::new(); epochs.len()];
-        seeds[j].extend(rows.iter().map(|(row, n)| (Ok(row.clone()), *n)));
-        seeds[j].extend(stream_time.map(|t| (Err(t), 1)));
-        let mut later = appends(epochs.clone());
-        for batch in later.iter_mut().take(j + 1) {
-            batch.clear();
-        }
+        let seeds = restore_seeds(epochs.len(), j, rows, stream_time);
+        let later = after(&appends(epochs.clone()), j);
         for workers in WORKERS {
             let restored = run_restored(workers, later.clone(), seeds.clone(), c);
             for e in j..epochs.len() {
                 let e = e as u64;
                 prop_assert_eq!(split(&restored, e).0, split(&original, e).0, "table at epoch {} with {} worker(s)", e, workers);
                 if e > j as u64 {
-                    let late = |u: &Updates<Result<Row, Late>>| {
-                        changes_at(u, e).into_iter().filter(|(r, _)| r.is_err()).collect::<BTreeMap<_, _>>()
-                    };
+                    let late = |u: &Updates<Result<Row, Late>>| apart(changes_at(u, e)).1;
                     prop_assert_eq!(late(&restored), late(&original), "late at epoch {} with {} worker(s)", e, workers);
                 }
             }

@@ -6,14 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use faustus_bench::process::System;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
 use faustus_bench::{hopping_starts, window_start, Event, GRACE_MS, Q5_HOP_MS, Q5_SIZE_MS};
-use faustus_connectors::{ensure_topics, kafka_partition, read_to_end, KafkaConfig, TopicSpec};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use faustus_connectors::{ensure_topics, kafka_partition, read_to_end, TopicSpec};
+use faustus_testkit::{brokers, kafka, unique, wait_until, TestProducer};
 use serde::Serialize;
 
 /// Nexmark events loaded.
@@ -23,22 +22,6 @@ const WORDS: usize = 20_000;
 const VOCABULARY: usize = 2_000;
 /// How long a workload may take to produce its whole answer.
 const DEADLINE: Duration = Duration::from_secs(90);
-
-fn brokers() -> String {
-    faustus_bench::kafka::test_brokers()
-}
-
-fn kafka() -> KafkaConfig {
-    KafkaConfig::new(brokers())
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// The input topics, loaded once for every test of this file.
 struct Input {
@@ -67,23 +50,13 @@ fn input() -> &'static Input {
             .map(|t| TopicSpec::new(t.as_str(), 4))
             .collect();
         ensure_topics(&kafka(), &specs).expect("creating the input topics");
-        let producer: ThreadedProducer<_> = kafka().producer().create().expect("a producer");
+        let producer = TestProducer::new();
         let send = |topic: &str, key: Option<Vec<u8>>, value: Vec<u8>, i: usize| {
             let partition = match &key {
                 Some(k) => kafka_partition(k, 4) as i32,
                 None => (i % 4) as i32,
             };
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-                .payload(value.as_slice())
-                .partition(partition);
-            if let Some(k) = &key {
-                record = record.key(k.as_slice());
-            }
-            let mut record = record;
-            while let Err((_, back)) = producer.send(record) {
-                record = back;
-                producer.poll(Duration::from_millis(5));
-            }
+            producer.send(topic, Some(partition), key.as_deref(), Some(&value));
         };
         for (i, event) in faustus_bench::nexmark_events(EVENTS).enumerate() {
             match event {
@@ -95,7 +68,7 @@ fn input() -> &'static Input {
         for (i, word) in faustus_bench::zipf_words(VOCABULARY, WORDS).enumerate() {
             send(&input.words, None, json(&word), i);
         }
-        producer.flush(Duration::from_secs(60)).expect("flush");
+        producer.flush();
         input
     })
 }
@@ -169,18 +142,8 @@ fn wait_for_answer<T: PartialEq + std::fmt::Debug>(
     expected: &T,
     view: impl Fn(Vec<Raw>) -> T,
 ) {
-    let started = Instant::now();
-    loop {
-        let got = view(read(topic));
-        if &got == expected {
-            return;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "`{topic}` does not hold the expected answer after {DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let what = format!("`{topic}` to hold the expected answer");
+    wait_until(&what, DEADLINE, expected, || view(read(topic)));
 }
 
 fn events() -> Vec<Event> {

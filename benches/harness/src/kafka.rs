@@ -165,32 +165,3 @@ pub fn delete_topics_with_prefix(brokers: &str, prefix: &str) -> Result<Vec<Stri
     delete_topics(brokers, &doomed)?;
     Ok(doomed)
 }
-
-/// The broker the harness's and the bench app's tests use: `FAUSTUS_TEST_BROKERS` (set by
-/// `scripts/test`), or else the repository's own, started with `scripts/kafka start` (which
-/// reuses a running one). Resolved once per test process.
-pub fn test_brokers() -> String {
-    static BROKERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BROKERS
-        .get_or_init(|| {
-            if let Ok(b) = std::env::var("FAUSTUS_TEST_BROKERS") {
-                return b;
-            }
-            let script =
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka");
-            let out = std::process::Command::new(script)
-                .arg("start")
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .expect("running scripts/kafka start");
-            assert!(out.status.success(), "scripts/kafka start failed");
-            String::from_utf8(out.stdout)
-                .expect("scripts/kafka start prints UTF-8")
-                .lines()
-                .last()
-                .expect("scripts/kafka start prints the address last")
-                .trim()
-                .to_string()
-        })
-        .clone()
-}

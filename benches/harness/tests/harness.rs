@@ -5,39 +5,33 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use faustus_testkit::{brokers, unique};
 use serde_json::Value;
-
-fn brokers() -> String {
-    faustus_bench::kafka::test_brokers()
-}
 
 /// A suffix no other run uses, so the test's inputs sit beside any others.
 fn suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_nanos();
-    format!("-it{}-{nanos}", std::process::id())
+    format!("-{}", unique("it"))
 }
 
 const EVENTS: &str = "2000";
 
+/// Where the systems' logs go.
+fn logs(suffix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("bench-logs{suffix}"))
+}
+
+/// Runs `bench-run` on the ceiling (`system`, its command) for `workload` and `guarantee`:
+/// its exit status and the result row it appended to `results`.
 fn bench_run(
     suffix: &str,
     results: &Path,
+    workload: &str,
     guarantee: &str,
     system: &[&str],
 ) -> (std::process::ExitStatus, Value) {
-    let logs = std::env::temp_dir().join(format!("bench-logs{suffix}"));
     let status = Command::new(env!("CARGO_BIN_EXE_bench-run"))
-        .args([
-            "--system",
-            "ceiling",
-            "--workload",
-            "W0",
-            "--guarantee",
-            guarantee,
-        ])
+        .args(["--system", "ceiling", "--workload", workload])
+        .args(["--guarantee", guarantee])
         .args(["--brokers", &brokers(), "--events", EVENTS])
         .arg(format!("--suffix={suffix}"))
         // The idle timeout ends a run whose output stopped short (the dropping system's): it
@@ -47,7 +41,7 @@ fn bench_run(
         .arg("--results")
         .arg(results)
         .arg("--log-dir")
-        .arg(&logs)
+        .arg(logs(suffix))
         .arg("--")
         .args(system)
         .status()
@@ -57,21 +51,30 @@ fn bench_run(
     (status, serde_json::from_str(last).expect("a JSON row"))
 }
 
+/// `bench-gen`, loading the test's input.
+fn bench_gen(suffix: &str) -> Command {
+    let mut gen = Command::new(env!("CARGO_BIN_EXE_bench-gen"));
+    gen.args(["--brokers", &brokers(), "--events", EVENTS])
+        .arg(format!("--suffix={suffix}"));
+    gen
+}
+
+/// Runs `bench-topics` with `args` on the test broker.
+fn bench_topics(args: &[&str]) -> std::process::ExitStatus {
+    Command::new(env!("CARGO_BIN_EXE_bench-topics"))
+        .args(["--brokers", &brokers()])
+        .args(args)
+        .status()
+        .expect("bench-topics")
+}
+
 #[test]
 fn the_ceiling_matches_and_wrong_systems_are_rejected() {
     let suffix = suffix();
-    let gen = Command::new(env!("CARGO_BIN_EXE_bench-gen"))
-        .args(["--brokers", &brokers(), "--events", EVENTS])
-        .arg(format!("--suffix={suffix}"))
-        .status()
-        .expect("running bench-gen");
+    let gen = bench_gen(&suffix).status().expect("running bench-gen");
     assert!(gen.success());
     // Loading again finds the topics complete and leaves them be.
-    let again = Command::new(env!("CARGO_BIN_EXE_bench-gen"))
-        .args(["--brokers", &brokers(), "--events", EVENTS])
-        .arg(format!("--suffix={suffix}"))
-        .output()
-        .expect("running bench-gen");
+    let again = bench_gen(&suffix).output().expect("running bench-gen");
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
 
@@ -80,7 +83,7 @@ fn the_ceiling_matches_and_wrong_systems_are_rejected() {
 
     let mut app_ids = Vec::new();
     for guarantee in ["at_least_once", "exactly_once"] {
-        let (status, row) = bench_run(&suffix, &results, guarantee, &[ceiling]);
+        let (status, row) = bench_run(&suffix, &results, "W0", guarantee, &[ceiling]);
         app_ids.push(row["app_id"].as_str().expect("app id").to_string());
         assert!(status.success(), "{row}");
         assert_eq!(row["answer"], "ok", "{row}");
@@ -91,24 +94,16 @@ fn the_ceiling_matches_and_wrong_systems_are_rejected() {
         assert!(row["cpu_s_per_million"].as_f64().is_some());
     }
 
-    let (status, row) = bench_run(
-        &suffix,
-        &results,
-        "at_least_once",
-        &[ceiling, "--drop-every", "97"],
-    );
+    let dropping = [ceiling, "--drop-every", "97"];
+    let (status, row) = bench_run(&suffix, &results, "W0", "at_least_once", &dropping);
     assert_eq!(status.code(), Some(2), "{row}");
     let answer = row["answer"].as_str().expect("answer");
     assert!(answer.starts_with("mismatch: "), "{answer}");
     assert!(answer.contains("records, expected"), "{answer}");
     assert!(row["events_per_sec"].is_null(), "{row}");
 
-    let (status, row) = bench_run(
-        &suffix,
-        &results,
-        "exactly_once",
-        &[ceiling, "--duplicate-every", "101"],
-    );
+    let duplicating = [ceiling, "--duplicate-every", "101"];
+    let (status, row) = bench_run(&suffix, &results, "W0", "exactly_once", &duplicating);
     assert_eq!(status.code(), Some(2), "{row}");
     assert!(
         row["answer"]
@@ -119,28 +114,8 @@ fn the_ceiling_matches_and_wrong_systems_are_rejected() {
     );
 
     // A system that does not support a workload says so with exit code 3.
-    let logs = std::env::temp_dir().join(format!("bench-logs{suffix}"));
-    let status = Command::new(env!("CARGO_BIN_EXE_bench-run"))
-        .args([
-            "--system",
-            "ceiling",
-            "--workload",
-            "W3",
-            "--guarantee",
-            "at_least_once",
-        ])
-        .args(["--brokers", &brokers(), "--events", EVENTS])
-        .arg(format!("--suffix={suffix}"))
-        .arg("--results")
-        .arg(&results)
-        .arg("--log-dir")
-        .arg(&logs)
-        .args(["--", ceiling])
-        .status()
-        .expect("running bench-run");
+    let (status, row) = bench_run(&suffix, &results, "W3", "at_least_once", &[ceiling]);
     assert!(status.success());
-    let text = std::fs::read_to_string(&results).expect("results");
-    let row: Value = serde_json::from_str(text.lines().last().expect("row")).expect("JSON");
     assert_eq!(
         row["answer"],
         "unsupported: bench-ceiling: the ceiling runs W0 only"
@@ -148,21 +123,13 @@ fn the_ceiling_matches_and_wrong_systems_are_rejected() {
 
     // No output topic is left behind; then remove the inputs.
     for app_id in app_ids {
-        let status = Command::new(env!("CARGO_BIN_EXE_bench-topics"))
-            .args(["--brokers", &brokers(), "count"])
-            .arg(format!("out-{app_id}-w0"))
-            .status()
-            .expect("bench-topics");
+        let status = bench_topics(&["count", &format!("out-{app_id}-w0")]);
         assert_eq!(status.code(), Some(3), "out-{app_id}-w0 is still there");
     }
     for t in ["bench-person", "bench-auction", "bench-bid"] {
-        let status = Command::new(env!("CARGO_BIN_EXE_bench-topics"))
-            .args(["--brokers", &brokers(), "delete-prefix"])
-            .arg(format!("{t}{suffix}"))
-            .status()
-            .expect("bench-topics");
+        let status = bench_topics(&["delete-prefix", &format!("{t}{suffix}")]);
         assert!(status.success());
     }
     let _ = std::fs::remove_file(&results);
-    let _ = std::fs::remove_dir_all(&logs);
+    let _ = std::fs::remove_dir_all(logs(&suffix));
 }

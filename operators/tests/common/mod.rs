@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use differential_dataflow::input::Input;
 use differential_dataflow::{ExchangeData, VecCollection};
+use proptest::prelude::{prop_assert_eq, TestCaseError};
 
 /// The worker counts every oracle test runs with.
 pub const WORKERS: [usize; 2] = [1, 3];
@@ -42,6 +43,11 @@ impl Route {
             }
         }
     }
+}
+
+/// Every worker count with every route: the setups of a routed oracle test.
+pub fn setups() -> impl Iterator<Item = (usize, Route)> {
+    WORKERS.into_iter().flat_map(|w| ROUTES.map(|r| (w, r)))
 }
 
 /// Every output update: `(data, epoch, diff)`.
@@ -138,6 +144,47 @@ pub fn at<O: Ord + Clone>(updates: &Updates<O>, epoch: u64) -> BTreeMap<O, isize
     acc
 }
 
+/// Checks the accumulated output at every epoch against the model's table at that epoch,
+/// `expected[epoch]`; `setup` names the run in a failure.
+pub fn check_epochs<O: Ord + Clone + std::fmt::Debug>(
+    updates: &Updates<O>,
+    expected: &[BTreeMap<O, isize>],
+    setup: &str,
+) -> Result<(), TestCaseError> {
+    for (epoch, want) in expected.iter().enumerate() {
+        prop_assert_eq!(
+            &at(updates, epoch as u64),
+            want,
+            "{} epoch {}",
+            setup,
+            epoch
+        );
+    }
+    Ok(())
+}
+
+/// An accumulated collection of two kinds of records (`Ok` and `Err`), as two collections.
+pub fn apart<A: Ord, B: Ord>(
+    acc: BTreeMap<Result<A, B>, isize>,
+) -> (BTreeMap<A, isize>, BTreeMap<B, isize>) {
+    let (mut ok, mut err) = (BTreeMap::new(), BTreeMap::new());
+    for (record, n) in acc {
+        match record {
+            Ok(a) => ok.insert(a, n),
+            Err(b) => err.insert(b, n),
+        };
+    }
+    (ok, err)
+}
+
+/// The accumulated `Ok` and `Err` records at epoch `epoch` (see [`at`] and [`apart`]).
+pub fn split<A: Ord + Clone, B: Ord + Clone>(
+    updates: &Updates<Result<A, B>>,
+    epoch: u64,
+) -> (BTreeMap<A, isize>, BTreeMap<B, isize>) {
+    apart(at(updates, epoch))
+}
+
 /// A model table as an accumulated collection (every record once).
 pub fn as_set<O: Ord + Clone, I: IntoIterator<Item = O>>(items: I) -> BTreeMap<O, isize> {
     let mut acc: BTreeMap<O, isize> = BTreeMap::new();
@@ -165,6 +212,29 @@ pub fn appends<I>(epochs: Vec<Vec<I>>) -> Vec<Vec<(I, isize)>> {
         .into_iter()
         .map(|batch| batch.into_iter().map(|r| (r, 1)).collect())
         .collect()
+}
+
+/// The second input of a run restored at epoch `j` of `n`: at epoch `j`, the state `rows` (as
+/// `Ok`) and the stream time reached (as `Err`, if any); nothing at the other epochs.
+pub fn restore_seeds<R>(
+    n: usize,
+    j: usize,
+    rows: impl IntoIterator<Item = (R, isize)>,
+    stream_time: Option<u64>,
+) -> Vec<Vec<(Result<R, u64>, isize)>> {
+    let mut seeds: Vec<Vec<(Result<R, u64>, isize)>> = (0..n).map(|_| Vec::new()).collect();
+    seeds[j].extend(rows.into_iter().map(|(row, d)| (Ok(row), d)));
+    seeds[j].extend(stream_time.map(|t| (Err(t), 1)));
+    seeds
+}
+
+/// The input a run restored at epoch `j` still reads: `epochs` with epochs `0..=j` emptied.
+pub fn after<I: Clone>(epochs: &[Vec<I>], j: usize) -> Vec<Vec<I>> {
+    let mut later = epochs.to_vec();
+    for batch in later.iter_mut().take(j + 1) {
+        batch.clear();
+    }
+    later
 }
 
 /// The number of proptest cases: `default`, or `PROPTEST_CASES` when set (for deeper runs).
