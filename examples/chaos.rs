@@ -326,7 +326,7 @@ fn write_rates(args: &TableCmd) -> AnyResult<()> {
     let topic = rates_topic(&args.common.prefix);
     let producer = input_producer(&kafka, topic.name())?;
     for key in 0..args.keys {
-        let (k, v) = (topic.encode_key(&key), topic.encode_value(&rate(key)));
+        let (k, v) = (topic.encode_key(&key)?, topic.encode_value(&rate(key))?);
         send(
             &producer,
             BaseRecord::to(topic.name()).key(&k[..]).payload(&v[..]),
@@ -353,7 +353,7 @@ fn generate(args: &Generate) -> AnyResult<()> {
             amount: (mix(seq ^ 0x5555) % 1000) as i64 + 1,
             ts: seq,
         };
-        let (k, v) = (topic.encode_key(&key), topic.encode_value(&event));
+        let (k, v) = (topic.encode_key(&key)?, topic.encode_value(&event)?);
         send(
             &producer,
             BaseRecord::to(topic.name()).key(&k[..]).payload(&v[..]),
@@ -817,9 +817,9 @@ fn verify_all(args: &Verify) -> AnyResult<Report> {
         let (event, rate) = joined.decode_value(value(r)?)?;
         match model.rates.get(&key) {
             Some(&want) if want == rate => Ok((key, event)),
-            want => Err(format!(
-                "key {key} joined with rate {rate}, the table has {want:?}"
-            )),
+            want => {
+                Err(format!("key {key} joined with rate {rate}, the table has {want:?}").into())
+            }
         }
     })?;
     for name in RUNNING {
@@ -852,7 +852,7 @@ fn check_per_partition(
     name: &str,
     model: &Model,
     report: &mut Report,
-    decode: impl Fn(&Read) -> Result<(u32, Event), String>,
+    decode: impl Fn(&Read) -> AnyResult<(u32, Event)>,
 ) -> AnyResult<()> {
     let prefix_topic = format!("{}-{name}", model.prefix);
     let mut output: BTreeMap<i32, Vec<(u32, Event)>> = BTreeMap::new();

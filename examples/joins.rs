@@ -129,7 +129,9 @@ fn run(args: Args) -> faustus::Result<()> {
             .within(CLICK_WINDOW)
             .grace(GRACE);
         let clicks = df.stream(&clicks).event_time(|_, c| c.at);
-        impressions.left_join(clicks).to_topic(&clicked);
+        impressions
+            .left_join("impression-clicks", clicks)
+            .to_topic(&clicked);
     })?;
 
     let s = |x: &str| x.to_string();

@@ -17,14 +17,16 @@ use faustus_operators::FoldByKey as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map as _;
-use timely::dataflow::operators::OkErr;
+use timely::dataflow::operators::{OkErr, ToStream as _};
 use timely::dataflow::{Scope, StreamVec};
 
+use crate::dead_letter::DeadLetter;
+use crate::record::{Headers, Meta};
 use crate::runtime::source::{kafka_source, SourceItem};
 use crate::runtime::table::{maintain, Replicas, Tables};
 use crate::runtime::{route, CommitItem, Pos, Startup};
 use crate::state::{make_replica, replica_slot, Registrar, ReplicaSlot};
-use crate::topic::Topic;
+use crate::topic::{RecordError, Topic};
 
 /// What keys and values in a dataflow must be: cloneable, ordered, hashable, printable and
 /// serializable (they move between workers and processes, and to Kafka and HTTP as JSON).
@@ -50,8 +52,6 @@ pub(crate) struct Plan<'s> {
     pub specs: BTreeMap<String, TopicSpec>,
     /// Table names in use.
     pub tables: BTreeMap<String, usize>,
-    /// How many operators of each kind were named automatically.
-    pub auto_names: BTreeMap<String, usize>,
     /// Configuration errors found while building (reported by `App::start`).
     pub errors: Vec<String>,
 }
@@ -86,7 +86,6 @@ impl<'s> Dataflow<'s> {
                 sources: Vec::new(),
                 specs,
                 tables: BTreeMap::new(),
-                auto_names: BTreeMap::new(),
                 errors: Vec::new(),
             })),
             ctx: Rc::new(ctx),
@@ -111,15 +110,6 @@ impl<'s> Dataflow<'s> {
         self.scope
     }
 
-    /// A name for the `n`-th operator of kind `kind` in this dataflow: `<kind>-<n>`, from 1, in
-    /// the order the program creates them (so it is the same in every run of the program).
-    pub(crate) fn auto_name(&self, kind: &str) -> String {
-        let mut plan = self.plan.borrow_mut();
-        let n = plan.auto_names.entry(kind.to_string()).or_insert(0);
-        *n += 1;
-        format!("{kind}-{n}")
-    }
-
     /// Logs `message` as a warning, once per application run (on the first worker, not while
     /// planning).
     pub(crate) fn warn_once(&self, message: &str) {
@@ -140,9 +130,26 @@ impl<'s> Dataflow<'s> {
         self.source(topic.name(), topic.partitions, move |record| {
             match t.decode_record(record.key, record.value)? {
                 (key, Some(value)) => Ok((key, value)),
-                (_, None) => Err("value: a tombstone (null value) in a stream topic".into()),
+                (_, None) => Err(RecordError::Tombstone),
             }
         })
+    }
+
+    /// The events of several topics of the same types, as one stream (Kafka Streams'
+    /// `builder.stream(List.of(...))`, Faust's `app.topic("a", "b")`). Each topic is a source of
+    /// its own; within an epoch, events order by topic (in the order given), partition and
+    /// offset. No topics is a configuration error.
+    pub fn streams<K: Data, V: Data>(&self, topics: &[Topic<K, V>]) -> Stream<'s, K, V> {
+        let mut streams = topics.iter().map(|t| self.stream(t));
+        let Some(first) = streams.next() else {
+            self.plan
+                .borrow_mut()
+                .errors
+                .push("`Dataflow::streams` was given no topics: name at least one".into());
+            let none = Vec::<((K, V, Meta), u64, isize)>::new().to_stream(self.scope);
+            return Stream::from_collection(self, none.as_collection());
+        };
+        streams.fold(first, Stream::merge)
     }
 
     /// The table kept from `topic` (upsert: the last value per key wins, a null value deletes
@@ -160,7 +167,7 @@ impl<'s> Dataflow<'s> {
         &self,
         topic: &str,
         partitions: Option<i32>,
-        decode: impl FnMut(&faustus_connectors::RawRecord<'_>) -> Result<(K, V), String> + 'static,
+        decode: impl FnMut(&faustus_connectors::RawRecord<'_>) -> Result<(K, V), RecordError> + 'static,
     ) -> Stream<'s, K, V> {
         let index = {
             let mut plan = self.plan.borrow_mut();
@@ -186,7 +193,7 @@ impl<'s> Dataflow<'s> {
         self.plan.borrow_mut().outputs.push(commits);
         Stream {
             df: self.clone(),
-            coll: data.as_collection().map(|((k, v), pos)| (k, v, pos)),
+            coll: data.as_collection().map(|((k, v), meta)| (k, v, meta)),
         }
     }
 
@@ -257,11 +264,12 @@ impl<'s> Dataflow<'s> {
     }
 }
 
-/// An append-only stream of `(key, value)` events.
+/// An append-only stream of `(key, value)` events, each with its [`Meta`] (position, timestamp
+/// and headers; see [`crate::record`]).
 #[derive(Clone)]
 pub struct Stream<'s, K: 'static, V: 'static> {
     pub(crate) df: Dataflow<'s>,
-    pub(crate) coll: VecCollection<'s, u64, (K, V, Pos)>,
+    pub(crate) coll: VecCollection<'s, u64, (K, V, Meta)>,
 }
 
 impl<'s, K: Data, V: Data> Stream<'s, K, V> {
@@ -272,10 +280,57 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     ) -> Stream<'s, K2, V2> {
         Stream {
             df: self.df,
-            coll: self.coll.map(move |(k, v, p)| {
+            coll: self.coll.map(move |(k, v, m)| {
                 let (k, v) = f(k, v);
-                (k, v, p)
+                (k, v, m)
             }),
+        }
+    }
+
+    /// Transforms each event, reading and changing its timestamp and headers (what
+    /// [`Stream::to_topic`] writes with it).
+    ///
+    /// ```no_run
+    /// # use faustus::prelude::*;
+    /// # fn build(df: &Dataflow<'_>, orders: &Topic<String, i64>, out: &Topic<String, i64>) {
+    /// df.stream(orders)
+    ///     .map_record(|k, amount, meta| {
+    ///         let source = meta.header("source").map(<[u8]>::to_vec).unwrap_or_default();
+    ///         meta.headers = vec![("origin".to_string(), source)];
+    ///         (k, amount)
+    ///     })
+    ///     .to_topic(out);
+    /// # }
+    /// ```
+    pub fn map_record<K2: Data, V2: Data>(
+        self,
+        f: impl Fn(K, V, &mut Meta) -> (K2, V2) + 'static,
+    ) -> Stream<'s, K2, V2> {
+        Stream {
+            df: self.df,
+            coll: self.coll.map(move |(k, v, mut m)| {
+                let (k, v) = f(k, v, &mut m);
+                (k, v, m)
+            }),
+        }
+    }
+
+    /// Calls `f` on each event and passes the events on unchanged (for logging or metrics; Kafka
+    /// Streams' `peek`). `f` runs on the worker that holds the event, once per run: an epoch that
+    /// is replayed after a crash calls it again.
+    pub fn peek(self, f: impl Fn(&K, &V, &Meta) + 'static) -> Stream<'s, K, V> {
+        Stream {
+            df: self.df,
+            coll: self.coll.inspect(move |((k, v, m), _t, _d)| f(k, v, m)),
+        }
+    }
+
+    /// The events of both streams (Kafka Streams' `merge`). Within an epoch, events keep the
+    /// order of their inputs' positions.
+    pub fn merge(self, other: Stream<'s, K, V>) -> Stream<'s, K, V> {
+        Stream {
+            df: self.df,
+            coll: self.coll.concat(other.coll),
         }
     }
 
@@ -302,11 +357,11 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     {
         Stream {
             df: self.df,
-            coll: self.coll.flat_map(move |(k, v, p)| {
+            coll: self.coll.flat_map(move |(k, v, m)| {
                 f(k, v)
                     .into_iter()
                     .enumerate()
-                    .map(move |(i, (k, v))| (k, v, p.nth(i as u32)))
+                    .map(move |(i, (k, v))| (k, v, m.nth(i as u32)))
             }),
         }
     }
@@ -316,19 +371,20 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         self.map(move |k, v| (f(&k, &v), v))
     }
 
-    /// Writes every event to `topic`, in the order the events were read.
+    /// Writes every event to `topic`, in the order the events were read, with its timestamp and
+    /// headers.
     pub fn to_topic(&self, topic: &Topic<K, V>) {
         let index = self.df.out_topic(topic.name(), topic.partitions, false);
         let t = topic.clone();
-        let records = self.coll.inner.clone().map(move |((k, v, pos), _t, _d)| {
-            CommitItem::Record(
-                pos,
-                OutRecord {
-                    topic: index,
-                    key: Some(t.encode_key(&k)),
-                    value: Some(t.encode_value(&v)),
-                    headers: Vec::new(),
-                },
+        let records = self.coll.inner.clone().map(move |((k, v, meta), _t, _d)| {
+            out_record(
+                &t,
+                index,
+                &k,
+                Some(&v),
+                meta.pos(),
+                meta.timestamp,
+                meta.headers,
             )
         });
         self.df.push_output(records);
@@ -409,17 +465,17 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         self.reduce(name, |acc, v| acc.clone() + v)
     }
 
-    /// The differential collection behind the stream: `(key, value, position)` with
-    /// multiplicity 1, at the epoch the event was read.
-    pub fn collection(&self) -> VecCollection<'s, u64, (K, V, Pos)> {
+    /// The differential collection behind the stream: `(key, value, meta)` with multiplicity 1,
+    /// at the epoch the event was read.
+    pub fn collection(&self) -> VecCollection<'s, u64, (K, V, Meta)> {
         self.coll.clone()
     }
 
-    /// The stream of a program's own collection of events `(key, value, position)`: the way
-    /// back from [`Stream::collection`]. A stream is append-only: records with a multiplicity
-    /// of `d > 0` count `d` times, and folds ignore retractions. Positions order the events of
-    /// an epoch (keep the input's, or make them with [`Pos::nth`]).
-    pub fn from_collection(df: &Dataflow<'s>, coll: VecCollection<'s, u64, (K, V, Pos)>) -> Self {
+    /// The stream of a program's own collection of events `(key, value, meta)`: the way back
+    /// from [`Stream::collection`]. A stream is append-only: records with a multiplicity of
+    /// `d > 0` count `d` times, and folds ignore retractions. Positions order the events of an
+    /// epoch (keep the input's, or make them with [`Pos::nth`] and [`Meta::new`]).
+    pub fn from_collection(df: &Dataflow<'s>, coll: VecCollection<'s, u64, (K, V, Meta)>) -> Self {
         Stream {
             df: df.clone(),
             coll,
@@ -548,16 +604,22 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         self
     }
 
-    /// The table's changes: per epoch and key, the new value, or `None` when the key is removed.
+    /// The table's changes: per epoch and key, the new value, or `None` when the key is removed,
+    /// timestamped with the epoch's time.
     pub fn changes(&self) -> Stream<'s, K, Option<A>> {
+        let coll = self
+            .changes
+            .inner
+            .clone()
+            .map(|((k, v, pos), t, d)| ((k, v, Meta::new(pos, epoch_millis(t))), t, d));
         Stream {
             df: self.df.clone(),
-            coll: self.changes.clone(),
+            coll: coll.as_collection(),
         }
     }
 
     /// Writes the table's changes to `topic`: the new value, or a tombstone when a key is
-    /// removed (so a compacted topic converges to the table).
+    /// removed (so a compacted topic converges to the table), timestamped with the epoch's time.
     pub fn to_topic(&self, topic: &Topic<K, A>) {
         let index = self.df.out_topic(topic.name(), topic.partitions, false);
         let t = topic.clone();
@@ -565,15 +627,15 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             .changes
             .inner
             .clone()
-            .map(move |((k, v, pos), _t, _d)| {
-                CommitItem::Record(
+            .map(move |((k, v, pos), time, _d)| {
+                out_record(
+                    &t,
+                    index,
+                    &k,
+                    v.as_ref(),
                     pos,
-                    OutRecord {
-                        topic: index,
-                        key: Some(t.encode_key(&k)),
-                        value: v.as_ref().map(|v| t.encode_value(v)),
-                        headers: Vec::new(),
-                    },
+                    epoch_millis(time),
+                    Headers::new(),
                 )
             });
         self.df.push_output(records);
@@ -582,5 +644,65 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
     /// The differential collection behind the table: `(key, value)` pairs.
     pub fn collection(&self) -> VecCollection<'s, u64, (K, A)> {
         self.coll.clone()
+    }
+
+    /// The table of `f(value)` for every row, named `<name>-map` (rename it with
+    /// [`Table::named`]). It has no changelog: after a restart it is recomputed from this table.
+    pub fn map_values<B: Data>(&self, f: impl Fn(&K, A) -> B + 'static) -> Table<'s, K, B> {
+        let coll = self.coll.clone().map(move |(k, a)| {
+            let b = f(&k, a);
+            (k, b)
+        });
+        Table::from_collection(&self.df, &format!("{}-map", self.name), coll)
+    }
+
+    /// The table of the rows for which `f` is true, named `<name>-filter` (rename it with
+    /// [`Table::named`]). A row that stops passing is removed (a tombstone downstream). It has
+    /// no changelog: after a restart it is recomputed from this table.
+    pub fn filter(&self, f: impl Fn(&K, &A) -> bool + 'static) -> Table<'s, K, A> {
+        let coll = self.coll.clone().filter(move |(k, a)| f(k, a));
+        Table::from_collection(&self.df, &format!("{}-filter", self.name), coll)
+    }
+}
+
+/// An epoch's time in milliseconds since 1970 (epochs are wall-clock milliseconds rounded down
+/// to the commit interval).
+pub(crate) fn epoch_millis(epoch: u64) -> i64 {
+    i64::try_from(epoch).unwrap_or(i64::MAX)
+}
+
+/// The record `(k, v)` (a tombstone for `None`) for output topic `index`, `topic`, or a dead
+/// letter saying why it does not encode.
+fn out_record<K: Data, V: Data>(
+    topic: &Topic<K, V>,
+    index: u32,
+    k: &K,
+    v: Option<&V>,
+    pos: Pos,
+    timestamp: i64,
+    headers: Headers,
+) -> CommitItem {
+    match topic.encode_record(k, v) {
+        Ok((key, value)) => CommitItem::Record(
+            pos,
+            OutRecord {
+                topic: index,
+                key: Some(key),
+                value,
+                headers,
+                timestamp: Some(timestamp),
+            },
+        ),
+        Err(e) => {
+            let reason = format!("a record for topic `{}` does not encode: {e}", topic.name());
+            log::warn!("dead letter: {reason}");
+            DeadLetter::new(
+                reason,
+                Some(format!("{k:?}").into_bytes()),
+                v.map(|v| format!("{v:?}").into_bytes()),
+            )
+            .operator(&format!("to_topic({})", topic.name()))
+            .into_item(pos)
+        }
     }
 }

@@ -89,6 +89,7 @@ impl DeadLetter {
                 key: self.key,
                 value: self.value,
                 headers,
+                timestamp: None,
             },
         )
     }

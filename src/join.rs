@@ -14,12 +14,12 @@
 //! `-fk-join-`, `-fk-left-join-`), can be made [`Table::public`], and are recomputed from
 //! their restored inputs after a restart (they have no changelog of their own).
 //!
-//! A windowed stream⋈stream join keeps the events of its window (and whether each has matched)
-//! in a table `stream-join-<n>` with a changelog, and its stream time in another, where `n`
-//! counts the program's stream⋈stream joins in the order it creates them; after a restart the
-//! join continues exactly where it stopped: stored events still join, and unmatched ones are
-//! still emitted when their window closes. (Reordering a program's stream joins between runs
-//! would swap their state: keep their order.)
+//! A windowed stream⋈stream join is named by the program (`left.join("name", right)`), like
+//! every operator with state: it keeps the events of its window (and whether each has matched)
+//! in a table of that name with a changelog, and its stream time in another; after a restart
+//! the join continues exactly where it stopped: stored events still join, and unmatched ones
+//! are still emitted when their window closes. A pair is stamped with the later of its events'
+//! times, an unmatched event with its own.
 //!
 //! The semantics are those of `faustus-operators` (see its `join` module), where every operator
 //! is checked against a plain model by property tests.
@@ -29,6 +29,7 @@ use faustus_operators::{
 };
 
 use crate::dataflow::{Data, Stream, Table};
+use crate::record::Meta;
 use crate::runtime::{route, Pos};
 use crate::window::{json_late, kept_stream_time, late_letters, Timed};
 
@@ -166,19 +167,24 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
 }
 
 impl<'s, K: Data, V: Data> Timed<'s, K, V> {
-    /// Windowed stream⋈stream inner join: `(k, (v, w))` for every pair of events of the same
-    /// key whose event times differ by at most `window`. Events later than the grace period
-    /// (see [`Timed::join_grace`]) go to the dead-letter topic.
-    pub fn join<W: Data>(self, other: Timed<'s, K, W>) -> Stream<'s, K, (V, W)> {
-        self.stream_join(other, JoinKind::Inner)
+    /// Windowed stream⋈stream inner join, whose state is named `name` (its changelog topic is
+    /// `<app>-<name>-changelog`): `(k, (v, w))` for every pair of events of the same key whose
+    /// event times differ by at most `window`. Events later than the grace period (see
+    /// [`Timed::join_grace`]) go to the dead-letter topic.
+    pub fn join<W: Data>(self, name: &str, other: Timed<'s, K, W>) -> Stream<'s, K, (V, W)> {
+        self.stream_join(name, other, JoinKind::Inner)
             .flat_map_pos(|k, (v, w)| Some((k, (v?, w?))))
     }
 
     /// Windowed stream⋈stream left join: as [`Timed::join`], and each event of `self` that
     /// found no partner by the time its window closed becomes `(k, (v, None))` then (never
     /// eagerly).
-    pub fn left_join<W: Data>(self, other: Timed<'s, K, W>) -> Stream<'s, K, (V, Option<W>)> {
-        self.stream_join(other, JoinKind::Left)
+    pub fn left_join<W: Data>(
+        self,
+        name: &str,
+        other: Timed<'s, K, W>,
+    ) -> Stream<'s, K, (V, Option<W>)> {
+        self.stream_join(name, other, JoinKind::Left)
             .flat_map_pos(|k, (v, w)| Some((k, (v?, w))))
     }
 
@@ -186,13 +192,15 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
     /// either side.
     pub fn outer_join<W: Data>(
         self,
+        name: &str,
         other: Timed<'s, K, W>,
     ) -> Stream<'s, K, (Option<V>, Option<W>)> {
-        self.stream_join(other, JoinKind::Outer)
+        self.stream_join(name, other, JoinKind::Outer)
     }
 
     fn stream_join<W: Data>(
         self,
+        name: &str,
         other: Timed<'s, K, W>,
         kind: JoinKind,
     ) -> Stream<'s, K, (Option<V>, Option<W>)> {
@@ -203,14 +211,13 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
             grace: self.grace_ms().max(other.grace_ms()),
         };
         // The join's stored events are a table with a changelog, and so is its stream time.
-        let name = df.auto_name("stream-join");
-        let state = df.state::<(K, JoinSide<V, W>), bool>(&name);
+        let state = df.state::<(K, JoinSide<V, W>), bool>(name);
         let rows = state.restored();
         let times = self
             .events()
             .map(|(_, (_, p), t)| (t, p))
             .concat(other.events().map(|(_, (_, p), t)| (t, p)));
-        let (stream_time, _) = kept_stream_time(&df, &name, times);
+        let (stream_time, _) = kept_stream_time(&df, name, times);
         let restore = JoinRestore {
             rows: rows.map(|((k, side), matched)| (k, side, matched)),
             stream_time,
@@ -232,12 +239,15 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
                 Side::Left(((v, p), t)) => (p, json_late(&k, &v), t),
                 Side::Right(((w, p), t)) => (p, json_late(&k, &w), t),
             }),
-            &name,
+            name,
             "the stream join's window for this event had closed",
         );
-        let coll = joined.output.map(|(k, (v, w), _t)| {
+        // A pair is stamped with the later event time of the two (Kafka Streams' rule), an
+        // unmatched event with its own.
+        let coll = joined.output.map(|(k, (v, w), t)| {
             let pos = later(v.as_ref().map(|x| x.1), w.as_ref().map(|x| x.1));
-            (k, (v.map(|x| x.0), w.map(|x| x.0)), pos)
+            let meta = Meta::new(pos, i64::try_from(t.0).unwrap_or(i64::MAX));
+            (k, (v.map(|x| x.0), w.map(|x| x.0)), meta)
         });
         Stream { df, coll }
     }

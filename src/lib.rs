@@ -33,9 +33,11 @@ pub mod config;
 pub mod dataflow;
 pub mod dead_letter;
 pub mod error;
+pub mod grouped;
 pub mod http;
 pub mod join;
 pub mod nested;
+pub mod record;
 mod runtime;
 pub mod state;
 pub mod tables;
@@ -46,15 +48,18 @@ pub use app::{App, Running};
 pub use config::{AppArgs, AppConfig, Guarantee};
 pub use dataflow::{Data, Dataflow, Stream, Table};
 pub use error::{Error, Result};
+pub use faustus_operators::Summable;
+pub use grouped::GroupedTable;
+pub use record::{Headers, Meta};
 pub use runtime::{ChangelogRestore, Pos, RestoreReport};
 pub use state::State;
 pub use tables::{ReadError, RestoreProgress, TableReader, TableState};
-pub use topic::Topic;
+pub use topic::{RecordError, Topic};
 pub use window::{FinalWindows, Timed, WindowedStream};
 
 /// Codecs for topics.
 pub mod codec {
-    pub use faustus_connectors::{Codec, Json, Raw, Str};
+    pub use faustus_connectors::{Codec, CodecError, Json, Raw, Str};
 }
 
 /// Kafka connectors, for programs and tests that talk to Kafka directly.
@@ -64,7 +69,7 @@ pub use faustus_connectors as connectors;
 pub mod prelude {
     pub use crate::codec::{Codec, Json, Raw, Str};
     pub use crate::{
-        App, AppArgs, Data, Dataflow, FinalWindows, Guarantee, Stream, Table, Timed, Topic,
+        App, AppArgs, Data, Dataflow, FinalWindows, Guarantee, Meta, Stream, Table, Timed, Topic,
         WindowedStream,
     };
     pub use faustus_operators::{ListOp, SetOp, Window, WindowKind};

@@ -29,7 +29,8 @@ impl<'s, K: Data, M: Data> Stream<'s, K, SetOp<M>> {
     pub fn set_table(self, name: &str) -> Table<'s, K, BTreeSet<M>> {
         let state = self.df.state::<(K, M), SetOp<M>>(name);
         let restored = state.restored().map(|((k, _m), op)| (k, op, Pos::Restored));
-        let set = self.coll.concat(restored).set_table_core(name, route::<K>);
+        let ops = self.coll.map(|(k, op, m)| (k, op, m.pos()));
+        let set = ops.concat(restored).set_table_core(name, route::<K>);
         state.log(set.changelog.map(|(km, op)| match op {
             SetOp::Remove(_) => (km, None),
             op => (km, Some(op)),
@@ -50,7 +51,8 @@ impl<'s, K: Data, M: Data> Stream<'s, K, ListOp<M>> {
     pub fn list_table(self, name: &str) -> Table<'s, K, Vec<M>> {
         let state = self.df.state::<K, ListOp<M>>(name);
         let restored = state.restored().map(|(k, op)| (k, op, Pos::Restored));
-        let list = self.coll.concat(restored).list_table_core(name, route::<K>);
+        let ops = self.coll.map(|(k, op, m)| (k, op, m.pos()));
+        let list = ops.concat(restored).list_table_core(name, route::<K>);
         state.log(list.changelog.map(|(k, op)| match op {
             ListOp::Clear => (k, None),
             op => (k, Some(op)),

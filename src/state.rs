@@ -236,6 +236,7 @@ pub(crate) fn changelog_record<K: Data, V: Data>(
             key: Some(key),
             value,
             headers: Vec::new(),
+            timestamp: None,
         },
     )
 }

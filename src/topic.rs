@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use faustus_connectors::{Codec, Json};
+use faustus_connectors::{Codec, CodecError, Json};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -70,38 +70,68 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     }
 
     /// Encodes a key.
-    pub fn encode_key(&self, key: &K) -> Vec<u8> {
+    pub fn encode_key(&self, key: &K) -> Result<Vec<u8>, CodecError> {
         self.key.encode(key)
     }
 
     /// Encodes a value.
-    pub fn encode_value(&self, value: &V) -> Vec<u8> {
+    pub fn encode_value(&self, value: &V) -> Result<Vec<u8>, CodecError> {
         self.value.encode(value)
     }
 
+    /// Encodes a record's key and value (`None` for a tombstone); the error says which part
+    /// failed and why.
+    pub fn encode_record(
+        &self,
+        key: &K,
+        value: Option<&V>,
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), RecordError> {
+        let key = self.encode_key(key).map_err(RecordError::Key)?;
+        let value = value
+            .map(|v| self.encode_value(v).map_err(RecordError::Value))
+            .transpose()?;
+        Ok((key, value))
+    }
+
     /// Decodes a key.
-    pub fn decode_key(&self, bytes: &[u8]) -> Result<K, String> {
+    pub fn decode_key(&self, bytes: &[u8]) -> Result<K, CodecError> {
         self.key.decode(bytes)
     }
 
     /// Decodes a value.
-    pub fn decode_value(&self, bytes: &[u8]) -> Result<V, String> {
+    pub fn decode_value(&self, bytes: &[u8]) -> Result<V, CodecError> {
         self.value.decode(bytes)
     }
 
-    /// Decodes a record's key and value (`None` for a tombstone); the error names which part
+    /// Decodes a record's key and value (`None` for a tombstone); the error says which part
     /// failed and why.
     pub fn decode_record(
         &self,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-    ) -> Result<(K, Option<V>), String> {
+    ) -> Result<(K, Option<V>), RecordError> {
         let key = self
             .decode_key(key.unwrap_or_default())
-            .map_err(|e| format!("key: {e}"))?;
+            .map_err(RecordError::Key)?;
         let value = value
-            .map(|v| self.decode_value(v).map_err(|e| format!("value: {e}")))
+            .map(|v| self.decode_value(v).map_err(RecordError::Value))
             .transpose()?;
         Ok((key, value))
     }
+}
+
+/// Why a record could not be decoded from, or encoded for, a topic: the reason a dead letter
+/// carries in its `faustus.error.reason` header (the `Display` form).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The key.
+    #[error("key: {0}")]
+    Key(CodecError),
+    /// The value.
+    #[error("value: {0}")]
+    Value(CodecError),
+    /// A record with no value (a tombstone) where a value is required: in a stream topic.
+    #[error("value: a tombstone (null value) in a stream topic")]
+    Tombstone,
 }

@@ -1,7 +1,8 @@
 //! Event time, windows and windowed tables.
 //!
-//! Event time is data: [`Stream::event_time`] says where an event's time (milliseconds) is, and
-//! gives a [`Timed`] stream. A timed stream is windowed with [`Timed::tumbling`],
+//! Event time is data. By default it is each event's record timestamp ([`Stream::timed`], and
+//! the window and join shortcuts on [`Stream`]); [`Stream::event_time`] says where else an
+//! event's time (milliseconds) is. Either gives a [`Timed`] stream. A timed stream is windowed with [`Timed::tumbling`],
 //! [`Timed::hopping`], [`Timed::sliding`], [`Timed::session`] (or [`Timed::window`]) and
 //! aggregated into a windowed table keyed by `(key, window)`; or joined with another timed stream
 //! ([`Timed::join`] and friends, in [`crate::join`]).
@@ -43,6 +44,7 @@ use timely::dataflow::StreamVec;
 
 use crate::dataflow::{Data, Dataflow, Stream, Table};
 use crate::dead_letter::DeadLetter;
+use crate::record::Meta;
 use crate::runtime::table::window_owner;
 use crate::runtime::{route, Pos};
 
@@ -53,8 +55,20 @@ fn ms(d: Duration) -> u64 {
 
 impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     /// The stream with event time: `time(key, value)` is the event's time in milliseconds
-    /// (for instance a timestamp field of the value).
+    /// (for instance a timestamp field of the value), in place of the record timestamp that
+    /// [`Stream::timed`] uses.
     pub fn event_time(self, time: impl Fn(&K, &V) -> u64 + 'static) -> Timed<'s, K, V> {
+        self.timed_by(move |k, v, _| time(k, v))
+    }
+
+    /// The stream with event time from each event's timestamp: the Kafka record's, as in Kafka
+    /// Streams and Faust (see [`crate::record::Meta`]). Windows and stream⋈stream joins made
+    /// straight from a stream ([`Stream::window`], [`Stream::tumbling`], ...) use it.
+    pub fn timed(self) -> Timed<'s, K, V> {
+        self.timed_by(|_, _, meta| meta.event_time())
+    }
+
+    fn timed_by(self, time: impl Fn(&K, &V, &Meta) -> u64 + 'static) -> Timed<'s, K, V> {
         Timed {
             df: self.df.clone(),
             stream: self,
@@ -63,10 +77,45 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
             within: 0,
         }
     }
+
+    /// [`Timed::grace`] on the stream timed by its record timestamps ([`Stream::timed`]).
+    pub fn grace(self, grace: Duration) -> Timed<'s, K, V> {
+        self.timed().grace(grace)
+    }
+
+    /// [`Timed::within`] on the stream timed by its record timestamps ([`Stream::timed`]).
+    pub fn within(self, window: Duration) -> Timed<'s, K, V> {
+        self.timed().within(window)
+    }
+
+    /// [`Timed::tumbling`] on the stream timed by its record timestamps ([`Stream::timed`]).
+    pub fn tumbling(self, size: Duration) -> WindowedStream<'s, K, V> {
+        self.timed().tumbling(size)
+    }
+
+    /// [`Timed::hopping`] on the stream timed by its record timestamps ([`Stream::timed`]).
+    pub fn hopping(self, size: Duration, advance: Duration) -> WindowedStream<'s, K, V> {
+        self.timed().hopping(size, advance)
+    }
+
+    /// [`Timed::sliding`] on the stream timed by its record timestamps ([`Stream::timed`]).
+    pub fn sliding(self, size: Duration) -> WindowedStream<'s, K, V> {
+        self.timed().sliding(size)
+    }
+
+    /// [`Timed::session`] on the stream timed by its record timestamps ([`Stream::timed`]).
+    pub fn session(self, gap: Duration) -> WindowedStream<'s, K, V> {
+        self.timed().session(gap)
+    }
+
+    /// [`Timed::window`] on the stream timed by its record timestamps ([`Stream::timed`]).
+    pub fn window(self, kind: WindowKind) -> WindowedStream<'s, K, V> {
+        self.timed().window(kind)
+    }
 }
 
 /// Where an event's time is.
-type TimeFn<K, V> = dyn Fn(&K, &V) -> u64;
+type TimeFn<K, V> = dyn Fn(&K, &V, &Meta) -> u64;
 
 /// A late event: its position, key and value as JSON, and event time.
 pub(crate) type LateEvent = (Pos, (Vec<u8>, Vec<u8>), EventTime);
@@ -115,9 +164,9 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
     #[allow(clippy::type_complexity)]
     pub(crate) fn events(&self) -> VecCollection<'s, u64, (K, (V, Pos), EventTime)> {
         let time = Rc::clone(&self.time);
-        self.stream.coll.clone().map(move |(k, v, p)| {
-            let t = time(&k, &v);
-            (k, (v, p), EventTime(t))
+        self.stream.coll.clone().map(move |(k, v, m)| {
+            let t = time(&k, &v, &m);
+            (k, (v, m.pos()), EventTime(t))
         })
     }
 
@@ -313,8 +362,12 @@ impl<'s, K: Data, V: Data> FinalWindows<'s, K, V> {
         let output = finalize(table.coll.clone(), stream_time, config);
         Stream {
             df,
-            // Final rows are emitted after the epoch's input: order them after it.
-            coll: output.map(|((k, w), a)| ((k, w), a, Pos::AfterInput)),
+            // Final rows are emitted after the epoch's input: order them after it. Each is stamped
+            // with the last millisecond of its window, so windows of a final stream window again.
+            coll: output.map(|((k, w), a)| {
+                let last = i64::try_from(w.end.saturating_sub(1).max(w.start)).unwrap_or(i64::MAX);
+                ((k, w), a, Meta::new(Pos::AfterInput, last))
+            }),
         }
     }
 }
@@ -451,8 +504,8 @@ fn json_or_debug<T: Data>(x: &T) -> Vec<u8> {
 }
 
 /// Sends late events `(position, (key JSON, value JSON), event time)` to the dead-letter topic,
-/// with `reason`, their origin and the refusing `operator` (a windowed table's name, or a stream
-/// join's `stream-join-<n>`) in headers. An event late for several operators (or for several
+/// with `reason`, their origin and the refusing `operator` (a windowed table's or a stream join's
+/// name) in headers. An event late for several operators (or for several
 /// hopping windows of one) is written once per refusal.
 pub(crate) fn late_letters<'s>(
     df: &Dataflow<'s>,

@@ -603,10 +603,10 @@ fn stream_joins_keep_their_window_across_a_restart() {
                     .within(Duration::from_secs(1))
             };
             timed(&t[0])
-                .join(timed(&t[1]))
+                .join("impression-clicks", timed(&t[1]))
                 .to_topic(&Topic::new(t[2].clone()));
             timed(&t[0])
-                .left_join(timed(&t[1]))
+                .left_join("impression-maybe-clicks", timed(&t[1]))
                 .to_topic(&Topic::new(t[3].clone()));
         }
     };
@@ -625,8 +625,8 @@ fn stream_joins_keep_their_window_across_a_restart() {
         ]),
     );
     // Both impressions are stored, unmatched, in each join's state changelog.
-    for n in [1, 2] {
-        let changelog = format!("{app_id}-stream-join-{n}-changelog");
+    for name in ["impression-clicks", "impression-maybe-clicks"] {
+        let changelog = format!("{app_id}-{name}-changelog");
         wait_for("the stored impressions", Duration::from_secs(60), || {
             (last_values(&read_all(&changelog)).len() == 2).then_some(())
         });

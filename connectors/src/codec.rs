@@ -1,21 +1,41 @@
 //! Codecs: how keys and values become bytes on a topic and back.
 //!
-//! Decoding never panics: a bad payload is an `Err` with a reason, which the engine sends to the
-//! dead-letter topic.
+//! Neither direction panics: a payload that does not decode, or a value that does not encode, is
+//! a [`CodecError`] with the reason, and the engine sends the record to the dead-letter topic.
 
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// Why a codec could not encode a value or decode a payload.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CodecError {
+    /// The codec's name ([`Codec::name`]).
+    pub codec: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl CodecError {
+    /// An error of `codec`, saying `message`.
+    pub fn new(codec: &'static str, message: impl Into<String>) -> Self {
+        CodecError {
+            codec,
+            message: message.into(),
+        }
+    }
+}
+
 /// Encodes and decodes values of type `T`.
 pub trait Codec<T>: Send + Sync + 'static {
     /// The codec's name, for messages.
     fn name(&self) -> &'static str;
-    /// Encodes a value.
-    fn encode(&self, value: &T) -> Vec<u8>;
+    /// Encodes a value, or says why it cannot be encoded.
+    fn encode(&self, value: &T) -> Result<Vec<u8>, CodecError>;
     /// Decodes a payload, or says why it cannot be decoded.
-    fn decode(&self, bytes: &[u8]) -> Result<T, String>;
+    fn decode(&self, bytes: &[u8]) -> Result<T, CodecError>;
 }
 
 /// JSON, via serde.
@@ -31,13 +51,16 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Json<T> {
     fn name(&self) -> &'static str {
         "json"
     }
-    fn encode(&self, value: &T) -> Vec<u8> {
-        serde_json::to_vec(value).expect("serializing to JSON cannot fail for serde data types")
+    fn encode(&self, value: &T) -> Result<Vec<u8>, CodecError> {
+        // Serde types can still refuse JSON: a map whose keys are not strings, a custom
+        // `Serialize` that fails.
+        serde_json::to_vec(value).map_err(|e| CodecError::new("json", format!("not JSON: {e}")))
     }
-    fn decode(&self, bytes: &[u8]) -> Result<T, String> {
+    fn decode(&self, bytes: &[u8]) -> Result<T, CodecError> {
         // A missing key or value decodes as JSON `null`, so `()` and `Option` types accept it.
         let bytes = if bytes.is_empty() { b"null" } else { bytes };
-        serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))
+        serde_json::from_slice(bytes)
+            .map_err(|e| CodecError::new("json", format!("invalid JSON: {e}")))
     }
 }
 
@@ -49,11 +72,12 @@ impl Codec<String> for Str {
     fn name(&self) -> &'static str {
         "string"
     }
-    fn encode(&self, value: &String) -> Vec<u8> {
-        value.as_bytes().to_vec()
+    fn encode(&self, value: &String) -> Result<Vec<u8>, CodecError> {
+        Ok(value.as_bytes().to_vec())
     }
-    fn decode(&self, bytes: &[u8]) -> Result<String, String> {
-        String::from_utf8(bytes.to_vec()).map_err(|e| format!("invalid UTF-8: {e}"))
+    fn decode(&self, bytes: &[u8]) -> Result<String, CodecError> {
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| CodecError::new("string", format!("invalid UTF-8: {e}")))
     }
 }
 
@@ -65,10 +89,10 @@ impl Codec<Vec<u8>> for Raw {
     fn name(&self) -> &'static str {
         "raw"
     }
-    fn encode(&self, value: &Vec<u8>) -> Vec<u8> {
-        value.clone()
+    fn encode(&self, value: &Vec<u8>) -> Result<Vec<u8>, CodecError> {
+        Ok(value.clone())
     }
-    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
         Ok(bytes.to_vec())
     }
 }
@@ -135,12 +159,17 @@ mod tests {
     #[test]
     fn bad_json_is_an_error_not_a_panic() {
         let codec = Json::<(String, i64)>::default();
-        assert!(codec
-            .decode(b"{not json")
-            .unwrap_err()
-            .contains("invalid JSON"));
+        let error = codec.decode(b"{not json").unwrap_err();
+        assert_eq!(error.codec, "json");
+        assert!(error.message.contains("invalid JSON"), "{error}");
+        // A map with non-string keys has no JSON form: an error, not a panic.
+        let map = Json::<std::collections::BTreeMap<(i32, i32), i32>>::default();
+        let error = map.encode(&[((1, 2), 3)].into()).unwrap_err();
+        assert!(error.message.contains("not JSON"), "{error}");
         assert_eq!(
-            codec.decode(&codec.encode(&("a".into(), 3))).unwrap(),
+            codec
+                .decode(&codec.encode(&("a".into(), 3)).unwrap())
+                .unwrap(),
             ("a".into(), 3)
         );
         assert!(Str.decode(&[0xff, 0xfe]).is_err());

@@ -77,6 +77,9 @@ pub struct OutRecord {
     pub value: Option<Vec<u8>>,
     /// Headers.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The record's timestamp in milliseconds since 1970; `None` lets the producer stamp it
+    /// with the time it is sent.
+    pub timestamp: Option<i64>,
 }
 
 /// Everything one epoch commits.
@@ -649,6 +652,9 @@ fn send_records(
         }
         if let Some(value) = &record.value {
             base = base.payload(value.as_slice());
+        }
+        if let Some(timestamp) = record.timestamp {
+            base = base.timestamp(timestamp);
         }
         if !record.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());

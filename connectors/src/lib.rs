@@ -2,34 +2,38 @@
 //! Kafka transactions), changelog and progress recovery, codecs, and an embedded broker for
 //! demos. No dataflow code lives here.
 //!
-//! The surface is flat, in two parts:
+//! Every item is re-exported here, flat; the modules hold the explanations (the commit protocol,
+//! the reader's contract, acknowledgements). The items are of two kinds:
 //!
 //! - for programs and tests that talk to Kafka beside an application (`faustus::connectors`):
 //!   [`KafkaConfig`], [`TopicSpec`] with [`ensure_topics`] and [`partition_count`],
 //!   [`read_to_end`] (with [`RawRecord`] and [`QuietContext`]), [`DeliveryCounter`] (a
 //!   producer context that tells whether a flush delivered everything), [`read_progress`] and
-//!   [`Progress`] (what an application has committed), [`CommitStats`], the codecs, and
-//!   [`murmur2`] / [`kafka_partition`] (where the Java client puts a key);
+//!   [`Progress`] (what an application has committed), [`CommitStats`], the codecs (with
+//!   [`CodecError`]), and [`murmur2`] / [`kafka_partition`] (where the Java client puts a key);
 //! - the blocking, dataflow-free building blocks the engine is made of: [`PartitionReader`],
 //!   [`read_to_end_counted`], the [`Committer`] with its [`CommitterConfig`], [`EpochBatch`] and
-//!   [`OutRecord`], and the [`EmbeddedBroker`].
+//!   [`OutRecord`], the [`AckTracker`] (with [`AckError`]) of agents, and the
+//!   [`EmbeddedBroker`].
 //!
 //! ## Features
 //!
 //! - `fault-injection` (off by default): [`CommitterConfig`] gains `hold_open`, which holds
 //!   every commit open for a while so that tests can kill a process inside a transaction.
 
-mod admin;
-mod client;
-mod codec;
-mod committer;
-mod embedded;
-mod error;
-mod reader;
+pub mod acks;
+pub mod admin;
+pub mod client;
+pub mod codec;
+pub mod committer;
+pub mod embedded;
+pub mod error;
+pub mod reader;
 
+pub use acks::{AckError, AckTracker};
 pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use client::KafkaConfig;
-pub use codec::{kafka_partition, murmur2, Codec, Json, Raw, Str};
+pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
 pub use committer::{
     read_progress, CommitStats, Committer, CommitterConfig, DeliveryCounter, EpochBatch, Guarantee,
     OutRecord, Progress,

@@ -6,9 +6,9 @@
 //! worker that reads no partition drops its capability at once, so it never holds the frontier
 //! back. A worker's epochs follow the wall clock (`now / commit interval`), starting after the
 //! restore epoch; every record is emitted at the epoch in which it was read, in offset order per
-//! partition. Before its capability moves past an epoch, the source emits the positions it
-//! reached in that epoch, so the committer records exactly the input that epoch consumed. A
-//! record that does not decode goes to the dead-letter topic, with the reason and its
+//! partition, with its timestamp and headers ([`Meta`]). Before its capability moves past an
+//! epoch, the source emits the positions it reached in that epoch, so the committer records
+//! exactly the input that epoch consumed. A record that does not decode goes to the dead-letter topic, with the reason and its
 //! topic/partition/offset in headers, as a record of the same epoch.
 
 use std::collections::BTreeMap;
@@ -21,13 +21,15 @@ use timely::dataflow::{Scope, StreamVec};
 
 use super::{CommitItem, Pos, Startup};
 use crate::dead_letter::DeadLetter;
+use crate::record::Meta;
+use crate::topic::RecordError;
 use std::sync::Arc;
 
 /// Records handed out per activation before yielding to other operators.
 const BATCH: usize = 8192;
 
 /// What a source emits: data, or something for the committer.
-pub(crate) type SourceItem<D> = Result<((D, Pos), u64, isize), CommitItem>;
+pub(crate) type SourceItem<D> = Result<((D, Meta), u64, isize), CommitItem>;
 
 /// Which partitions of source `index` worker `worker` of `peers` reads.
 pub(crate) fn assigned(index: u32, partitions: i32, worker: usize, peers: usize) -> Vec<i32> {
@@ -46,7 +48,7 @@ pub(crate) fn kafka_source<'s, D, F>(
 ) -> StreamVec<'s, u64, SourceItem<D>>
 where
     D: ExchangeData,
-    F: FnMut(&RawRecord<'_>) -> Result<D, String> + 'static,
+    F: FnMut(&RawRecord<'_>) -> Result<D, RecordError> + 'static,
 {
     let worker = scope.index();
     let peers = scope.peers();
@@ -136,8 +138,8 @@ where
                 let polled = reader.poll(BATCH, Duration::ZERO, |record| {
                     let pos = Pos::input(index, record.partition, record.offset);
                     match decode(&record) {
-                        Ok(data) => session.give(Ok(((data, pos), time, 1))),
-                        Err(reason) => session.give(Err(dead_letter(&record, pos, &reason))),
+                        Ok(data) => session.give(Ok(((data, meta(&record, pos, time)), time, 1))),
+                        Err(e) => session.give(Err(dead_letter(&record, pos, &e.to_string()))),
                     }
                 });
                 drop(session);
@@ -153,6 +155,21 @@ where
             }
         },
     )
+}
+
+/// A record's position, timestamp (the epoch's time if it has none) and headers.
+fn meta(record: &RawRecord<'_>, pos: Pos, epoch: u64) -> Meta {
+    let timestamp = match record.timestamp {
+        Some(t) if t >= 0 => t,
+        _ => i64::try_from(epoch).unwrap_or(i64::MAX),
+    };
+    let mut meta = Meta::new(pos, timestamp);
+    meta.headers = record
+        .headers
+        .iter()
+        .map(|(name, value)| ((*name).to_string(), value.to_vec()))
+        .collect();
+    meta
 }
 
 /// The dead-letter record for a record that did not decode: its key and value unchanged, and

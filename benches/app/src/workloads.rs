@@ -191,6 +191,7 @@ fn w4(df: &Dataflow<'_>, topics: &Topics) {
         .within(Duration::from_millis(Q8_WITHIN_MS))
         .grace(grace)
         .join(
+            "q8-person-auctions",
             auctions
                 .map(|_, a| (a.seller, a))
                 .event_time(|_, a| a.date_time),
