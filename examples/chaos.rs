@@ -64,8 +64,8 @@ enum Command {
     Table(TableCmd),
     /// Writes the input events.
     Generate(Generate),
-    /// Runs the application under test.
-    App(AppCmd),
+    /// Runs the application under test (boxed: its flags are most of the command line).
+    App(Box<AppCmd>),
     /// Prints the last committed epoch (0 before the first commit).
     Progress(Common),
     /// Waits until the application has committed every record of `<prefix>-<topic>`.
@@ -191,7 +191,7 @@ fn main() -> ExitCode {
                 },
             )
         }
-        Command::App(a) => app(a),
+        Command::App(a) => app(*a),
         Command::Progress(c) => progress(&c).map(|p| println!("{p}")),
         Command::OpenTransactions(c) => open_transactions(&c).map(|open| {
             println!("{}", open.len());
@@ -434,7 +434,7 @@ fn progress(common: &Common) -> AnyResult<u64> {
     if partition_count(&kafka, &topic)?.is_none() {
         return Ok(0);
     }
-    Ok(read_progress(&kafka, &topic)?.map_or(0, |p| p.epoch))
+    Ok(read_progress(&kafka, &topic, Duration::from_secs(180))?.map_or(0, |p| p.epoch))
 }
 
 /// Waits until the committed progress of application `app_id` holds the end of every partition
@@ -451,7 +451,9 @@ fn await_committed(
     let progress_topic = format!("{app_id}-__progress");
     loop {
         let progress = match partition_count(kafka, &progress_topic)? {
-            Some(_) => read_progress(kafka, &progress_topic)?.unwrap_or_default(),
+            Some(_) => {
+                read_progress(kafka, &progress_topic, Duration::from_secs(180))?.unwrap_or_default()
+            }
             None => Default::default(),
         };
         let at = progress.offsets.get(topic).cloned().unwrap_or_default();

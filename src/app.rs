@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use faustus_connectors::{
     ensure_topics, read_progress, CommitStats, Committer, CommitterConfig, EmbeddedBroker,
-    KafkaConfig, TopicSpec,
+    KafkaConfig, Progress, TopicSpec,
 };
 use timely::dataflow::operators::Concatenate;
 use timely::worker::Worker;
@@ -20,7 +20,7 @@ use timely::worker::Worker;
 use crate::config::{AppArgs, AppConfig, Guarantee};
 use crate::dataflow::{Ctx, Data, Dataflow};
 use crate::error::{Error, Result};
-use crate::http::{router, HttpState};
+use crate::http::{router, HttpState, PeerTimeouts};
 use crate::runtime::assignment::Assignments;
 use crate::runtime::commit::commit_sink;
 use crate::runtime::health::{Health, TableState};
@@ -124,6 +124,47 @@ impl App {
         self
     }
 
+    /// Sets how long a Kafka transaction may stay open before the broker aborts it
+    /// ([`AppConfig::transaction_timeout`]).
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.config.transaction_timeout = timeout;
+        self
+    }
+
+    /// Sets how long one blocking step of a commit may take ([`AppConfig::commit_timeout`]).
+    pub fn commit_timeout(mut self, timeout: Duration) -> Self {
+        self.config.commit_timeout = timeout;
+        self
+    }
+
+    /// Sets how long start-up may take to read a changelog or the progress topic to its end
+    /// ([`AppConfig::restore_timeout`]).
+    pub fn restore_timeout(mut self, timeout: Duration) -> Self {
+        self.config.restore_timeout = timeout;
+        self
+    }
+
+    /// Sets how long one Kafka metadata or admin request may take
+    /// ([`AppConfig::kafka_request_timeout`]).
+    pub fn kafka_request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.kafka_request_timeout = timeout;
+        self
+    }
+
+    /// Sets how long connecting to another process's HTTP API may take
+    /// ([`AppConfig::http_peer_connect_timeout`]).
+    pub fn http_peer_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.http_peer_connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a request to another process's HTTP API may take
+    /// ([`AppConfig::http_peer_timeout`]).
+    pub fn http_peer_timeout(mut self, timeout: Duration) -> Self {
+        self.config.http_peer_timeout = timeout;
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &AppConfig {
         &self.config
@@ -138,208 +179,326 @@ impl App {
         self.start(build)?.run_until_signal()
     }
 
-    /// Starts the application in the background and returns a handle to it.
+    /// Starts the application in the background and returns a handle to it: checks the
+    /// configuration and plans the program, starts the HTTP server (so that a deployment can
+    /// watch the rest of the start-up), connects to Kafka and creates the topics, fences a
+    /// previous instance and reads where it stopped, and spawns the timely cluster, whose
+    /// workers restore the tables and run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a mistake in the configuration or the program (the message says
+    /// what to fix); [`Error::Kafka`] when Kafka cannot be reached, a topic is missing, or a
+    /// newer instance fenced this one; [`Error::Runtime`] when a thread cannot start.
     pub fn start<F>(self, build: F) -> Result<Running>
     where
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
         let config = self.config;
-        config.validate()?;
         let build = Arc::new(build);
-
-        // Plan: run the build closure once, without running it, to learn the topics and the
-        // public tables the program uses (no Kafka yet).
-        let planned = plan(&config, Arc::clone(&build));
-        if !planned.errors.is_empty() {
-            return Err(Error::Config(planned.errors.join("; ")));
-        }
-        let tables = Arc::new(Tables::default());
-        for (name, declared) in &planned.public {
-            tables.declare(name, declared.changelog.clone(), declared.replicas_type);
-        }
+        let planned = plan_checked(&config, Arc::clone(&build))?;
+        let tables = declare_tables(&planned.public);
         let health = Arc::new(Health::new(config.workers));
-
-        // The HTTP server next, so that a deployment can watch the start-up and the restore
-        // (every table answers "starting", then "restoring", never "absent"); a port in use
-        // fails before anything touches Kafka.
         let assignments = Arc::new(Assignments::default());
-        let http_state = HttpState::new(
-            Arc::clone(&tables),
-            Arc::clone(&health),
-            Arc::clone(&assignments),
-            config.process_id,
-            config.processes,
-            config.workers,
-            config
-                .http_peers
-                .iter()
-                .map(|p| crate::config::peer_url(p).map_err(Error::Config))
-                .collect::<Result<_>>()?,
-        );
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("faustus-http")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Runtime(format!("starting the HTTP runtime: {e}")))?;
-        let http = match config.http {
-            None => None,
-            Some(addr) => {
-                let listener = runtime
-                    .block_on(tokio::net::TcpListener::bind(addr))
-                    .map_err(|e| {
-                        Error::Config(format!("--http {addr}: cannot listen there: {e}"))
-                    })?;
-                let local = listener
-                    .local_addr()
-                    .map_err(|e| Error::Runtime(format!("HTTP listener: {e}")))?;
-                let app = router(http_state.clone());
-                runtime.spawn(async move {
-                    if let Err(e) = axum::serve(listener, app).await {
-                        log::error!("HTTP server stopped: {e}");
-                    }
-                });
-                Some(local)
-            }
-        };
+        let http_state = http_state(&config, &tables, &health, &assignments)?;
+        let (runtime, http) = start_http(&config, &http_state)?;
 
-        let embedded = match &config.brokers {
-            Some(_) => None,
-            None => {
-                let broker = EmbeddedBroker::start()?;
-                log::warn!(
-                    "no --brokers given: running on an embedded in-process broker ({}), for demos only (at-least-once)",
-                    broker.bootstrap_servers()
-                );
-                Some(broker)
-            }
-        };
-        let brokers = match (&config.brokers, &embedded) {
-            (Some(b), _) => b.clone(),
-            (None, Some(e)) => e.bootstrap_servers(),
-            (None, None) => unreachable!("an embedded broker runs when no brokers are given"),
-        };
-        let mut kafka = KafkaConfig::new(&brokers);
-        kafka.producer_extra = config.producer_settings.clone();
-        assignments.set_kafka(kafka.clone());
-
+        let kafka = connect_kafka(&config)?;
+        assignments.set_kafka(kafka.config.clone());
         let progress_topic = format!("{}-__progress", config.app_id);
-        let mut specs = planned.specs;
-        specs.push(TopicSpec::compacted(&progress_topic, 1));
-        if let Some(broker) = &embedded {
-            for spec in &specs {
-                if let Some(n) = spec.partitions {
-                    let _ = broker.create_topic(&spec.name, n);
-                }
-            }
-        }
-        let counts = ensure_topics(&kafka, &specs)?;
-        let partitions: BTreeMap<String, i32> =
-            specs.iter().map(|s| s.name.clone()).zip(counts).collect();
-
-        // Fence any previous instance before reading what it committed (process 0 runs the
-        // committer, which does both; the other processes only read).
-        let (committer, progress) = if config.process_id == 0 {
-            let (committer, progress) = Committer::start(
-                &kafka,
-                CommitterConfig {
-                    app_id: config.app_id.clone(),
-                    guarantee: config.guarantee,
-                    progress_topic: progress_topic.clone(),
-                    topics: planned.out_topics,
-                    transaction_timeout: Duration::from_secs(60),
-                    hold_open: fault_commit_hold()?,
-                },
-            )?;
-            (Some(committer), progress)
-        } else {
-            let progress = read_progress(&kafka, &progress_topic)?.unwrap_or_default();
-            (None, progress)
-        };
+        let partitions = create_topics(&kafka, planned.specs, &progress_topic)?;
+        let (committer, progress) =
+            recover(&config, &kafka.config, progress_topic, planned.out_topics)?;
         let stats = committer.as_ref().map(|c| c.stats());
-        log::info!(
-            "starting `{}` after epoch {} ({:?}, {} worker(s) x {} process(es))",
-            config.app_id,
-            progress.epoch,
-            config.guarantee,
-            config.workers,
-            config.processes
-        );
-        let startup = Arc::new(Startup {
-            planning: false,
-            resume_epoch: progress.epoch + 1,
-            offsets: progress.offsets,
+        let startup = startup(
+            &config,
+            kafka.config,
             partitions,
-            kafka,
-            commit_interval: config.commit_interval,
+            progress,
             assignments,
-            health: Arc::clone(&health),
-        });
+            &health,
+        );
         health.workers_started();
-
-        let timely_config = match config.processes {
-            1 => timely::Config::process(config.workers),
-            _ => timely::Config {
-                communication: timely::CommunicationConfig::Cluster {
-                    threads: config.workers,
-                    process: config.process_id,
-                    addresses: config.hosts.clone(),
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: timely::WorkerConfig::default(),
-            },
-        };
-        let committer = Arc::new(Mutex::new(committer));
-        let worker_startup = Arc::clone(&startup);
-        let app_id = config.app_id.clone();
-        let (workers, partitions_default) = (config.workers, config.partitions);
-        let thread = std::thread::Builder::new()
-            .name("faustus-cluster".into())
-            .spawn(move || -> Result<()> {
-                let guards = timely::execute(timely_config, move |worker| {
-                    run_worker(
-                        worker,
-                        &build,
-                        Ctx {
-                            app_id: app_id.clone(),
-                            partitions: partitions_default,
-                            startup: Arc::clone(&worker_startup),
-                            tables: Arc::clone(&tables),
-                            workers,
-                        },
-                        &committer,
-                    )
-                })
-                .map_err(|e| Error::Runtime(format!("starting the timely cluster: {e}")))?;
-                let mut first_error = None;
-                for result in guards.join() {
-                    let outcome = result.map_err(Error::Runtime).and_then(|r| r);
-                    if let Err(e) = outcome {
-                        first_error.get_or_insert(e);
-                    }
-                }
-                if let Some(e) = first_error {
-                    return Err(e);
-                }
-                Ok(())
-            })
-            .map_err(|e| Error::Runtime(format!("spawning the cluster thread: {e}")))?;
+        let thread = spawn_cluster(&config, build, startup, tables, committer)?;
 
         Ok(Running {
             health,
             tables: Arc::clone(&http_state.tables),
             thread: Some(thread),
             http,
-            brokers,
+            brokers: kafka.brokers,
             stats,
             runtime,
             processes: config.processes,
             http_state,
-            _embedded: embedded,
+            _embedded: kafka.embedded,
         })
     }
 }
+
+/// Checks the configuration, then plans the program ([`plan`]); a mistake in either is an
+/// [`Error::Config`] that says what to fix.
+fn plan_checked<F>(config: &AppConfig, build: Arc<F>) -> Result<Planned>
+where
+    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+{
+    config.validate()?;
+    let planned = plan(config, build);
+    if !planned.errors.is_empty() {
+        return Err(Error::Config(planned.errors.join("; ")));
+    }
+    Ok(planned)
+}
+
+/// This process's public tables, declared before any worker registers its part: until then
+/// each answers "starting", never "absent".
+fn declare_tables(public: &[(String, Declared)]) -> Arc<Tables> {
+    let tables = Arc::new(Tables::default());
+    for (name, declared) in public {
+        tables.declare(name, declared.changelog.clone(), declared.replicas_type);
+    }
+    tables
+}
+
+/// What the HTTP API serves: this process's tables, health and assignment, and how it reaches
+/// the other processes (`--http-peers` and the peer timeouts).
+fn http_state(
+    config: &AppConfig,
+    tables: &Arc<Tables>,
+    health: &Arc<Health>,
+    assignments: &Arc<Assignments>,
+) -> Result<HttpState> {
+    let peers = config
+        .http_peers
+        .iter()
+        .map(|p| crate::config::peer_url(p).map_err(Error::Config))
+        .collect::<Result<_>>()?;
+    let state = HttpState::new(
+        Arc::clone(tables),
+        Arc::clone(health),
+        Arc::clone(assignments),
+        config.process_id,
+        config.processes,
+        config.workers,
+        peers,
+    );
+    Ok(state.with_peer_timeouts(PeerTimeouts {
+        connect: config.http_peer_connect_timeout,
+        request: config.http_peer_timeout,
+    }))
+}
+
+/// Starts the async runtime and, unless `--http off`, the HTTP server on it; returns the
+/// runtime and the address the server listens on. It starts before anything touches Kafka, so
+/// that a deployment can watch the start-up and the restore, and a port in use fails at once.
+fn start_http(
+    config: &AppConfig,
+    state: &HttpState,
+) -> Result<(tokio::runtime::Runtime, Option<SocketAddr>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("faustus-http")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(format!("starting the HTTP runtime: {e}")))?;
+    let Some(addr) = config.http else {
+        return Ok((runtime, None));
+    };
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| Error::Config(format!("--http {addr}: cannot listen there: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Runtime(format!("HTTP listener: {e}")))?;
+    let app = router(state.clone());
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            log::error!("HTTP server stopped: {e}");
+        }
+    });
+    Ok((runtime, Some(local)))
+}
+
+/// The Kafka cluster an application uses.
+struct Kafka {
+    /// The embedded broker, when no brokers are configured; it lives as long as the app.
+    embedded: Option<EmbeddedBroker>,
+    /// The bootstrap servers (the embedded broker's, when it runs).
+    brokers: String,
+    /// How every client reaches them.
+    config: KafkaConfig,
+}
+
+/// Connects to the configured brokers, or starts the embedded broker when there are none.
+fn connect_kafka(config: &AppConfig) -> Result<Kafka> {
+    let (embedded, brokers) = match &config.brokers {
+        Some(brokers) => (None, brokers.clone()),
+        None => {
+            let broker = EmbeddedBroker::start()?;
+            let brokers = broker.bootstrap_servers();
+            log::warn!(
+                "no --brokers given: running on an embedded in-process broker ({brokers}), for demos only (at-least-once)"
+            );
+            (Some(broker), brokers)
+        }
+    };
+    let mut kafka = KafkaConfig::new(&brokers);
+    kafka.producer_extra = config.producer_settings.clone();
+    kafka.request_timeout = config.kafka_request_timeout;
+    Ok(Kafka {
+        embedded,
+        brokers,
+        config: kafka,
+    })
+}
+
+/// Creates the topics the program needs and the progress topic `progress_topic`, where missing;
+/// returns every topic's partition count.
+fn create_topics(
+    kafka: &Kafka,
+    mut specs: Vec<TopicSpec>,
+    progress_topic: &str,
+) -> Result<BTreeMap<String, i32>> {
+    specs.push(TopicSpec::compacted(progress_topic, 1));
+    if let Some(broker) = &kafka.embedded {
+        for spec in &specs {
+            if let Some(n) = spec.partitions {
+                let _ = broker.create_topic(&spec.name, n);
+            }
+        }
+    }
+    let counts = ensure_topics(&kafka.config, &specs)?;
+    Ok(specs.into_iter().map(|s| s.name).zip(counts).collect())
+}
+
+/// Fences any previous instance, then reads what it committed: process 0 starts the committer,
+/// which does both; the other processes only read the progress.
+fn recover(
+    config: &AppConfig,
+    kafka: &KafkaConfig,
+    progress_topic: String,
+    out_topics: Vec<String>,
+) -> Result<(Option<Committer>, Progress)> {
+    if config.process_id != 0 {
+        let progress =
+            read_progress(kafka, &progress_topic, config.restore_timeout)?.unwrap_or_default();
+        return Ok((None, progress));
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    warn_without_fault_injection();
+    let committer = CommitterConfig {
+        app_id: config.app_id.clone(),
+        guarantee: config.guarantee,
+        progress_topic,
+        topics: out_topics,
+        transaction_timeout: config.transaction_timeout,
+        commit_timeout: config.commit_timeout,
+        progress_timeout: config.restore_timeout,
+        #[cfg(feature = "fault-injection")]
+        hold_open: fault_commit_hold()?,
+    };
+    let (committer, progress) = Committer::start(kafka, committer)?;
+    Ok((Some(committer), progress))
+}
+
+/// What every worker learns before the dataflow runs: where to resume (after the epoch of
+/// `progress`), the topics' partition counts, how to reach Kafka.
+fn startup(
+    config: &AppConfig,
+    kafka: KafkaConfig,
+    partitions: BTreeMap<String, i32>,
+    progress: Progress,
+    assignments: Arc<Assignments>,
+    health: &Arc<Health>,
+) -> Arc<Startup> {
+    log::info!(
+        "starting `{}` after epoch {} ({:?}, {} worker(s) x {} process(es))",
+        config.app_id,
+        progress.epoch,
+        config.guarantee,
+        config.workers,
+        config.processes
+    );
+    Arc::new(Startup {
+        planning: false,
+        resume_epoch: progress.epoch + 1,
+        offsets: progress.offsets,
+        partitions,
+        kafka,
+        commit_interval: config.commit_interval,
+        restore_timeout: config.restore_timeout,
+        assignments,
+        health: Arc::clone(health),
+    })
+}
+
+/// The timely configuration: this process's workers, and its peers in a cluster.
+fn timely_config(config: &AppConfig) -> timely::Config {
+    match config.processes {
+        1 => timely::Config::process(config.workers),
+        _ => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: config.workers,
+                process: config.process_id,
+                addresses: config.hosts.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+    }
+}
+
+/// Spawns the thread that runs this process's timely workers ([`run_worker`]) and returns the
+/// first error of any of them; worker 0 of process 0 gets the committer.
+fn spawn_cluster<F>(
+    config: &AppConfig,
+    build: Arc<F>,
+    startup: Arc<Startup>,
+    tables: Arc<Tables>,
+    committer: Option<Committer>,
+) -> Result<JoinHandle<Result<()>>>
+where
+    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+{
+    let timely_config = timely_config(config);
+    let committer = Arc::new(Mutex::new(committer));
+    let app_id = config.app_id.clone();
+    let (workers, partitions) = (config.workers, config.partitions);
+    std::thread::Builder::new()
+        .name("faustus-cluster".into())
+        .spawn(move || -> Result<()> {
+            let guards = timely::execute(timely_config, move |worker| {
+                run_worker(
+                    worker,
+                    &build,
+                    Ctx {
+                        app_id: app_id.clone(),
+                        partitions,
+                        startup: Arc::clone(&startup),
+                        tables: Arc::clone(&tables),
+                        workers,
+                    },
+                    &committer,
+                )
+            })
+            .map_err(|e| Error::Runtime(format!("starting the timely cluster: {e}")))?;
+            let mut first_error = None;
+            for result in guards.join() {
+                let outcome = result.map_err(Error::Runtime).and_then(|r| r);
+                if let Err(e) = outcome {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+        .map_err(|e| Error::Runtime(format!("spawning the cluster thread: {e}")))
+}
+
+/// The longest a worker parks when it has nothing to do. Operators that wait for something
+/// outside the dataflow (Kafka, the clock) schedule their own activations, so this only bounds
+/// how long an idle worker goes without a look at its operators.
+const WORKER_PARK: Duration = Duration::from_millis(10);
 
 /// Builds the dataflow on one worker and runs it to completion.
 fn run_worker<F>(
@@ -366,7 +525,7 @@ where
         let items = scope.concatenate(outputs);
         commit_sink(items, sink_cell, plan.sources.clone(), Arc::clone(&startup));
     });
-    while worker.step_or_park(Some(Duration::from_millis(10))) {}
+    while worker.step_or_park(Some(WORKER_PARK)) {}
     let committer = cell.borrow_mut().take();
     if let Some(committer) = committer {
         committer.finish()?;
@@ -412,16 +571,33 @@ where
     })
 }
 
-/// Fault injection for tests: `FAUSTUS_FAULT_COMMIT_HOLD_MS` holds every commit open that
-/// long, so that a test's `kill -9` lands inside an open transaction.
+/// The environment variable of the commit hold (fault injection, for tests).
+const FAULT_COMMIT_HOLD: &str = "FAUSTUS_FAULT_COMMIT_HOLD_MS";
+
+/// Fault injection for tests (cargo feature `fault-injection`): `FAUSTUS_FAULT_COMMIT_HOLD_MS`
+/// holds every commit open that long, so that a test's `kill -9` lands inside an open
+/// transaction.
+#[cfg(feature = "fault-injection")]
 fn fault_commit_hold() -> Result<Duration> {
-    match std::env::var("FAUSTUS_FAULT_COMMIT_HOLD_MS") {
+    match std::env::var(FAULT_COMMIT_HOLD) {
         Err(_) => Ok(Duration::ZERO),
         Ok(ms) => ms.parse().map(Duration::from_millis).map_err(|_| {
             Error::Config(format!(
-                "FAUSTUS_FAULT_COMMIT_HOLD_MS=`{ms}` is not a number of milliseconds"
+                "{FAULT_COMMIT_HOLD}=`{ms}` is not a number of milliseconds"
             ))
         }),
+    }
+}
+
+/// Without the `fault-injection` feature commits are never held: a `FAUSTUS_FAULT_COMMIT_HOLD_MS`
+/// in the environment is ignored, with a warning, so that a test that counts on it is not
+/// fooled silently.
+#[cfg(not(feature = "fault-injection"))]
+fn warn_without_fault_injection() {
+    if let Ok(ms) = std::env::var(FAULT_COMMIT_HOLD) {
+        log::warn!(
+            "{FAULT_COMMIT_HOLD}={ms} is ignored: this build of faustus has no fault injection (cargo feature `fault-injection`)"
+        );
     }
 }
 
@@ -446,6 +622,18 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// How often [`Running::wait_ready`] looks at the application's state: a fraction of a typical
+/// restore, and no load on anything.
+const READY_POLL: Duration = Duration::from_millis(20);
+
+/// How often, in a cluster, [`Running::run_until_signal`] looks for a fatal error of its own.
+const FATAL_POLL: Duration = Duration::from_millis(200);
+
+/// How long a process of a cluster that failed waits before it exits: long enough for its
+/// sources to stop and its log to say why, short enough that a supervisor restarts the cluster
+/// soon.
+const FATAL_EXIT_DELAY: Duration = Duration::from_secs(5);
 
 /// A running application.
 pub struct Running {
@@ -524,7 +712,7 @@ impl Running {
                     state.describe("the application")
                 )));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(READY_POLL);
         }
     }
 
@@ -605,9 +793,9 @@ impl Running {
         if self.processes > 1 {
             let health = Arc::clone(&self.health);
             std::thread::spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(FATAL_POLL);
                 if let Some(message) = health.fatal() {
-                    std::thread::sleep(Duration::from_secs(5));
+                    std::thread::sleep(FATAL_EXIT_DELAY);
                     eprintln!("error: {message}");
                     std::process::exit(1);
                 }
@@ -618,7 +806,7 @@ impl Running {
         if let (Ok(()), Some(stats)) = (&outcome, stats) {
             log::info!(
                 "stopped cleanly after committing epoch {}",
-                stats.committed_epoch.load(Ordering::Acquire)
+                stats.committed_epoch()
             );
         }
         outcome

@@ -4,8 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use faustus_connectors::Guarantee;
+use faustus_connectors::KafkaConfig;
 
 use crate::error::{Error, Result};
+
+/// The default epoch length ([`AppConfig::commit_interval`]).
+pub(crate) const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Command-line flags (each also read from a `FAUSTUS_*` environment variable) that configure an
 /// application. Flatten them into a program's own flags with `#[command(flatten)]`.
@@ -50,6 +54,31 @@ pub struct AppArgs {
     /// Partitions for topics faustus creates (changelogs, and declared topics without a count).
     #[arg(long, env = "FAUSTUS_PARTITIONS")]
     pub partitions: Option<i32>,
+    /// How long a Kafka transaction may stay open before the broker aborts it, in milliseconds
+    /// (default 60000; at most the broker's `transaction.max.timeout.ms`, 900000 by default).
+    #[arg(long, env = "FAUSTUS_TRANSACTION_TIMEOUT_MS")]
+    pub transaction_timeout_ms: Option<u64>,
+    /// How long one step of a commit may block, in milliseconds (default 120000): committing or
+    /// aborting a transaction, flushing an epoch's outputs; and how long start-up keeps trying
+    /// to fence a previous instance while the broker cannot be reached.
+    #[arg(long, env = "FAUSTUS_COMMIT_TIMEOUT_MS")]
+    pub commit_timeout_ms: Option<u64>,
+    /// How long start-up may take to read a changelog, or the progress topic, to its end, in
+    /// milliseconds (default 300000). Must exceed the transaction timeout.
+    #[arg(long, env = "FAUSTUS_RESTORE_TIMEOUT_MS")]
+    pub restore_timeout_ms: Option<u64>,
+    /// How long one Kafka metadata or admin request may take, in milliseconds (default 30000):
+    /// looking topics up, creating them, asking where partitions end.
+    #[arg(long, env = "FAUSTUS_KAFKA_REQUEST_TIMEOUT_MS")]
+    pub kafka_request_timeout_ms: Option<u64>,
+    /// How long connecting to another process's HTTP API may take, in milliseconds (default
+    /// 2000).
+    #[arg(long, env = "FAUSTUS_HTTP_PEER_CONNECT_TIMEOUT_MS")]
+    pub http_peer_connect_timeout_ms: Option<u64>,
+    /// How long a request to another process's HTTP API may take in all, in milliseconds
+    /// (default 10000); a peer that does not answer in time makes the answer 503.
+    #[arg(long, env = "FAUSTUS_HTTP_PEER_TIMEOUT_MS")]
+    pub http_peer_timeout_ms: Option<u64>,
 }
 
 /// A validated configuration.
@@ -80,11 +109,41 @@ pub struct AppConfig {
     /// librdkafka settings for every producer faustus creates (the committer's), applied over
     /// faustus' own (see [`crate::App::producer_setting`]).
     pub producer_settings: std::collections::BTreeMap<String, String>,
+    /// How long a Kafka transaction may stay open before the broker aborts it
+    /// (`transaction.timeout.ms`; default 60 s). A commit that takes longer (say, while the
+    /// broker restarts) is redone with a new producer. Between 1 s (librdkafka's minimum) and
+    /// 15 min (the brokers' default `transaction.max.timeout.ms`; a broker refuses more).
+    pub transaction_timeout: Duration,
+    /// How long one blocking step of a commit may take before it counts as failed and is
+    /// retried (default 120 s): committing or aborting a transaction, flushing an epoch's
+    /// outputs under at-least-once. At start, fencing a previous instance is retried for this
+    /// long while the broker cannot be reached; then start-up fails.
+    pub commit_timeout: Duration,
+    /// How long start-up may take to read a changelog (each worker its partitions) or the
+    /// progress topic to its end (default 300 s); then the application fails. A transaction that
+    /// a crashed instance left open holds the reader back until the broker aborts it, so it
+    /// must exceed [`AppConfig::transaction_timeout`].
+    pub restore_timeout: Duration,
+    /// How long one Kafka metadata or admin request may take (default 30 s): looking topics up,
+    /// creating them and waiting for them to appear, asking where partitions end.
+    pub kafka_request_timeout: Duration,
+    /// How long connecting to another process's HTTP API may take (default 2 s).
+    pub http_peer_connect_timeout: Duration,
+    /// How long a request to another process's HTTP API may take in all, connecting included
+    /// (default 10 s); a peer that does not answer in time makes the answer 503.
+    pub http_peer_timeout: Duration,
 }
+
+/// One millisecond: the shortest timeout that is not "none".
+const MILLISECOND: Duration = Duration::from_millis(1);
+/// One minute.
+const MINUTE: Duration = Duration::from_secs(60);
+/// One hour.
+const HOUR: Duration = Duration::from_secs(3600);
 
 impl AppConfig {
     /// Defaults for an application id: embedded broker, one worker, one process, HTTP on
-    /// 127.0.0.1:6066, 100 ms epochs, 4 partitions.
+    /// 127.0.0.1:6066, 100 ms epochs, 4 partitions; the timeouts as each field says.
     pub fn new(app_id: impl Into<String>) -> Self {
         AppConfig {
             app_id: app_id.into(),
@@ -95,10 +154,16 @@ impl AppConfig {
             hosts: Vec::new(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 6066))),
             http_peers: Vec::new(),
-            commit_interval: Duration::from_millis(100),
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
             guarantee: Guarantee::AtLeastOnce,
             partitions: 4,
             producer_settings: std::collections::BTreeMap::new(),
+            transaction_timeout: Duration::from_secs(60),
+            commit_timeout: Duration::from_secs(120),
+            restore_timeout: Duration::from_secs(300),
+            kafka_request_timeout: KafkaConfig::DEFAULT_REQUEST_TIMEOUT,
+            http_peer_connect_timeout: Duration::from_secs(2),
+            http_peer_timeout: Duration::from_secs(10),
         }
     }
 
@@ -127,6 +192,17 @@ impl AppConfig {
             self.commit_interval = Duration::from_millis(ms);
         }
         self.partitions = args.partitions.unwrap_or(self.partitions);
+        let millis = |ms: Option<u64>, default: Duration| ms.map_or(default, Duration::from_millis);
+        self.transaction_timeout = millis(args.transaction_timeout_ms, self.transaction_timeout);
+        self.commit_timeout = millis(args.commit_timeout_ms, self.commit_timeout);
+        self.restore_timeout = millis(args.restore_timeout_ms, self.restore_timeout);
+        self.kafka_request_timeout =
+            millis(args.kafka_request_timeout_ms, self.kafka_request_timeout);
+        self.http_peer_connect_timeout = millis(
+            args.http_peer_connect_timeout_ms,
+            self.http_peer_connect_timeout,
+        );
+        self.http_peer_timeout = millis(args.http_peer_timeout_ms, self.http_peer_timeout);
         self.guarantee = match (explicit_guarantee, &self.brokers) {
             (Some(g), _) => g,
             (None, Some(_)) => Guarantee::ExactlyOnce,
@@ -187,6 +263,77 @@ impl AppConfig {
         }
         if self.brokers.is_none() && self.guarantee == Guarantee::ExactlyOnce {
             return bad("exactly_once needs a real Kafka broker (--brokers): the embedded demo broker does not hide aborted transactions".into());
+        }
+        self.validate_timeouts()
+    }
+
+    /// Checks the timeouts: each within its bounds, and the ones that wait for another to pass
+    /// longer than it.
+    fn validate_timeouts(&self) -> Result<()> {
+        // Each timeout, its flag, and its bounds: librdkafka refuses a transaction timeout under
+        // 1 s, and brokers one over their `transaction.max.timeout.ms` (15 min unless raised); a
+        // big changelog may take hours to read; an HTTP client waits minutes at most.
+        let bounds = [
+            (
+                self.transaction_timeout,
+                "--transaction-timeout-ms",
+                Duration::from_secs(1),
+                15 * MINUTE,
+            ),
+            (
+                self.commit_timeout,
+                "--commit-timeout-ms",
+                MILLISECOND,
+                HOUR,
+            ),
+            (
+                self.restore_timeout,
+                "--restore-timeout-ms",
+                MILLISECOND,
+                24 * HOUR,
+            ),
+            (
+                self.kafka_request_timeout,
+                "--kafka-request-timeout-ms",
+                MILLISECOND,
+                HOUR,
+            ),
+            (
+                self.http_peer_connect_timeout,
+                "--http-peer-connect-timeout-ms",
+                MILLISECOND,
+                10 * MINUTE,
+            ),
+            (
+                self.http_peer_timeout,
+                "--http-peer-timeout-ms",
+                MILLISECOND,
+                10 * MINUTE,
+            ),
+        ];
+        for (value, flag, min, max) in bounds {
+            if value < min || value > max {
+                return Err(Error::Config(format!(
+                    "{flag} must be between {} and {} (milliseconds), not {}",
+                    min.as_millis(),
+                    max.as_millis(),
+                    value.as_millis()
+                )));
+            }
+        }
+        if self.restore_timeout <= self.transaction_timeout {
+            return Err(Error::Config(format!(
+                "--restore-timeout-ms {} must exceed --transaction-timeout-ms {}: a transaction a crashed instance left open holds the restore back until the broker aborts it",
+                self.restore_timeout.as_millis(),
+                self.transaction_timeout.as_millis()
+            )));
+        }
+        if self.http_peer_connect_timeout > self.http_peer_timeout {
+            return Err(Error::Config(format!(
+                "--http-peer-connect-timeout-ms {} must not exceed --http-peer-timeout-ms {} (the whole request, connecting included)",
+                self.http_peer_connect_timeout.as_millis(),
+                self.http_peer_timeout.as_millis()
+            )));
         }
         Ok(())
     }
@@ -283,6 +430,65 @@ mod tests {
             "http://h:1/embedded"
         );
         assert_eq!(peer_url("h:1").unwrap(), "http://h:1");
+    }
+
+    #[test]
+    fn bad_timeouts_say_what_to_fix() {
+        let cases = [
+            (
+                AppArgs {
+                    transaction_timeout_ms: Some(0),
+                    ..AppArgs::default()
+                },
+                "--transaction-timeout-ms must be between 1000 and 900000",
+            ),
+            (
+                AppArgs {
+                    commit_timeout_ms: Some(0),
+                    ..AppArgs::default()
+                },
+                "--commit-timeout-ms must be between 1 and",
+            ),
+            (
+                AppArgs {
+                    http_peer_timeout_ms: Some(u64::MAX),
+                    ..AppArgs::default()
+                },
+                "--http-peer-timeout-ms must be between",
+            ),
+            (
+                AppArgs {
+                    restore_timeout_ms: Some(30_000),
+                    ..AppArgs::default()
+                },
+                "must exceed --transaction-timeout-ms 60000",
+            ),
+            (
+                AppArgs {
+                    http_peer_connect_timeout_ms: Some(20_000),
+                    ..AppArgs::default()
+                },
+                "must not exceed --http-peer-timeout-ms",
+            ),
+        ];
+        for (args, expected) in cases {
+            match AppConfig::new("x").with_args(&args) {
+                Ok(_) => panic!("{args:?} is accepted"),
+                Err(e) => assert!(e.to_string().contains(expected), "{e}"),
+            }
+        }
+        let config = AppConfig::new("x")
+            .with_args(&AppArgs {
+                transaction_timeout_ms: Some(5_000),
+                restore_timeout_ms: Some(6_000),
+                kafka_request_timeout_ms: Some(7_000),
+                ..AppArgs::default()
+            })
+            .unwrap();
+        assert_eq!(config.transaction_timeout, Duration::from_secs(5));
+        assert_eq!(config.restore_timeout, Duration::from_secs(6));
+        assert_eq!(config.kafka_request_timeout, Duration::from_secs(7));
+        assert_eq!(config.commit_timeout, Duration::from_secs(120));
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn run_once(app_id: &str, input: &str, output: &str) -> BTreeMap<String, i64> {
         let got = decode_totals(&last_values(&read_all(output)));
         (got == expected).then_some(())
     });
-    assert!(stats.commits.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(stats.commits() > 0);
     running.shutdown().expect("a clean stop");
     changelog_table(app_id, "prices")
 }

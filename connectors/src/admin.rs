@@ -49,7 +49,10 @@ impl TopicSpec {
     }
 }
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How often [`ensure_topics`] looks again for the topics it created (creation is
+/// asynchronous): often enough that start-up does not wait for nothing, rarely enough that
+/// the metadata requests cost the broker nothing.
+const TOPIC_POLL: Duration = Duration::from_millis(50);
 
 /// The number of partitions of `topic`, or `None` if it does not exist.
 pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<Option<i32>> {
@@ -65,7 +68,7 @@ fn topic_state(config: &KafkaConfig, topic: &str) -> Result<Option<(i32, bool)>>
         .create()
         .context(|| "creating a metadata client".into())?;
     let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
+        .fetch_metadata(Some(topic), config.request_timeout)
         .context(|| format!("fetching metadata of `{topic}`"))?;
     Ok(metadata
         .topics()
@@ -117,7 +120,7 @@ pub fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<Vec<i
                     .fold(topic, |topic, (key, value)| topic.set(key, value))
             })
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        let options = AdminOptions::new().operation_timeout(Some(config.request_timeout));
         let results = futures::executor::block_on(admin.create_topics(&new, &options))
             .context(|| "creating topics".into())?;
         for result in results {
@@ -134,7 +137,7 @@ pub fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<Vec<i
     }
     // Wait until every topic is visible with its partitions, each with a leader (creation is
     // asynchronous).
-    let deadline = std::time::Instant::now() + TIMEOUT;
+    let deadline = std::time::Instant::now() + config.request_timeout;
     let mut counts = Vec::with_capacity(topics.len());
     for spec in topics {
         loop {
@@ -149,7 +152,7 @@ pub fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<Vec<i
                         spec.name
                     )))
                 }
-                _ => std::thread::sleep(Duration::from_millis(50)),
+                _ => std::thread::sleep(TOPIC_POLL),
             }
         }
     }

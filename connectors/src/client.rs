@@ -1,6 +1,7 @@
 //! Client configuration shared by every consumer, producer and admin client faustus creates.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 
@@ -14,15 +15,23 @@ pub struct KafkaConfig {
     /// Extra librdkafka settings applied to producers only, after faustus' own producer
     /// settings (so they override them), e.g. `batch.size` or `compression.type`.
     pub producer_extra: BTreeMap<String, String>,
+    /// How long one metadata or admin request may take (topic lookups and creation, the ends
+    /// of partitions), and how long a topic faustus created may take to appear with a leader
+    /// for every partition.
+    pub request_timeout: Duration,
 }
 
 impl KafkaConfig {
+    /// The default [`KafkaConfig::request_timeout`]: 30 s.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// A configuration for the given bootstrap servers.
     pub fn new(brokers: impl Into<String>) -> Self {
         KafkaConfig {
             brokers: brokers.into(),
             extra: BTreeMap::new(),
             producer_extra: BTreeMap::new(),
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 

@@ -113,13 +113,45 @@ pub struct CommitterConfig {
     pub progress_topic: String,
     /// Destination topics, indexed by [`OutRecord::topic`].
     pub topics: Vec<String>,
-    /// How long a transaction may stay open before the broker aborts it.
+    /// How long a transaction may stay open before the broker aborts it
+    /// (`transaction.timeout.ms`).
     pub transaction_timeout: Duration,
-    /// Fault injection for tests: how long to hold each commit (its first attempt) open after its records were
-    /// sent and before it completes (the transaction is open, or the progress record unwritten).
-    /// Zero in production.
+    /// How long one blocking step of a commit may take before it counts as failed: committing
+    /// or aborting a transaction, flushing an epoch's records (at-least-once). Initializing
+    /// transactions at start (which fences a previous instance) is retried for this long while
+    /// the broker cannot be reached.
+    pub commit_timeout: Duration,
+    /// How long reading the progress topic to its end may take (at start, and after a new
+    /// producer replaced one the broker fenced); an open transaction holds the reader back.
+    pub progress_timeout: Duration,
+    /// Fault injection for tests: how long to hold each commit (its first attempt) open after
+    /// its records were sent and before it completes (the transaction is open, or the progress
+    /// record unwritten). Zero: no hold.
+    #[cfg(feature = "fault-injection")]
     pub hold_open: Duration,
 }
+
+/// The first wait before a failed commit is tried again; it doubles up to [`RETRY_BACKOFF_MAX`].
+/// Abortable failures (a leader moved, a request timed out) usually pass within a second.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest wait between two attempts of a commit: a broker that is back is noticed soon.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The first wait before a producer that failed fatally is replaced; it doubles up to
+/// [`NEW_PRODUCER_BACKOFF_MAX`]. Longer than [`RETRY_BACKOFF`]: every new producer fences and
+/// asks the transaction coordinator, so replacing them in a tight loop would load the broker.
+const NEW_PRODUCER_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest wait before a producer that failed fatally is replaced.
+const NEW_PRODUCER_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// How long [`send`] waits before it offers a record again to a producer whose queue is full:
+/// short, because the queue drains as fast as the broker takes records.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+
+/// How often [`send`] logs that the producer's queue stays full.
+const QUEUE_FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// A producer context that counts delivery failures (and logs them), so that a flush can tell
 /// whether everything landed.
@@ -151,20 +183,20 @@ impl ProducerContext for DeliveryCounter {
 #[derive(Debug)]
 pub struct CommitStats {
     /// The last committed epoch (0 before the first commit).
-    pub committed_epoch: AtomicU64,
+    committed_epoch: AtomicU64,
     /// Transactions (or flushes) completed.
-    pub commits: AtomicU64,
+    commits: AtomicU64,
     /// Records written.
-    pub records: AtomicU64,
+    records: AtomicU64,
     /// Total commit time in microseconds.
-    pub commit_micros: AtomicU64,
+    commit_micros: AtomicU64,
     /// Commit latencies: entry `i` counts the commits that took `i` milliseconds (rounded down);
     /// the last entry counts every commit of [`LATENCY_BUCKETS`]` - 1` ms or more.
     latency_ms: Box<[AtomicU64]>,
 }
 
 /// How many millisecond buckets [`CommitStats`] keeps commit latencies in (0 ms to 10 s).
-pub const LATENCY_BUCKETS: usize = 10_001;
+const LATENCY_BUCKETS: usize = 10_001;
 
 impl Default for CommitStats {
     fn default() -> Self {
@@ -179,6 +211,22 @@ impl Default for CommitStats {
 }
 
 impl CommitStats {
+    /// The last committed epoch (0 before the first commit, or the epoch the application
+    /// resumed after).
+    pub fn committed_epoch(&self) -> u64 {
+        self.committed_epoch.load(Ordering::Acquire)
+    }
+
+    /// Transactions (or, at-least-once, flushes) completed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Records written (outputs, changelogs and dead letters; progress records not counted).
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
     /// Records one commit that took `latency`.
     fn record(&self, latency: Duration, records: usize) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
@@ -258,7 +306,12 @@ impl Committer {
         let producer = create_producer(config, &committer)?;
         // Only now, with any open transaction of a previous instance aborted, is the last
         // committed progress final.
-        let progress = read_progress(config, &committer.progress_topic)?.unwrap_or_default();
+        let progress = read_progress(
+            config,
+            &committer.progress_topic,
+            committer.progress_timeout,
+        )?
+        .unwrap_or_default();
         let offsets: BTreeMap<(String, i32), i64> = progress
             .offsets
             .iter()
@@ -357,9 +410,11 @@ fn create_producer(
         .create_with_context(DeliveryCounter::default())
         .context(|| "creating the committer's producer".into())?;
     if committer.guarantee == Guarantee::ExactlyOnce {
-        retry("initializing transactions", || {
-            producer.init_transactions(Duration::from_secs(60))
-        })?;
+        retry(
+            "initializing transactions",
+            committer.commit_timeout,
+            |remaining| producer.init_transactions(remaining),
+        )?;
     }
     Ok(producer)
 }
@@ -386,7 +441,7 @@ fn commit_exactly_once(
     progress: &Progress,
 ) -> Result<()> {
     let mut hold = true;
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = NEW_PRODUCER_BACKOFF;
     loop {
         let outcome = commit_transaction(&state.producer, config, records, progress, hold)?;
         hold = false;
@@ -399,9 +454,14 @@ fn commit_exactly_once(
                     config.transaction_timeout
                 );
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff = (backoff * 2).min(NEW_PRODUCER_BACKOFF_MAX);
                 state.producer = create_producer(&state.kafka, config)?;
-                let now = read_progress(&state.kafka, &config.progress_topic)?.unwrap_or_default();
+                let now = read_progress(
+                    &state.kafka,
+                    &config.progress_topic,
+                    config.progress_timeout,
+                )?
+                .unwrap_or_default();
                 if now.epoch != state.committed {
                     return Err(fenced(config));
                 }
@@ -460,7 +520,7 @@ fn run(
     if config.guarantee == Guarantee::AtLeastOnce {
         state
             .producer
-            .flush(Duration::from_secs(60))
+            .flush(config.commit_timeout)
             .context(|| "flushing at shutdown".into())?;
     }
     Ok(())
@@ -478,7 +538,7 @@ fn commit_transaction(
     progress: &Progress,
     mut hold: bool,
 ) -> Result<std::result::Result<(), KafkaError>> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = RETRY_BACKOFF;
     loop {
         let begun = Instant::now();
         let attempt = (|| -> std::result::Result<(), KafkaError> {
@@ -487,7 +547,7 @@ fn commit_transaction(
             if std::mem::take(&mut hold) {
                 hold_open(config);
             }
-            producer.commit_transaction(Duration::from_secs(120))
+            producer.commit_transaction(config.commit_timeout)
         })();
         // A fatal error leaves the producer unusable. Fenced while young: a newer instance took
         // over. Fenced after the transaction timeout, or any other fatal error (the broker
@@ -510,14 +570,14 @@ fn commit_transaction(
                     "commit of epoch {} failed ({e}); aborting and retrying in {backoff:?}",
                     progress.epoch
                 );
-                if let Err(abort) = producer.abort_transaction(Duration::from_secs(120)) {
+                if let Err(abort) = producer.abort_transaction(config.commit_timeout) {
                     if is_fatal(&abort) {
                         return fatal(abort);
                     }
                     log::warn!("abort failed: {abort}");
                 }
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }
         }
     }
@@ -530,17 +590,17 @@ fn commit_flush(
     records: &[OutRecord],
     progress: &Progress,
 ) -> Result<()> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = RETRY_BACKOFF;
     loop {
-        let before = producer.context().failed.load(Ordering::Relaxed);
+        let before = producer.context().failed();
         let attempt = send_records(producer, config, records)
-            .and_then(|()| producer.flush(Duration::from_secs(120)))
+            .and_then(|()| producer.flush(config.commit_timeout))
             .and_then(|()| {
                 hold_open(config);
                 send_progress(producer, config, progress)
             })
-            .and_then(|()| producer.flush(Duration::from_secs(120)));
-        let failed = producer.context().failed.load(Ordering::Relaxed) != before;
+            .and_then(|()| producer.flush(config.commit_timeout));
+        let failed = producer.context().failed() != before;
         match attempt {
             Ok(()) if !failed => return Ok(()),
             outcome => {
@@ -549,18 +609,23 @@ fn commit_flush(
                     progress.epoch
                 );
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }
         }
     }
 }
 
 /// Sleeps for the configured fault-injection hold, if any.
+#[cfg(feature = "fault-injection")]
 fn hold_open(config: &CommitterConfig) {
     if !config.hold_open.is_zero() {
         std::thread::sleep(config.hold_open);
     }
 }
+
+/// Without the `fault-injection` feature there is no hold.
+#[cfg(not(feature = "fault-injection"))]
+fn hold_open(_: &CommitterConfig) {}
 
 /// Produces the records and then the progress record.
 fn send_all(
@@ -621,14 +686,14 @@ fn send_progress(
     )
 }
 
-/// Sends one record, waiting while the local queue is full (and saying so every 10 s, so that a
-/// producer that cannot deliver is visible in the log).
+/// Sends one record, waiting while the local queue is full (and saying so every
+/// [`QUEUE_FULL_WARNING_EVERY`], so that a producer that cannot deliver is visible in the log).
 fn send<'a>(
     producer: &ThreadedProducer<DeliveryCounter>,
     mut record: BaseRecord<'a, [u8], [u8]>,
 ) -> std::result::Result<(), KafkaError> {
     let started = Instant::now();
-    let mut next_warning = Duration::from_secs(10);
+    let mut next_warning = QUEUE_FULL_WARNING_EVERY;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
@@ -640,9 +705,9 @@ fn send<'a>(
                          records",
                         started.elapsed()
                     );
-                    next_warning += Duration::from_secs(10);
+                    next_warning += QUEUE_FULL_WARNING_EVERY;
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(QUEUE_FULL_WAIT);
             }
             Err((e, _)) => return Err(e),
         }
@@ -665,18 +730,23 @@ fn is_fenced(e: &KafkaError) -> bool {
     )
 }
 
-/// Retries an operation that fails while the broker is unreachable, for up to two minutes.
-fn retry<T>(what: &str, mut f: impl FnMut() -> std::result::Result<T, KafkaError>) -> Result<T> {
+/// Retries an operation that fails while the broker is unreachable, for up to `timeout`; `f` is
+/// given the time that is left.
+fn retry<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(Duration) -> std::result::Result<T, KafkaError>,
+) -> Result<T> {
     let started = Instant::now();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = RETRY_BACKOFF;
     loop {
-        match f() {
+        match f(timeout.saturating_sub(started.elapsed())) {
             Ok(v) => return Ok(v),
             Err(e) if is_fenced(&e) => return Err(ConnectorError::Fenced(what.to_string())),
-            Err(e) if started.elapsed() < Duration::from_secs(120) => {
+            Err(e) if started.elapsed() < timeout => {
                 log::warn!("{what}: {e}; retrying in {backoff:?}");
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }
             Err(source) => {
                 return Err(ConnectorError::Kafka {
@@ -688,11 +758,17 @@ fn retry<T>(what: &str, mut f: impl FnMut() -> std::result::Result<T, KafkaError
     }
 }
 
-/// Reads the last committed progress record, if any.
-pub fn read_progress(config: &KafkaConfig, topic: &str) -> Result<Option<Progress>> {
+/// Reads the last committed progress record of progress topic `topic`, if any, waiting up to
+/// `timeout` for it to end (an open transaction holds a `read_committed` reader back until it
+/// ends: give it longer than the transaction timeout).
+pub fn read_progress(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<Progress>> {
     let mut last = None;
     let mut error = None;
-    read_to_end(config, topic, &[0], Duration::from_secs(180), |record| {
+    read_to_end(config, topic, &[0], timeout, |record| {
         if let Some(value) = record.value {
             match serde_json::from_slice::<Progress>(value) {
                 Ok(p) => last = Some(p),

@@ -1,6 +1,25 @@
 //! Kafka for faustus: topic administration, partition readers, the committer (exactly-once via
 //! Kafka transactions), changelog and progress recovery, codecs, and an embedded broker for
 //! demos. No dataflow code lives here.
+//!
+//! Every item is re-exported here, flat; the modules hold the explanations (the commit protocol,
+//! the reader's contract, acknowledgements). The items are of two kinds:
+//!
+//! - for programs and tests that talk to Kafka beside an application (`faustus::connectors`):
+//!   [`KafkaConfig`], [`TopicSpec`] with [`ensure_topics`] and [`partition_count`],
+//!   [`read_to_end`] (with [`RawRecord`] and [`QuietContext`]), [`DeliveryCounter`] (a
+//!   producer context that tells whether a flush delivered everything), [`read_progress`] and
+//!   [`Progress`] (what an application has committed), [`CommitStats`], the codecs (with
+//!   [`CodecError`]), and [`murmur2`] / [`kafka_partition`] (where the Java client puts a key);
+//! - the blocking, dataflow-free building blocks the engine is made of: [`PartitionReader`],
+//!   [`read_to_end_counted`], the [`Committer`] with its [`CommitterConfig`], [`EpochBatch`] and
+//!   [`OutRecord`], the [`AckTracker`] (with [`AckError`]) of agents, and the
+//!   [`EmbeddedBroker`].
+//!
+//! ## Features
+//!
+//! - `fault-injection` (off by default): [`CommitterConfig`] gains `hold_open`, which holds
+//!   every commit open for a while so that tests can kill a process inside a transaction.
 
 pub mod acks;
 pub mod admin;

@@ -135,23 +135,37 @@ impl PartitionReader {
     }
 }
 
+/// The first wait before [`watermarks`] asks again for a partition without a leader; it doubles
+/// up to [`WATERMARK_BACKOFF_MAX`]. A leader is usually elected within tens of milliseconds of a
+/// topic's creation, and within seconds of a broker's restart.
+const WATERMARK_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait between two of [`watermarks`]' attempts.
+const WATERMARK_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How long [`read_to_end_counted`] waits for a record before it checks its positions against
+/// the partitions' ends: a reader held back by an open transaction gets nothing, and must look.
+const END_POLL: Duration = Duration::from_millis(100);
+
 /// The low and high watermarks of a partition, retrying while the partition has no leader (just
-/// created, or the broker restarting) until `deadline`.
+/// created, or the broker restarting) until `deadline`; each request may take the configuration's
+/// [`KafkaConfig::request_timeout`].
 fn watermarks(
+    config: &KafkaConfig,
     consumer: &BaseConsumer<QuietContext>,
     topic: &str,
     partition: i32,
     deadline: Duration,
 ) -> Result<(i64, i64)> {
     let started = Instant::now();
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = WATERMARK_BACKOFF;
     loop {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(30)) {
+        match consumer.fetch_watermarks(topic, partition, config.request_timeout) {
             Ok(w) => return Ok(w),
             Err(e) if started.elapsed() < deadline => {
                 log::debug!("reading the end of `{topic}`/{partition}: {e}; retrying");
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(WATERMARK_BACKOFF_MAX);
             }
             Err(source) => {
                 return Err(ConnectorError::Kafka {
@@ -230,7 +244,7 @@ pub fn read_to_end_counted(
     let mut assignment = TopicPartitionList::new();
     let mut offsets = 0u64;
     for &p in partitions {
-        let (low, high) = watermarks(&ends_reader, topic, p, deadline)?;
+        let (low, high) = watermarks(config, &ends_reader, topic, p, deadline)?;
         if high > low {
             offsets += (high - low) as u64;
             ends.insert(p, high);
@@ -255,7 +269,7 @@ pub fn read_to_end_counted(
                 ends.keys().collect::<Vec<_>>()
             )));
         }
-        match consumer.poll(Duration::from_millis(100)) {
+        match consumer.poll(END_POLL) {
             Some(Ok(message)) => {
                 f(raw_record(topic, &message));
                 read += 1;

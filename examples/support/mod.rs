@@ -183,7 +183,7 @@ impl Demo {
         }
         let progress_topic = format!("{}-__progress", self.app_id);
         loop {
-            let progress = read_progress(&self.kafka, &progress_topic)
+            let progress = read_progress(&self.kafka, &progress_topic, Duration::from_secs(180))
                 .unwrap_or_else(|e| fail(&format!("reading `{progress_topic}`: {e}")))
                 .unwrap_or_default();
             let done = ends.iter().all(|(topic, p, end)| {

@@ -15,6 +15,26 @@ use super::{local_assignment, segment, ApiError, HttpState, FORWARDED_HEADER};
 use crate::runtime::health::TableState;
 use crate::runtime::table::{JsonEntry, TableView};
 
+/// How long a request to another process may take.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerTimeouts {
+    /// Connecting ([`crate::AppConfig::http_peer_connect_timeout`]).
+    pub connect: Duration,
+    /// The whole request ([`crate::AppConfig::http_peer_timeout`]).
+    pub request: Duration,
+}
+
+impl Default for PeerTimeouts {
+    /// The configuration's defaults.
+    fn default() -> Self {
+        let config = crate::AppConfig::new("");
+        PeerTimeouts {
+            connect: config.http_peer_connect_timeout,
+            request: config.http_peer_timeout,
+        }
+    }
+}
+
 /// The other processes' HTTP APIs.
 pub(crate) struct Peers {
     process: usize,
@@ -24,10 +44,10 @@ pub(crate) struct Peers {
 
 impl Peers {
     /// Process `process`, reaching process `i` at `urls[i]` (base URLs without a trailing slash).
-    pub(crate) fn new(process: usize, urls: Vec<String>) -> Self {
+    pub(crate) fn new(process: usize, urls: Vec<String>, timeouts: PeerTimeouts) -> Self {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
             .build()
             .unwrap_or_default();
         Peers {
@@ -35,6 +55,11 @@ impl Peers {
             urls,
             client,
         }
+    }
+
+    /// The same peers, reached with other timeouts.
+    pub(crate) fn with_timeouts(&self, timeouts: PeerTimeouts) -> Self {
+        Peers::new(self.process, self.urls.clone(), timeouts)
     }
 
     /// Sends `GET <process's base URL><path>` and returns the status and JSON body.

@@ -7,8 +7,8 @@
 //!   key instead of from the first key), and `?key=<key>` looks one key up;
 //! - `GET /api/table/{name}/{key}/` answers `{"<key>": <value>}`, from whichever process owns
 //!   the key: a process forwards a request for a key it does not own to the owner's address in
-//!   the configuration (`--http-peers`), marked with [`FORWARDED_HEADER`] so it is never
-//!   forwarded again;
+//!   the configuration (`--http-peers`), marked with the header `x-faustus-forwarded-by` so it
+//!   is never forwarded again;
 //! - `GET /api/assignment/` lists, per process and worker, the input partitions read, the
 //!   worker's epoch and the lag per partition;
 //! - `GET /api/openapi.json` describes all of it (OpenAPI 3).
@@ -22,6 +22,8 @@
 
 mod cluster;
 mod html;
+
+pub(crate) use cluster::PeerTimeouts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,7 +52,7 @@ pub const MAX_PAGE: u64 = 1_000_000_000;
 
 /// The header that marks a request one process sent another (its value is the sender's process
 /// id). A request carrying it is answered from the receiver's own replicas, never forwarded.
-pub const FORWARDED_HEADER: &str = "x-faustus-forwarded-by";
+pub(crate) const FORWARDED_HEADER: &str = "x-faustus-forwarded-by";
 
 /// The OpenAPI document of the API.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -93,15 +95,21 @@ impl HttpState {
             process,
             processes,
             workers,
-            peers: Arc::new(cluster::Peers::new(process, peers)),
+            peers: Arc::new(cluster::Peers::new(process, peers, PeerTimeouts::default())),
         }
+    }
+
+    /// The same state, reaching the other processes with these timeouts.
+    pub(crate) fn with_peer_timeouts(mut self, timeouts: PeerTimeouts) -> Self {
+        self.peers = Arc::new(self.peers.with_timeouts(timeouts));
+        self
     }
 }
 
 /// An error answer: a status and a JSON body naming the cause, with more fields and a
 /// `Retry-After` header when the answer is "not ready".
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
     /// More members of the JSON body (a table's `state` and restore progress).
@@ -160,13 +168,8 @@ impl ApiError {
         error
     }
 
-    /// The status of the answer.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
     /// What went wrong.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         &self.message
     }
 

@@ -48,7 +48,8 @@ pub(crate) struct Assignments {
     consumer: Mutex<Option<BaseConsumer<QuietContext>>>,
 }
 
-/// How long to wait for one partition's high watermark.
+/// How long to wait for one partition's high watermark. Short, and not configurable: the lag is
+/// a hint in an HTTP answer, which reports `null` rather than keep the client waiting.
 const WATERMARK_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Assignments {

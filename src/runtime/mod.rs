@@ -140,6 +140,8 @@ pub(crate) struct Startup {
     pub kafka: KafkaConfig,
     /// Epoch length.
     pub commit_interval: Duration,
+    /// How long reading a changelog to its end may take.
+    pub restore_timeout: Duration,
     /// Where sources publish what they read (for `/api/assignment/`).
     pub assignments: Arc<assignment::Assignments>,
     /// The process's life: the stop flag, the first fatal error, the restore's progress.
@@ -155,7 +157,8 @@ impl Startup {
             offsets: BTreeMap::new(),
             partitions: BTreeMap::new(),
             kafka: KafkaConfig::new(""),
-            commit_interval: Duration::from_millis(100),
+            commit_interval: crate::config::DEFAULT_COMMIT_INTERVAL,
+            restore_timeout: Duration::ZERO,
             assignments: Arc::default(),
             health: Arc::new(health::Health::new(1)),
         }
@@ -194,6 +197,14 @@ impl Startup {
         Duration::from_millis(interval - millis % interval)
     }
 }
+
+/// The longest a source that found nothing to read waits before it polls again (less, when the
+/// next epoch begins sooner): a record's latency, against the cost of an empty poll.
+pub(crate) const SOURCE_IDLE_WAIT: Duration = Duration::from_millis(2);
+
+/// How long a source waits after a failed poll before it tries again; librdkafka retries
+/// broker errors on its own, so this only keeps a failing source from spinning.
+pub(crate) const SOURCE_ERROR_WAIT: Duration = Duration::from_millis(100);
 
 /// The stable hash that routes a key to its owning worker: murmur2 of its JSON encoding (a key
 /// that has none, which faustus can neither store nor serve, is routed by its debug form).

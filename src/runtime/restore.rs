@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Duration;
 
 use differential_dataflow::ExchangeData;
 use faustus_connectors::read_to_end_counted;
@@ -58,7 +57,7 @@ where
                     &startup.kafka,
                     &topic,
                     &mine,
-                    Duration::from_secs(300),
+                    startup.restore_timeout,
                     |offsets| {
                         health.update_restore(&topic, |r| {
                             r.workers_started += 1;

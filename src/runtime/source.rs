@@ -146,10 +146,10 @@ where
                 match polled {
                     Ok(n) if n >= BATCH => activator.activate(),
                     Ok(_) => activator
-                        .activate_after(startup.until_next_epoch().min(Duration::from_millis(2))),
+                        .activate_after(startup.until_next_epoch().min(super::SOURCE_IDLE_WAIT)),
                     Err(e) => {
                         log::warn!("source `{topic}`: {e}");
-                        activator.activate_after(Duration::from_millis(100));
+                        activator.activate_after(super::SOURCE_ERROR_WAIT);
                     }
                 }
             }
