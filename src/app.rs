@@ -17,6 +17,7 @@ use faustus_connectors::{
 use timely::dataflow::operators::Concatenate;
 use timely::worker::Worker;
 
+use crate::agent::{start_agents, Agent, AgentEnv, AgentSpec, AgentStatus, AgentsHandle};
 use crate::config::{AppArgs, AppConfig, Guarantee};
 use crate::dataflow::{Ctx, Data, Dataflow};
 use crate::error::{Error, Result};
@@ -28,11 +29,27 @@ use crate::runtime::table::{Declared, Tables};
 use crate::runtime::{RestoreReport, Startup};
 use crate::tables::TableReader;
 
-/// A faustus application: configure it, then [`App::run`] it with the closure that builds its
-/// dataflow.
-#[derive(Clone, Debug)]
+/// The name of the threads that run async code: the HTTP server and the agents.
+const ASYNC_THREAD: &str = "faustus-async";
+
+/// A faustus application: configure it, add its agents, then [`App::run`] it with the closure
+/// that builds its dataflow.
+#[derive(Debug)]
 pub struct App {
     config: AppConfig,
+    agents: Agents,
+}
+
+/// The agents an application runs.
+#[derive(Default)]
+struct Agents(Vec<Box<dyn AgentSpec>>);
+
+impl std::fmt::Debug for Agents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|a| &a.settings().name))
+            .finish()
+    }
 }
 
 /// What the planning pass learns from the build closure.
@@ -50,6 +67,7 @@ impl App {
     pub fn new(app_id: impl Into<String>) -> Self {
         App {
             config: AppConfig::new(app_id),
+            agents: Agents::default(),
         }
     }
 
@@ -71,6 +89,7 @@ impl App {
     pub fn with_args(self, args: &AppArgs) -> Result<Self> {
         Ok(App {
             config: self.config.with_args(args)?,
+            agents: self.agents,
         })
     }
 
@@ -170,6 +189,13 @@ impl App {
         &self.config
     }
 
+    /// Adds an agent (see [`crate::agent`]): it starts with the application, after its topics
+    /// are created, and stops with it.
+    pub fn agent<K: Data + Send, V: Data + Send>(mut self, agent: Agent<K, V>) -> Self {
+        self.agents.0.push(Box::new(agent));
+        self
+    }
+
     /// Runs the application until Ctrl-C or SIGTERM, then stops cleanly: sources stop, the
     /// epochs in flight drain and commit, and the call returns.
     pub fn run<F>(self, build: F) -> Result<()>
@@ -195,8 +221,13 @@ impl App {
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
         let config = self.config;
+        let agents = self.agents.0;
         let build = Arc::new(build);
-        let planned = plan_checked(&config, Arc::clone(&build))?;
+        let mut planned = plan_checked(&config, Arc::clone(&build))?;
+        check_agents(&agents)?;
+        for agent in &agents {
+            planned.specs.extend(agent.topics(config.partitions));
+        }
         let tables = declare_tables(&planned.public);
         let health = Arc::new(Health::new(config.workers));
         let assignments = Arc::new(Assignments::default());
@@ -218,6 +249,23 @@ impl App {
             assignments,
             &health,
         );
+        let agents = start_agents(
+            agents,
+            &AgentEnv {
+                kafka: startup.kafka.clone(),
+                app_id: config.app_id.clone(),
+                guarantee: config.guarantee,
+                commit_interval: config.commit_interval,
+                process_id: config.process_id,
+                runtime: runtime.handle().clone(),
+                dead_letter_topic: crate::dead_letter::topic(&config.app_id),
+                stop: Arc::clone(health.stop_flag()),
+                fail: {
+                    let health = Arc::clone(&health);
+                    Arc::new(move |message| health.fail(message))
+                },
+            },
+        )?;
         health.workers_started();
         let thread = spawn_cluster(&config, build, startup, tables, committer)?;
 
@@ -231,8 +279,27 @@ impl App {
             runtime,
             processes: config.processes,
             http_state,
+            agents,
             _embedded: kafka.embedded,
         })
+    }
+}
+
+/// Checks the agents' settings and that their names are unique.
+fn check_agents(agents: &[Box<dyn AgentSpec>]) -> Result<()> {
+    let mut problems: Vec<String> = agents.iter().filter_map(|a| a.problem()).collect();
+    let mut names = std::collections::BTreeSet::new();
+    for agent in agents {
+        let name = &agent.settings().name;
+        if !names.insert(name) {
+            problems.push(format!(
+                "two agents are named `{name}`: agent names must be unique (they name consumer groups)"
+            ));
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(Error::Config(problems.join("; "))),
     }
 }
 
@@ -297,7 +364,7 @@ fn start_http(
 ) -> Result<(tokio::runtime::Runtime, Option<SocketAddr>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("faustus-http")
+        .thread_name(ASYNC_THREAD)
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("starting the HTTP runtime: {e}")))?;
@@ -646,6 +713,7 @@ pub struct Running {
     runtime: tokio::runtime::Runtime,
     processes: usize,
     http_state: HttpState,
+    agents: AgentsHandle,
     _embedded: Option<EmbeddedBroker>,
 }
 
@@ -749,7 +817,13 @@ impl Running {
 
     /// True once the application has stopped (after [`Running::stop`] or a fatal error).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished()) && self.agents.all_finished()
+    }
+
+    /// What each agent of this process is doing: its partitions, in-flight events, positions
+    /// and counts (see [`crate::agent`]).
+    pub fn agents(&self) -> Vec<AgentStatus> {
+        self.agents.statuses()
     }
 
     /// Waits until the application has stopped, and returns why it stopped if it failed.
@@ -764,6 +838,9 @@ impl Running {
                 .unwrap_or_else(|_| Err(Error::Runtime("a worker panicked".into()))),
             None => Ok(()),
         };
+        // The agents saw the stop flag too (a stop, or a fatal error, sets it); their failures
+        // are already in the fatal error.
+        let _ = self.agents.join();
         let fatal = self.health.take_fatal();
         match (outcome, fatal) {
             (Err(e), _) => Err(e),
@@ -779,7 +856,11 @@ impl Running {
         let default_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             default_hook(info);
-            std::process::abort();
+            // A panic in async code (an agent's handler, an HTTP request) ends its task, and the
+            // task's owner handles it: an agent retries the event, then dead-letters it.
+            if std::thread::current().name() != Some(ASYNC_THREAD) {
+                std::process::abort();
+            }
         }));
         let stop = self.stop_flag();
         self.runtime.spawn(async move {

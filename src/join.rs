@@ -223,14 +223,13 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
             rows: rows.map(|((k, side), matched)| (k, side, matched)),
             stream_time,
         };
-        let restorable =
-            self.stamped_events().window_join_restored(
-                other.stamped_events(),
-                window,
-                kind,
-                route::<K>,
-                restore,
-            );
+        let restorable = self.stamped_events().window_join_restored(
+            other.stamped_events(),
+            window,
+            kind,
+            route::<K>,
+            restore,
+        );
         let (stored, kept) = (
             state,
             restorable
@@ -254,7 +253,11 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
             let (a, b) = (v.as_ref().map(|x| x.1), w.as_ref().map(|x| x.1));
             let pos = later(a.map(|x| x.0), b.map(|x| x.0));
             let timestamp = a.map(|x| x.1).max(b.map(|x| x.1)).unwrap_or(0);
-            (k, (v.map(|x| x.0), w.map(|x| x.0)), Meta::new(pos, timestamp))
+            (
+                k,
+                (v.map(|x| x.0), w.map(|x| x.0)),
+                Meta::new(pos, timestamp),
+            )
         });
         Stream { df, coll }
     }

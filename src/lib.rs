@@ -28,6 +28,7 @@
 //! transaction; on restart, tables are restored from their changelogs and input resumes where
 //! the last committed epoch ended. See `docs/design.md` for how and why.
 
+pub mod agent;
 pub mod app;
 pub mod config;
 pub mod dataflow;
@@ -37,6 +38,7 @@ pub mod grouped;
 pub mod http;
 pub mod join;
 pub mod nested;
+pub mod producer;
 pub mod record;
 mod runtime;
 pub mod state;
@@ -50,6 +52,7 @@ pub use dataflow::{Data, Dataflow, Stream, Table};
 pub use error::{Error, Result};
 pub use faustus_operators::Summable;
 pub use grouped::GroupedTable;
+pub use producer::Producer;
 pub use record::{Headers, Meta};
 pub use runtime::{ChangelogRestore, Pos, RestoreReport};
 pub use state::State;

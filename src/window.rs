@@ -173,9 +173,7 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
     /// As [`Timed::events`], with each event's record timestamp beside its position (what a
     /// stream join stamps its pairs with).
     #[allow(clippy::type_complexity)]
-    pub(crate) fn stamped_events(
-        &self,
-    ) -> VecCollection<'s, u64, (K, (V, (Pos, i64)), EventTime)> {
+    pub(crate) fn stamped_events(&self) -> VecCollection<'s, u64, (K, (V, (Pos, i64)), EventTime)> {
         let time = Rc::clone(&self.time);
         self.stream.coll.clone().map(move |(k, v, m)| {
             let t = time(&k, &v, &m);
@@ -378,7 +376,11 @@ impl<'s, K: Data, V: Data> FinalWindows<'s, K, V> {
         // past (replayed history, event times of a test), and Kafka would soon delete records
         // stamped there by retention.
         let coll = output.inner.map(|(((k, w), a), t, d)| {
-            (((k, w), a, Meta::new(Pos::AfterInput, epoch_millis(t))), t, d)
+            (
+                ((k, w), a, Meta::new(Pos::AfterInput, epoch_millis(t))),
+                t,
+                d,
+            )
         });
         Stream {
             df,

@@ -82,6 +82,21 @@ pub struct OutRecord {
     pub timestamp: Option<i64>,
 }
 
+/// Record headers in the Kafka client's form; `None` when there are none.
+pub fn owned_headers(headers: &[(String, Vec<u8>)]) -> Option<OwnedHeaders> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for (key, value) in headers {
+        owned = owned.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    Some(owned)
+}
+
 /// Everything one epoch commits.
 #[derive(Clone, Debug, Default)]
 pub struct EpochBatch {
@@ -656,14 +671,7 @@ fn send_records(
         if let Some(timestamp) = record.timestamp {
             base = base.timestamp(timestamp);
         }
-        if !record.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value),
-                });
-            }
+        if let Some(headers) = owned_headers(&record.headers) {
             base = base.headers(headers);
         }
         send(producer, base)?;

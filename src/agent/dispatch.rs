@@ -1,0 +1,461 @@
+//! The tokio side of an agent: running handlers with concurrency, ordering, retries, a timeout,
+//! and reporting each event's end to the consumer thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faustus_connectors::murmur2;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::Semaphore;
+
+use super::{
+    Acker, AgentSettings, Body, Event, HandlerError, HandlerFuture, OnFailure, Ordering, Origin,
+    Outbox, Outgoing, PartitionEvents,
+};
+use crate::dead_letter;
+use crate::record::Headers;
+
+/// How an event ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Acked: its records are to be written.
+    Acked,
+    /// Sent to the dead-letter topic (its record is among the records) and acked.
+    DeadLettered,
+    /// Failed after its retries under [`OnFailure::Stop`]: the agent stops.
+    Fatal(String),
+}
+
+/// One event's end, for the consumer thread.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub partition: i32,
+    /// The assignment the event belongs to (a stale one is ignored).
+    pub generation: u64,
+    pub offset: i64,
+    pub outcome: Outcome,
+    pub records: Vec<Outgoing>,
+}
+
+/// An assignment of a partition to this process: events of an earlier one are ignored.
+#[derive(Debug)]
+pub(crate) struct Assignment {
+    pub partition: i32,
+    pub generation: u64,
+    /// Set when the partition is revoked (or the agent stops): its events stop retrying, and
+    /// their acks are dropped.
+    pub revoked: AtomicBool,
+}
+
+/// What one event needs to report its end: shared by its [`Acker`]s.
+pub(crate) struct AckSlot {
+    assignment: Arc<Assignment>,
+    offset: i64,
+    done: AtomicBool,
+    outbox: Outbox,
+    completions: Mutex<Sender<Completion>>,
+}
+
+impl AckSlot {
+    fn finish(&self, outcome: Outcome, records: Vec<Outgoing>) -> bool {
+        if self.done.swap(true, AtomicOrdering::SeqCst)
+            || self.assignment.revoked.load(AtomicOrdering::SeqCst)
+        {
+            return false;
+        }
+        let completion = Completion {
+            partition: self.assignment.partition,
+            generation: self.assignment.generation,
+            offset: self.offset,
+            outcome,
+            records,
+        };
+        let sender = self.completions.lock().unwrap_or_else(|e| e.into_inner());
+        // A closed channel means the agent has stopped: nothing is committed any more.
+        sender.send(completion).is_ok()
+    }
+
+    pub(crate) fn ack(&self) -> bool {
+        let records = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()));
+        self.finish(Outcome::Acked, records)
+    }
+
+    pub(crate) fn is_acked(&self) -> bool {
+        self.done.load(AtomicOrdering::SeqCst)
+    }
+}
+
+/// Counters of an agent, for `/api/agents/`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Handler attempts that returned `Ok`.
+    pub handled: AtomicU64,
+    /// Handler attempts that failed (returned an error, panicked or timed out).
+    pub failed_attempts: AtomicU64,
+    /// Events sent to the dead-letter topic (failed handlers and records that did not decode).
+    pub dead_lettered: AtomicU64,
+}
+
+/// A record read from Kafka, decoded, with what is needed to dead-letter it.
+pub(crate) struct Incoming<K, V> {
+    pub key: K,
+    pub value: V,
+    pub origin: Origin,
+    pub timestamp: i64,
+    pub headers: Headers,
+    pub raw_key: Option<Vec<u8>>,
+    pub raw_value: Option<Vec<u8>>,
+}
+
+/// Hands events to the agent's code.
+pub(crate) struct Dispatcher<K: 'static, V: 'static> {
+    body: Body<K, V>,
+    settings: Arc<AgentSettings>,
+    runtime: Handle,
+    completions: Sender<Completion>,
+    counters: Arc<Counters>,
+    dead_letters: DeadLetters,
+    /// Per-key lanes ([`Ordering::PerKey`]).
+    lanes: Vec<UnboundedSender<Job<K, V>>>,
+    /// Permits of [`Ordering::Unordered`].
+    permits: Arc<Semaphore>,
+    /// The actor form: each assigned partition's event queue.
+    actors: std::collections::BTreeMap<i32, UnboundedSender<Event<K, V>>>,
+    /// The first actor failure (the consumer thread stops the agent on it).
+    actor_failure: Arc<Mutex<Option<String>>>,
+}
+
+/// An event with its end report.
+pub(crate) struct Job<K, V> {
+    event: Event<K, V>,
+    slot: Arc<AckSlot>,
+    raw: (Option<Vec<u8>>, Option<Vec<u8>>),
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
+    pub(crate) fn new(
+        body: Body<K, V>,
+        settings: Arc<AgentSettings>,
+        runtime: Handle,
+        completions: Sender<Completion>,
+        counters: Arc<Counters>,
+        dead_letter_topic: String,
+    ) -> Self {
+        let concurrency = settings.concurrency.max(1);
+        let agent: Arc<str> = Arc::from(settings.name.as_str());
+        let mut dispatcher = Dispatcher {
+            body,
+            settings,
+            runtime,
+            completions,
+            dead_letters: DeadLetters {
+                topic: Arc::from(dead_letter_topic),
+                agent,
+                counters: Arc::clone(&counters),
+            },
+            counters,
+            lanes: Vec::new(),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            actors: Default::default(),
+            actor_failure: Arc::new(Mutex::new(None)),
+        };
+        if let (Body::Handler(_), Ordering::PerKey) =
+            (&dispatcher.body, dispatcher.settings.ordering)
+        {
+            for _ in 0..concurrency {
+                let (tx, mut rx) = unbounded_channel::<Job<K, V>>();
+                let runner = dispatcher.runner();
+                dispatcher.runtime.spawn(async move {
+                    while let Some(job) = rx.recv().await {
+                        runner.run(job).await;
+                    }
+                });
+                dispatcher.lanes.push(tx);
+            }
+        }
+        dispatcher
+    }
+
+    fn runner(&self) -> Runner<K, V> {
+        Runner {
+            body: self.body.clone(),
+            settings: Arc::clone(&self.settings),
+            counters: Arc::clone(&self.counters),
+            dead_letters: self.dead_letters.clone(),
+        }
+    }
+
+    /// The first failure of an actor, if any.
+    pub(crate) fn actor_failure(&self) -> Option<String> {
+        self.actor_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Hands one event to the agent's code.
+    pub(crate) fn dispatch(&mut self, assignment: &Arc<Assignment>, incoming: Incoming<K, V>) {
+        let slot = Arc::new(AckSlot {
+            assignment: Arc::clone(assignment),
+            offset: incoming.origin.offset,
+            done: AtomicBool::new(false),
+            outbox: Arc::new(Mutex::new(Vec::new())),
+            completions: Mutex::new(self.completions.clone()),
+        });
+        let event = Event {
+            key: incoming.key,
+            value: incoming.value,
+            origin: Arc::new(incoming.origin),
+            timestamp: incoming.timestamp,
+            headers: Arc::new(incoming.headers),
+            outbox: Arc::clone(&slot.outbox),
+            acker: Acker {
+                inner: Arc::clone(&slot),
+            },
+        };
+        let job = Job {
+            event,
+            slot,
+            raw: (incoming.raw_key, incoming.raw_value),
+        };
+        match &self.body {
+            Body::Actor(actor) => {
+                let partition = assignment.partition;
+                let sender = self.actors.entry(partition).or_insert_with(|| {
+                    let (tx, rx) = unbounded_channel();
+                    let events = PartitionEvents {
+                        partition,
+                        receiver: rx,
+                        previous: None,
+                        manual: self.settings.manual_ack,
+                    };
+                    let task = self.runtime.spawn(actor(events));
+                    let failure = Arc::clone(&self.actor_failure);
+                    let name = self.settings.name.clone();
+                    self.runtime.spawn(async move {
+                        let error = match task.await {
+                            Ok(Ok(())) => return,
+                            Ok(Err(e)) => e.0,
+                            Err(e) => panic_message(e),
+                        };
+                        let message = format!(
+                            "agent `{name}`: the actor of partition {partition} failed: {error}"
+                        );
+                        log::error!("{message}");
+                        failure
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(message);
+                    });
+                    tx
+                });
+                // A closed queue means the actor has ended: its events stay unacked.
+                let _ = sender.send(job.event);
+            }
+            Body::Handler(_) => match self.settings.ordering {
+                Ordering::PerKey => {
+                    let lane = job
+                        .raw
+                        .0
+                        .as_deref()
+                        .map_or(0, |k| murmur2(k) as usize % self.lanes.len());
+                    let _ = self.lanes[lane].send(job);
+                }
+                Ordering::Unordered => {
+                    let permits = Arc::clone(&self.permits);
+                    let runner = self.runner();
+                    self.runtime.spawn(async move {
+                        // The semaphore is fair: events start in the order they were read.
+                        let Ok(_permit) = permits.acquire_owned().await else {
+                            return;
+                        };
+                        runner.run(job).await;
+                    });
+                }
+            },
+        }
+    }
+
+    /// Ends the event queue of a revoked partition's actor.
+    pub(crate) fn revoke(&mut self, partition: i32) {
+        self.actors.remove(&partition);
+    }
+
+    /// A dead letter for a record that did not decode, completed at once.
+    pub(crate) fn dead_letter_undecodable(
+        &self,
+        assignment: &Arc<Assignment>,
+        origin: &Origin,
+        raw: (Option<Vec<u8>>, Option<Vec<u8>>),
+        reason: String,
+    ) {
+        let record = self.dead_letters.record(origin, raw, &reason);
+        let _ = self.completions.send(Completion {
+            partition: assignment.partition,
+            generation: assignment.generation,
+            offset: origin.offset,
+            outcome: Outcome::DeadLettered,
+            records: vec![record],
+        });
+    }
+}
+
+/// Runs one event's attempts.
+struct Runner<K: 'static, V: 'static> {
+    body: Body<K, V>,
+    settings: Arc<AgentSettings>,
+    counters: Arc<Counters>,
+    dead_letters: DeadLetters,
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Runner<K, V> {
+    async fn run(&self, job: Job<K, V>) {
+        let Body::Handler(handler) = &self.body else {
+            return;
+        };
+        let retry = self.settings.retry;
+        let mut backoff = retry.backoff;
+        let mut attempt = 0u32;
+        loop {
+            if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
+                return;
+            }
+            job.slot
+                .outbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            let error = match attempt_once(handler(job.event.clone()), self.settings.timeout).await
+            {
+                Ok(()) => {
+                    self.counters.handled.fetch_add(1, AtomicOrdering::Relaxed);
+                    if !self.settings.manual_ack {
+                        job.slot.ack();
+                    }
+                    return;
+                }
+                Err(e) => e,
+            };
+            self.counters
+                .failed_attempts
+                .fetch_add(1, AtomicOrdering::Relaxed);
+            let origin = job.event.origin();
+            if attempt < retry.retries {
+                attempt += 1;
+                log::warn!(
+                    "agent `{}`: {}/{}@{} failed (attempt {attempt} of {}): {error}; retrying in {backoff:?}",
+                    self.settings.name,
+                    origin.topic,
+                    origin.partition,
+                    origin.offset,
+                    retry.retries + 1,
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(retry.max_backoff);
+                continue;
+            }
+            let reason = format!(
+                "agent `{}`: the handler failed {} times; last: {error}",
+                self.settings.name,
+                retry.retries + 1
+            );
+            match self.settings.on_failure {
+                OnFailure::DeadLetter => {
+                    log::error!("{reason}; dead-lettering {}", job.event.idempotency_key());
+                    let record = self.dead_letters.record(origin, job.raw.clone(), &reason);
+                    job.slot.finish(Outcome::DeadLettered, vec![record]);
+                }
+                OnFailure::Stop => {
+                    log::error!("{reason}; the agent stops");
+                    job.slot.finish(Outcome::Fatal(reason), Vec::new());
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// Runs one attempt on its own task, so that a panic is an error and a timeout cancels it.
+async fn attempt_once(future: HandlerFuture, timeout: Duration) -> Result<(), HandlerError> {
+    let mut task = tokio::spawn(future);
+    match tokio::time::timeout(timeout, &mut task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(HandlerError(panic_message(e))),
+        Err(_) => {
+            task.abort();
+            // Wait until it is really gone, so that it sends nothing into the next attempt.
+            let _ = task.await;
+            Err(HandlerError(format!("timed out after {timeout:?}")))
+        }
+    }
+}
+
+/// What a failed task says.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "cancelled".into();
+    }
+    let payload = e.into_panic();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    format!("panicked: {text}")
+}
+
+/// Where an agent's dead letters go, and their count.
+#[derive(Clone)]
+struct DeadLetters {
+    topic: Arc<str>,
+    agent: Arc<str>,
+    counters: Arc<Counters>,
+}
+
+impl DeadLetters {
+    /// The dead-letter record of an event (counted): its key and value unchanged, the reason,
+    /// origin and agent in headers.
+    fn record(
+        &self,
+        origin: &Origin,
+        (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
+        reason: &str,
+    ) -> Outgoing {
+        self.counters
+            .dead_lettered
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        dead_letter_record(&self.topic, &self.agent, origin, (key, value), reason)
+    }
+}
+
+/// The dead-letter record of an event: its key and value unchanged, the reason, origin and agent
+/// in headers.
+fn dead_letter_record(
+    topic: &str,
+    agent: &str,
+    origin: &Origin,
+    (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
+    reason: &str,
+) -> Outgoing {
+    Outgoing {
+        topic: topic.to_string(),
+        key,
+        value,
+        headers: vec![
+            (dead_letter::REASON.into(), reason.as_bytes().to_vec()),
+            (dead_letter::TOPIC.into(), origin.topic.as_bytes().to_vec()),
+            (
+                dead_letter::PARTITION.into(),
+                origin.partition.to_string().into_bytes(),
+            ),
+            (
+                dead_letter::OFFSET.into(),
+                origin.offset.to_string().into_bytes(),
+            ),
+            (dead_letter::OPERATOR.into(), agent.as_bytes().to_vec()),
+        ],
+    }
+}

@@ -1,0 +1,534 @@
+//! Agents: async code per event, beside the dataflow.
+//!
+//! An agent reads a Kafka topic through a consumer group and runs async code for each event: it
+//! may call a web service, write a database, send records to topics. Agents are the open edge of
+//! a faustus program; the dataflow is the deterministic core.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use faustus::agent::{Agent, Event};
+//! use faustus::prelude::*;
+//!
+//! # fn main() -> faustus::Result<()> {
+//! let orders = Topic::<String, i64>::new("orders");
+//! let checked = Topic::<String, i64>::new("checked-orders");
+//! let out = checked.clone();
+//! let agent = Agent::new("check-orders", &orders)
+//!     .concurrency(16)
+//!     .timeout(Duration::from_secs(5))
+//!     .sends_to(&checked)
+//!     .handler(move |event: Event<String, i64>| {
+//!         let out = out.clone();
+//!         async move {
+//!             // ... call a service with event.value() ...
+//!             event.send(&out, event.key(), event.value())?;
+//!             Ok(())
+//!         }
+//!     });
+//! App::new("shop").agent(agent).run(|_df| {})
+//! # }
+//! ```
+//!
+//! ## The life of an event
+//!
+//! ```text
+//!  Kafka ──poll──▶ begin(offset) ──▶ handler(event) ──Ok──▶ ack ──▶ committable ──▶ commit
+//!                     │                  │  Err/panic/timeout: retry with backoff
+//!                     │                  └─ retries exhausted: dead letter, then ack
+//!                     └─ in flight ≥ max_in_flight: the partition is paused (not buffered)
+//! ```
+//!
+//! - **read**: the agent's consumer (group `<app>-<agent>`, cooperative rebalancing,
+//!   `read_committed`) takes each record of its assigned partitions; a record that does not
+//!   decode goes to the dead-letter topic at once.
+//! - **handle**: the handler runs on tokio, `concurrency` at a time. With
+//!   [`Ordering::PerKey`] (the default) events of one key are handled one after the other, in
+//!   offset order, and different keys in parallel; with [`Ordering::Unordered`] any event may
+//!   overtake another.
+//! - **ack**: by default an event is acked when its handler returns `Ok`. With
+//!   [`Agent::manual_ack`] the handler acks with [`Event::acker`], from any task, at any time.
+//! - **commit**: events complete out of order; the position committed for a partition is its
+//!   first unacked offset, every commit interval. Acked offsets above it are kept as ranges.
+//!
+//! ## Guarantees
+//!
+//! Records sent with [`Event::send`] are held with the event and written when it is acked; a
+//! failed attempt's sends are dropped, so a retried event never writes twice what a failed
+//! attempt wrote. Under `exactly_once` an event's records and the position after it commit in
+//! one Kafka transaction, and only once every earlier event of its partition is acked: after a
+//! crash, the events after the committed position run again and their records were never
+//! committed. Under `at_least_once` records are written when an event is acked, and positions
+//! are committed after those writes are delivered.
+//!
+//! Side effects outside Kafka (a web call, a database write) are at-least-once in both modes:
+//! an event whose position was not committed runs again after a crash or a rebalance. Make them
+//! idempotent with [`Event::idempotency_key`] (`topic/partition/offset`, the same on every
+//! attempt).
+
+mod dispatch;
+mod runtime;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::dataflow::Data;
+use crate::record::Headers;
+use crate::topic::{RecordError, Topic};
+
+pub(crate) use runtime::{start_agents, AgentEnv, AgentSpec, AgentsHandle};
+pub use runtime::{AgentStatus, PartitionStatus};
+
+/// What a handler returns: `Ok` acks the event (unless acks are manual); an error retries it.
+pub type HandlerResult = std::result::Result<(), HandlerError>;
+
+/// Why a handler failed: any error, kept as its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerError(pub String);
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl HandlerError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        HandlerError(message.into())
+    }
+}
+
+impl<E: std::error::Error> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        HandlerError(e.to_string())
+    }
+}
+
+/// How events of one partition may overtake each other when `concurrency > 1`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Events of one key are handled one at a time, in offset order; keys run in parallel.
+    #[default]
+    PerKey,
+    /// Any event may start before an earlier one has finished.
+    Unordered,
+}
+
+/// What happens to an event whose handler still fails after every retry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The event goes to the dead-letter topic with the reason, is acked, and the agent goes
+    /// on.
+    #[default]
+    DeadLetter,
+    /// The agent stops, with the event's error; its position is not committed past the event.
+    Stop,
+}
+
+/// The boxed future of a handler.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+
+/// What runs for each event (type-erased over the agent's key and value types).
+pub(crate) type Handler<K, V> = Arc<dyn Fn(Event<K, V>) -> HandlerFuture + Send + Sync>;
+
+/// What runs for each assigned partition in the actor form.
+pub(crate) type Actor<K, V> = Arc<dyn Fn(PartitionEvents<K, V>) -> HandlerFuture + Send + Sync>;
+
+/// The agent's code: a handler per event, or an actor per partition.
+pub(crate) enum Body<K, V> {
+    Handler(Handler<K, V>),
+    Actor(Actor<K, V>),
+}
+
+impl<K, V> Clone for Body<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            Body::Handler(h) => Body::Handler(Arc::clone(h)),
+            Body::Actor(a) => Body::Actor(Arc::clone(a)),
+        }
+    }
+}
+
+/// Retry settings: `retries` more attempts after the first, waiting `backoff`, doubled after
+/// every failure up to `max_backoff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Retry {
+    /// Attempts after the first.
+    pub retries: u32,
+    /// The first wait.
+    #[serde(with = "millis")]
+    pub backoff: Duration,
+    /// The longest wait.
+    #[serde(with = "millis")]
+    pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            retries: 3,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// An agent's settings, as `/api/agents/` shows them.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentSettings {
+    /// The agent's name (its consumer group is `<app>-<name>`).
+    pub name: String,
+    /// The topic it reads.
+    pub topic: String,
+    /// Handlers running at once.
+    pub concurrency: usize,
+    /// How events may overtake each other.
+    pub ordering: Ordering,
+    /// Events in flight per partition before the partition is paused.
+    pub max_in_flight: usize,
+    /// Whether the handler acks explicitly.
+    pub manual_ack: bool,
+    /// Retries of a failing handler.
+    pub retry: Retry,
+    /// The longest a handler attempt may run, in milliseconds.
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+    /// What happens after the last retry.
+    pub on_failure: OnFailure,
+    /// How long a revoked partition's in-flight events may finish, in milliseconds.
+    #[serde(with = "millis")]
+    pub drain_timeout: Duration,
+    /// Whether the agent runs one actor per partition.
+    pub actor: bool,
+}
+
+/// An agent: async code for each event of a topic; see the [module docs](self).
+pub struct Agent<K: 'static, V: 'static> {
+    pub(crate) settings: AgentSettings,
+    pub(crate) topic: Topic<K, V>,
+    pub(crate) body: Option<Body<K, V>>,
+    pub(crate) sinks: Vec<(String, Option<i32>)>,
+}
+
+impl<K: Data + Send, V: Data + Send> Agent<K, V> {
+    /// An agent named `name` (unique in the application) reading `topic`. Give it its code with
+    /// [`Agent::handler`] or [`Agent::actor`].
+    pub fn new(name: &str, topic: &Topic<K, V>) -> Self {
+        Agent {
+            settings: AgentSettings {
+                name: name.to_string(),
+                topic: topic.name().to_string(),
+                concurrency: 1,
+                ordering: Ordering::PerKey,
+                max_in_flight: 1024,
+                manual_ack: false,
+                retry: Retry::default(),
+                timeout: Duration::from_secs(60),
+                on_failure: OnFailure::DeadLetter,
+                drain_timeout: Duration::from_secs(30),
+                actor: false,
+            },
+            topic: topic.clone(),
+            body: None,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// The code run for each event: an async closure returning [`HandlerResult`].
+    pub fn handler<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Event<K, V>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.body = Some(Body::Handler(Arc::new(move |e| Box::pin(f(e)))));
+        self.settings.actor = false;
+        self
+    }
+
+    /// The actor form (Faust's `isolated_partitions`): one task per assigned partition, which
+    /// owns that partition's events: `while let Some(event) = events.next().await { .. }`. A
+    /// task starts when the partition is assigned and its stream ends when the partition is
+    /// revoked. An event is acked when the actor takes the next one, or with
+    /// [`Event::acker`]; with [`Agent::manual_ack`], only with the acker. An actor that returns
+    /// an error or panics stops the agent (its partition's unacked events are not committed).
+    pub fn actor<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(PartitionEvents<K, V>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.body = Some(Body::Actor(Arc::new(move |e| Box::pin(f(e)))));
+        self.settings.actor = true;
+        self
+    }
+
+    /// How many handlers run at once (default 1). Ignored by the actor form, which runs one task
+    /// per partition.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n;
+        self
+    }
+
+    /// How events may overtake each other (default [`Ordering::PerKey`]).
+    pub fn ordering(mut self, ordering: Ordering) -> Self {
+        self.settings.ordering = ordering;
+        self
+    }
+
+    /// Events in flight per partition before the partition is paused (default 1024).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.settings.max_in_flight = n;
+        self
+    }
+
+    /// The handler acks each event itself, with [`Event::acker`] (possibly later, from another
+    /// task); returning `Ok` does not ack.
+    pub fn manual_ack(mut self) -> Self {
+        self.settings.manual_ack = true;
+        self
+    }
+
+    /// Retries of a failing handler (default: 3, from 100 ms doubling up to 10 s).
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.settings.retry = retry;
+        self
+    }
+
+    /// The longest one attempt may run (default 60 s); a slower attempt fails and is retried.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// What happens to an event whose last retry failed (default: a dead letter).
+    pub fn on_failure(mut self, on_failure: OnFailure) -> Self {
+        self.settings.on_failure = on_failure;
+        self
+    }
+
+    /// How long the events of a revoked partition may finish before they are given up without
+    /// being committed (default 30 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.drain_timeout = timeout;
+        self
+    }
+
+    /// Declares a topic the agent sends to, so that it is created at start (like a dataflow's
+    /// output topics). Sends to topics that exist need no declaration.
+    pub fn sends_to<K2, V2>(mut self, topic: &Topic<K2, V2>) -> Self
+    where
+        K2: 'static,
+        V2: 'static,
+    {
+        self.sinks
+            .push((topic.name().to_string(), topic.partitions));
+        self
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+}
+
+/// A record an event sends, written when the event is acked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Headers,
+}
+
+/// The records an attempt has sent so far.
+pub(crate) type Outbox = Arc<Mutex<Vec<Outgoing>>>;
+
+/// Where an event came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+}
+
+/// One event handed to an agent: its key, value, origin, timestamp and headers, and what it may
+/// do (send records, ack).
+pub struct Event<K, V> {
+    key: K,
+    value: V,
+    origin: Arc<Origin>,
+    timestamp: i64,
+    headers: Arc<Headers>,
+    outbox: Outbox,
+    acker: Acker,
+}
+
+impl<K: Clone, V: Clone> Clone for Event<K, V> {
+    fn clone(&self) -> Self {
+        Event {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            origin: Arc::clone(&self.origin),
+            timestamp: self.timestamp,
+            headers: Arc::clone(&self.headers),
+            outbox: Arc::clone(&self.outbox),
+            acker: self.acker.clone(),
+        }
+    }
+}
+
+impl<K: Clone, V: Clone> Event<K, V> {
+    /// The key.
+    pub fn key(&self) -> K {
+        self.key.clone()
+    }
+
+    /// The value.
+    pub fn value(&self) -> V {
+        self.value.clone()
+    }
+}
+
+impl<K, V> Event<K, V> {
+    /// The key, borrowed.
+    pub fn key_ref(&self) -> &K {
+        &self.key
+    }
+
+    /// The value, borrowed.
+    pub fn value_ref(&self) -> &V {
+        &self.value
+    }
+
+    /// The topic, partition and offset the event was read from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// `topic/partition/offset`: the same on every attempt and after every restart, for making
+    /// side effects outside Kafka idempotent.
+    pub fn idempotency_key(&self) -> String {
+        let o = &self.origin;
+        format!("{}/{}/{}", o.topic, o.partition, o.offset)
+    }
+
+    /// The record's timestamp (milliseconds since 1970).
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The record's headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// Sends `(key, value)` to `topic` when the event is acked (under `exactly_once`, in the
+    /// transaction that commits the event's position). Fails, sending nothing, when the record
+    /// does not encode.
+    pub fn send<K2: 'static, V2: 'static>(
+        &self,
+        topic: &Topic<K2, V2>,
+        key: K2,
+        value: V2,
+    ) -> std::result::Result<(), RecordError> {
+        self.send_record(topic, &key, Some(&value), Headers::new())
+    }
+
+    /// As [`Event::send`], with headers, or a tombstone when `value` is `None`.
+    pub fn send_record<K2: 'static, V2: 'static>(
+        &self,
+        topic: &Topic<K2, V2>,
+        key: &K2,
+        value: Option<&V2>,
+        headers: Headers,
+    ) -> std::result::Result<(), RecordError> {
+        let (key, value) = topic.encode_record(key, value)?;
+        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        outbox.push(Outgoing {
+            topic: topic.name().to_string(),
+            key: Some(key),
+            value,
+            headers,
+        });
+        Ok(())
+    }
+
+    /// The handle that acks this event; see [`Agent::manual_ack`]. It can be moved to another
+    /// task and used later.
+    pub fn acker(&self) -> Acker {
+        self.acker.clone()
+    }
+}
+
+/// Acks one event (see [`Agent::manual_ack`]). Cloneable and `Send`; the first `ack` counts.
+#[derive(Clone)]
+pub struct Acker {
+    inner: Arc<dispatch::AckSlot>,
+}
+
+impl Acker {
+    /// Acks the event: the records it sent are written, and its position may be committed once
+    /// every earlier event of its partition is acked. Returns false if it was already acked (or
+    /// its partition was revoked meanwhile).
+    pub fn ack(&self) -> bool {
+        self.inner.ack()
+    }
+
+    /// True once the event is acked.
+    pub fn is_acked(&self) -> bool {
+        self.inner.is_acked()
+    }
+}
+
+impl fmt::Debug for Acker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acker")
+            .field("acked", &self.is_acked())
+            .finish()
+    }
+}
+
+/// The events of one partition, for the actor form ([`Agent::actor`]).
+pub struct PartitionEvents<K, V> {
+    partition: i32,
+    receiver: tokio::sync::mpsc::UnboundedReceiver<Event<K, V>>,
+    previous: Option<Acker>,
+    manual: bool,
+}
+
+impl<K, V> PartitionEvents<K, V> {
+    /// The partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The next event, or `None` once the partition is revoked or the agent stops. Taking an
+    /// event acks the one before (unless acks are manual).
+    pub async fn next(&mut self) -> Option<Event<K, V>> {
+        if let Some(previous) = self.previous.take() {
+            if !self.manual {
+                previous.ack();
+            }
+        }
+        let event = self.receiver.recv().await?;
+        self.previous = Some(event.acker());
+        Some(event)
+    }
+}

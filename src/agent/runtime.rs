@@ -1,0 +1,849 @@
+//! The Kafka side of an agent: one thread per agent owns its group consumer, tracks acks per
+//! partition, pauses busy partitions, writes acked events' records and commits positions
+//! (a transaction per commit interval under `exactly_once`), and drains revoked partitions.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use faustus_connectors::{
+    owned_headers, AckTracker, DeliveryCounter, Guarantee, KafkaConfig, TopicSpec,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Headers as _, Message};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio::runtime::Handle;
+
+use super::dispatch::{Assignment, Completion, Counters, Dispatcher, Incoming, Outcome};
+use super::{Agent, AgentSettings, Origin, Outgoing};
+use crate::dataflow::Data;
+use crate::error::{Error, Result};
+use crate::topic::{RecordError, Topic};
+
+/// How long a Kafka call of the commit path may take before the agent gives up.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the consumer thread waits for a record before it looks at acks again.
+const POLL: Duration = Duration::from_millis(5);
+
+/// What `/api/agents/` shows of one agent.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentStatus {
+    /// Its settings.
+    pub settings: AgentSettings,
+    /// `running`, `stopped`, or `failed: <why>`.
+    pub state: String,
+    /// The partitions assigned to this process.
+    pub partitions: Vec<PartitionStatus>,
+    /// Handler attempts that succeeded.
+    pub handled: u64,
+    /// Handler attempts that failed (and were retried, dead-lettered or stopped the agent).
+    pub failed_attempts: u64,
+    /// Events sent to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+/// One assigned partition of an agent.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionStatus {
+    /// The partition.
+    pub partition: i32,
+    /// Events taken and not yet acked.
+    pub in_flight: usize,
+    /// The position last committed (the next offset to read), if any.
+    pub committed: Option<i64>,
+    /// The position that would be committed now: the first unacked offset.
+    pub committable: Option<i64>,
+    /// Acked offsets above the committable position, as inclusive ranges.
+    pub acked_ranges: Vec<(i64, i64)>,
+    /// Whether fetching is paused (too many events in flight).
+    pub paused: bool,
+}
+
+/// What every agent of an application shares.
+#[derive(Clone)]
+pub(crate) struct AgentEnv {
+    pub kafka: KafkaConfig,
+    pub app_id: String,
+    pub guarantee: Guarantee,
+    pub commit_interval: Duration,
+    pub process_id: usize,
+    pub runtime: Handle,
+    pub dead_letter_topic: String,
+    /// The application's stop flag: agents drain, commit and leave their groups when it is set.
+    pub stop: Arc<AtomicBool>,
+    /// Reports an agent's failure to the application (which then stops).
+    pub fail: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+/// An agent the application runs, type-erased.
+pub(crate) trait AgentSpec: Send {
+    fn settings(&self) -> &AgentSettings;
+    /// Topics to create (or check) before it starts: its input and its outputs.
+    fn topics(&self, default_partitions: i32) -> Vec<TopicSpec>;
+    /// What is wrong with its settings, if anything.
+    fn problem(&self) -> Option<String>;
+    fn start(self: Box<Self>, env: &AgentEnv) -> Result<RunningAgent>;
+}
+
+impl<K: Data + Send, V: Data + Send> AgentSpec for Agent<K, V> {
+    fn settings(&self) -> &AgentSettings {
+        &self.settings
+    }
+
+    fn topics(&self, default_partitions: i32) -> Vec<TopicSpec> {
+        let input = TopicSpec {
+            name: self.settings.topic.clone(),
+            partitions: self.topic.partitions,
+            compacted: false,
+            config: Vec::new(),
+        };
+        let sinks = self.sinks.iter().map(|(name, partitions)| {
+            TopicSpec::new(name, partitions.unwrap_or(default_partitions))
+        });
+        std::iter::once(input).chain(sinks).collect()
+    }
+
+    fn problem(&self) -> Option<String> {
+        check_settings(&self.settings, self.body.is_some())
+    }
+
+    fn start(self: Box<Self>, env: &AgentEnv) -> Result<RunningAgent> {
+        start_agent(*self, env)
+    }
+}
+
+/// A running agent (it stops when the application's stop flag is set: it drains its in-flight
+/// events up to its drain timeout, commits, and leaves its group).
+pub(crate) struct RunningAgent {
+    pub status: Arc<Mutex<AgentStatus>>,
+    thread: Option<JoinHandle<std::result::Result<(), String>>>,
+}
+
+impl RunningAgent {
+    /// True once the agent's thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the agent to end; its error, if it failed.
+    pub fn join(&mut self) -> std::result::Result<(), String> {
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err("the agent's thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Every agent of an application.
+#[derive(Default)]
+pub(crate) struct AgentsHandle {
+    pub agents: Vec<RunningAgent>,
+}
+
+impl AgentsHandle {
+    /// Waits for every agent to end; the first failure.
+    pub fn join(&mut self) -> std::result::Result<(), String> {
+        let mut first = Ok(());
+        for agent in &mut self.agents {
+            if let Err(e) = agent.join() {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
+    /// True once every agent has ended.
+    pub fn all_finished(&self) -> bool {
+        self.agents.iter().all(RunningAgent::is_finished)
+    }
+
+    /// The status of every agent, by name.
+    pub fn statuses(&self) -> Vec<AgentStatus> {
+        self.agents
+            .iter()
+            .map(|a| a.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+}
+
+/// Starts `specs`, after checking their settings.
+pub(crate) fn start_agents(specs: Vec<Box<dyn AgentSpec>>, env: &AgentEnv) -> Result<AgentsHandle> {
+    let mut handle = AgentsHandle::default();
+    for spec in specs {
+        handle.agents.push(spec.start(env)?);
+    }
+    Ok(handle)
+}
+
+/// Checks an agent's settings: what to fix, if anything.
+pub(crate) fn check_settings(settings: &AgentSettings, has_body: bool) -> Option<String> {
+    let name = &settings.name;
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !valid_name {
+        return Some(format!(
+            "agent name `{name}` must be letters, digits, `.`, `_` and `-` (it names a consumer group)"
+        ));
+    }
+    if !has_body {
+        return Some(format!(
+            "agent `{name}` has no code: give it a `handler(..)` or an `actor(..)`"
+        ));
+    }
+    if settings.concurrency == 0 || settings.concurrency > 10_000 {
+        return Some(format!(
+            "agent `{name}`: concurrency must be 1 to 10000, not {}",
+            settings.concurrency
+        ));
+    }
+    if settings.max_in_flight == 0 {
+        return Some(format!("agent `{name}`: max_in_flight must be at least 1"));
+    }
+    if settings.timeout.is_zero() {
+        return Some(format!(
+            "agent `{name}`: the handler timeout must be above zero"
+        ));
+    }
+    None
+}
+
+fn start_agent<K: Data + Send, V: Data + Send>(
+    agent: Agent<K, V>,
+    env: &AgentEnv,
+) -> Result<RunningAgent> {
+    let Agent {
+        settings,
+        topic,
+        body,
+        ..
+    } = agent;
+    let has_body = body.is_some();
+    if let Some(problem) = check_settings(&settings, has_body) {
+        return Err(Error::Config(problem));
+    }
+    let body = body.ok_or_else(|| Error::Config("an agent without code".into()))?;
+    let settings = Arc::new(settings);
+    let name = settings.name.clone();
+    let counters = Arc::new(Counters::default());
+    let (completions_tx, completions) = channel();
+    let dispatcher = Dispatcher::new(
+        body,
+        Arc::clone(&settings),
+        env.runtime.clone(),
+        completions_tx,
+        Arc::clone(&counters),
+        env.dead_letter_topic.clone(),
+    );
+    let producer = make_producer(env, &name)?;
+    let status = Arc::new(Mutex::new(AgentStatus {
+        settings: (*settings).clone(),
+        state: "running".into(),
+        partitions: Vec::new(),
+        handled: 0,
+        failed_attempts: 0,
+        dead_lettered: 0,
+    }));
+    let core = Core {
+        settings: Arc::clone(&settings),
+        topic,
+        guarantee: env.guarantee,
+        producer,
+        in_transaction: false,
+        parts: BTreeMap::new(),
+        next_generation: 0,
+        completions,
+        dispatcher,
+        counters,
+        status: Arc::clone(&status),
+        fatal: None,
+    };
+    let context = AgentContext {
+        core: Mutex::new(core),
+    };
+    let drain_ms = u64::try_from(settings.drain_timeout.as_millis()).unwrap_or(u64::MAX / 2);
+    let consumer: BaseConsumer<AgentContext<K, V>> = env
+        .kafka
+        .client()
+        .set("group.id", format!("{}-{name}", env.app_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // A revoked partition may take the drain timeout: stay in the group meanwhile.
+        .set(
+            "max.poll.interval.ms",
+            (drain_ms.saturating_add(60_000))
+                .min(i32::MAX as u64)
+                .to_string(),
+        )
+        .create_with_context(context)
+        .map_err(|e| kafka_error(format!("agent `{name}`: creating its consumer"), e))?;
+    consumer
+        .subscribe(&[settings.topic.as_str()])
+        .map_err(|e| kafka_error(format!("agent `{name}`: subscribing"), e))?;
+    let interval = env.commit_interval;
+    let thread = {
+        let stop = Arc::clone(&env.stop);
+        let fail = Arc::clone(&env.fail);
+        let status = Arc::clone(&status);
+        std::thread::Builder::new()
+            .name(format!("agent-{name}"))
+            .spawn(move || {
+                let result = consume(&consumer, &stop, interval);
+                let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+                status.state = match &result {
+                    Ok(()) => "stopped".into(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                status.partitions.clear();
+                drop(status);
+                if let Err(e) = &result {
+                    fail(format!("agent `{name}` failed: {e}"));
+                }
+                result
+            })
+            .map_err(|e| Error::Runtime(format!("spawning an agent's thread: {e}")))?
+    };
+    Ok(RunningAgent {
+        status,
+        thread: Some(thread),
+    })
+}
+
+/// The producer an agent writes with: transactional under `exactly_once`, with an id stable per
+/// agent and process, so that a restarted process fences the one it replaces.
+fn make_producer(env: &AgentEnv, name: &str) -> Result<ThreadedProducer<DeliveryCounter>> {
+    let mut config = env.kafka.producer();
+    if env.guarantee == Guarantee::ExactlyOnce {
+        config.set(
+            "transactional.id",
+            format!("{}-{name}-{}", env.app_id, env.process_id),
+        );
+    }
+    let producer: ThreadedProducer<DeliveryCounter> = config
+        .create_with_context(DeliveryCounter::default())
+        .map_err(|e| kafka_error(format!("agent `{name}`: creating its producer"), e))?;
+    if env.guarantee == Guarantee::ExactlyOnce {
+        producer
+            .init_transactions(KAFKA_TIMEOUT)
+            .map_err(|e| kafka_error(format!("agent `{name}`: initialising transactions"), e))?;
+    }
+    Ok(producer)
+}
+
+/// The consumer thread's loop.
+fn consume<K: Data + Send, V: Data + Send>(
+    consumer: &BaseConsumer<AgentContext<K, V>>,
+    stop: &AtomicBool,
+    interval: Duration,
+) -> std::result::Result<(), String> {
+    let mut last_commit = Instant::now();
+    loop {
+        {
+            let mut core = consumer.context().lock();
+            core.drain(consumer, None);
+            if let Some(fatal) = core.fatal.take() {
+                return Err(fatal);
+            }
+            if let Some(failure) = core.dispatcher.actor_failure() {
+                return Err(failure);
+            }
+            if stop.load(AtomicOrdering::SeqCst) {
+                let all: Vec<i32> = core.parts.keys().copied().collect();
+                return core.revoke(consumer, &all);
+            }
+            if last_commit.elapsed() >= interval {
+                core.commit(consumer)?;
+                core.publish_status();
+                last_commit = Instant::now();
+            }
+        }
+        match consumer.poll(POLL) {
+            Some(Ok(message)) => {
+                let mut core = consumer.context().lock();
+                core.take(consumer, &message);
+            }
+            Some(Err(e)) => log::warn!("agent consumer: {e}"),
+            None => {}
+        }
+    }
+}
+
+/// The consumer's context: the agent's state, reached by the loop and by rebalance callbacks
+/// (both on the consumer thread).
+struct AgentContext<K: 'static, V: 'static> {
+    core: Mutex<Core<K, V>>,
+}
+
+impl<K, V> AgentContext<K, V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core<K, V>> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<K: Data + Send, V: Data + Send> ClientContext for AgentContext<K, V> {}
+
+impl<K: Data + Send, V: Data + Send> ConsumerContext for AgentContext<K, V> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            let mut core = self.lock();
+            if let Err(e) = core.revoke(consumer, &partitions) {
+                core.fatal.get_or_insert(e);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut core = self.lock();
+            for element in tpl.elements() {
+                core.assign(element.partition());
+            }
+            core.publish_status();
+        }
+    }
+}
+
+/// One assigned partition.
+struct Part {
+    assignment: Arc<Assignment>,
+    /// Made at the first record (its offset is where this assignment starts).
+    tracker: Option<AckTracker>,
+    /// Under `exactly_once`: records of acked events above the committable position, written
+    /// once every earlier event is acked.
+    held: BTreeMap<i64, Vec<Outgoing>>,
+    committed: Option<i64>,
+    paused: bool,
+}
+
+/// An agent's state on its consumer thread.
+struct Core<K: 'static, V: 'static> {
+    settings: Arc<AgentSettings>,
+    topic: Topic<K, V>,
+    guarantee: Guarantee,
+    producer: ThreadedProducer<DeliveryCounter>,
+    in_transaction: bool,
+    parts: BTreeMap<i32, Part>,
+    next_generation: u64,
+    completions: Receiver<Completion>,
+    dispatcher: Dispatcher<K, V>,
+    counters: Arc<Counters>,
+    status: Arc<Mutex<AgentStatus>>,
+    /// The first error that stops the agent.
+    fatal: Option<String>,
+}
+
+impl<K: Data + Send, V: Data + Send> Core<K, V> {
+    fn assign(&mut self, partition: i32) {
+        self.next_generation += 1;
+        log::info!(
+            "agent `{}`: assigned `{}` partition {partition}",
+            self.settings.name,
+            self.settings.topic
+        );
+        self.parts.insert(
+            partition,
+            Part {
+                assignment: Arc::new(Assignment {
+                    partition,
+                    generation: self.next_generation,
+                    revoked: AtomicBool::new(false),
+                }),
+                tracker: None,
+                held: BTreeMap::new(),
+                committed: None,
+                paused: false,
+            },
+        );
+    }
+
+    /// Takes one record: decodes it, and hands it to the agent's code (or to the dead letters).
+    fn take(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>, message: &impl Message) {
+        let (partition, offset) = (message.partition(), message.offset());
+        if !self.parts.contains_key(&partition) {
+            self.assign(partition);
+        }
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        let tracker = part.tracker.get_or_insert_with(|| AckTracker::new(offset));
+        if let Err(e) = tracker.begin(offset) {
+            log::warn!(
+                "agent `{}`: partition {partition}: skipping offset {offset}: {e}",
+                self.settings.name
+            );
+            return;
+        }
+        let origin = Origin {
+            topic: self.settings.topic.clone(),
+            partition,
+            offset,
+        };
+        let raw = (
+            message.key().map(<[u8]>::to_vec),
+            message.payload().map(<[u8]>::to_vec),
+        );
+        let decoded = self
+            .topic
+            .decode_record(message.key(), message.payload())
+            .and_then(|(k, v)| v.map(|v| (k, v)).ok_or(RecordError::Tombstone));
+        let assignment = Arc::clone(&part.assignment);
+        match decoded {
+            Ok((key, value)) => {
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let incoming = Incoming {
+                    key,
+                    value,
+                    origin,
+                    timestamp: message.timestamp().to_millis().unwrap_or(0),
+                    headers,
+                    raw_key: raw.0,
+                    raw_value: raw.1,
+                };
+                self.dispatcher.dispatch(&assignment, incoming);
+            }
+            Err(e) => {
+                log::warn!(
+                    "agent `{}`: dead letter {}/{partition}@{offset}: {e}",
+                    self.settings.name,
+                    self.settings.topic
+                );
+                self.dispatcher
+                    .dead_letter_undecodable(&assignment, &origin, raw, e.to_string());
+            }
+        }
+        if let Some(part) = self.parts.get_mut(&partition) {
+            let busy = part
+                .tracker
+                .as_ref()
+                .is_some_and(|t| t.in_flight() >= self.settings.max_in_flight);
+            if busy && !part.paused {
+                part.paused = pause(consumer, &self.settings.topic, partition, true);
+            }
+        }
+    }
+
+    /// Takes in the completions that arrived (waiting up to `wait` for the first).
+    fn drain(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>, wait: Option<Duration>) {
+        let mut first = wait;
+        loop {
+            let completion = match first.take() {
+                Some(wait) => match self.completions.recv_timeout(wait) {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+                },
+                None => match self.completions.try_recv() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                },
+            };
+            self.complete(consumer, completion);
+        }
+    }
+
+    fn complete(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>, completion: Completion) {
+        let Completion {
+            partition,
+            generation,
+            offset,
+            outcome,
+            records,
+        } = completion;
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        if part.assignment.generation != generation {
+            return;
+        }
+        let Some(tracker) = part.tracker.as_mut() else {
+            return;
+        };
+        if let Outcome::Fatal(reason) = outcome {
+            self.fatal.get_or_insert(reason);
+            return;
+        }
+        if let Err(e) = tracker.ack(offset) {
+            log::warn!("agent `{}`: partition {partition}: {e}", self.settings.name);
+            return;
+        }
+        let committable = tracker.committable();
+        let in_flight = tracker.in_flight();
+        match self.guarantee {
+            Guarantee::AtLeastOnce => {
+                if let Err(e) = send_all(&self.producer, &records) {
+                    self.fatal.get_or_insert(e);
+                }
+            }
+            Guarantee::ExactlyOnce => {
+                if !records.is_empty() {
+                    part.held.insert(offset, records);
+                }
+                let ready: Vec<i64> = part.held.range(..committable).map(|(o, _)| *o).collect();
+                for o in ready {
+                    let Some(records) = part.held.remove(&o) else {
+                        continue;
+                    };
+                    if !self.in_transaction {
+                        if let Err(e) = self.producer.begin_transaction() {
+                            self.fatal
+                                .get_or_insert(format!("beginning a transaction: {e}"));
+                            return;
+                        }
+                        self.in_transaction = true;
+                    }
+                    if let Err(e) = send_all(&self.producer, &records) {
+                        self.fatal.get_or_insert(e);
+                        return;
+                    }
+                }
+            }
+        }
+        if part.paused && in_flight < self.settings.max_in_flight {
+            part.paused = !pause(consumer, &self.settings.topic, partition, false);
+        }
+    }
+
+    /// Commits every partition's committable position (with the records written since the last
+    /// commit, under `exactly_once`).
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<AgentContext<K, V>>,
+    ) -> std::result::Result<(), String> {
+        let mut offsets = TopicPartitionList::new();
+        let mut moved = Vec::new();
+        for (&partition, part) in &self.parts {
+            let Some(committable) = part.tracker.as_ref().map(AckTracker::committable) else {
+                continue;
+            };
+            if part.committed != Some(committable) {
+                offsets
+                    .add_partition_offset(
+                        &self.settings.topic,
+                        partition,
+                        Offset::Offset(committable),
+                    )
+                    .map_err(|e| format!("committing: {e}"))?;
+                moved.push((partition, committable));
+            }
+        }
+        match self.guarantee {
+            Guarantee::AtLeastOnce => {
+                if moved.is_empty() {
+                    return Ok(());
+                }
+                // Positions only after the records of the events before them are delivered.
+                self.producer
+                    .flush(KAFKA_TIMEOUT)
+                    .map_err(|e| format!("flushing the agent's records: {e}"))?;
+                let failed = self.producer.context().failed();
+                if failed > 0 {
+                    return Err(format!(
+                        "{failed} of the agent's records were not delivered; positions are not committed past them"
+                    ));
+                }
+                consumer
+                    .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+                    .map_err(|e| format!("committing positions: {e}"))?;
+            }
+            Guarantee::ExactlyOnce => {
+                if moved.is_empty() && !self.in_transaction {
+                    return Ok(());
+                }
+                if !self.in_transaction {
+                    self.producer
+                        .begin_transaction()
+                        .map_err(|e| format!("beginning a transaction: {e}"))?;
+                    self.in_transaction = true;
+                }
+                if !moved.is_empty() {
+                    let group = consumer
+                        .group_metadata()
+                        .ok_or("the consumer has no group metadata")?;
+                    self.producer
+                        .send_offsets_to_transaction(&offsets, &group, KAFKA_TIMEOUT)
+                        .map_err(|e| transaction_error("sending positions", &e))?;
+                }
+                self.producer
+                    .commit_transaction(KAFKA_TIMEOUT)
+                    .map_err(|e| transaction_error("committing", &e))?;
+                self.in_transaction = false;
+            }
+        }
+        for (partition, committable) in moved {
+            if let Some(part) = self.parts.get_mut(&partition) {
+                part.committed = Some(committable);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up `partitions`: waits for their in-flight events up to the drain timeout, commits
+    /// what is committable, and forgets them (events still running are not committed, and their
+    /// acks are dropped).
+    fn revoke(
+        &mut self,
+        consumer: &BaseConsumer<AgentContext<K, V>>,
+        partitions: &[i32],
+    ) -> std::result::Result<(), String> {
+        let deadline = Instant::now() + self.settings.drain_timeout;
+        loop {
+            let pending: usize = partitions
+                .iter()
+                .filter_map(|p| self.parts.get(p)?.tracker.as_ref())
+                .map(AckTracker::in_flight)
+                .sum();
+            let now = Instant::now();
+            if pending == 0 {
+                break;
+            }
+            if now >= deadline || self.fatal.is_some() {
+                log::warn!(
+                    "agent `{}`: giving up {pending} events of revoked partitions {partitions:?} after {:?}; they will run again where the partitions go",
+                    self.settings.name,
+                    self.settings.drain_timeout
+                );
+                break;
+            }
+            self.drain(
+                consumer,
+                Some((deadline - now).min(Duration::from_millis(50))),
+            );
+        }
+        let committed = self.commit(consumer);
+        for partition in partitions {
+            if let Some(part) = self.parts.remove(partition) {
+                part.assignment.revoked.store(true, AtomicOrdering::SeqCst);
+            }
+            self.dispatcher.revoke(*partition);
+            log::info!(
+                "agent `{}`: revoked `{}` partition {partition}",
+                self.settings.name,
+                self.settings.topic
+            );
+        }
+        self.publish_status();
+        committed
+    }
+
+    fn publish_status(&self) {
+        let partitions = self
+            .parts
+            .iter()
+            .map(|(&partition, part)| PartitionStatus {
+                partition,
+                in_flight: part.tracker.as_ref().map_or(0, AckTracker::in_flight),
+                committed: part.committed,
+                committable: part.tracker.as_ref().map(AckTracker::committable),
+                acked_ranges: part
+                    .tracker
+                    .as_ref()
+                    .map(AckTracker::acked_ranges)
+                    .unwrap_or_default(),
+                paused: part.paused,
+            })
+            .collect();
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.partitions = partitions;
+        status.handled = self.counters.handled.load(AtomicOrdering::Relaxed);
+        status.failed_attempts = self.counters.failed_attempts.load(AtomicOrdering::Relaxed);
+        status.dead_lettered = self.counters.dead_lettered.load(AtomicOrdering::Relaxed);
+    }
+}
+
+/// Pauses (or resumes) fetching one partition; true if it worked.
+fn pause<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    paused: bool,
+) -> bool {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let result = if paused {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("pausing or resuming `{topic}` partition {partition}: {e}");
+            false
+        }
+    }
+}
+
+/// Hands records to the producer (waiting while its queue is full).
+fn send_all(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    records: &[Outgoing],
+) -> std::result::Result<(), String> {
+    for record in records {
+        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            base = base.payload(value.as_slice());
+        }
+        if let Some(headers) = owned_headers(&record.headers) {
+            base = base.headers(headers);
+        }
+        let started = Instant::now();
+        loop {
+            match producer.send(base) {
+                Ok(()) => break,
+                Err((e, back))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        && started.elapsed() < KAFKA_TIMEOUT =>
+                {
+                    base = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(format!("writing to `{}`: {e}", record.topic)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A transaction error, saying when this instance was fenced by a newer one.
+fn transaction_error(what: &str, e: &rdkafka::error::KafkaError) -> String {
+    let fenced = matches!(
+        e.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::Fenced)
+            | Some(rdkafka::types::RDKafkaErrorCode::ProducerFenced)
+            | Some(rdkafka::types::RDKafkaErrorCode::InvalidProducerEpoch)
+    );
+    if fenced {
+        format!("{what} the transaction: fenced by a newer instance of this agent (same app, agent and process id): {e}")
+    } else {
+        format!("{what} the transaction: {e}")
+    }
+}
+
+/// A Kafka client error while doing `context`.
+fn kafka_error(context: String, source: rdkafka::error::KafkaError) -> Error {
+    Error::Kafka(faustus_connectors::ConnectorError::Kafka { context, source })
+}

@@ -1,0 +1,363 @@
+//! Agents on the real broker: concurrency, per-key order, retries and dead letters, manual acks,
+//! the actor form, and what `/api/agents/` reports.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use faustus::agent::{Agent, AgentStatus, Event, HandlerError, Ordering, Retry};
+use faustus::prelude::*;
+use faustus::{Guarantee, Producer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::TopicPartitionList;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Starts an application that runs `agent` (and no dataflow).
+fn start_agent<K: Data + Send, V: Data + Send>(
+    app_id: &str,
+    guarantee: Guarantee,
+    agent: Agent<K, V>,
+) -> faustus::Running {
+    App::new(app_id)
+        .brokers(brokers())
+        .http(None)
+        .guarantee(guarantee)
+        .commit_interval(Duration::from_millis(100))
+        .agent(agent)
+        .start(|_df| {})
+        .expect("the app starts")
+}
+
+/// Sends `(key, value)` records, in order, to `topic`.
+fn send_all(topic: &Topic<String, i64>, records: &[(String, i64)]) {
+    let producer = Producer::new(&brokers()).expect("a producer");
+    for (k, v) in records {
+        producer.send_blocking(topic, k, v).expect("sent");
+    }
+}
+
+/// `(key, value)` of every committed record of `topic`, per partition in offset order.
+fn read_pairs(topic: &str) -> Vec<(String, i64)> {
+    read_all(topic)
+        .iter()
+        .map(|r| {
+            (
+                serde_json::from_slice(r.key.as_deref().unwrap_or_default()).expect("a JSON key"),
+                serde_json::from_slice(r.value.as_deref().unwrap_or_default())
+                    .expect("a JSON value"),
+            )
+        })
+        .collect()
+}
+
+/// The positions group `group` committed for `partitions` of `topic`.
+fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = kafka()
+        .client()
+        .set("group.id", group)
+        .create()
+        .expect("a consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            e.offset()
+                .to_raw()
+                .filter(|o| *o >= 0)
+                .map(|o| (e.partition(), o))
+        })
+        .collect()
+}
+
+/// How many records each partition of `topic` holds (its end offsets, for a topic that was
+/// only written without transactions).
+fn ends(topic: &str) -> BTreeMap<i32, i64> {
+    let mut ends = BTreeMap::new();
+    for r in read_all(topic) {
+        ends.insert(r.partition, r.offset + 1);
+    }
+    ends
+}
+
+fn status(app: &faustus::Running, name: &str) -> AgentStatus {
+    app.agents()
+        .into_iter()
+        .find(|a| a.settings.name == name)
+        .expect("the agent runs")
+}
+
+#[test]
+fn out_of_order_handlers_send_each_record_once_and_commit_the_first_unacked_offset() {
+    for guarantee in [Guarantee::AtLeastOnce, Guarantee::ExactlyOnce] {
+        let app_id = unique("agent-basic");
+        let (input, output) = (unique("in"), unique("out"));
+        create_topic(&input, 4);
+        let (input_topic, output_topic) = (
+            Topic::<String, i64>::new(input.clone()),
+            Topic::<String, i64>::new(output.clone()).partitions(4),
+        );
+        let out = output_topic.clone();
+        let agent = Agent::new("double", &input_topic)
+            .concurrency(8)
+            .ordering(Ordering::Unordered)
+            .sends_to(&output_topic)
+            .handler(move |event: Event<String, i64>| {
+                let out = out.clone();
+                async move {
+                    // Later events of a partition often finish first.
+                    let pause = (event.value() * 7919) % 23;
+                    tokio::time::sleep(Duration::from_millis(pause as u64)).await;
+                    event.send(&out, event.key(), event.value() * 2)?;
+                    Ok(())
+                }
+            });
+        let app = start_agent(&app_id, guarantee, agent);
+        let records: Vec<(String, i64)> = (0..400).map(|i| (format!("k{}", i % 37), i)).collect();
+        send_all(&input_topic, &records);
+        let input_ends = ends(&input);
+        let group = format!("{app_id}-double");
+        wait_for("every position committed", DEADLINE, || {
+            (committed(&group, &input, 4) == input_ends).then_some(())
+        });
+        let mut written: Vec<i64> = read_pairs(&output).into_iter().map(|(_, v)| v).collect();
+        written.sort();
+        let expected: Vec<i64> = (0..400).map(|i| i * 2).collect();
+        assert_eq!(written, expected, "{guarantee:?}: each event's record once");
+        let s = status(&app, "double");
+        assert_eq!(s.handled, 400, "{guarantee:?}");
+        assert_eq!(s.dead_lettered, 0);
+        app.shutdown().expect("a clean stop");
+    }
+}
+
+#[test]
+fn per_key_order_holds_with_concurrency_32() {
+    let app_id = unique("agent-order");
+    let (input, output) = (unique("in"), unique("out"));
+    create_topic(&input, 4);
+    let input_topic = Topic::<String, i64>::new(input.clone());
+    let output_topic = Topic::<String, i64>::new(output.clone()).partitions(4);
+    let seen: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let (out, log) = (output_topic.clone(), Arc::clone(&seen));
+    let agent = Agent::new("ordered", &input_topic)
+        .concurrency(32)
+        .sends_to(&output_topic)
+        .handler(move |event: Event<String, i64>| {
+            let (out, log) = (out.clone(), Arc::clone(&log));
+            async move {
+                // The first events of a key are the slowest: any overtaking would show.
+                let pause = 20u64.saturating_sub(event.value() as u64 / 10);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                log.lock().unwrap().push((event.key(), event.value()));
+                event.send(&out, event.key(), event.value())?;
+                Ok(())
+            }
+        });
+    let app = start_agent(&app_id, Guarantee::AtLeastOnce, agent);
+    let records: Vec<(String, i64)> = (0..200).map(|i| (format!("k{}", i % 10), i)).collect();
+    send_all(&input_topic, &records);
+    let written = wait_for("every record handled", DEADLINE, || {
+        let w = read_pairs(&output);
+        (w.len() >= 200).then_some(w)
+    });
+    let per_key = |pairs: &[(String, i64)]| {
+        let mut by_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (k, v) in pairs {
+            by_key.entry(k.clone()).or_default().push(*v);
+        }
+        by_key
+    };
+    let expected = per_key(&records);
+    assert_eq!(
+        per_key(&seen.lock().unwrap()),
+        expected,
+        "handled in key order"
+    );
+    assert_eq!(per_key(&written), expected, "written in key order");
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn a_poison_event_is_dead_lettered_after_its_retries_and_the_rest_flows_on() {
+    let app_id = unique("agent-poison");
+    let (input, output) = (unique("in"), unique("out"));
+    create_topic(&input, 2);
+    let input_topic = Topic::<String, i64>::new(input.clone());
+    let output_topic = Topic::<String, i64>::new(output.clone()).partitions(2);
+    let out = output_topic.clone();
+    let agent = Agent::new("picky", &input_topic)
+        .concurrency(4)
+        .timeout(Duration::from_millis(500))
+        .retry(Retry {
+            retries: 2,
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        })
+        .sends_to(&output_topic)
+        .handler(move |event: Event<String, i64>| {
+            let out = out.clone();
+            async move {
+                // A failing attempt's sends are dropped: these records must never appear.
+                if (13..=15).contains(&event.value()) {
+                    event.send(&out, event.key(), -event.value())?;
+                }
+                match event.value() {
+                    13 => return Err(HandlerError::new("thirteen is unlucky")),
+                    14 => panic!("fourteen"),
+                    15 => tokio::time::sleep(Duration::from_secs(5)).await,
+                    _ => {}
+                }
+                event.send_record(&out, &event.key(), Some(&event.value()), vec![])?;
+                Ok(())
+            }
+        });
+    let app = start_agent(&app_id, Guarantee::ExactlyOnce, agent);
+    let records: Vec<(String, i64)> = (10..20).map(|i| (format!("k{i}"), i)).collect();
+    send_all(&input_topic, &records);
+    let letters = wait_for("three dead letters", DEADLINE, || {
+        let l = read_all(&faustus::dead_letter::topic(&app_id));
+        (l.len() >= 3).then_some(l)
+    });
+    let reasons: BTreeMap<String, String> = letters
+        .iter()
+        .map(|r| {
+            (
+                r.headers[faustus::dead_letter::OFFSET].clone(),
+                r.headers[faustus::dead_letter::REASON].clone(),
+            )
+        })
+        .collect();
+    let all = reasons.values().cloned().collect::<Vec<_>>().join("\n");
+    assert!(
+        all.contains("failed 3 times; last: thirteen is unlucky"),
+        "{all}"
+    );
+    assert!(all.contains("panicked: fourteen"), "{all}");
+    assert!(all.contains("timed out after 500ms"), "{all}");
+    assert!(letters
+        .iter()
+        .all(|r| r.headers[faustus::dead_letter::OPERATOR] == "picky"));
+    let group = format!("{app_id}-picky");
+    let input_ends = ends(&input);
+    wait_for("every position committed", DEADLINE, || {
+        (committed(&group, &input, 2) == input_ends).then_some(())
+    });
+    let written: BTreeSet<i64> = read_pairs(&output).into_iter().map(|(_, v)| v).collect();
+    let expected: BTreeSet<i64> = [10, 11, 12, 16, 17, 18, 19].into();
+    assert_eq!(
+        written, expected,
+        "the others flowed on; no failed attempt wrote"
+    );
+    let s = status(&app, "picky");
+    assert_eq!(s.dead_lettered, 3);
+    assert_eq!(s.failed_attempts, 9);
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn manual_acks_from_another_task_commit_and_unacked_events_hold_the_position() {
+    let app_id = unique("agent-manual");
+    let input = unique("in");
+    create_topic(&input, 1);
+    let input_topic = Topic::<String, i64>::new(input.clone());
+    let held: Arc<Mutex<Vec<faustus::agent::Acker>>> = Arc::default();
+    let keep = Arc::clone(&held);
+    let agent = Agent::new("manual", &input_topic)
+        .concurrency(4)
+        .ordering(Ordering::Unordered)
+        .manual_ack()
+        .handler(move |event: Event<String, i64>| {
+            let keep = Arc::clone(&keep);
+            async move {
+                let acker = event.acker();
+                if event.value() == 2 {
+                    // Acked later, by the test.
+                    keep.lock().unwrap().push(acker);
+                } else {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        acker.ack();
+                    });
+                }
+                Ok(())
+            }
+        });
+    let app = start_agent(&app_id, Guarantee::AtLeastOnce, agent);
+    send_all(
+        &input_topic,
+        &(0..6).map(|i| ("k".to_string(), i)).collect::<Vec<_>>(),
+    );
+    let group = format!("{app_id}-manual");
+    // Offsets 0 and 1 are acked, 2 is not: the position stops at 2 while 3..6 are acked.
+    let s = wait_for("acks above the unacked event", DEADLINE, || {
+        let s = status(&app, "manual");
+        let p = s.partitions.first()?;
+        (p.committable == Some(2) && p.acked_ranges == vec![(3, 5)] && p.in_flight == 1)
+            .then_some(s)
+    });
+    assert_eq!(s.partitions[0].partition, 0);
+    wait_for("position 2 committed", DEADLINE, || {
+        (committed(&group, &input, 1).get(&0) == Some(&2)).then_some(())
+    });
+    let acker = held.lock().unwrap().pop().expect("the held acker");
+    assert!(acker.ack(), "the first ack counts");
+    assert!(!acker.ack(), "a second ack does not");
+    wait_for("every position committed", DEADLINE, || {
+        (committed(&group, &input, 1).get(&0) == Some(&6)).then_some(())
+    });
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn the_actor_form_runs_one_task_per_assigned_partition() {
+    let app_id = unique("agent-actor");
+    let input = unique("in");
+    create_topic(&input, 4);
+    let input_topic = Topic::<String, i64>::new(input.clone());
+    let started: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let events: Arc<Mutex<BTreeMap<i32, Vec<i64>>>> = Arc::default();
+    let (s, e) = (Arc::clone(&started), Arc::clone(&events));
+    let agent = Agent::new("actors", &input_topic).actor(move |mut stream| {
+        let (s, e) = (Arc::clone(&s), Arc::clone(&e));
+        async move {
+            s.lock().unwrap().push(stream.partition());
+            while let Some(event) = stream.next().await {
+                let partition = event.origin().partition;
+                assert_eq!(partition, stream.partition());
+                e.lock()
+                    .unwrap()
+                    .entry(partition)
+                    .or_default()
+                    .push(event.value());
+            }
+            Ok(())
+        }
+    });
+    let app = start_agent(&app_id, Guarantee::AtLeastOnce, agent);
+    let records: Vec<(String, i64)> = (0..100).map(|i| (format!("k{i}"), i)).collect();
+    send_all(&input_topic, &records);
+    wait_for("every event seen", DEADLINE, || {
+        let n: usize = events.lock().unwrap().values().map(Vec::len).sum();
+        (n == 100).then_some(())
+    });
+    let mut tasks = started.lock().unwrap().clone();
+    tasks.sort();
+    assert_eq!(tasks, vec![0, 1, 2, 3], "one task per partition");
+    for values in events.lock().unwrap().values() {
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "offset order");
+    }
+    let s = status(&app, "actors");
+    let partitions: Vec<i32> = s.partitions.iter().map(|p| p.partition).collect();
+    assert_eq!(partitions, vec![0, 1, 2, 3]);
+    app.shutdown().expect("a clean stop");
+}
