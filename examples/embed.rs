@@ -20,9 +20,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
-use faustus::connectors::KafkaConfig;
 use faustus::prelude::*;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 /// faustus embedded in a program's own axum service.
 #[derive(Parser, Debug)]
@@ -71,6 +69,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let orders = Topic::<String, Order>::new(args.input_topic.clone())
         .key_codec(Str)
         .partitions(4);
+    let demo_orders = orders.clone();
     let running = app.start(move |df| {
         let per_account = df
             .stream(&orders)
@@ -84,7 +83,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         per_account.count("order_count"); // private: not served
     })?;
     if embedded {
-        write_demo_orders(running.brokers(), &args.input_topic, args.demo_orders)?;
+        write_demo_orders(&running.producer()?, &demo_orders, args.demo_orders)?;
     }
 
     let own = Router::new().route("/", get(|| async { "the program's own routes\n" }));
@@ -128,19 +127,21 @@ async fn stop_signal(secs: Option<u64>) {
 }
 
 /// Writes `n` orders over ten accounts.
-fn write_demo_orders(brokers: &str, topic: &str, n: u32) -> Result<(), Box<dyn std::error::Error>> {
-    let producer: ThreadedProducer<_> = KafkaConfig::new(brokers).producer().create()?;
+fn write_demo_orders(
+    producer: &faustus::Producer,
+    orders: &Topic<String, Order>,
+    n: u32,
+) -> faustus::Result<()> {
+    let mut pending = Vec::new();
     for i in 0..n {
         let order = Order {
             account: format!("account-{}", i % 10),
             amount: i64::from(i % 7 + 1),
         };
-        let value = serde_json::to_vec(&order)?;
-        let record = BaseRecord::to(topic)
-            .key(order.account.as_bytes())
-            .payload(&value);
-        producer.send(record).map_err(|(e, _)| e)?;
+        pending.push(producer.enqueue(orders, &order.account, &order)?);
     }
-    producer.flush(Duration::from_secs(10))?;
+    for p in pending {
+        p.wait()?;
+    }
     Ok(())
 }

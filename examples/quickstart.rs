@@ -7,15 +7,14 @@
 //! Run with: `cargo run --release --example quickstart`
 //! (or `-- --brokers 127.0.0.1:9092` for a real broker; `-- --help` lists every flag).
 
+use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Parser;
-use faustus::connectors::KafkaConfig;
 use faustus::prelude::*;
 use rand::Rng;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 /// An order, as JSON on the `orders` topic, keyed by account.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,6 +66,7 @@ fn run(args: Args) -> faustus::Result<()> {
         .key_codec(Str)
         .partitions(4);
     let totals = Topic::<String, i64>::new(args.output_topic.clone()).key_codec(Str);
+    let orders_out = orders.clone();
 
     let running = app.start(move |df| {
         let table = df
@@ -87,38 +87,37 @@ fn run(args: Args) -> faustus::Result<()> {
         println!("stop with Ctrl-C");
     }
     if !args.no_generate {
-        let brokers = running.brokers().to_string();
-        let topic = args.input_topic.clone();
+        let producer = running.producer()?;
         let stop = running.stop_flag();
         let (rate, accounts, limit) = (args.rate.max(1), args.accounts.max(1), args.limit);
         std::thread::spawn(move || {
-            let producer: ThreadedProducer<_> = match KafkaConfig::new(brokers).producer().create()
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("generator: cannot create a producer: {e}");
-                    return;
-                }
-            };
             let mut rng = rand::rng();
             let mut sent = 0u64;
+            let mut pending = VecDeque::new();
             let pause = Duration::from_micros(1_000_000 / rate);
             while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| sent < l) {
                 let order = Order {
                     account: format!("account-{}", rng.random_range(0..accounts)),
                     amount: rng.random_range(1..100),
                 };
-                let value = serde_json::to_vec(&order).expect("orders serialize");
-                let record = BaseRecord::to(&topic)
-                    .key(order.account.as_bytes())
-                    .payload(&value);
-                if let Err((e, _)) = producer.send(record) {
-                    eprintln!("generator: {e}");
+                match producer.enqueue(&orders_out, &order.account, &order) {
+                    Ok(p) => pending.push_back(p),
+                    Err(e) => eprintln!("generator: {e}"),
+                }
+                // At most a thousand orders on their way: a failed one is reported.
+                while pending.len() > 1000 {
+                    if let Some(Err(e)) = pending.pop_front().map(|p| p.wait()) {
+                        eprintln!("generator: {e}");
+                    }
                 }
                 sent += 1;
                 std::thread::sleep(pause);
             }
-            let _ = producer.flush(Duration::from_secs(10));
+            for p in pending {
+                if let Err(e) = p.wait() {
+                    eprintln!("generator: {e}");
+                }
+            }
         });
     }
     running.run_until_signal()

@@ -249,6 +249,7 @@ impl App {
             assignments,
             &health,
         );
+        let kafka_config = startup.kafka.clone();
         let agents = start_agents(
             agents,
             &AgentEnv {
@@ -265,6 +266,7 @@ impl App {
                     Arc::new(move |message| health.fail(message))
                 },
             },
+            Arc::clone(&http_state.agents),
         )?;
         health.workers_started();
         let thread = spawn_cluster(&config, build, startup, tables, committer)?;
@@ -280,6 +282,7 @@ impl App {
             processes: config.processes,
             http_state,
             agents,
+            kafka: kafka_config,
             _embedded: kafka.embedded,
         })
     }
@@ -714,6 +717,7 @@ pub struct Running {
     processes: usize,
     http_state: HttpState,
     agents: AgentsHandle,
+    kafka: KafkaConfig,
     _embedded: Option<EmbeddedBroker>,
 }
 
@@ -818,6 +822,12 @@ impl Running {
     /// True once the application has stopped (after [`Running::stop`] or a fatal error).
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished()) && self.agents.all_finished()
+    }
+
+    /// A producer for typed sends to this application's brokers (the embedded one too), with
+    /// its client settings (see [`crate::producer`]).
+    pub fn producer(&self) -> Result<crate::Producer> {
+        crate::Producer::with_config(&self.kafka)
     }
 
     /// What each agent of this process is doing: its partitions, in-flight events, positions

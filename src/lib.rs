@@ -52,7 +52,7 @@ pub use dataflow::{Data, Dataflow, Stream, Table};
 pub use error::{Error, Result};
 pub use faustus_operators::Summable;
 pub use grouped::GroupedTable;
-pub use producer::Producer;
+pub use producer::{Pending, Producer};
 pub use record::{Headers, Meta};
 pub use runtime::{ChangelogRestore, Pos, RestoreReport};
 pub use state::State;

@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use faustus_connectors::{owned_headers, ConnectorError, KafkaConfig};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{Error, Result};
@@ -93,12 +93,42 @@ impl Producer {
         key: &K,
         value: &V,
     ) -> Result<(i32, i64)> {
-        let encoded = Encoded::new(topic, key, Some(value), None, Headers::new())?;
+        self.enqueue(topic, key, value)?.wait()
+    }
+
+    /// Hands `(key, value)` to the producer without waiting for Kafka (blocking only while the
+    /// producer's queue is full): many records can be on their way at once. The returned
+    /// [`Pending`] tells how the send ended; a generator keeps a bounded number of them.
+    pub fn enqueue<K: 'static, V: 'static>(
+        &self,
+        topic: &Topic<K, V>,
+        key: &K,
+        value: &V,
+    ) -> Result<Pending> {
+        self.enqueue_record(topic, key, Some(value), None, Headers::new())
+    }
+
+    /// As [`Producer::enqueue`], with a timestamp and headers, or a tombstone when `value` is
+    /// `None`.
+    pub fn enqueue_record<K: 'static, V: 'static>(
+        &self,
+        topic: &Topic<K, V>,
+        key: &K,
+        value: Option<&V>,
+        timestamp: Option<i64>,
+        headers: Headers,
+    ) -> Result<Pending> {
+        let encoded = Encoded::new(topic, key, value, timestamp, headers)?;
         let started = std::time::Instant::now();
         let mut record = encoded.record();
-        let delivery = loop {
+        loop {
             match self.inner.send_result(record) {
-                Ok(delivery) => break delivery,
+                Ok(delivery) => {
+                    return Ok(Pending {
+                        topic: topic.name().to_string(),
+                        delivery,
+                    })
+                }
                 Err((e, back))
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
                         && started.elapsed() < QUEUE_TIMEOUT =>
@@ -108,14 +138,6 @@ impl Producer {
                 }
                 Err((source, _)) => return Err(send_error(topic.name(), source)),
             }
-        };
-        match futures::executor::block_on(delivery) {
-            Ok(Ok(d)) => Ok((d.partition, d.offset)),
-            Ok(Err((source, _))) => Err(send_error(topic.name(), source)),
-            Err(_) => Err(Error::Runtime(format!(
-                "sending to `{}`: the producer was dropped",
-                topic.name()
-            ))),
         }
     }
 
@@ -127,6 +149,39 @@ impl Producer {
                 source,
             })
         })
+    }
+}
+
+/// A record on its way to Kafka ([`Producer::enqueue`]): await it, or [`Pending::wait`].
+pub struct Pending {
+    topic: String,
+    delivery: DeliveryFuture,
+}
+
+impl Pending {
+    /// Blocks until Kafka has the record (or the send failed): its partition and offset.
+    pub fn wait(self) -> Result<(i32, i64)> {
+        futures::executor::block_on(self)
+    }
+}
+
+impl std::future::Future for Pending {
+    type Output = Result<(i32, i64)>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let topic = self.topic.clone();
+        std::pin::Pin::new(&mut self.delivery)
+            .poll(cx)
+            .map(|delivered| match delivered {
+                Ok(Ok(d)) => Ok((d.partition, d.offset)),
+                Ok(Err((source, _))) => Err(send_error(&topic, source)),
+                Err(_) => Err(Error::Runtime(format!(
+                    "sending to `{topic}`: the producer was dropped"
+                ))),
+            })
     }
 }
 

@@ -468,3 +468,51 @@ fn check_tables(printed: &Printed) {
     assert_eq!(printed.stream_per_key("balance-updates"), running);
     assert_eq!(printed.rows("balance"), table_rows(&balance));
 }
+
+#[test]
+fn the_agents_example_prices_orders_and_dead_letters_what_it_cannot_price() {
+    let printed = run_example("agents");
+    let rate = |currency: &str| match currency {
+        "EUR" => Some(100),
+        "USD" => Some(92),
+        "GBP" => Some(117),
+        _ => None,
+    };
+    let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
+    let mut priced: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut letters = Vec::new();
+    for (key, order) in printed.input("orders") {
+        let account = key.as_str().expect("string keys").to_string();
+        match rate(order["currency"].as_str().expect("a currency")) {
+            Some(rate) => {
+                let cents = order["amount"].as_i64().expect("an amount") * rate;
+                *revenue.entry(account.clone()).or_default() += cents;
+                priced
+                    .entry(json!(account).to_string())
+                    .or_default()
+                    .push(json!({"id": order["id"], "euro_cents": cents}).to_string());
+            }
+            None => letters.push(json!(account).to_string()),
+        }
+    }
+    assert!(
+        !letters.is_empty() && revenue.len() > 1,
+        "the example's input"
+    );
+    assert_eq!(printed.rows("revenue"), table_rows(&revenue));
+    // Per key, in the order the orders were produced: the agent keeps per-key order.
+    assert_eq!(printed.stream_per_key("priced-orders"), priced);
+    let dead: Vec<String> = printed
+        .rows("letters")
+        .iter()
+        .map(|row| {
+            let (key, reason) = row.split_once(" => ").expect("`key => reason`");
+            assert!(
+                reason.contains("failed 3 times") && reason.contains("no rate"),
+                "{row}"
+            );
+            key.to_string()
+        })
+        .collect();
+    assert_eq!(dead, sorted(letters));
+}

@@ -86,15 +86,22 @@ fn topic_state(config: &KafkaConfig, topic: &str) -> Result<Option<(i32, bool)>>
 }
 
 /// Creates the topics that are missing and returns every topic's partition count, in order.
-/// A missing topic without a partition count is an error that names it.
+/// A topic may be named more than once (a program's output that an agent also reads): a missing
+/// one is created once, as the first spec that gives a partition count says. A missing topic
+/// that no spec gives a partition count is an error that names it.
 pub fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<Vec<i32>> {
-    let mut missing = Vec::new();
+    let mut missing: Vec<&TopicSpec> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for spec in topics {
-        if partition_count(config, &spec.name)?.is_none() {
-            match spec.partitions {
-                Some(_) => missing.push(spec),
-                None => return Err(ConnectorError::MissingTopic(spec.name.clone())),
-            }
+        if !seen.insert(spec.name.as_str()) || partition_count(config, &spec.name)?.is_some() {
+            continue;
+        }
+        let sized = topics
+            .iter()
+            .find(|s| s.name == spec.name && s.partitions.is_some());
+        match sized {
+            Some(sized) => missing.push(sized),
+            None => return Err(ConnectorError::MissingTopic(spec.name.clone())),
         }
     }
     if !missing.is_empty() {

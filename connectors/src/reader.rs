@@ -97,13 +97,33 @@ impl PartitionReader {
         &self.topic
     }
 
-    /// Per partition, the offset after the last record handed out (the resume position).
+    /// Per partition, the offset after the last record handed out, or past the markers and
+    /// aborted records after it once the end is reached (the resume position).
     pub fn positions(&self) -> &BTreeMap<i32, i64> {
         &self.next
     }
 
+    /// Moves each partition's position to the consumer's where that is further: past what holds
+    /// no record for this reader (transaction markers, aborted records), which the consumer
+    /// skips without handing anything out.
+    fn catch_up(&mut self) {
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        for element in positions.elements() {
+            if let (Offset::Offset(position), Some(next)) =
+                (element.offset(), self.next.get_mut(&element.partition()))
+            {
+                if position > *next {
+                    *next = position;
+                }
+            }
+        }
+    }
+
     /// Hands out up to `max` records that are already available, waiting at most `wait` for the
-    /// first one. Returns how many were handed out.
+    /// first one. Returns how many were handed out. When there is nothing to hand out, the
+    /// positions move past transaction markers and aborted records.
     pub fn poll(
         &mut self,
         max: usize,
@@ -130,6 +150,10 @@ impl PartitionReader {
                 }
             }
             timeout = Duration::ZERO;
+        }
+        if count == 0 {
+            // Nothing to hand out: a fully read transactional topic must not look behind.
+            self.catch_up();
         }
         Ok(count)
     }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use faustus::connectors::{partition_count, read_progress, read_to_end, KafkaConfig};
 use faustus::prelude::*;
-use faustus::Running;
+use faustus::{Producer, Running};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The flags every operator example takes.
@@ -65,7 +65,7 @@ pub struct Demo {
     app_id: String,
     prefix: String,
     kafka: KafkaConfig,
-    producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    producer: Producer,
     deadline: Instant,
     serve: bool,
 }
@@ -82,7 +82,20 @@ impl ExampleArgs {
     where
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
-        let app = App::new(app_id).with_args(&self.app)?;
+        self.start_with(app_id, |app| app, build)
+    }
+
+    /// As [`ExampleArgs::start`], letting `configure` add to the application first (agents).
+    pub fn start_with<F>(
+        &self,
+        app_id: &str,
+        configure: impl FnOnce(App) -> App,
+        build: F,
+    ) -> faustus::Result<Demo>
+    where
+        F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    {
+        let app = configure(App::new(app_id).with_args(&self.app)?);
         if app.config().http.is_none() {
             return Err(faustus::Error::Config(
                 "--http off: the examples read their tables over HTTP; give an address (port 0 \
@@ -95,10 +108,7 @@ impl ExampleArgs {
         // A re-run with the same app id restores its tables first: read them only then.
         running.wait_ready(Duration::from_secs(self.timeout_secs))?;
         let kafka = KafkaConfig::new(running.brokers());
-        let producer = kafka
-            .producer()
-            .create()
-            .map_err(|e| faustus::Error::Runtime(format!("creating a producer: {e}")))?;
+        let producer = running.producer()?;
         if let Some(addr) = running.http_addr() {
             println!("serving tables on http://{addr}/api/table/");
         }
@@ -122,38 +132,44 @@ impl Demo {
 
     /// Produces JSON records (`None` is a tombstone) to the example's topic `name`, printing
     /// each, and waits until the broker has them.
-    pub fn produce<K: Serialize, V: Serialize>(&self, name: &str, records: &[(K, Option<V>)]) {
-        let topic = self.topic(name);
+    pub fn produce<K, V>(&self, name: &str, records: &[(K, Option<V>)])
+    where
+        K: Serialize + DeserializeOwned + 'static,
+        V: Serialize + DeserializeOwned + 'static,
+    {
+        let topic = Topic::<K, V>::new(self.topic(name));
+        let mut pending = Vec::new();
         for (key, value) in records {
-            let key = serde_json::to_vec(key).expect("keys serialize");
-            let value = value
-                .as_ref()
-                .map(|v| serde_json::to_vec(v).expect("values serialize"));
             println!(
                 "> {name} {} {}",
-                String::from_utf8_lossy(&key),
-                value
-                    .as_deref()
-                    .map_or("null".into(), String::from_utf8_lossy)
+                serde_json::to_string(key).expect("keys serialize"),
+                serde_json::to_string(value).expect("values serialize")
             );
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).key(&key);
-            if let Some(v) = &value {
-                record = record.payload(v.as_slice());
-            }
-            while let Err((e, back)) = self.producer.send(record) {
-                log::debug!("producing to `{topic}`: {e}; retrying");
-                record = back;
-                std::thread::sleep(Duration::from_millis(5));
+            match self
+                .producer
+                .enqueue_record(&topic, key, value.as_ref(), None, Vec::new())
+            {
+                Ok(p) => pending.push(p),
+                Err(e) => fail(&format!("producing to `{}`: {e}", topic.name())),
             }
         }
-        if let Err(e) = self.producer.flush(Duration::from_secs(30)) {
-            fail(&format!("producing to `{topic}`: {e}"));
+        for p in pending {
+            if let Err(e) = p.wait() {
+                fail(&format!("producing to `{}`: {e}", topic.name()));
+            }
         }
     }
 
     /// Produces records that all have values.
-    pub fn produce_values<K: Serialize, V: Serialize>(&self, name: &str, records: &[(K, V)]) {
-        let records: Vec<(&K, Option<&V>)> = records.iter().map(|(k, v)| (k, Some(v))).collect();
+    pub fn produce_values<K, V>(&self, name: &str, records: &[(K, V)])
+    where
+        K: Serialize + DeserializeOwned + Clone + 'static,
+        V: Serialize + DeserializeOwned + Clone + 'static,
+    {
+        let records: Vec<(K, Option<V>)> = records
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
         self.produce(name, &records);
     }
 
@@ -199,6 +215,49 @@ impl Demo {
             if Instant::now() > self.deadline {
                 fail(&format!(
                     "the input of {names:?} was not processed in time (see --timeout-secs)"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until agent `agent` has committed everything in the example's topic `name`: its
+    /// consumer group's positions reach the topic's ends.
+    pub fn wait_agent(&self, agent: &str, name: &str) {
+        let topic = self.topic(name);
+        let group = format!("{}-{agent}", self.app_id);
+        let consumer: BaseConsumer = self
+            .kafka
+            .client()
+            .set("group.id", &group)
+            .create()
+            .unwrap_or_else(|e| fail(&format!("creating a consumer: {e}")));
+        let partitions = partition_count(&self.kafka, &topic)
+            .unwrap_or_else(|e| fail(&format!("reading `{topic}`'s partitions: {e}")))
+            .unwrap_or(0);
+        let mut wanted = rdkafka::TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for p in 0..partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(30))
+                .unwrap_or_else(|e| fail(&format!("reading the end of `{topic}`/{p}: {e}")));
+            wanted.add_partition(&topic, p);
+            ends.insert(p, high);
+        }
+        loop {
+            let committed = consumer
+                .committed_offsets(wanted.clone(), Duration::from_secs(30))
+                .unwrap_or_else(|e| fail(&format!("reading `{group}`'s positions: {e}")));
+            let done = committed.elements().iter().all(|e| {
+                let end = ends.get(&e.partition()).copied().unwrap_or(0);
+                end == 0 || e.offset().to_raw().is_some_and(|o| o >= end)
+            });
+            if done {
+                return;
+            }
+            if Instant::now() > self.deadline {
+                fail(&format!(
+                    "agent `{agent}` did not commit `{topic}` in time (see --timeout-secs)"
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -80,7 +80,7 @@ use crate::dataflow::Data;
 use crate::record::Headers;
 use crate::topic::{RecordError, Topic};
 
-pub(crate) use runtime::{start_agents, AgentEnv, AgentSpec, AgentsHandle};
+pub(crate) use runtime::{start_agents, AgentBoard, AgentEnv, AgentSpec, AgentsHandle};
 pub use runtime::{AgentStatus, PartitionStatus};
 
 /// What a handler returns: `Ok` acks the event (unless acks are manual); an error retries it.

@@ -141,10 +141,36 @@ impl RunningAgent {
     }
 }
 
+/// The agents' statuses, shared with the HTTP server, which exists before the agents start.
+#[derive(Default)]
+pub(crate) struct AgentBoard {
+    statuses: std::sync::RwLock<Vec<Arc<Mutex<AgentStatus>>>>,
+}
+
+impl AgentBoard {
+    /// The status of every agent of this process.
+    pub fn snapshot(&self) -> Vec<AgentStatus> {
+        self.statuses
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+
+    pub(crate) fn add(&self, status: Arc<Mutex<AgentStatus>>) {
+        self.statuses
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(status);
+    }
+}
+
 /// Every agent of an application.
 #[derive(Default)]
 pub(crate) struct AgentsHandle {
     pub agents: Vec<RunningAgent>,
+    board: Arc<AgentBoard>,
 }
 
 impl AgentsHandle {
@@ -166,20 +192,26 @@ impl AgentsHandle {
         self.agents.iter().all(RunningAgent::is_finished)
     }
 
-    /// The status of every agent, by name.
+    /// The status of every agent.
     pub fn statuses(&self) -> Vec<AgentStatus> {
-        self.agents
-            .iter()
-            .map(|a| a.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
-            .collect()
+        self.board.snapshot()
     }
 }
 
-/// Starts `specs`, after checking their settings.
-pub(crate) fn start_agents(specs: Vec<Box<dyn AgentSpec>>, env: &AgentEnv) -> Result<AgentsHandle> {
-    let mut handle = AgentsHandle::default();
+/// Starts `specs`, after checking their settings, showing their statuses on `board`.
+pub(crate) fn start_agents(
+    specs: Vec<Box<dyn AgentSpec>>,
+    env: &AgentEnv,
+    board: Arc<AgentBoard>,
+) -> Result<AgentsHandle> {
+    let mut handle = AgentsHandle {
+        agents: Vec::new(),
+        board,
+    };
     for spec in specs {
-        handle.agents.push(spec.start(env)?);
+        let agent = spec.start(env)?;
+        handle.board.add(Arc::clone(&agent.status));
+        handle.agents.push(agent);
     }
     Ok(handle)
 }

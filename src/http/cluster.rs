@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use super::{local_assignment, segment, ApiError, HttpState, FORWARDED_HEADER};
+use super::{segment, ApiError, HttpState, FORWARDED_HEADER};
 use crate::runtime::health::TableState;
 use crate::runtime::table::{JsonEntry, TableView};
 
@@ -239,12 +239,18 @@ fn unavailable(states: &mut BTreeMap<String, TableState>, process: usize, why: &
 
 /// Every process's assignment, in process order; a process that cannot be reached appears with
 /// an `error` instead.
-pub(super) async fn assignment(state: &HttpState) -> Vec<Value> {
+/// The answers of every process to `path` (this one's is `local`), in process order; a process
+/// that cannot be reached, or answers with an error, is a `{process, error}` entry.
+pub(super) async fn from_every_process(
+    state: &HttpState,
+    path: &'static str,
+    local: Value,
+) -> Vec<Value> {
     let mut asks = tokio::task::JoinSet::new();
     for process in (0..state.processes).filter(|&p| p != state.process) {
         let peers = state.peers.clone();
         asks.spawn(async move {
-            let answer = match peers.get(process, "/api/internal/assignment").await {
+            let answer = match peers.get(process, path).await {
                 Ok((StatusCode::OK, body)) => body,
                 Ok((status, body)) => json!({
                     "process": process,
@@ -255,7 +261,7 @@ pub(super) async fn assignment(state: &HttpState) -> Vec<Value> {
             (process, answer)
         });
     }
-    let mut all = vec![(state.process, local_assignment(state).await)];
+    let mut all = vec![(state.process, local)];
     while let Some(joined) = asks.join_next().await {
         if let Ok(answer) = joined {
             all.push(answer);

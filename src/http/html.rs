@@ -214,6 +214,84 @@ pub(super) fn error_page(status: StatusCode, message: &str, retry_after: Option<
     page_with_head(&status.to_string(), &head, &body)
 }
 
+/// The agents of every process (`processes` as `/api/agents/` answers): per agent its settings
+/// and counts, and per assigned partition its in-flight events, positions and acked ranges.
+pub(super) fn agents_page(processes: &[Value]) -> String {
+    let mut body = String::from("<h1>Agents</h1>\n");
+    let mut any = false;
+    for process in processes {
+        let id = process["process"].to_string();
+        if let Some(error) = process["error"].as_str() {
+            body.push_str(&format!(
+                "<p class=\"error\">process {}: {}</p>\n",
+                escape(&id),
+                escape(error)
+            ));
+            continue;
+        }
+        for agent in process["agents"].as_array().into_iter().flatten() {
+            any = true;
+            body.push_str(&agent_section(&id, agent));
+        }
+    }
+    if !any {
+        body.push_str("<p>No agents.</p>\n");
+    }
+    // The page follows the agents as they work: it reloads itself.
+    page_with_head("Agents", &refresh_tag(5), &body)
+}
+
+/// One agent of one process.
+fn agent_section(process: &str, agent: &Value) -> String {
+    let settings = &agent["settings"];
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        other => other.to_string(),
+    };
+    let rows: String = agent["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let ranges: Vec<String> = p["acked_ranges"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| format!("{}–{}", text(&r[0]), text(&r[1])))
+                .collect();
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                escape(&text(&p["partition"])),
+                escape(&text(&p["in_flight"])),
+                escape(&text(&p["committed"])),
+                escape(&text(&p["committable"])),
+                escape(&ranges.join(", ")),
+                if p["paused"].as_bool() == Some(true) {
+                    "paused"
+                } else {
+                    ""
+                },
+            )
+        })
+        .collect();
+    format!(
+        "<section class=\"agent\">\n<h2>{name} <span class=\"state\">{state}</span></h2>\n\
+         <p>process {process} · topic <code>{topic}</code> · concurrency {concurrency} · \
+         handled {handled} · failed attempts {failed} · dead letters {dead}</p>\n\
+         <table>\n<tr><th>partition</th><th>in flight</th><th>committed</th>\
+         <th>committable</th><th>acked ranges</th><th></th></tr>\n{rows}</table>\n</section>\n",
+        name = escape(&text(&settings["name"])),
+        state = escape(&text(&agent["state"])),
+        process = escape(process),
+        topic = escape(&text(&settings["topic"])),
+        concurrency = escape(&text(&settings["concurrency"])),
+        handled = escape(&text(&agent["handled"])),
+        failed = escape(&text(&agent["failed_attempts"])),
+        dead = escape(&text(&agent["dead_lettered"])),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

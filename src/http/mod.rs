@@ -37,6 +37,7 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde_json::{json, Value};
 
+use crate::agent::AgentBoard;
 use crate::runtime::assignment::Assignments;
 use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{JsonEntry, Lookup, TableView, Tables};
@@ -74,6 +75,8 @@ pub(crate) struct HttpState {
     pub workers: usize,
     /// The other processes' HTTP APIs.
     pub peers: Arc<cluster::Peers>,
+    /// This process's agents (none until they start).
+    pub agents: Arc<AgentBoard>,
 }
 
 impl HttpState {
@@ -96,6 +99,7 @@ impl HttpState {
             processes,
             workers,
             peers: Arc::new(cluster::Peers::new(process, peers, PeerTimeouts::default())),
+            agents: Arc::default(),
         }
     }
 
@@ -220,6 +224,8 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/api/table/{name}/{key}/", get(get_key))
         .route("/api/assignment", get(assignment))
         .route("/api/assignment/", get(assignment))
+        .route("/api/agents", get(agents))
+        .route("/api/agents/", get(agents))
         .route("/api/ready", get(ready))
         .route("/api/ready/", get(ready))
         .route("/api/live", get(live))
@@ -231,6 +237,7 @@ pub(crate) fn router(state: HttpState) -> Router {
         )
         .route("/api/internal/tables", get(local_tables_handler))
         .route("/api/internal/assignment", get(local_assignment_handler))
+        .route("/api/internal/agents", get(local_agents_handler))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::map_response(json_errors))
         .with_state(state)
@@ -611,7 +618,29 @@ async fn get_key(
 }
 
 async fn assignment(State(state): State<HttpState>) -> Json<Value> {
-    Json(json!({ "processes": cluster::assignment(&state).await }))
+    let local = local_assignment(&state).await;
+    let processes = cluster::from_every_process(&state, "/api/internal/assignment", local).await;
+    Json(json!({ "processes": processes }))
+}
+
+/// `GET /api/agents/`: every agent of every process, with its partitions, positions, acked
+/// ranges and counts; an HTML page for a browser.
+async fn agents(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let local = local_agents(&state);
+    let processes = cluster::from_every_process(&state, "/api/internal/agents", local).await;
+    if wants_html(&headers) {
+        return Html(html::agents_page(&processes)).into_response();
+    }
+    Json(json!({ "processes": processes })).into_response()
+}
+
+/// This process's part of `/api/agents/`.
+fn local_agents(state: &HttpState) -> Value {
+    json!({ "process": state.process, "agents": state.agents.snapshot() })
+}
+
+async fn local_agents_handler(State(state): State<HttpState>) -> Json<Value> {
+    Json(local_agents(&state))
 }
 
 /// This process's part of `/api/assignment/`, with the lag (Kafka is asked for high watermarks
@@ -631,7 +660,22 @@ async fn local_assignment(state: &HttpState) -> Value {
     })
     .await
     .unwrap_or_default();
-    json!({ "process": state.process, "workers": per_worker })
+    // The agents read through consumer groups, beside the dataflow's sources.
+    let agents: Vec<Value> = state
+        .agents
+        .snapshot()
+        .into_iter()
+        .map(|a| {
+            let partitions: Vec<i32> = a.partitions.iter().map(|p| p.partition).collect();
+            json!({
+                "agent": a.settings.name,
+                "topic": a.settings.topic,
+                "partitions": partitions,
+                "state": a.state,
+            })
+        })
+        .collect();
+    json!({ "process": state.process, "workers": per_worker, "agents": agents })
 }
 
 async fn local_assignment_handler(State(state): State<HttpState>) -> Json<Value> {

@@ -374,6 +374,7 @@ async fn the_openapi_document_is_json() {
         "/api/table/{name}/",
         "/api/table/{name}/{key}/",
         "/api/assignment/",
+        "/api/agents/",
     ] {
         assert!(body["paths"][path].is_object(), "{path} is not documented");
     }
@@ -633,4 +634,78 @@ async fn the_process_is_not_ready_until_every_public_table_holds_the_restored_st
     late.set_ready();
     let (status, _, body) = get_with_retry(&state, "/api/ready").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// An agent's status as the consumer thread publishes it.
+fn agent_status(name: &str) -> crate::agent::AgentStatus {
+    use crate::agent::{AgentSettings, OnFailure, Ordering, PartitionStatus, Retry};
+    crate::agent::AgentStatus {
+        settings: AgentSettings {
+            name: name.into(),
+            topic: "orders".into(),
+            concurrency: 8,
+            ordering: Ordering::PerKey,
+            max_in_flight: 100,
+            manual_ack: false,
+            retry: Retry::default(),
+            timeout: std::time::Duration::from_secs(5),
+            on_failure: OnFailure::DeadLetter,
+            drain_timeout: std::time::Duration::from_secs(30),
+            actor: false,
+        },
+        state: "running".into(),
+        partitions: vec![PartitionStatus {
+            partition: 3,
+            in_flight: 2,
+            committed: Some(40),
+            committable: Some(41),
+            acked_ranges: vec![(42, 44)],
+            paused: false,
+        }],
+        handled: 7,
+        failed_attempts: 1,
+        dead_lettered: 0,
+    }
+}
+
+#[tokio::test]
+async fn agents_of_every_process_are_listed_as_json_and_html() {
+    let (states, _) = cluster(4).await;
+    states[0]
+        .agents
+        .add(Arc::new(std::sync::Mutex::new(agent_status("enrich"))));
+    states[1]
+        .agents
+        .add(Arc::new(std::sync::Mutex::new(agent_status("audit"))));
+    for state in &states {
+        let (status, body) = get(state, "/api/agents/").await;
+        assert_eq!(status, StatusCode::OK);
+        let processes = body["processes"].as_array().expect("processes");
+        assert_eq!(processes.len(), 2, "{body}");
+        assert_eq!(processes[0]["agents"][0]["settings"]["name"], "enrich");
+        assert_eq!(processes[1]["agents"][0]["settings"]["name"], "audit");
+        let partition = &processes[0]["agents"][0]["partitions"][0];
+        assert_eq!(partition["acked_ranges"], json!([[42, 44]]));
+        assert_eq!(partition["committable"], 41);
+        assert_eq!(processes[0]["agents"][0]["settings"]["ordering"], "per_key");
+        let (status, assignment) = get(state, "/api/assignment/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            assignment["processes"][1]["agents"][0],
+            json!({"agent": "audit", "topic": "orders", "partitions": [3], "state": "running"})
+        );
+    }
+    let html = Request::get("/api/agents/")
+        .header("accept", "text/html")
+        .body(Body::empty())
+        .unwrap();
+    let (status, page) = request(&states[0], html).await;
+    assert_eq!(status, StatusCode::OK);
+    for text in [
+        "<h2>enrich",
+        "<h2>audit",
+        "<td>3</td><td>2</td><td>40</td><td>41</td><td>42–44</td>",
+    ] {
+        assert!(page.contains(text), "no {text} in {page}");
+    }
 }
