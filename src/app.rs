@@ -229,15 +229,17 @@ impl App {
             planned.specs.extend(agent.topics(config.partitions));
         }
         let tables = declare_tables(&planned.public);
-        let health = Arc::new(Health::new(config.workers));
-        let assignments = Arc::new(Assignments::default());
-        let http_state = http_state(&config, &tables, &health, &assignments)?;
-        let (runtime, http) = start_http(&config, &http_state)?;
-
-        let kafka = connect_kafka(&config)?;
-        assignments.set_kafka(kafka.config.clone());
+        let Serving {
+            health,
+            assignments,
+            http_state,
+            runtime,
+            http,
+            kafka,
+        } = serve_and_connect(&config, &tables)?;
         let progress_topic = format!("{}-__progress", config.app_id);
-        let partitions = create_topics(&kafka, planned.specs, &progress_topic)?;
+        planned.specs.push(TopicSpec::compacted(&progress_topic, 1));
+        let partitions = create_topics(&kafka, planned.specs)?;
         let (committer, progress) =
             recover(&config, &kafka.config, progress_topic, planned.out_topics)?;
         let stats = committer.as_ref().map(|c| c.stats());
@@ -250,23 +252,13 @@ impl App {
             &health,
         );
         let kafka_config = startup.kafka.clone();
-        let agents = start_agents(
+        let agents = launch_agents(
             agents,
-            &AgentEnv {
-                kafka: startup.kafka.clone(),
-                app_id: config.app_id.clone(),
-                guarantee: config.guarantee,
-                commit_interval: config.commit_interval,
-                process_id: config.process_id,
-                runtime: runtime.handle().clone(),
-                dead_letter_topic: crate::dead_letter::topic(&config.app_id),
-                stop: Arc::clone(health.stop_flag()),
-                fail: {
-                    let health = Arc::clone(&health);
-                    Arc::new(move |message| health.fail(message))
-                },
-            },
-            Arc::clone(&http_state.agents),
+            &config,
+            &kafka_config,
+            &runtime,
+            &health,
+            &http_state,
         )?;
         health.workers_started();
         let thread = spawn_cluster(&config, build, startup, tables, committer)?;
@@ -287,6 +279,131 @@ impl App {
         })
     }
 }
+
+impl App {
+    /// Starts only the application's agents (see [`crate::agent`]): no dataflow, so no timely
+    /// cluster and no committer of its own. Run as many such processes as the agents need, with
+    /// the same configuration: their consumer groups share the partitions out. The HTTP server
+    /// serves `/api/agents/` and the readiness endpoints.
+    pub fn start_agents(self) -> Result<Running> {
+        let config = self.config;
+        let agents = self.agents.0;
+        config.validate()?;
+        check_agents(&agents)?;
+        if agents.is_empty() {
+            return Err(Error::Config(
+                "`App::start_agents` was called with no agents: add them with `App::agent`".into(),
+            ));
+        }
+        let dead_letters = crate::dead_letter::topic(&config.app_id);
+        let mut specs = vec![TopicSpec::new(&dead_letters, 1)];
+        for agent in &agents {
+            specs.extend(agent.topics(config.partitions));
+        }
+        let tables = declare_tables(&[]);
+        let Serving {
+            health,
+            http_state,
+            runtime,
+            http,
+            kafka,
+            ..
+        } = serve_and_connect(&config, &tables)?;
+        create_topics(&kafka, specs)?;
+        let agents = launch_agents(
+            agents,
+            &config,
+            &kafka.config,
+            &runtime,
+            &health,
+            &http_state,
+        )?;
+        // Nothing to restore: ready once the agents run.
+        health.workers_started();
+        health.restore_complete();
+        Ok(Running {
+            health,
+            tables,
+            thread: None,
+            http,
+            brokers: kafka.brokers,
+            stats: None,
+            runtime,
+            processes: config.processes,
+            http_state,
+            agents,
+            kafka: kafka.config,
+            _embedded: kafka.embedded,
+        })
+    }
+
+    /// [`App::start_agents`], then runs until Ctrl-C or SIGTERM and stops cleanly (the agents
+    /// drain their in-flight events and commit).
+    pub fn run_agents(self) -> Result<()> {
+        self.start_agents()?.run_until_signal()
+    }
+}
+
+/// What runs before the application touches its topics: its health, the HTTP server, and the
+/// connection to Kafka.
+struct Serving {
+    health: Arc<Health>,
+    assignments: Arc<Assignments>,
+    http_state: HttpState,
+    runtime: tokio::runtime::Runtime,
+    http: Option<SocketAddr>,
+    kafka: Kafka,
+}
+
+/// Starts the HTTP server over `tables` (so that a deployment can watch the start-up), then
+/// connects to Kafka (or starts the embedded broker).
+fn serve_and_connect(config: &AppConfig, tables: &Arc<Tables>) -> Result<Serving> {
+    let health = Arc::new(Health::new(config.workers));
+    let assignments = Arc::new(Assignments::default());
+    let http_state = http_state(config, tables, &health, &assignments)?;
+    let (runtime, http) = start_http(config, &http_state)?;
+    let kafka = connect_kafka(config)?;
+    assignments.set_kafka(kafka.config.clone());
+    Ok(Serving {
+        health,
+        assignments,
+        http_state,
+        runtime,
+        http,
+        kafka,
+    })
+}
+
+/// Starts `agents` on the application's async runtime; they stop with the application.
+fn launch_agents(
+    agents: Vec<Box<dyn AgentSpec>>,
+    config: &AppConfig,
+    kafka: &KafkaConfig,
+    runtime: &tokio::runtime::Runtime,
+    health: &Arc<Health>,
+    http_state: &HttpState,
+) -> Result<AgentsHandle> {
+    let env = AgentEnv {
+        kafka: kafka.clone(),
+        app_id: config.app_id.clone(),
+        guarantee: config.guarantee,
+        commit_interval: config.commit_interval,
+        // A crashed process's open transaction holds its partitions back until the broker
+        // aborts it: agents keep that short, as Kafka Streams does under exactly-once.
+        transaction_timeout: config.transaction_timeout.min(AGENT_TRANSACTION_TIMEOUT),
+        runtime: runtime.handle().clone(),
+        dead_letter_topic: crate::dead_letter::topic(&config.app_id),
+        stop: Arc::clone(health.stop_flag()),
+        fail: {
+            let health = Arc::clone(health);
+            Arc::new(move |message| health.fail(message))
+        },
+    };
+    start_agents(agents, &env, Arc::clone(&http_state.agents))
+}
+
+/// The longest an agent's transaction may stay open (see [`launch_agents`]).
+const AGENT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Checks the agents' settings and that their names are unique.
 fn check_agents(agents: &[Box<dyn AgentSpec>]) -> Result<()> {
@@ -422,14 +539,8 @@ fn connect_kafka(config: &AppConfig) -> Result<Kafka> {
     })
 }
 
-/// Creates the topics the program needs and the progress topic `progress_topic`, where missing;
-/// returns every topic's partition count.
-fn create_topics(
-    kafka: &Kafka,
-    mut specs: Vec<TopicSpec>,
-    progress_topic: &str,
-) -> Result<BTreeMap<String, i32>> {
-    specs.push(TopicSpec::compacted(progress_topic, 1));
+/// Creates the topics the program needs, where missing; returns every topic's partition count.
+fn create_topics(kafka: &Kafka, specs: Vec<TopicSpec>) -> Result<BTreeMap<String, i32>> {
     if let Some(broker) = &kafka.embedded {
         for spec in &specs {
             if let Some(n) = spec.partitions {
@@ -913,7 +1024,7 @@ impl Running {
 impl Drop for Running {
     /// A running application that goes out of scope is stopped and waited for.
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if self.thread.is_some() || !self.agents.all_finished() {
             self.stop();
             if let Err(e) = self.wait() {
                 log::error!("{e}");

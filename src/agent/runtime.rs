@@ -71,7 +71,9 @@ pub(crate) struct AgentEnv {
     pub app_id: String,
     pub guarantee: Guarantee,
     pub commit_interval: Duration,
-    pub process_id: usize,
+    /// How long a transaction may stay open before the broker aborts it (a crashed process's
+    /// open transaction holds its partitions back that long, unless a restart fences it).
+    pub transaction_timeout: Duration,
     pub runtime: Handle,
     pub dead_letter_topic: String,
     /// The application's stop flag: agents drain, commit and leave their groups when it is set.
@@ -354,15 +356,25 @@ fn start_agent<K: Data + Send, V: Data + Send>(
     })
 }
 
-/// The producer an agent writes with: transactional under `exactly_once`, with an id stable per
-/// agent and process, so that a restarted process fences the one it replaces.
+/// The producer an agent writes with: transactional under `exactly_once`. Its transactional id
+/// is new for every start (`<app>-<agent>-<unique>`), so that identical processes can be added
+/// freely; zombies are fenced by the consumer group instead (KIP-447): once a process's
+/// partitions have moved, its transaction cannot commit their positions.
 fn make_producer(env: &AgentEnv, name: &str) -> Result<ThreadedProducer<DeliveryCounter>> {
     let mut config = env.kafka.producer();
     if env.guarantee == Guarantee::ExactlyOnce {
-        config.set(
-            "transactional.id",
-            format!("{}-{name}-{}", env.app_id, env.process_id),
-        );
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        config
+            .set(
+                "transactional.id",
+                format!("{}-{name}-{}-{unique:x}", env.app_id, std::process::id()),
+            )
+            .set(
+                "transaction.timeout.ms",
+                env.transaction_timeout.as_millis().to_string(),
+            );
     }
     let producer: ThreadedProducer<DeliveryCounter> = config
         .create_with_context(DeliveryCounter::default())
@@ -869,7 +881,7 @@ fn transaction_error(what: &str, e: &rdkafka::error::KafkaError) -> String {
             | Some(rdkafka::types::RDKafkaErrorCode::InvalidProducerEpoch)
     );
     if fenced {
-        format!("{what} the transaction: fenced by a newer instance of this agent (same app, agent and process id): {e}")
+        format!("{what} the transaction: fenced (another process of this agent's group has taken its partitions): {e}")
     } else {
         format!("{what} the transaction: {e}")
     }
