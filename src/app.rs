@@ -27,7 +27,7 @@ use crate::runtime::commit::commit_sink;
 use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{Declared, Tables};
 use crate::runtime::{RestoreReport, Startup};
-use crate::tables::TableReader;
+use crate::tables::{TableHandle, TableReader};
 
 /// The name of the threads that run async code: the HTTP server and the agents.
 const ASYNC_THREAD: &str = "faustus-async";
@@ -393,6 +393,7 @@ fn launch_agents(
         transaction_timeout: config.transaction_timeout.min(AGENT_TRANSACTION_TIMEOUT),
         runtime: runtime.handle().clone(),
         dead_letter_topic: crate::dead_letter::topic(&config.app_id),
+        http: http_state.clone(),
         stop: Arc::clone(health.stop_flag()),
         fail: {
             let health = Arc::clone(health);
@@ -913,6 +914,12 @@ impl Running {
     /// `K` and `V` (a windowed table's keys are `(K, Window)`).
     pub fn table<K: Data, V: Data>(&self, name: &str) -> Result<TableReader<K, V>> {
         TableReader::new(name, &self.tables, Arc::clone(&self.health))
+    }
+
+    /// An async handle on public table `name` that reads any key, from whichever process keeps
+    /// it (see [`TableHandle`]).
+    pub fn table_handle<K: Data, V: Data>(&self, name: &str) -> Result<TableHandle<K, V>> {
+        Ok(TableHandle::new(self.table(name)?, self.http_state.clone()))
     }
 
     /// The committer's statistics (in process 0).

@@ -56,7 +56,7 @@ pub use producer::{Pending, Producer};
 pub use record::{Headers, Meta};
 pub use runtime::{ChangelogRestore, Pos, RestoreReport};
 pub use state::State;
-pub use tables::{ReadError, RestoreProgress, TableReader, TableState};
+pub use tables::{ReadError, RestoreProgress, TableHandle, TableReader, TableState};
 pub use topic::{RecordError, Topic};
 pub use window::{FinalWindows, Timed, WindowedStream};
 

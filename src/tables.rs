@@ -52,6 +52,64 @@ pub enum ReadError {
         /// The process that keeps the key.
         process: usize,
     },
+    /// The process that keeps the key gave no answer ([`TableHandle`]): it is not ready, cannot
+    /// be reached, or answered something that is not a value of the table.
+    #[error("table `{table}`: {reason}")]
+    Remote {
+        /// The table.
+        table: String,
+        /// Why there is no answer.
+        reason: String,
+    },
+}
+
+/// A typed handle on a public table for async code (agents' handlers, a program's web
+/// handlers): a key this process keeps is read from its replica, any other from the process
+/// that keeps it, over the HTTP API (as a request to any process would be). Cheap to clone.
+#[derive(Clone)]
+pub struct TableHandle<K, V> {
+    reader: Arc<TableReader<K, V>>,
+    http: crate::http::HttpState,
+}
+
+impl<K: Data, V: Data> TableHandle<K, V> {
+    pub(crate) fn new(reader: TableReader<K, V>, http: crate::http::HttpState) -> Self {
+        TableHandle {
+            reader: Arc::new(reader),
+            http,
+        }
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        self.reader.name()
+    }
+
+    /// The value of `key`, wherever it is kept: `Ok(None)` only when the table is ready and
+    /// has no such key.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadError::NotReady`] while the table is restoring here; [`ReadError::Remote`] when the
+    /// process that keeps the key gives no answer.
+    pub async fn get(&self, key: &K) -> Result<Option<V>, ReadError> {
+        match self.reader.get(key) {
+            Err(ReadError::NotLocal { .. }) => {}
+            local => return local,
+        }
+        let remote = |reason: String| ReadError::Remote {
+            table: self.name().to_string(),
+            reason,
+        };
+        let key = serde_json::to_value(key).map_err(|e| remote(format!("the key: {e}")))?;
+        match crate::http::lookup_value(&self.http, self.name(), &key).await {
+            Ok(Some(value)) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| remote(format!("the owner's answer is not a value: {e}"))),
+            Ok(None) => Ok(None),
+            Err(reason) => Err(remote(reason)),
+        }
+    }
 }
 
 /// A typed reader of one public table's read replicas in this process (see

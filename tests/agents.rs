@@ -361,3 +361,101 @@ fn the_actor_form_runs_one_task_per_assigned_partition() {
     assert_eq!(partitions, vec![0, 1, 2, 3]);
     app.shutdown().expect("a clean stop");
 }
+
+#[test]
+fn handlers_read_the_dataflows_tables() {
+    let app_id = unique("agent-tables");
+    let (rates, input, output) = (unique("rates"), unique("in"), unique("out"));
+    create_topic(&rates, 2);
+    create_topic(&input, 2);
+    let rates_topic = Topic::<String, i64>::new(rates.clone());
+    let input_topic = Topic::<String, i64>::new(input.clone());
+    let output_topic = Topic::<String, i64>::new(output.clone()).partitions(2);
+    send_all(
+        &rates_topic,
+        &[("EUR".into(), 100), ("USD".into(), 92), ("GBP".into(), 117)],
+    );
+    let out = output_topic.clone();
+    let agent = Agent::new("convert", &input_topic)
+        .concurrency(4)
+        .sends_to(&output_topic)
+        .handler(move |event: Event<String, i64>| {
+            let out = out.clone();
+            async move {
+                // Until the table is restored and has the rate, the attempt fails and retries.
+                let rates = event.table::<String, i64>("rates")?;
+                let Some(rate) = rates.get(&event.key()).await? else {
+                    event.send(&out, event.key(), -1)?;
+                    return Ok(());
+                };
+                event.send(&out, event.key(), event.value() * rate)?;
+                Ok(())
+            }
+        });
+    let rates_in = rates_topic.clone();
+    let app = App::new(&app_id)
+        .brokers(brokers())
+        .http(None)
+        .commit_interval(Duration::from_millis(100))
+        .agent(agent)
+        .start(move |df| {
+            df.table(&rates_in, "rates").public();
+        })
+        .expect("the app starts");
+    app.wait_ready(DEADLINE).expect("ready");
+    // The rates are in the table before the orders are sent.
+    let table = app.table::<String, i64>("rates").expect("the table");
+    wait_for("the rates", DEADLINE, || {
+        (table.get(&"GBP".to_string()) == Ok(Some(117))).then_some(())
+    });
+    send_all(
+        &input_topic,
+        &[("EUR".into(), 3), ("GBP".into(), 2), ("JPY".into(), 5)],
+    );
+    let written = wait_for("three conversions", DEADLINE, || {
+        let w = read_pairs(&output);
+        (w.len() >= 3).then_some(w)
+    });
+    let written: BTreeSet<(String, i64)> = written.into_iter().collect();
+    let expected: BTreeSet<(String, i64)> =
+        [("EUR".into(), 300), ("GBP".into(), 234), ("JPY".into(), -1)].into();
+    assert_eq!(written, expected);
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn a_failure_under_the_stop_policy_stops_the_application_with_the_error() {
+    let app_id = unique("agent-stop");
+    let input = unique("in");
+    create_topic(&input, 1);
+    let input_topic = Topic::<String, i64>::new(input.clone());
+    let agent = Agent::new("strict", &input_topic)
+        .on_failure(faustus::agent::OnFailure::Stop)
+        .retry(Retry {
+            retries: 1,
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+        })
+        .handler(|event: Event<String, i64>| async move {
+            match event.value() {
+                2 => Err(HandlerError::new("two is not allowed")),
+                _ => Ok(()),
+            }
+        });
+    let app = start_agent(&app_id, Guarantee::AtLeastOnce, agent);
+    send_all(
+        &input_topic,
+        &(0..5).map(|i| ("k".to_string(), i)).collect::<Vec<_>>(),
+    );
+    wait_for("the application stopped", DEADLINE, || {
+        app.is_finished().then_some(())
+    });
+    let error = app.join().expect_err("the agent's failure").to_string();
+    assert!(
+        error.contains("agent `strict` failed") && error.contains("two is not allowed"),
+        "{error}"
+    );
+    // The position is not committed past the failed event.
+    let group = format!("{app_id}-strict");
+    assert!(committed(&group, &input, 1).get(&0).is_none_or(|p| *p <= 2));
+}

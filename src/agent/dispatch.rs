@@ -118,6 +118,8 @@ pub(crate) struct Dispatcher<K: 'static, V: 'static> {
     completions: Sender<Completion>,
     counters: Arc<Counters>,
     dead_letters: DeadLetters,
+    /// What events read tables through.
+    http: Arc<crate::http::HttpState>,
     /// Per-key lanes ([`Ordering::PerKey`]).
     lanes: Vec<UnboundedSender<Job<K, V>>>,
     /// Permits of [`Ordering::Unordered`].
@@ -143,6 +145,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
         completions: Sender<Completion>,
         counters: Arc<Counters>,
         dead_letter_topic: String,
+        http: crate::http::HttpState,
     ) -> Self {
         let concurrency = settings.concurrency.max(1);
         let agent: Arc<str> = Arc::from(settings.name.as_str());
@@ -157,6 +160,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
                 counters: Arc::clone(&counters),
             },
             counters,
+            http: Arc::new(http),
             lanes: Vec::new(),
             permits: Arc::new(Semaphore::new(concurrency)),
             actors: Default::default(),
@@ -215,6 +219,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
             acker: Acker {
                 inner: Arc::clone(&slot),
             },
+            http: Arc::clone(&self.http),
         };
         let job = Job {
             event,

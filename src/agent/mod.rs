@@ -378,6 +378,7 @@ pub struct Event<K, V> {
     headers: Arc<Headers>,
     outbox: Outbox,
     acker: Acker,
+    http: Arc<crate::http::HttpState>,
 }
 
 impl<K: Clone, V: Clone> Clone for Event<K, V> {
@@ -390,6 +391,7 @@ impl<K: Clone, V: Clone> Clone for Event<K, V> {
             headers: Arc::clone(&self.headers),
             outbox: Arc::clone(&self.outbox),
             acker: self.acker.clone(),
+            http: Arc::clone(&self.http),
         }
     }
 }
@@ -468,6 +470,18 @@ impl<K, V> Event<K, V> {
             headers,
         });
         Ok(())
+    }
+
+    /// A handle on the application's public table `name`, which reads any key, from whichever
+    /// process keeps it (see [`crate::TableHandle`]). Fails if there is no such public table, or
+    /// its types are not `K2` and `V2`.
+    pub fn table<K2: Data, V2: Data>(
+        &self,
+        name: &str,
+    ) -> crate::Result<crate::TableHandle<K2, V2>> {
+        let reader =
+            crate::TableReader::new(name, &self.http.tables, Arc::clone(&self.http.health))?;
+        Ok(crate::TableHandle::new(reader, (*self.http).clone()))
     }
 
     /// The handle that acks this event; see [`Agent::manual_ack`]. It can be moved to another

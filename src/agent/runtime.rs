@@ -76,6 +76,8 @@ pub(crate) struct AgentEnv {
     pub transaction_timeout: Duration,
     pub runtime: Handle,
     pub dead_letter_topic: String,
+    /// The HTTP layer's state: what events read tables through.
+    pub http: crate::http::HttpState,
     /// The application's stop flag: agents drain, commit and leave their groups when it is set.
     pub stop: Arc<AtomicBool>,
     /// Reports an agent's failure to the application (which then stops).
@@ -278,6 +280,7 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         completions_tx,
         Arc::clone(&counters),
         env.dead_letter_topic.clone(),
+        env.http.clone(),
     );
     let producer = make_producer(env, &name)?;
     let status = Arc::new(Mutex::new(AgentStatus {
@@ -398,10 +401,13 @@ fn consume<K: Data + Send, V: Data + Send>(
         {
             let mut core = consumer.context().lock();
             core.drain(consumer, None);
-            if let Some(fatal) = core.fatal.take() {
+            // A failed agent leaves at once: the revocation as the consumer closes does not wait
+            // for events in flight (it sees the failure), and commits nothing past them.
+            if let Some(fatal) = core.fatal.clone() {
                 return Err(fatal);
             }
             if let Some(failure) = core.dispatcher.actor_failure() {
+                core.fatal.get_or_insert(failure.clone());
                 return Err(failure);
             }
             if stop.load(AtomicOrdering::SeqCst) {

@@ -599,6 +599,21 @@ async fn lookup(
     }
 }
 
+/// The JSON value of `key` in table `name`, from whichever process owns it (`None` when the
+/// table is ready and has no such key); an error says why there is no answer (not ready, the
+/// owner unreachable).
+pub(crate) async fn lookup_value(
+    state: &HttpState,
+    name: &str,
+    key: &Value,
+) -> Result<Option<Value>, String> {
+    match lookup(state, name, &key_text(key), false).await {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.status == StatusCode::NOT_FOUND && state.tables.get(name).is_some() => Ok(None),
+        Err(e) => Err(e.message().to_string()),
+    }
+}
+
 async fn get_key(
     State(state): State<HttpState>,
     Path((name, key)): Path<(String, String)>,
