@@ -302,8 +302,11 @@ fn manual_acks_from_another_task_commit_and_unacked_events_hold_the_position() {
     let s = wait_for("acks above the unacked event", DEADLINE, || {
         let s = status(&app, "manual");
         let p = s.partitions.first()?;
-        (p.committable == Some(2) && p.acked_ranges == vec![(3, 5)] && p.in_flight == 1)
-            .then_some(s)
+        (p.committable == Some(2)
+            && p.acked_ranges == vec![(3, 5)]
+            && p.in_flight == 1
+            && p.blocked_ms.is_some())
+        .then_some(s)
     });
     assert_eq!(s.partitions[0].partition, 0);
     wait_for("position 2 committed", DEADLINE, || {

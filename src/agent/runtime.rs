@@ -62,6 +62,9 @@ pub struct PartitionStatus {
     pub acked_ranges: Vec<(i64, i64)>,
     /// Whether fetching is paused (too many events in flight).
     pub paused: bool,
+    /// How long, in milliseconds, the committable position has not moved while events are in
+    /// flight (`None` when it moves, or nothing is in flight).
+    pub blocked_ms: Option<u64>,
 }
 
 /// What every agent of an application shares.
@@ -416,6 +419,7 @@ fn consume<K: Data + Send, V: Data + Send>(
             }
             if last_commit.elapsed() >= interval {
                 core.commit(consumer)?;
+                core.watch_blocked();
                 core.publish_status();
                 last_commit = Instant::now();
             }
@@ -477,7 +481,21 @@ struct Part {
     held: BTreeMap<i64, Vec<Outgoing>>,
     committed: Option<i64>,
     paused: bool,
+    /// Since when the committable position has not moved while events are in flight, and when
+    /// that was last logged.
+    blocked: Option<Blocked>,
 }
+
+/// A partition whose committable position does not move while events are in flight.
+struct Blocked {
+    at: i64,
+    since: Instant,
+    warned: Option<Instant>,
+}
+
+/// How long a partition may stay blocked before the agent says so in its log (then again as
+/// long again later): an event that is never acked stalls its partition, never silently.
+const BLOCKED_WARNING: Duration = Duration::from_secs(60);
 
 /// An agent's state on its consumer thread.
 struct Core<K: 'static, V: 'static> {
@@ -516,6 +534,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 held: BTreeMap::new(),
                 committed: None,
                 paused: false,
+                blocked: None,
             },
         );
     }
@@ -795,6 +814,40 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         committed
     }
 
+    /// Notes the partitions whose committable position has not moved while events are in
+    /// flight, and logs those blocked for long.
+    fn watch_blocked(&mut self) {
+        let now = Instant::now();
+        for (&partition, part) in &mut self.parts {
+            let Some(tracker) = &part.tracker else {
+                continue;
+            };
+            let (at, in_flight) = (tracker.committable(), tracker.in_flight());
+            match &mut part.blocked {
+                _ if in_flight == 0 => part.blocked = None,
+                Some(b) if b.at == at => {
+                    let due = b.warned.map_or(b.since, |w| w) + BLOCKED_WARNING;
+                    if now >= due {
+                        b.warned = Some(now);
+                        log::warn!(
+                            "agent `{}`: `{}` partition {partition} has not moved past offset {at} for {:?} ({in_flight} events in flight): the event at {at} is not acked (a handler still running or retrying, or a manual ack not given)",
+                            self.settings.name,
+                            self.settings.topic,
+                            now - b.since,
+                        );
+                    }
+                }
+                _ => {
+                    part.blocked = Some(Blocked {
+                        at,
+                        since: now,
+                        warned: None,
+                    })
+                }
+            }
+        }
+    }
+
     fn publish_status(&self) {
         let partitions = self
             .parts
@@ -810,6 +863,10 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                     .map(AckTracker::acked_ranges)
                     .unwrap_or_default(),
                 paused: part.paused,
+                blocked_ms: part
+                    .blocked
+                    .as_ref()
+                    .map(|b| u64::try_from(b.since.elapsed().as_millis()).unwrap_or(u64::MAX)),
             })
             .collect();
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());

@@ -260,13 +260,18 @@ fn agent_section(process: &str, agent: &Value) -> String {
                 .flatten()
                 .map(|r| format!("{}–{}", text(&r[0]), text(&r[1])))
                 .collect();
+            let blocked = p["blocked_ms"]
+                .as_u64()
+                .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+                .unwrap_or_default();
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 escape(&text(&p["partition"])),
                 escape(&text(&p["in_flight"])),
                 escape(&text(&p["committed"])),
                 escape(&text(&p["committable"])),
                 escape(&ranges.join(", ")),
+                escape(&blocked),
                 if p["paused"].as_bool() == Some(true) {
                     "paused"
                 } else {
@@ -280,7 +285,7 @@ fn agent_section(process: &str, agent: &Value) -> String {
          <p>process {process} · topic <code>{topic}</code> · concurrency {concurrency} · \
          handled {handled} · failed attempts {failed} · dead letters {dead}</p>\n\
          <table>\n<tr><th>partition</th><th>in flight</th><th>committed</th>\
-         <th>committable</th><th>acked ranges</th><th></th></tr>\n{rows}</table>\n</section>\n",
+         <th>committable</th><th>acked ranges</th><th>blocked for</th><th></th></tr>\n{rows}</table>\n</section>\n",
         name = escape(&text(&settings["name"])),
         state = escape(&text(&agent["state"])),
         process = escape(process),

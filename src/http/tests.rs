@@ -661,6 +661,7 @@ fn agent_status(name: &str) -> crate::agent::AgentStatus {
             committable: Some(41),
             acked_ranges: vec![(42, 44)],
             paused: false,
+            blocked_ms: Some(1500),
         }],
         handled: 7,
         failed_attempts: 1,
@@ -704,7 +705,7 @@ async fn agents_of_every_process_are_listed_as_json_and_html() {
     for text in [
         "<h2>enrich",
         "<h2>audit",
-        "<td>3</td><td>2</td><td>40</td><td>41</td><td>42–44</td>",
+        "<td>3</td><td>2</td><td>40</td><td>41</td><td>42–44</td><td>1.5 s</td>",
     ] {
         assert!(page.contains(text), "no {text} in {page}");
     }
