@@ -1095,4 +1095,32 @@ mod tests {
         assert!(message.contains("has a changelog"), "{message}");
         assert!(!message.contains("a-join-b`"), "{message}");
     }
+
+    #[test]
+    fn bad_agents_are_configuration_errors_that_say_what_to_fix() {
+        use crate::agent::{Agent, Event};
+        let orders = Topic::<String, i64>::new("orders");
+        let handler = |_: Event<String, i64>| async { Ok(()) };
+        let error = |app: App| match app.http(None).start(|_| {}) {
+            Err(Error::Config(message)) => message,
+            Err(other) => panic!("not a configuration error: {other}"),
+            Ok(_) => panic!("the program started"),
+        };
+        let message = error(
+            App::new("bad-agents")
+                .agent(Agent::new("a", &orders).concurrency(0).handler(handler))
+                .agent(Agent::new("b", &orders))
+                .agent(Agent::new("c", &orders).handler(handler))
+                .agent(Agent::new("c", &orders).handler(handler))
+                .agent(Agent::new("no spaces", &orders).handler(handler)),
+        );
+        for wanted in [
+            "agent `a`: concurrency must be 1 to 10000, not 0",
+            "agent `b` has no code",
+            "two agents are named `c`",
+            "agent name `no spaces`",
+        ] {
+            assert!(message.contains(wanted), "no `{wanted}` in: {message}");
+        }
+    }
 }
