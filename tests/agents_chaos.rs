@@ -195,6 +195,48 @@ fn partitions(port: u16) -> Vec<i64> {
         .collect()
 }
 
+/// The partitions of `topic` the consumer group `group` assigns to each of its members, as
+/// Kafka has them (each member's assignment, decoded from the consumer protocol).
+fn group_assignment(group: &str, topic: &str) -> BTreeSet<Vec<i64>> {
+    let consumer: BaseConsumer = kafka().client().create().expect("a client");
+    let Ok(list) = consumer.fetch_group_list(Some(group), Duration::from_secs(10)) else {
+        return BTreeSet::new();
+    };
+    list.groups()
+        .iter()
+        .flat_map(|g| g.members())
+        .map(|m| assigned_partitions(m.assignment().unwrap_or_default(), topic))
+        .collect()
+}
+
+/// The partitions of `topic` in a consumer-protocol assignment: version (i16), then topics
+/// (i32 count; each a name, i16 length + bytes, and its partitions, i32 count + i32s), then user
+/// data.
+fn assigned_partitions(bytes: &[u8], topic: &str) -> Vec<i64> {
+    let mut at = 2;
+    let mut take = |n: usize| {
+        let part = bytes.get(at..at + n).unwrap_or_default();
+        at += n;
+        part
+    };
+    let int = |b: &[u8]| b.iter().fold(0i64, |n, byte| (n << 8) | i64::from(*byte));
+    let mut partitions = Vec::new();
+    let topics = int(take(4));
+    for _ in 0..topics {
+        let len = int(take(2)) as usize;
+        let name = String::from_utf8_lossy(take(len)).into_owned();
+        let count = int(take(4));
+        for _ in 0..count {
+            let p = int(take(4));
+            if name == topic {
+                partitions.push(p);
+            }
+        }
+    }
+    partitions.sort();
+    partitions
+}
+
 fn kill(child: &mut Child) {
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
@@ -242,6 +284,19 @@ fn a_second_process_joins_then_the_first_is_killed_and_nothing_is_lost_or_double
             .then_some(())
     });
     eprintln!("rebalanced in {:?}", started.elapsed());
+    // What each process says it holds is what Kafka's group assigns to its members.
+    let group = format!("{}-{AGENT}", setup.app);
+    wait_for(
+        "/api/agents/ matching the group's assignment",
+        DEADLINE,
+        || {
+            let (mut pa, mut pb) = (partitions(port_a), partitions(port_b));
+            pa.sort();
+            pb.sort();
+            let shown: BTreeSet<Vec<i64>> = [pa, pb].into();
+            (shown == group_assignment(&group, &setup.input)).then_some(())
+        },
+    );
     kill(&mut a);
     wait_for("the second process holds every partition", DEADLINE, || {
         (partitions(port_b).len() as i32 == PARTITIONS).then_some(())
