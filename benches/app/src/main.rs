@@ -69,11 +69,24 @@ struct Cli {
     /// Where the restore probe appends its result (one JSON object per line).
     #[arg(long, requires = "restore_probe")]
     results: Option<PathBuf>,
+    /// Run W0 as an agent (an async handler per bid) instead of a dataflow; no other workload
+    /// has an agent form.
+    #[arg(long)]
+    agent: bool,
+    /// With `--agent`: how long each handler waits before it sends (an I/O-bound handler).
+    #[arg(long, default_value_t = 0, requires = "agent")]
+    agent_sleep_ms: u64,
+    /// With `--agent`: handlers running at once.
+    #[arg(long, default_value_t = 8, requires = "agent")]
+    agent_concurrency: usize,
     /// Before probing, write this many entries (`"w<i>"` → 1) into the W2 counts changelog
     /// (and create the words topic if it is missing), to probe without a preceding W2 run.
     #[arg(long, requires = "restore_probe")]
     fill_keys: Option<u64>,
 }
+
+/// The exit status of a system asked for a workload it does not run (the contract's "3").
+const UNSUPPORTED: i32 = 3;
 
 /// The application, configured as the contract says.
 fn app(cli: &Cli) -> App {
@@ -106,6 +119,21 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         let results = cli.results.clone().expect("clap requires --results");
         return probe::restore_probe(app(&cli), &cli.app_id, topics, cli.fill_keys, &results);
+    }
+    if cli.agent {
+        if workload != Workload::W0 {
+            eprintln!("bench-faustus: --agent runs W0 only");
+            std::process::exit(UNSUPPORTED);
+        }
+        let agent = workloads::w0_agent(
+            &topics,
+            Duration::from_millis(cli.agent_sleep_ms),
+            cli.agent_concurrency,
+        );
+        return app(&cli)
+            .agent(agent)
+            .run_agents()
+            .map_err(|e| e.to_string());
     }
     app(&cli)
         .run(move |df| workloads::build(df, workload, &topics))

@@ -6,6 +6,7 @@ use std::time::Duration;
 use faustus::prelude::*;
 use faustus_bench::{GRACE_MS, Q5_HOP_MS, Q5_SIZE_MS, Q7_SIZE_MS, Q8_WITHIN_MS};
 
+use faustus::agent::{Agent, Event};
 use faustus_bench::{Auction, Bid, Person, Q1, Q2, Q3, Q8};
 
 /// A workload of the contract.
@@ -77,6 +78,32 @@ fn w0(df: &Dataflow<'_>, topics: &Topics) {
     if let Some(out) = topics.output("w0") {
         bids.to_topic(&out);
     }
+}
+
+/// W0 as an agent: every bid, decoded, handed to an async handler that waits `sleep` (zero: a
+/// trivial handler; 10 ms: an I/O-bound one), re-encoded and sent under its input key, with
+/// `concurrency` handlers at a time.
+pub fn w0_agent(topics: &Topics, sleep: Duration, concurrency: usize) -> Agent<u64, Bid> {
+    let bids = Topic::<u64, Bid>::new(&topics.bids);
+    let out: Option<Topic<u64, Bid>> = topics.output("w0");
+    let mut agent = Agent::new("w0", &bids)
+        .concurrency(concurrency)
+        .max_in_flight(concurrency.max(1024));
+    if let Some(out) = &out {
+        agent = agent.sends_to(out);
+    }
+    agent.handler(move |event: Event<u64, Bid>| {
+        let out = out.clone();
+        async move {
+            if !sleep.is_zero() {
+                tokio::time::sleep(sleep).await;
+            }
+            if let Some(out) = &out {
+                event.send(out, event.key(), event.value())?;
+            }
+            Ok(())
+        }
+    })
 }
 
 /// W1: q1 (every bid with its price converted) and q2 (bids on auctions `% 123 == 0`).

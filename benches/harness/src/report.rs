@@ -40,16 +40,32 @@ pub struct Summary {
     pub details: BTreeMap<String, Value>,
 }
 
-/// The systems, in report order.
-pub const SYSTEMS: [&str; 4] = ["ceiling", "faustus", "kafka-streams", "faust"];
+/// The systems, in report order. `faustus-agent` is W0 as a faustus agent with a trivial async
+/// handler; `faustus-agent-io` the same with a handler that waits 10 ms (an I/O-bound handler),
+/// 256 at a time.
+pub const SYSTEMS: [&str; 6] = [
+    "ceiling",
+    "faustus",
+    "faustus-agent",
+    "faustus-agent-io",
+    "kafka-streams",
+    "faust",
+];
+/// The rate an I/O-bound agent reaches at best: 256 handlers at a time (64 per partition of 4),
+/// each taking 10 ms.
+pub const IDEAL_IO_RATE: f64 = 256.0 / 0.010;
+/// The name under which [`IDEAL_IO_RATE`] stands in a target.
+pub const IDEAL_IO: &str = "ideal (256 handlers × 10 ms)";
 /// The guarantees, in report order.
 pub const GUARANTEES: [&str; 2] = ["at_least_once", "exactly_once"];
 /// Restore target: changelog records per second.
 pub const RESTORE_TARGET: f64 = 1_000_000.0;
 
-/// A ratio target: `faustus / peer >= min` on a workload, per guarantee.
+/// A ratio target: `system / peer >= min` on a workload, per guarantee.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Target {
+    /// The system measured.
+    pub system: &'static str,
     /// The workload.
     pub workload: &'static str,
     /// The system faustus is compared with.
@@ -58,37 +74,61 @@ pub struct Target {
     pub min: f64,
 }
 
-/// The issue's throughput targets.
-pub const TARGETS: [Target; 6] = [
+/// The issues' throughput targets.
+pub const TARGETS: [Target; 9] = [
     Target {
+        system: "faustus",
         workload: "W0",
         peer: "ceiling",
         min: 0.8,
     },
     Target {
+        system: "faustus",
         workload: "W1",
         peer: "faust",
         min: 50.0,
     },
     Target {
+        system: "faustus",
         workload: "W2",
         peer: "kafka-streams",
         min: 3.0,
     },
     Target {
+        system: "faustus",
         workload: "W2",
         peer: "faust",
         min: 50.0,
     },
     Target {
+        system: "faustus",
         workload: "W3",
         peer: "kafka-streams",
         min: 3.0,
     },
     Target {
+        system: "faustus",
         workload: "W4",
         peer: "kafka-streams",
         min: 3.0,
+    },
+    Target {
+        system: "faustus-agent",
+        workload: "W0",
+        peer: "ceiling",
+        min: 0.7,
+    },
+    Target {
+        system: "faustus-agent",
+        workload: "W0",
+        peer: "faust",
+        min: 50.0,
+    },
+    Target {
+        system: "faustus-agent-io",
+        workload: "W0",
+        peer: IDEAL_IO,
+        min: 0.8,
     },
 ];
 
@@ -283,10 +323,11 @@ pub fn verdict(rows: &[Value], target: &Target, guarantee: &str) -> Verdict {
         ))
     };
     let side = |system: &str| match get(system) {
+        _ if system == IDEAL_IO => Ok(IDEAL_IO_RATE),
         None => Err(format!("{system} not run")),
         Some(r) => rate(r).ok_or_else(|| format!("{system}: {}", short(s(r, "answer")))),
     };
-    match (side("faustus"), side(target.peer)) {
+    match (side(target.system), side(target.peer)) {
         (Ok(a), Ok(b)) if b > 0.0 => {
             let ratio = a / b;
             if ratio >= target.min {
@@ -351,7 +392,7 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
     for t in &TARGETS {
         for g in GUARANTEES {
             let v = verdict(rows, t, g);
-            let name = format!("faustus ≥ {} × {} on {}", t.min, t.peer, t.workload);
+            let name = format!("{} ≥ {} × {} on {}", t.system, t.min, t.peer, t.workload);
             let (ratio, text) = match &v {
                 Verdict::Met(r) => (format!("{r:.2}"), "met".to_string()),
                 Verdict::Missed(r) => {
@@ -587,6 +628,45 @@ mod tests {
         ));
         assert_eq!(latency_rate(&rows, "W2", "exactly_once"), Some(100.0));
         assert_eq!(latency_rate(&rows, "W2", "at_least_once"), None);
+    }
+
+    #[test]
+    fn agents_are_compared_with_the_ceiling_faust_and_the_ideal_rate() {
+        let mut rows = rows();
+        let row = |system: &str, rate: f64| {
+            serde_json::from_str::<Value>(&format!(
+                r#"{{"kind":"throughput","system":"{system}","workload":"W0","guarantee":"exactly_once","events":100,"events_per_sec":{rate},"answer":"ok"}}"#
+            ))
+            .expect("a row")
+        };
+        rows.push(row("faustus-agent", 600.0));
+        rows.push(row("faustus-agent-io", 0.9 * IDEAL_IO_RATE));
+        let target = |system: &str, peer: &str| {
+            *TARGETS
+                .iter()
+                .find(|t| t.system == system && t.peer == peer)
+                .expect("a target")
+        };
+        // The ceiling runs at 1,000 events/s in these rows.
+        assert_eq!(
+            verdict(&rows, &target("faustus-agent", "ceiling"), "exactly_once"),
+            Verdict::Missed(0.6)
+        );
+        assert_eq!(
+            verdict(&rows, &target("faustus-agent-io", IDEAL_IO), "exactly_once"),
+            Verdict::Met(0.9)
+        );
+        assert!(matches!(
+            verdict(&rows, &target("faustus-agent", "faust"), "exactly_once"),
+            Verdict::NotMeasured(why) if why == "faust not run"
+        ));
+        let md = markdown(&rows, None);
+        assert!(
+            md.contains(
+                "| faustus-agent ≥ 0.7 × ceiling on W0 | exactly_once | 0.60 | **missed** |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]
