@@ -383,18 +383,15 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Runner<K, V> {
     }
 }
 
-/// Runs one attempt on its own task, so that a panic is an error and a timeout cancels it.
+/// Runs one attempt: a panic is its error, and a timeout drops (so cancels) it, at once, so
+/// that it sends nothing into the next attempt.
 async fn attempt_once(future: HandlerFuture, timeout: Duration) -> Result<(), HandlerError> {
-    let mut task = tokio::spawn(future);
-    match tokio::time::timeout(timeout, &mut task).await {
+    use futures::FutureExt as _;
+    let caught = std::panic::AssertUnwindSafe(future).catch_unwind();
+    match tokio::time::timeout(timeout, caught).await {
         Ok(Ok(result)) => result,
-        Ok(Err(e)) => Err(HandlerError(panic_message(e))),
-        Err(_) => {
-            task.abort();
-            // Wait until it is really gone, so that it sends nothing into the next attempt.
-            let _ = task.await;
-            Err(HandlerError(format!("timed out after {timeout:?}")))
-        }
+        Ok(Err(payload)) => Err(HandlerError(panic_text(payload.as_ref()))),
+        Err(_) => Err(HandlerError(format!("timed out after {timeout:?}"))),
     }
 }
 
@@ -403,7 +400,11 @@ fn panic_message(e: tokio::task::JoinError) -> String {
     if !e.is_panic() {
         return "cancelled".into();
     }
-    let payload = e.into_panic();
+    panic_text(e.into_panic().as_ref())
+}
+
+/// What a panic's payload says.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -321,6 +321,11 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
+        // Keep fetching while the local queue drains (as the dataflow's readers do): otherwise
+        // librdkafka stops fetching for a second whenever its queue passes a threshold.
+        .set("fetch.wait.max.ms", "10")
+        .set("queued.min.messages", "100000")
+        .set("fetch.queue.backoff.ms", "1")
         // A revoked partition may take the drain timeout: stay in the group meanwhile.
         .set(
             "max.poll.interval.ms",
@@ -687,7 +692,9 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 }
             }
         }
-        if part.paused && in_flight < self.settings.max_in_flight {
+        // Resume at half the limit, not one below it: each pause drops what the consumer had
+        // fetched for the partition, and pausing at every other event would refetch constantly.
+        if part.paused && in_flight <= self.settings.max_in_flight / 2 {
             part.paused = !pause(consumer, &self.settings.topic, partition, false);
         }
     }

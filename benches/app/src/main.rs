@@ -79,6 +79,10 @@ struct Cli {
     /// With `--agent`: handlers running at once.
     #[arg(long, default_value_t = 8, requires = "agent")]
     agent_concurrency: usize,
+    /// With `--agent`: let any bid overtake another (the default keeps per-key order, which
+    /// serializes Nexmark's hot auctions).
+    #[arg(long, requires = "agent")]
+    agent_unordered: bool,
     /// Before probing, write this many entries (`"w<i>"` → 1) into the W2 counts changelog
     /// (and create the words topic if it is missing), to probe without a preceding W2 run.
     #[arg(long, requires = "restore_probe")]
@@ -129,6 +133,7 @@ fn run(cli: Cli) -> Result<(), String> {
             &topics,
             Duration::from_millis(cli.agent_sleep_ms),
             cli.agent_concurrency,
+            cli.agent_unordered,
         );
         return app(&cli)
             .agent(agent)

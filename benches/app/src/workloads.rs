@@ -6,7 +6,7 @@ use std::time::Duration;
 use faustus::prelude::*;
 use faustus_bench::{GRACE_MS, Q5_HOP_MS, Q5_SIZE_MS, Q7_SIZE_MS, Q8_WITHIN_MS};
 
-use faustus::agent::{Agent, Event};
+use faustus::agent::{Agent, Event, Ordering};
 use faustus_bench::{Auction, Bid, Person, Q1, Q2, Q3, Q8};
 
 /// A workload of the contract.
@@ -82,12 +82,22 @@ fn w0(df: &Dataflow<'_>, topics: &Topics) {
 
 /// W0 as an agent: every bid, decoded, handed to an async handler that waits `sleep` (zero: a
 /// trivial handler; 10 ms: an I/O-bound one), re-encoded and sent under its input key, with
-/// `concurrency` handlers at a time.
-pub fn w0_agent(topics: &Topics, sleep: Duration, concurrency: usize) -> Agent<u64, Bid> {
+/// `concurrency` handlers at a time, in per-key order unless `unordered`.
+pub fn w0_agent(
+    topics: &Topics,
+    sleep: Duration,
+    concurrency: usize,
+    unordered: bool,
+) -> Agent<u64, Bid> {
     let bids = Topic::<u64, Bid>::new(&topics.bids);
     let out: Option<Topic<u64, Bid>> = topics.output("w0");
+    let ordering = match unordered {
+        true => Ordering::Unordered,
+        false => Ordering::PerKey,
+    };
     let mut agent = Agent::new("w0", &bids)
         .concurrency(concurrency)
+        .ordering(ordering)
         .max_in_flight(concurrency.max(1024));
     if let Some(out) = &out {
         agent = agent.sends_to(out);
