@@ -11,8 +11,6 @@ use common::*;
 use faustus::agent::{Agent, AgentStatus, Event, HandlerError, Ordering, Retry};
 use faustus::prelude::*;
 use faustus::{Guarantee, Producer};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::TopicPartitionList;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -54,41 +52,6 @@ fn read_pairs(topic: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// The positions group `group` committed for `partitions` of `topic`.
-fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = kafka()
-        .client()
-        .set("group.id", group)
-        .create()
-        .expect("a consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets")
-        .elements()
-        .iter()
-        .filter_map(|e| {
-            e.offset()
-                .to_raw()
-                .filter(|o| *o >= 0)
-                .map(|o| (e.partition(), o))
-        })
-        .collect()
-}
-
-/// How many records each partition of `topic` holds (its end offsets, for a topic that was
-/// only written without transactions).
-fn ends(topic: &str) -> BTreeMap<i32, i64> {
-    let mut ends = BTreeMap::new();
-    for r in read_all(topic) {
-        ends.insert(r.partition, r.offset + 1);
-    }
-    ends
-}
-
 fn status(app: &faustus::Running, name: &str) -> AgentStatus {
     app.agents()
         .into_iter()
@@ -124,10 +87,10 @@ fn out_of_order_handlers_send_each_record_once_and_commit_the_first_unacked_offs
         let app = start_agent(&app_id, guarantee, agent);
         let records: Vec<(String, i64)> = (0..400).map(|i| (format!("k{}", i % 37), i)).collect();
         send_all(&input_topic, &records);
-        let input_ends = ends(&input);
+        let input_ends = record_ends(&input);
         let group = format!("{app_id}-double");
         wait_for("every position committed", DEADLINE, || {
-            (committed(&group, &input, 4) == input_ends).then_some(())
+            (group_positions(&group, &input, 4)? == input_ends).then_some(())
         });
         let mut written: Vec<i64> = read_pairs(&output).into_iter().map(|(_, v)| v).collect();
         written.sort();
@@ -248,9 +211,9 @@ fn a_poison_event_is_dead_lettered_after_its_retries_and_the_rest_flows_on() {
         .iter()
         .all(|r| r.headers[faustus::dead_letter::OPERATOR] == "picky"));
     let group = format!("{app_id}-picky");
-    let input_ends = ends(&input);
+    let input_ends = record_ends(&input);
     wait_for("every position committed", DEADLINE, || {
-        (committed(&group, &input, 2) == input_ends).then_some(())
+        (group_positions(&group, &input, 2)? == input_ends).then_some(())
     });
     let written: BTreeSet<i64> = read_pairs(&output).into_iter().map(|(_, v)| v).collect();
     let expected: BTreeSet<i64> = [10, 11, 12, 16, 17, 18, 19].into();
@@ -310,13 +273,13 @@ fn manual_acks_from_another_task_commit_and_unacked_events_hold_the_position() {
     });
     assert_eq!(s.partitions[0].partition, 0);
     wait_for("position 2 committed", DEADLINE, || {
-        (committed(&group, &input, 1).get(&0) == Some(&2)).then_some(())
+        (group_positions(&group, &input, 1)?.get(&0) == Some(&2)).then_some(())
     });
     let acker = held.lock().unwrap().pop().expect("the held acker");
     assert!(acker.ack(), "the first ack counts");
     assert!(!acker.ack(), "a second ack does not");
     wait_for("every position committed", DEADLINE, || {
-        (committed(&group, &input, 1).get(&0) == Some(&6)).then_some(())
+        (group_positions(&group, &input, 1)?.get(&0) == Some(&6)).then_some(())
     });
     app.shutdown().expect("a clean stop");
 }
@@ -460,5 +423,6 @@ fn a_failure_under_the_stop_policy_stops_the_application_with_the_error() {
     );
     // The position is not committed past the failed event.
     let group = format!("{app_id}-strict");
-    assert!(committed(&group, &input, 1).get(&0).is_none_or(|p| *p <= 2));
+    let positions = group_positions(&group, &input, 1).expect("the group's positions");
+    assert!(positions.get(&0).is_none_or(|p| *p <= 2), "{positions:?}");
 }

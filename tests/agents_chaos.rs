@@ -18,7 +18,6 @@ use faustus::agent::{Agent, Event, Ordering};
 use faustus::prelude::*;
 use faustus::{Guarantee, Producer};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::TopicPartitionList;
 
 const AGENT: &str = "relay";
 const PARTITIONS: i32 = 4;
@@ -121,32 +120,13 @@ impl Setup {
 
     /// Waits until the agent's group has committed every input record.
     fn wait_committed(&self) {
-        let ends: BTreeMap<i32, i64> = {
-            let mut ends = BTreeMap::new();
-            for r in read_all(&self.input) {
-                ends.insert(r.partition, r.offset + 1);
-            }
-            ends
-        };
-        let consumer: BaseConsumer = kafka()
-            .client()
-            .set("group.id", format!("{}-{AGENT}", self.app))
-            .create()
-            .expect("a consumer");
+        let ends = record_ends(&self.input);
+        let group = format!("{}-{AGENT}", self.app);
         wait_for("every input committed", DEADLINE, || {
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..PARTITIONS {
-                tpl.add_partition(&self.input, p);
-            }
-            let committed = consumer
-                .committed_offsets(tpl, Duration::from_secs(10))
-                .ok()?;
-            let done = ends.iter().all(|(p, end)| {
-                committed
-                    .find_partition(&self.input, *p)
-                    .and_then(|e| e.offset().to_raw())
-                    .is_some_and(|o| o >= *end)
-            });
+            let committed = group_positions(&group, &self.input, PARTITIONS)?;
+            let done = ends
+                .iter()
+                .all(|(p, end)| committed.get(p).is_some_and(|o| o >= end));
             done.then_some(())
         });
     }

@@ -267,10 +267,7 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         body,
         ..
     } = agent;
-    let has_body = body.is_some();
-    if let Some(problem) = check_settings(&settings, has_body) {
-        return Err(Error::Config(problem));
-    }
+    // The settings were checked with every agent's (`App`'s `check_agents`), before Kafka.
     let body = body.ok_or_else(|| Error::Config("an agent without code".into()))?;
     let settings = Arc::new(settings);
     let name = settings.name.clone();

@@ -19,6 +19,46 @@ pub use faustus_testkit::{
     wait_until, KeyValue, Record, TestProducer,
 };
 
+/// The positions consumer group `group` has committed for partitions `0..partitions` of
+/// `topic` (partitions without one are absent); `None` while Kafka does not answer (a crashed
+/// member's open transaction holds them back until the broker aborts it).
+pub fn group_positions(group: &str, topic: &str, partitions: i32) -> Option<BTreeMap<i32, i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = kafka()
+        .client()
+        .set("group.id", group)
+        .create()
+        .expect("a consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .ok()?;
+    Some(
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                e.offset()
+                    .to_raw()
+                    .filter(|o| *o >= 0)
+                    .map(|o| (e.partition(), o))
+            })
+            .collect(),
+    )
+}
+
+/// Per partition of `topic`, one past its last record (for a topic written without
+/// transactions: its end).
+pub fn record_ends(topic: &str) -> BTreeMap<i32, i64> {
+    read_all(topic)
+        .iter()
+        .map(|r| (r.partition, r.offset + 1))
+        .collect()
+}
+
 /// An order as the quickstart reads it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Order {
