@@ -285,6 +285,75 @@ fn manual_acks_from_another_task_commit_and_unacked_events_hold_the_position() {
 }
 
 #[test]
+fn a_full_partition_holds_its_records_pauses_at_its_read_ahead_and_loses_nothing() {
+    let app_id = unique("agent-read-ahead");
+    let input = unique("in");
+    create_topic(&input, 1);
+    let input_topic = Topic::<String, i64>::new(input.clone());
+    let held: Arc<Mutex<Vec<faustus::agent::Acker>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (keep, record, released) = (Arc::clone(&held), Arc::clone(&seen), Arc::clone(&release));
+    // Each record counts 64 + 3 + 1..3 bytes: the read-ahead holds about ten of them.
+    let agent = Agent::new("held", &input_topic)
+        .concurrency(100)
+        .ordering(Ordering::Unordered)
+        .max_in_flight(10)
+        .read_ahead_bytes(700)
+        .manual_ack()
+        .handler(move |event: Event<String, i64>| {
+            let (keep, record) = (Arc::clone(&keep), Arc::clone(&record));
+            let released = released.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                record.lock().unwrap().push(event.value());
+                match released {
+                    true => {
+                        event.acker().ack();
+                    }
+                    false => keep.lock().unwrap().push(event.acker()),
+                }
+                Ok(())
+            }
+        });
+    let app = start_agent(&app_id, Guarantee::AtLeastOnce, agent);
+    send_all(
+        &input_topic,
+        &(0..300).map(|i| ("k".to_string(), i)).collect::<Vec<_>>(),
+    );
+    let s = wait_for("a full partition, paused", DEADLINE, || {
+        let s = status(&app, "held");
+        let p = s.partitions.first()?;
+        (p.in_flight == 10 && p.buffered >= 5 && p.paused).then_some(s)
+    });
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        10,
+        "only max_in_flight events reach the code: {s:?}"
+    );
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    for acker in held.lock().unwrap().drain(..) {
+        assert!(acker.ack());
+    }
+    let group = format!("{app_id}-held");
+    wait_for("every position committed", DEADLINE, || {
+        (group_positions(&group, &input, 1)?.get(&0) == Some(&300)).then_some(())
+    });
+    let mut values = seen.lock().unwrap().clone();
+    values.sort();
+    assert_eq!(
+        values,
+        (0..300).collect::<Vec<_>>(),
+        "every record handed over once, none lost across the pause"
+    );
+    let s = status(&app, "held");
+    assert!(
+        !s.partitions[0].paused && s.partitions[0].buffered == 0,
+        "{s:?}"
+    );
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
 fn the_actor_form_runs_one_task_per_assigned_partition() {
     let app_id = unique("agent-actor");
     let input = unique("in");

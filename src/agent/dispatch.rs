@@ -12,8 +12,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::Semaphore;
 
 use super::{
-    Acker, AgentSettings, Body, Event, HandlerError, HandlerFuture, OnFailure, Ordering, Origin,
-    Outbox, Outgoing, PartitionEvents,
+    Acker, AgentSettings, Body, Event, EventRecord, HandlerError, HandlerFuture, OnFailure,
+    Ordering, Origin, Outgoing, PartitionEvents,
 };
 use crate::dead_letter;
 use crate::record::Headers;
@@ -55,8 +55,9 @@ pub(crate) struct AckSlot {
     assignment: Arc<Assignment>,
     offset: i64,
     done: AtomicBool,
-    outbox: Outbox,
-    completions: Mutex<Sender<Completion>>,
+    /// The records the current attempt has sent.
+    outbox: Mutex<Vec<Outgoing>>,
+    completions: Arc<Sender<Completion>>,
 }
 
 impl AckSlot {
@@ -73,14 +74,17 @@ impl AckSlot {
             outcome,
             records,
         };
-        let sender = self.completions.lock().unwrap_or_else(|e| e.into_inner());
         // A closed channel means the agent has stopped: nothing is committed any more.
-        sender.send(completion).is_ok()
+        self.completions.send(completion).is_ok()
     }
 
     pub(crate) fn ack(&self) -> bool {
-        let records = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()));
+        let records = std::mem::take(&mut *self.outbox());
         self.finish(Outcome::Acked, records)
+    }
+
+    pub(crate) fn outbox(&self) -> std::sync::MutexGuard<'_, Vec<Outgoing>> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn is_acked(&self) -> bool {
@@ -115,13 +119,15 @@ pub(crate) struct Dispatcher<K: 'static, V: 'static> {
     body: Body<K, V>,
     settings: Arc<AgentSettings>,
     runtime: Handle,
-    completions: Sender<Completion>,
+    completions: Arc<Sender<Completion>>,
     counters: Arc<Counters>,
     dead_letters: DeadLetters,
     /// What events read tables through.
     http: Arc<crate::http::HttpState>,
-    /// Per-key lanes ([`Ordering::PerKey`]).
-    lanes: Vec<UnboundedSender<Job<K, V>>>,
+    /// Per-key lanes ([`Ordering::PerKey`]), and the jobs for each not yet handed over: jobs
+    /// go to a lane in batches (see [`Dispatcher::flush`]), one wake-up per batch.
+    lanes: Vec<UnboundedSender<Vec<Job<K, V>>>>,
+    pending: Vec<Vec<Job<K, V>>>,
     /// Permits of [`Ordering::Unordered`].
     permits: Arc<Semaphore>,
     /// The actor form: each assigned partition's event queue.
@@ -137,7 +143,7 @@ pub(crate) struct Job<K, V> {
     raw: (Option<Vec<u8>>, Option<Vec<u8>>),
 }
 
-impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
+impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatcher<K, V> {
     pub(crate) fn new(
         body: Body<K, V>,
         settings: Arc<AgentSettings>,
@@ -153,7 +159,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
             body,
             settings,
             runtime,
-            completions,
+            completions: Arc::new(completions),
             dead_letters: DeadLetters {
                 topic: Arc::from(dead_letter_topic),
                 agent,
@@ -162,6 +168,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
             counters,
             http: Arc::new(http),
             lanes: Vec::new(),
+            pending: Vec::new(),
             permits: Arc::new(Semaphore::new(concurrency)),
             actors: Default::default(),
             actor_failure: Arc::new(Mutex::new(None)),
@@ -170,14 +177,17 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
             (&dispatcher.body, dispatcher.settings.ordering)
         {
             for _ in 0..concurrency {
-                let (tx, mut rx) = unbounded_channel::<Job<K, V>>();
+                let (tx, mut rx) = unbounded_channel::<Vec<Job<K, V>>>();
                 let runner = dispatcher.runner();
                 dispatcher.runtime.spawn(async move {
-                    while let Some(job) = rx.recv().await {
-                        runner.run(job).await;
+                    while let Some(jobs) = rx.recv().await {
+                        for job in jobs {
+                            runner.run(job).await;
+                        }
                     }
                 });
                 dispatcher.lanes.push(tx);
+                dispatcher.pending.push(Vec::new());
             }
         }
         dispatcher
@@ -206,21 +216,22 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
             assignment: Arc::clone(assignment),
             offset: incoming.origin.offset,
             done: AtomicBool::new(false),
-            outbox: Arc::new(Mutex::new(Vec::new())),
-            completions: Mutex::new(self.completions.clone()),
+            outbox: Mutex::new(Vec::new()),
+            completions: Arc::clone(&self.completions),
         });
-        let event = Event {
-            key: incoming.key,
-            value: incoming.value,
-            origin: Arc::new(incoming.origin),
-            timestamp: incoming.timestamp,
-            headers: Arc::new(incoming.headers),
-            outbox: Arc::clone(&slot.outbox),
-            acker: Acker {
+        let event = Event::new(
+            EventRecord {
+                key: incoming.key,
+                value: incoming.value,
+                origin: incoming.origin,
+                timestamp: incoming.timestamp,
+                headers: incoming.headers,
+            },
+            Acker {
                 inner: Arc::clone(&slot),
             },
-            http: Arc::clone(&self.http),
-        };
+            Arc::clone(&self.http),
+        );
         let job = Job {
             event,
             slot,
@@ -267,7 +278,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
                         .0
                         .as_deref()
                         .map_or(0, |k| murmur2(k) as usize % self.lanes.len());
-                    let _ = self.lanes[lane].send(job);
+                    self.pending[lane].push(job);
                 }
                 Ordering::Unordered => {
                     let permits = Arc::clone(&self.permits);
@@ -281,6 +292,17 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Dispatcher<K, V> {
                     });
                 }
             },
+        }
+    }
+
+    /// Hands the jobs dispatched since the last call to their lanes. The consumer thread calls
+    /// it after each batch of records it takes, and before it waits for events in flight.
+    pub(crate) fn flush(&mut self) {
+        for (lane, jobs) in self.lanes.iter().zip(&mut self.pending) {
+            if !jobs.is_empty() {
+                // A closed lane means the runtime is shutting down: nothing is acked any more.
+                let _ = lane.send(std::mem::take(jobs));
+            }
         }
     }
 
@@ -316,7 +338,7 @@ struct Runner<K: 'static, V: 'static> {
     dead_letters: DeadLetters,
 }
 
-impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Runner<K, V> {
+impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<K, V> {
     async fn run(&self, job: Job<K, V>) {
         let Body::Handler(handler) = &self.body else {
             return;

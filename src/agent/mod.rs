@@ -35,7 +35,8 @@
 //!  Kafka ──poll──▶ begin(offset) ──▶ handler(event) ──Ok──▶ ack ──▶ committable ──▶ commit
 //!                     │                  │  Err/panic/timeout: retry with backoff
 //!                     │                  └─ retries exhausted: dead letter, then ack
-//!                     └─ in flight ≥ max_in_flight: the partition is paused (not buffered)
+//!                     └─ in flight ≥ max_in_flight: held (read ahead, up to read_ahead_bytes,
+//!                        then the partition is paused)
 //! ```
 //!
 //! - **read**: the agent's consumer (group `<app>-<agent>`, cooperative rebalancing,
@@ -71,7 +72,7 @@ mod runtime;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -199,8 +200,11 @@ pub struct AgentSettings {
     pub concurrency: usize,
     /// How events may overtake each other.
     pub ordering: Ordering,
-    /// Events in flight per partition before the partition is paused.
+    /// Events handed to the code and not acked, per partition; further records are held.
     pub max_in_flight: usize,
+    /// Bytes of records held per partition (read ahead of the code) before the partition is
+    /// paused; it resumes at half.
+    pub read_ahead_bytes: usize,
     /// Whether the handler acks explicitly.
     pub manual_ack: bool,
     /// Retries of a failing handler.
@@ -236,6 +240,7 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
                 concurrency: 1,
                 ordering: Ordering::PerKey,
                 max_in_flight: 1024,
+                read_ahead_bytes: 8 << 20,
                 manual_ack: false,
                 retry: Retry::default(),
                 timeout: Duration::from_secs(60),
@@ -289,9 +294,19 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
         self
     }
 
-    /// Events in flight per partition before the partition is paused (default 1024).
+    /// Events handed to the code and not yet acked, per partition (default 1024). Records read
+    /// beyond it are held, up to [`Agent::read_ahead_bytes`].
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.settings.max_in_flight = n;
+        self
+    }
+
+    /// Bytes of records (keys and values, plus 64 bytes each) held per partition while
+    /// `max_in_flight` events are in flight (default 8 MiB). When they reach it the partition is
+    /// paused: nothing more is fetched until half of it has been handed to the code. Memory per
+    /// partition is bounded by this and by `max_in_flight` events.
+    pub fn read_ahead_bytes(mut self, bytes: usize) -> Self {
+        self.settings.read_ahead_bytes = bytes;
         self
     }
 
@@ -354,9 +369,6 @@ pub(crate) struct Outgoing {
     pub headers: Headers,
 }
 
-/// The records an attempt has sent so far.
-pub(crate) type Outbox = Arc<Mutex<Vec<Outgoing>>>;
-
 /// Where an event came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Origin {
@@ -370,26 +382,26 @@ pub struct Origin {
 
 /// One event handed to an agent: its key, value, origin, timestamp and headers, and what it may
 /// do (send records, ack).
+/// Cloning it is cheap: clones share the record.
 pub struct Event<K, V> {
-    key: K,
-    value: V,
-    origin: Arc<Origin>,
-    timestamp: i64,
-    headers: Arc<Headers>,
-    outbox: Outbox,
+    record: Arc<EventRecord<K, V>>,
     acker: Acker,
     http: Arc<crate::http::HttpState>,
 }
 
-impl<K: Clone, V: Clone> Clone for Event<K, V> {
+/// What an event was read as: shared by its clones (one per attempt).
+pub(crate) struct EventRecord<K, V> {
+    pub key: K,
+    pub value: V,
+    pub origin: Origin,
+    pub timestamp: i64,
+    pub headers: Headers,
+}
+
+impl<K, V> Clone for Event<K, V> {
     fn clone(&self) -> Self {
         Event {
-            key: self.key.clone(),
-            value: self.value.clone(),
-            origin: Arc::clone(&self.origin),
-            timestamp: self.timestamp,
-            headers: Arc::clone(&self.headers),
-            outbox: Arc::clone(&self.outbox),
+            record: Arc::clone(&self.record),
             acker: self.acker.clone(),
             http: Arc::clone(&self.http),
         }
@@ -399,46 +411,58 @@ impl<K: Clone, V: Clone> Clone for Event<K, V> {
 impl<K: Clone, V: Clone> Event<K, V> {
     /// The key.
     pub fn key(&self) -> K {
-        self.key.clone()
+        self.record.key.clone()
     }
 
     /// The value.
     pub fn value(&self) -> V {
-        self.value.clone()
+        self.record.value.clone()
     }
 }
 
 impl<K, V> Event<K, V> {
+    pub(crate) fn new(
+        record: EventRecord<K, V>,
+        acker: Acker,
+        http: Arc<crate::http::HttpState>,
+    ) -> Self {
+        Event {
+            record: Arc::new(record),
+            acker,
+            http,
+        }
+    }
+
     /// The key, borrowed.
     pub fn key_ref(&self) -> &K {
-        &self.key
+        &self.record.key
     }
 
     /// The value, borrowed.
     pub fn value_ref(&self) -> &V {
-        &self.value
+        &self.record.value
     }
 
     /// The topic, partition and offset the event was read from.
     pub fn origin(&self) -> &Origin {
-        &self.origin
+        &self.record.origin
     }
 
     /// `topic/partition/offset`: the same on every attempt and after every restart, for making
     /// side effects outside Kafka idempotent.
     pub fn idempotency_key(&self) -> String {
-        let o = &self.origin;
+        let o = &self.record.origin;
         format!("{}/{}/{}", o.topic, o.partition, o.offset)
     }
 
     /// The record's timestamp (milliseconds since 1970).
     pub fn timestamp(&self) -> i64 {
-        self.timestamp
+        self.record.timestamp
     }
 
     /// The record's headers.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        &self.record.headers
     }
 
     /// Sends `(key, value)` to `topic` when the event is acked (under `exactly_once`, in the
@@ -462,7 +486,7 @@ impl<K, V> Event<K, V> {
         headers: Headers,
     ) -> std::result::Result<(), RecordError> {
         let (key, value) = topic.encode_record(key, value)?;
-        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outbox = self.acker.inner.outbox();
         outbox.push(Outgoing {
             topic: topic.name().to_string(),
             key: Some(key),
@@ -494,7 +518,7 @@ impl<K, V> Event<K, V> {
 /// Acks one event (see [`Agent::manual_ack`]). Cloneable and `Send`; the first `ack` counts.
 #[derive(Clone)]
 pub struct Acker {
-    inner: Arc<dispatch::AckSlot>,
+    pub(crate) inner: Arc<dispatch::AckSlot>,
 }
 
 impl Acker {

@@ -2,7 +2,7 @@
 //! partition, pauses busy partitions, writes acked events' records and commits positions
 //! (a transaction per commit interval under `exactly_once`), and drains revoked partitions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use faustus_connectors::{
     owned_headers, AckTracker, DeliveryCounter, Guarantee, KafkaConfig, TopicSpec,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
@@ -29,6 +29,8 @@ use crate::topic::{RecordError, Topic};
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the consumer thread waits for a record before it looks at acks again.
 const POLL: Duration = Duration::from_millis(5);
+/// Records the consumer thread takes in one go before it looks at acks again.
+const POLL_BATCH: usize = 512;
 
 /// What `/api/agents/` shows of one agent.
 #[derive(Clone, Debug, Serialize)]
@@ -52,15 +54,17 @@ pub struct AgentStatus {
 pub struct PartitionStatus {
     /// The partition.
     pub partition: i32,
-    /// Events taken and not yet acked.
+    /// Events handed to the agent's code and not yet acked.
     pub in_flight: usize,
+    /// Records read ahead and held until fewer than `max_in_flight` events are in flight.
+    pub buffered: usize,
     /// The position last committed (the next offset to read), if any.
     pub committed: Option<i64>,
     /// The position that would be committed now: the first unacked offset.
     pub committable: Option<i64>,
     /// Acked offsets above the committable position, as inclusive ranges.
     pub acked_ranges: Vec<(i64, i64)>,
-    /// Whether fetching is paused (too many events in flight).
+    /// Whether fetching is paused (the records read ahead reached `read_ahead_bytes`).
     pub paused: bool,
     /// How long, in milliseconds, the committable position has not moved while events are in
     /// flight (`None` when it moves, or nothing is in flight).
@@ -249,6 +253,11 @@ pub(crate) fn check_settings(settings: &AgentSettings, has_body: bool) -> Option
     if settings.max_in_flight == 0 {
         return Some(format!("agent `{name}`: max_in_flight must be at least 1"));
     }
+    if settings.read_ahead_bytes == 0 {
+        return Some(format!(
+            "agent `{name}`: read_ahead_bytes must be at least 1"
+        ));
+    }
     if settings.timeout.is_zero() {
         return Some(format!(
             "agent `{name}`: the handler timeout must be above zero"
@@ -370,6 +379,9 @@ fn start_agent<K: Data + Send, V: Data + Send>(
 /// partitions have moved, its transaction cannot commit their positions.
 fn make_producer(env: &AgentEnv, name: &str) -> Result<ThreadedProducer<DeliveryCounter>> {
     let mut config = env.kafka.producer();
+    // The agent counts failed deliveries only: a report per delivered record would cost a
+    // callback per record on the producer's polling thread.
+    config.set("delivery.report.only.error", "true");
     if env.guarantee == Guarantee::ExactlyOnce {
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -406,6 +418,7 @@ fn consume<K: Data + Send, V: Data + Send>(
         {
             let mut core = consumer.context().lock();
             core.drain(consumer, None);
+            core.dispatcher.flush();
             // A failed agent leaves at once: the revocation as the consumer closes does not wait
             // for events in flight (it sees the failure), and commits nothing past them.
             if let Some(fatal) = core.fatal.clone() {
@@ -426,14 +439,19 @@ fn consume<K: Data + Send, V: Data + Send>(
                 last_commit = Instant::now();
             }
         }
-        match consumer.poll(POLL) {
-            Some(Ok(message)) => {
-                let mut core = consumer.context().lock();
-                core.take(consumer, &message);
+        let mut wait = POLL;
+        for _ in 0..POLL_BATCH {
+            match consumer.poll(wait) {
+                Some(Ok(message)) => {
+                    let mut core = consumer.context().lock();
+                    core.take(consumer, &message);
+                }
+                Some(Err(e)) => log::warn!("agent consumer: {e}"),
+                None => break,
             }
-            Some(Err(e)) => log::warn!("agent consumer: {e}"),
-            None => {}
+            wait = Duration::ZERO;
         }
+        consumer.context().lock().dispatcher.flush();
     }
 }
 
@@ -476,8 +494,13 @@ impl<K: Data + Send, V: Data + Send> ConsumerContext for AgentContext<K, V> {
 /// One assigned partition.
 struct Part {
     assignment: Arc<Assignment>,
-    /// Made at the first record (its offset is where this assignment starts).
+    /// Made at the first record handed to the code (its offset is where this assignment
+    /// starts).
     tracker: Option<AckTracker>,
+    /// Records read while `max_in_flight` events were in flight, in offset order, and their
+    /// size in bytes (keys and values).
+    backlog: VecDeque<OwnedMessage>,
+    backlog_bytes: usize,
     /// Under `exactly_once`: records of acked events above the committable position, written
     /// once every earlier event is acked.
     held: BTreeMap<i64, Vec<Outgoing>>,
@@ -533,6 +556,8 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                     revoked: AtomicBool::new(false),
                 }),
                 tracker: None,
+                backlog: VecDeque::new(),
+                backlog_bytes: 0,
                 held: BTreeMap::new(),
                 committed: None,
                 paused: false,
@@ -541,12 +566,66 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         );
     }
 
-    /// Takes one record: decodes it, and hands it to the agent's code (or to the dead letters).
-    fn take(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>, message: &impl Message) {
-        let (partition, offset) = (message.partition(), message.offset());
+    /// Takes one record: hands it to the agent's code, or holds it while its partition has
+    /// `max_in_flight` events in flight (pausing the partition once `read_ahead_bytes` are held).
+    ///
+    /// Pausing is the last resort, not the normal brake: librdkafka drops what it had fetched
+    /// for a paused partition, and a resumed partition may wait up to a second for its next
+    /// fetch when every partition was paused.
+    fn take(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>, message: &BorrowedMessage<'_>) {
+        let partition = message.partition();
         if !self.parts.contains_key(&partition) {
             self.assign(partition);
         }
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        let full = part
+            .tracker
+            .as_ref()
+            .is_some_and(|t| t.in_flight() >= self.settings.max_in_flight);
+        if full || !part.backlog.is_empty() {
+            part.backlog_bytes += record_bytes(message);
+            part.backlog.push_back(message.detach());
+            if part.backlog_bytes >= self.settings.read_ahead_bytes && !part.paused {
+                part.paused = pause(consumer, &self.settings.topic, partition, true);
+            }
+            return;
+        }
+        self.start(message);
+    }
+
+    /// Hands the records held for `partition` to the code while there is room in flight, and
+    /// resumes the partition once half of its read-ahead is free.
+    fn feed(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>, partition: i32) {
+        loop {
+            let Some(part) = self.parts.get_mut(&partition) else {
+                return;
+            };
+            let room = part
+                .tracker
+                .as_ref()
+                .is_none_or(|t| t.in_flight() < self.settings.max_in_flight);
+            if !room {
+                break;
+            }
+            let Some(message) = part.backlog.pop_front() else {
+                break;
+            };
+            part.backlog_bytes -= record_bytes(&message);
+            self.start(&message);
+        }
+        if let Some(part) = self.parts.get_mut(&partition) {
+            if part.paused && part.backlog_bytes <= self.settings.read_ahead_bytes / 2 {
+                part.paused = !pause(consumer, &self.settings.topic, partition, false);
+            }
+        }
+    }
+
+    /// Starts one event: decodes its record and hands it to the agent's code (or to the dead
+    /// letters).
+    fn start(&mut self, message: &impl Message) {
+        let (partition, offset) = (message.partition(), message.offset());
         let Some(part) = self.parts.get_mut(&partition) else {
             return;
         };
@@ -601,15 +680,6 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 );
                 self.dispatcher
                     .dead_letter_undecodable(&assignment, &origin, raw, e.to_string());
-            }
-        }
-        if let Some(part) = self.parts.get_mut(&partition) {
-            let busy = part
-                .tracker
-                .as_ref()
-                .is_some_and(|t| t.in_flight() >= self.settings.max_in_flight);
-            if busy && !part.paused {
-                part.paused = pause(consumer, &self.settings.topic, partition, true);
             }
         }
     }
@@ -689,10 +759,8 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 }
             }
         }
-        // Resume at half the limit, not one below it: each pause drops what the consumer had
-        // fetched for the partition, and pausing at every other event would refetch constantly.
-        if part.paused && in_flight <= self.settings.max_in_flight / 2 {
-            part.paused = !pause(consumer, &self.settings.topic, partition, false);
+        if in_flight < self.settings.max_in_flight {
+            self.feed(consumer, partition);
         }
     }
 
@@ -779,6 +847,13 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         partitions: &[i32],
     ) -> std::result::Result<(), String> {
         let deadline = Instant::now() + self.settings.drain_timeout;
+        // Held records are not started: where the partitions go, they are read again.
+        for partition in partitions {
+            if let Some(part) = self.parts.get_mut(partition) {
+                part.backlog.clear();
+                part.backlog_bytes = 0;
+            }
+        }
         loop {
             let pending: usize = partitions
                 .iter()
@@ -797,6 +872,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 );
                 break;
             }
+            self.dispatcher.flush();
             self.drain(
                 consumer,
                 Some((deadline - now).min(Duration::from_millis(50))),
@@ -859,6 +935,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
             .map(|(&partition, part)| PartitionStatus {
                 partition,
                 in_flight: part.tracker.as_ref().map_or(0, AckTracker::in_flight),
+                buffered: part.backlog.len(),
                 committed: part.committed,
                 committable: part.tracker.as_ref().map(AckTracker::committable),
                 acked_ranges: part
@@ -879,6 +956,11 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         status.failed_attempts = self.counters.failed_attempts.load(AtomicOrdering::Relaxed);
         status.dead_lettered = self.counters.dead_lettered.load(AtomicOrdering::Relaxed);
     }
+}
+
+/// A record's size as the read-ahead counts it: its key and value, and 64 bytes for the rest.
+fn record_bytes(message: &impl Message) -> usize {
+    64 + message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len)
 }
 
 /// Pauses (or resumes) fetching one partition; true if it worked.

@@ -265,9 +265,10 @@ fn agent_section(process: &str, agent: &Value) -> String {
                 .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
                 .unwrap_or_default();
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 escape(&text(&p["partition"])),
                 escape(&text(&p["in_flight"])),
+                escape(&text(&p["buffered"])),
                 escape(&text(&p["committed"])),
                 escape(&text(&p["committable"])),
                 escape(&ranges.join(", ")),
@@ -284,7 +285,7 @@ fn agent_section(process: &str, agent: &Value) -> String {
         "<section class=\"agent\">\n<h2>{name} <span class=\"state\">{state}</span></h2>\n\
          <p>process {process} · topic <code>{topic}</code> · concurrency {concurrency} · \
          handled {handled} · failed attempts {failed} · dead letters {dead}</p>\n\
-         <table>\n<tr><th>partition</th><th>in flight</th><th>committed</th>\
+         <table>\n<tr><th>partition</th><th>in flight</th><th>read ahead</th><th>committed</th>\
          <th>committable</th><th>acked ranges</th><th>blocked for</th><th></th></tr>\n{rows}</table>\n</section>\n",
         name = escape(&text(&settings["name"])),
         state = escape(&text(&agent["state"])),

@@ -646,6 +646,7 @@ fn agent_status(name: &str) -> crate::agent::AgentStatus {
             concurrency: 8,
             ordering: Ordering::PerKey,
             max_in_flight: 100,
+            read_ahead_bytes: 1 << 20,
             manual_ack: false,
             retry: Retry::default(),
             timeout: std::time::Duration::from_secs(5),
@@ -657,6 +658,7 @@ fn agent_status(name: &str) -> crate::agent::AgentStatus {
         partitions: vec![PartitionStatus {
             partition: 3,
             in_flight: 2,
+            buffered: 5,
             committed: Some(40),
             committable: Some(41),
             acked_ranges: vec![(42, 44)],
@@ -688,6 +690,11 @@ async fn agents_of_every_process_are_listed_as_json_and_html() {
         let partition = &processes[0]["agents"][0]["partitions"][0];
         assert_eq!(partition["acked_ranges"], json!([[42, 44]]));
         assert_eq!(partition["committable"], 41);
+        assert_eq!(partition["buffered"], 5);
+        assert_eq!(
+            processes[0]["agents"][0]["settings"]["read_ahead_bytes"],
+            1 << 20
+        );
         assert_eq!(processes[0]["agents"][0]["settings"]["ordering"], "per_key");
         let (status, assignment) = get(state, "/api/assignment/").await;
         assert_eq!(status, StatusCode::OK);
@@ -705,7 +712,7 @@ async fn agents_of_every_process_are_listed_as_json_and_html() {
     for text in [
         "<h2>enrich",
         "<h2>audit",
-        "<td>3</td><td>2</td><td>40</td><td>41</td><td>42–44</td><td>1.5 s</td>",
+        "<td>3</td><td>2</td><td>5</td><td>40</td><td>41</td><td>42–44</td><td>1.5 s</td>",
     ] {
         assert!(page.contains(text), "no {text} in {page}");
     }
