@@ -33,6 +33,7 @@ pub mod app;
 pub mod config;
 pub mod dataflow;
 pub mod dead_letter;
+pub mod driver;
 pub mod error;
 pub mod grouped;
 pub mod http;

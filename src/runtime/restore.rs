@@ -10,18 +10,42 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use differential_dataflow::ExchangeData;
-use faustus_connectors::read_to_end_counted;
+use faustus_connectors::{read_to_end_counted, KafkaConfig};
 use serde::de::DeserializeOwned;
 use timely::dataflow::operators::generic::source as timely_source;
 use timely::dataflow::{Scope, StreamVec};
 
 use super::health::PROGRESS_EVERY;
-use super::Startup;
+use super::{Io, Startup};
 
-/// Emits the entries of changelog `topic` as `((key, value), restore epoch, 1)`.
+/// Emits the entries of changelog `topic` as `((key, value), restore epoch, 1)`: read from
+/// Kafka, or, under a test driver, from the changelog records it captured.
 pub(crate) fn restore_source<'s, K, A>(
     scope: Scope<'s, u64>,
     startup: Arc<Startup>,
+    topic: String,
+) -> StreamVec<'s, u64, ((K, A), u64, isize)>
+where
+    K: ExchangeData + Hash + DeserializeOwned,
+    A: ExchangeData + DeserializeOwned,
+{
+    match &startup.io {
+        Io::Kafka(kafka) => {
+            let kafka = kafka.clone();
+            kafka_restore(scope, startup, kafka, topic)
+        }
+        Io::Driver(harness) => {
+            let harness = Arc::clone(harness);
+            super::driver::driver_restore(scope, startup, harness, topic)
+        }
+    }
+}
+
+/// Restores from changelog topic `topic` in Kafka.
+fn kafka_restore<'s, K, A>(
+    scope: Scope<'s, u64>,
+    startup: Arc<Startup>,
+    kafka: KafkaConfig,
     topic: String,
 ) -> StreamVec<'s, u64, ((K, A), u64, isize)>
 where
@@ -54,7 +78,7 @@ where
                 // Records read and not yet added to the shared progress.
                 let mut unreported = 0u64;
                 let read = read_to_end_counted(
-                    &startup.kafka,
+                    &kafka,
                     &topic,
                     &mine,
                     startup.restore_timeout,
@@ -71,29 +95,11 @@ where
                             unreported = 0;
                         }
                         let key = record.key.unwrap_or_default();
-                        match serde_json::from_slice::<K>(key) {
-                            Ok(key) => match record.value {
-                                None => {
-                                    entries.remove(&key);
-                                }
-                                Some(value) => match serde_json::from_slice::<A>(value) {
-                                    Ok(value) => {
-                                        entries.insert(key, value);
-                                    }
-                                    Err(e) => {
-                                        error = Some(format!(
-                                            "{}/{}@{}: {e}",
-                                            record.topic, record.partition, record.offset
-                                        ))
-                                    }
-                                },
-                            },
-                            Err(e) => {
-                                error = Some(format!(
-                                    "{}/{}@{}: {e}",
-                                    record.topic, record.partition, record.offset
-                                ))
-                            }
+                        if let Err(e) = apply(&mut entries, key, record.value) {
+                            error = Some(format!(
+                                "{}/{}@{}: {e}",
+                                record.topic, record.partition, record.offset
+                            ));
                         }
                     },
                 );
@@ -121,4 +127,27 @@ where
             }
         },
     )
+}
+
+/// Applies one changelog record to `entries`: a JSON key with a JSON value sets the key, with
+/// no value (a tombstone) removes it.
+pub(crate) fn apply<K, A>(
+    entries: &mut HashMap<K, A>,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> serde_json::Result<()>
+where
+    K: Hash + Eq + DeserializeOwned,
+    A: DeserializeOwned,
+{
+    let key = serde_json::from_slice::<K>(key)?;
+    match value {
+        None => {
+            entries.remove(&key);
+        }
+        Some(value) => {
+            entries.insert(key, serde_json::from_slice::<A>(value)?);
+        }
+    }
+    Ok(())
 }

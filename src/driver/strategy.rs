@@ -1,0 +1,1 @@
+//! proptest strategies for Kafka-shaped input (cargo feature `proptest`).
