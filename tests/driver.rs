@@ -215,7 +215,7 @@ fn the_worker_check_finds_a_program_that_depends_on_its_worker() {
         |df| {
             let worker = df.worker_index() as i64;
             df.stream(&orders())
-                .map_values(move |o| o.amount * 0 + worker)
+                .map_values(move |_| worker)
                 .to_topic(&totals());
         },
         |driver| {
