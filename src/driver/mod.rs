@@ -140,6 +140,39 @@ impl Record {
     }
 }
 
+/// An input event for [`TestDriver::pipe_event`]: a key, what the record carries, and its
+/// timestamp. The [`strategy`] module makes them for property tests.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Event<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value, a tombstone, or bytes that do not decode.
+    pub payload: Payload<V>,
+    /// The record timestamp (milliseconds).
+    pub timestamp: i64,
+}
+
+/// What an [`Event`]'s record carries.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Payload<V> {
+    /// A value.
+    Value(V),
+    /// No value: a deletion in a table's topic, a dead letter in a stream's.
+    Tombstone,
+    /// Bytes that do not decode as a value: a dead letter.
+    Bad(Vec<u8>),
+}
+
+impl<V> Payload<V> {
+    /// The value, if the record carries one that decodes.
+    pub fn value(&self) -> Option<&V> {
+        match self {
+            Payload::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
 /// A record the dataflow wrote: to an output topic, a changelog or the dead-letter topic, in
 /// epoch `epoch`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -515,6 +548,30 @@ impl TestDriver {
             },
         ));
         self
+    }
+
+    /// Pipes `event` into `topic`: its key encoded with the topic's codec, and its value, a
+    /// tombstone, or its bad bytes as they are.
+    ///
+    /// # Panics
+    ///
+    /// When the key or value does not encode with the topic's codecs.
+    pub fn pipe_event<K: 'static, V: 'static>(
+        &mut self,
+        topic: &Topic<K, V>,
+        event: &Event<K, V>,
+    ) -> &mut Self {
+        match &event.payload {
+            Payload::Value(v) => self.pipe(topic, &event.key, v, event.timestamp),
+            Payload::Tombstone => self.pipe_tombstone(topic, &event.key, event.timestamp),
+            Payload::Bad(bytes) => {
+                let mut record = Record::encode(topic, &event.key, None).unwrap_or_else(|e| {
+                    panic!("a key for `{}` does not encode: {e}", topic.name())
+                });
+                record.value = Some(bytes.clone());
+                self.pipe_record(topic.name(), record.at(event.timestamp))
+            }
+        }
     }
 
     /// Closes an epoch: the records piped since the last one are read, every operator takes
