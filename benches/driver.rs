@@ -35,9 +35,13 @@ fn join_case(workers: usize) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    assert_eq!(join_case(1), 7, "events of keys with a price are joined");
-    c.bench_function("driver/join-20-records/1-worker", |b| b.iter(|| join_case(1)));
-    c.bench_function("driver/join-20-records/2-workers", |b| b.iter(|| join_case(2)));
+    assert_eq!(join_case(1), 8, "events of keys with a price are joined");
+    c.bench_function("driver/join-20-records/1-worker", |b| {
+        b.iter(|| join_case(1))
+    });
+    c.bench_function("driver/join-20-records/2-workers", |b| {
+        b.iter(|| join_case(2))
+    });
 }
 
 criterion_group! {
