@@ -1,6 +1,7 @@
 //! The engine's operators on the test driver (`faustus::driver`): running aggregates, joins,
-//! windows and nested tables, each through a restart where they keep state, checked against
-//! what the documented semantics say the outputs must be. Each step of input is one epoch.
+//! windows and nested tables, each through a restart where they keep state, and tables that
+//! map, filter and regroup under updates and deletions, checked against what the documented
+//! semantics say the outputs must be; a record that does not encode is a dead letter. Each step of input is one epoch.
 //! (Restoring from real changelog topics, and HTTP, are tested against the broker:
 //! `tests/restart.rs`, `tests/windows_http.rs`.)
 
@@ -585,4 +586,102 @@ fn stream_joins_keep_their_window_across_a_restart() {
     let mut rows = decoded::<String, (Seen, Option<Seen>)>(d, "left");
     rows.sort();
     assert_eq!(rows, left_expected, "the left join, b unmatched once");
+}
+
+#[test]
+fn grouped_tables_follow_updates_moves_and_deletions() {
+    let build = |df: &Dataflow<'_>| {
+        let accounts = df.table(&Topic::<String, (String, i64)>::new("accounts"), "accounts");
+        let by_region = accounts.group_by(|_, (region, balance)| (region.clone(), *balance));
+        by_region.clone().count("per-region");
+        by_region.clone().sum("balance-per-region");
+        by_region.clone().min("smallest-per-region");
+        by_region.aggregate("accounts-per-region", |_, balances| {
+            Some(balances.iter().map(|(_, n)| *n as i64).sum::<i64>())
+        });
+        let balances = accounts.map_values(|_, (_, balance)| balance);
+        balances.filter(|_, balance| *balance >= 5).named("big");
+    };
+    let mut driver = start("grouped", build);
+    let d = &mut driver;
+    let row = |account: &str, region: Option<(&str, i64)>| {
+        (
+            Some(serde_json::to_vec(account).unwrap()),
+            region.map(|(r, b)| serde_json::to_vec(&(r, b)).unwrap()),
+        )
+    };
+    produce(
+        d,
+        "accounts",
+        &[
+            row("a1", Some(("eu", 10))),
+            row("a2", Some(("eu", 5))),
+            row("a3", Some(("us", 7))),
+            row("a4", Some(("asia", 1))),
+        ],
+    );
+    close(d);
+    // Then: a2 moves to us, a1 shrinks, a3 and a4 are deleted (asia empties).
+    produce(
+        d,
+        "accounts",
+        &[
+            row("a2", Some(("us", 5))),
+            row("a1", Some(("eu", 3))),
+            row("a3", None),
+            row("a4", None),
+        ],
+    );
+    close(d);
+    let expect = |d: &TestDriver, name: &str, expected: &[(&str, i64)]| {
+        let expected: BTreeMap<String, i64> =
+            expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        assert_eq!(d.table::<String, i64>(name).unwrap(), expected, "{name}");
+    };
+    expect(d, "per-region", &[("eu", 1), ("us", 1)]);
+    expect(d, "balance-per-region", &[("eu", 3), ("us", 5)]);
+    expect(d, "smallest-per-region", &[("eu", 3), ("us", 5)]);
+    expect(d, "accounts-per-region", &[("eu", 1), ("us", 1)]);
+    expect(d, "accounts-map", &[("a1", 3), ("a2", 5)]);
+    expect(d, "big", &[("a2", 5)]);
+}
+
+#[test]
+fn a_record_that_does_not_encode_is_a_dead_letter_and_the_rest_go_on() {
+    let build = |df: &Dataflow<'_>| {
+        // A map keyed by pairs has no JSON form: the value of "bad" cannot be written.
+        df.stream(&Topic::<String, i64>::new("input"))
+            .map(|k, v| {
+                let mut m = BTreeMap::new();
+                if k == "bad" {
+                    m.insert((v, v), v);
+                }
+                (k, m)
+            })
+            .to_topic(&Topic::<String, BTreeMap<(i64, i64), i64>>::new("output"));
+    };
+    let mut driver = start("encode", build);
+    let d = &mut driver;
+    produce(
+        d,
+        "input",
+        &json(&[("good", 1i64), ("bad", 2), ("also-good", 3)]),
+    );
+    close(d);
+    let keys: BTreeSet<String> = decoded::<String, serde_json::Value>(d, "output")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["also-good".to_string(), "good".to_string()].into());
+    let letters = d.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let header = |name: &str| {
+        String::from_utf8_lossy(letters[0].record.header(name).expect(name)).into_owned()
+    };
+    let reason = header(faustus::dead_letter::REASON);
+    assert!(
+        reason.contains("does not encode") && reason.contains("value: not JSON"),
+        "{reason}"
+    );
+    assert_eq!(header(faustus::dead_letter::OPERATOR), "to_topic(output)");
 }
