@@ -312,3 +312,85 @@ fn a_mistake_in_the_program_is_a_configuration_error_as_in_app_start() {
         "{error}"
     );
 }
+
+mod properties {
+    use super::*;
+    use faustus::driver::strategy::{epochs, events, keys, Shape};
+    use faustus::driver::{Event, Snapshot};
+    use proptest::prelude::*;
+
+    /// One epoch of input: rate updates, and order amounts.
+    type Epoch = (Vec<Event<String, i64>>, Vec<Event<String, i64>>);
+
+    /// Epochs of rate updates and orders over four accounts.
+    fn input() -> impl Strategy<Value = Vec<Epoch>> {
+        let shape = Shape {
+            len: 0..15,
+            step: 40_000,
+            disorder: 90_000,
+            ..Shape::default()
+        };
+        (
+            epochs(events(keys(4), 1..5i64, shape.clone()), 4),
+            epochs(events(keys(4), 1..50i64, shape), 4),
+        )
+            .prop_map(|(rates, orders)| rates.into_iter().zip(orders).collect())
+    }
+
+    /// Runs `epochs` of the shop, restarting after every epoch if `restarts`.
+    fn run(epochs: &[Epoch], workers: usize, restarts: bool) -> Snapshot {
+        let mut driver = TestDriver::builder("restarts")
+            .workers(workers)
+            .start(shop)
+            .unwrap();
+        for (rate_updates, amounts) in epochs {
+            for event in rate_updates {
+                driver.pipe_event(&rates(), event);
+            }
+            for event in amounts {
+                let order = event.clone().map_value(|amount| Order { amount });
+                driver.pipe_event(&orders(), &order);
+            }
+            driver.close_epoch().unwrap();
+            if restarts {
+                driver.restart().unwrap();
+            }
+        }
+        driver.snapshot()
+    }
+
+    /// What must not change with restarts: every record written (but its epoch number, and the
+    /// timestamps of a table's changes, which are the epoch's), and every table.
+    fn behaviour(snapshot: Snapshot) -> (Vec<(String, Record)>, Snapshot) {
+        let records = snapshot
+            .written
+            .iter()
+            .map(|w| {
+                let mut record = w.record.clone();
+                if w.topic == "totals" {
+                    record.timestamp = None;
+                }
+                (w.topic.clone(), record)
+            })
+            .collect();
+        let tables = Snapshot {
+            written: Vec::new(),
+            tables: snapshot.tables,
+        };
+        (records, tables)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// A restart after every epoch changes nothing a program can see: every piece of state
+        /// (the rate table, the sums, the windows and their stream time) is restored from its
+        /// changelog.
+        #[test]
+        fn restarts_change_nothing(epochs in input(), workers in 1usize..=2) {
+            let straight = run(&epochs, workers, false);
+            let restarted = run(&epochs, workers, true);
+            prop_assert_eq!(behaviour(straight), behaviour(restarted));
+        }
+    }
+}

@@ -163,6 +163,21 @@ pub enum Payload<V> {
     Bad(Vec<u8>),
 }
 
+impl<K, V> Event<K, V> {
+    /// The same event with its value (if it has one) changed by `f`.
+    pub fn map_value<W>(self, f: impl FnOnce(V) -> W) -> Event<K, W> {
+        Event {
+            key: self.key,
+            payload: match self.payload {
+                Payload::Value(v) => Payload::Value(f(v)),
+                Payload::Tombstone => Payload::Tombstone,
+                Payload::Bad(bytes) => Payload::Bad(bytes),
+            },
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 impl<V> Payload<V> {
     /// The value, if the record carries one that decodes.
     pub fn value(&self) -> Option<&V> {
