@@ -298,6 +298,9 @@ fn a_program_that_panics_is_an_error_not_a_hang() {
         Err(Error::Runtime(message)) => assert!(message.contains("panicked"), "{message}"),
         other => panic!("not a runtime error: {other:?}"),
     }
+    // The failed run keeps answering with its error.
+    assert!(matches!(driver.restart(), Err(Error::Runtime(_))));
+    assert!(matches!(driver.close_epoch(), Err(Error::Runtime(_))));
 }
 
 #[test]

@@ -634,13 +634,14 @@ impl TestDriver {
 
     /// Stops the current run and waits for its workers.
     fn stop(&mut self) -> Result<()> {
+        if let Some(fatal) = self.run.as_ref().and_then(|r| r.startup.health.fatal()) {
+            // The workers may never finish: leave them (and the failed run, which keeps
+            // answering with its error).
+            return Err(Error::Runtime(fatal));
+        }
         let Some(mut run) = self.run.take() else {
             return Ok(());
         };
-        if let Some(fatal) = run.startup.health.fatal() {
-            // The workers may never finish: leave them.
-            return Err(Error::Runtime(fatal));
-        }
         run.harness.stop();
         run.startup
             .health
