@@ -27,7 +27,7 @@ use timely::dataflow::operators::generic::source as timely_source;
 use timely::dataflow::{Scope, StreamVec};
 use timely::scheduling::SyncActivator;
 
-use super::restore::apply;
+use super::restore::{apply, undecodable};
 use super::source::{assigned, dead_letter, meta, SourceItem};
 use super::table::Replica;
 use super::{Pos, Startup};
@@ -327,53 +327,27 @@ where
     )
 }
 
-/// A table's restore under a test driver: see the [module docs](self).
-pub(crate) fn driver_restore<'s, K, A>(
-    scope: Scope<'s, u64>,
-    startup: Arc<Startup>,
-    harness: Arc<Harness>,
-    topic: String,
-) -> StreamVec<'s, u64, ((K, A), u64, isize)>
+/// A changelog's entries under a test driver: the last value per key of the records captured
+/// for `topic`, for the keys whose changelog partition (of `partitions`, as Kafka's producer
+/// would choose it) is one of `mine`.
+pub(crate) fn read_changelog<K, A>(
+    harness: &Harness,
+    topic: &str,
+    partitions: i32,
+    mine: &[i32],
+) -> Result<HashMap<K, A>, String>
 where
-    K: ExchangeData + Hash + DeserializeOwned,
-    A: ExchangeData + DeserializeOwned,
+    K: Hash + Eq + DeserializeOwned,
+    A: DeserializeOwned,
 {
-    let worker = scope.index();
-    let peers = scope.peers();
-    timely_source(
-        scope,
-        &format!("DriverRestore({topic})"),
-        move |capability, _info| {
-            let mut capability = Some(capability);
-            move |output| {
-                let Some(mut cap) = capability.take() else {
-                    return;
-                };
-                if startup.planning {
-                    return;
-                }
-                let epoch = startup.resume_epoch;
-                cap.downgrade(&epoch);
-                let partitions = startup.partitions.get(&topic).copied().unwrap_or(1);
-                let mut entries: HashMap<K, A> = HashMap::new();
-                let records = harness.changelogs.get(&topic).map_or(&[][..], |r| r);
-                for (key, value) in records {
-                    let partition = kafka_partition(key, partitions.max(1) as u32);
-                    if partition as usize % peers != worker {
-                        continue;
-                    }
-                    if let Err(e) = apply(&mut entries, key, value.as_deref()) {
-                        startup.fail(format!(
-                            "restoring `{topic}`: a changelog record does not decode ({e}); was the table's type changed?"
-                        ));
-                        return;
-                    }
-                }
-                let mut session = output.session(&cap);
-                for (k, a) in entries {
-                    session.give(((k, a), epoch, 1));
-                }
-            }
-        },
-    )
+    let mut entries: HashMap<K, A> = HashMap::new();
+    let records = harness.changelogs.get(topic).map_or(&[][..], |r| r);
+    for (key, value) in records {
+        let partition = kafka_partition(key, partitions.max(1) as u32) as i32;
+        if !mine.contains(&partition) {
+            continue;
+        }
+        apply(&mut entries, key, value.as_deref()).map_err(|e| undecodable(&e.to_string()))?;
+    }
+    Ok(entries)
 }
