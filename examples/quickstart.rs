@@ -18,9 +18,28 @@ use rand::Rng;
 
 /// An order, as JSON on the `orders` topic, keyed by account.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-struct Order {
-    account: String,
-    amount: i64,
+pub struct Order {
+    /// The account that placed it.
+    pub account: String,
+    /// Its amount.
+    pub amount: i64,
+}
+
+/// The quickstart's dataflow: the total amount per account of the orders in `orders`, as the
+/// public table `user_to_amount`, whose updates go to `totals`. (`tests/examples.rs` runs this
+/// same function on a broker and on the test driver.)
+pub fn dataflow(
+    orders: Topic<String, Order>,
+    totals: Topic<String, i64>,
+) -> impl for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static {
+    move |df| {
+        let table = df
+            .stream(&orders)
+            .map(|_account, order| (order.account, order.amount))
+            .sum("user_to_amount")
+            .public();
+        table.to_topic(&totals);
+    }
 }
 
 /// faustus quickstart: sum order amounts per account.
@@ -68,14 +87,7 @@ fn run(args: Args) -> faustus::Result<()> {
     let totals = Topic::<String, i64>::new(args.output_topic.clone()).key_codec(Str);
     let orders_out = orders.clone();
 
-    let running = app.start(move |df| {
-        let table = df
-            .stream(&orders)
-            .map(|_account, order| (order.account, order.amount))
-            .sum("user_to_amount")
-            .public();
-        table.to_topic(&totals);
-    })?;
+    let running = app.start(dataflow(orders, totals))?;
 
     if let Some(addr) = running.http_addr() {
         println!(

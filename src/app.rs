@@ -23,10 +23,10 @@ use crate::dataflow::{Ctx, Data, Dataflow};
 use crate::error::{Error, Result};
 use crate::http::{router, HttpState, PeerTimeouts};
 use crate::runtime::assignment::Assignments;
-use crate::runtime::commit::commit_sink;
+use crate::runtime::commit::{commit_sink, EpochSink};
 use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{Declared, Tables};
-use crate::runtime::{RestoreReport, Startup};
+use crate::runtime::{Io, RestoreReport, Startup};
 use crate::tables::{TableHandle, TableReader};
 
 /// The name of the threads that run async code: the HTTP server and the agents.
@@ -53,13 +53,13 @@ impl std::fmt::Debug for Agents {
 }
 
 /// What the planning pass learns from the build closure.
-struct Planned {
-    specs: Vec<TopicSpec>,
-    out_topics: Vec<String>,
+pub(crate) struct Planned {
+    pub(crate) specs: Vec<TopicSpec>,
+    pub(crate) out_topics: Vec<String>,
     /// The public tables.
-    public: Vec<(String, Declared)>,
+    pub(crate) public: Vec<(String, Declared)>,
     /// Configuration errors in the program's dataflow.
-    errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 impl App {
@@ -245,13 +245,13 @@ impl App {
         let stats = committer.as_ref().map(|c| c.stats());
         let startup = startup(
             &config,
-            kafka.config,
+            kafka.config.clone(),
             partitions,
             progress,
             assignments,
             &health,
         );
-        let kafka_config = startup.kafka.clone();
+        let kafka_config = kafka.config;
         let agents = launch_agents(
             agents,
             &config,
@@ -261,7 +261,13 @@ impl App {
             &http_state,
         )?;
         health.workers_started();
-        let thread = spawn_cluster(&config, build, startup, tables, committer)?;
+        let thread = spawn_cluster(
+            &config,
+            build,
+            startup,
+            tables,
+            committer.map(EpochSink::Kafka),
+        )?;
 
         Ok(Running {
             health,
@@ -426,9 +432,9 @@ fn check_agents(agents: &[Box<dyn AgentSpec>]) -> Result<()> {
 
 /// Checks the configuration, then plans the program ([`plan`]); a mistake in either is an
 /// [`Error::Config`] that says what to fix.
-fn plan_checked<F>(config: &AppConfig, build: Arc<F>) -> Result<Planned>
+pub(crate) fn plan_checked<F>(config: &AppConfig, build: Arc<F>) -> Result<Planned>
 where
-    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static + ?Sized,
 {
     config.validate()?;
     let planned = plan(config, build);
@@ -440,7 +446,7 @@ where
 
 /// This process's public tables, declared before any worker registers its part: until then
 /// each answers "starting", never "absent".
-fn declare_tables(public: &[(String, Declared)]) -> Arc<Tables> {
+pub(crate) fn declare_tables(public: &[(String, Declared)]) -> Arc<Tables> {
     let tables = Arc::new(Tables::default());
     for (name, declared) in public {
         tables.declare(name, declared.changelog.clone(), declared.replicas_type);
@@ -606,7 +612,7 @@ fn startup(
         resume_epoch: progress.epoch + 1,
         offsets: progress.offsets,
         partitions,
-        kafka,
+        io: Io::Kafka(kafka),
         commit_interval: config.commit_interval,
         restore_timeout: config.restore_timeout,
         assignments,
@@ -633,15 +639,15 @@ fn timely_config(config: &AppConfig) -> timely::Config {
 
 /// Spawns the thread that runs this process's timely workers ([`run_worker`]) and returns the
 /// first error of any of them; worker 0 of process 0 gets the committer.
-fn spawn_cluster<F>(
+pub(crate) fn spawn_cluster<F>(
     config: &AppConfig,
     build: Arc<F>,
     startup: Arc<Startup>,
     tables: Arc<Tables>,
-    committer: Option<Committer>,
+    committer: Option<EpochSink>,
 ) -> Result<JoinHandle<Result<()>>>
 where
-    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static + ?Sized,
 {
     let timely_config = timely_config(config);
     let committer = Arc::new(Mutex::new(committer));
@@ -687,10 +693,10 @@ fn run_worker<F>(
     worker: &mut Worker,
     build: &Arc<F>,
     ctx: Ctx,
-    committer: &Arc<Mutex<Option<Committer>>>,
+    committer: &Arc<Mutex<Option<EpochSink>>>,
 ) -> Result<()>
 where
-    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static + ?Sized,
 {
     let cell = Rc::new(RefCell::new(if worker.index() == 0 {
         committer.lock().unwrap_or_else(|e| e.into_inner()).take()
@@ -698,6 +704,7 @@ where
         None
     }));
     let startup = Arc::clone(&ctx.startup);
+    let _notice = PanicNotice(Arc::clone(&startup));
     let sink_cell = Rc::clone(&cell);
     worker.dataflow::<u64, _, _>(|scope| {
         let df = Dataflow::new(scope, ctx);
@@ -715,10 +722,24 @@ where
     Ok(())
 }
 
+/// Under a test driver, a worker that panics (in the program's code) fails the run, so that the
+/// driver reports it instead of waiting for an epoch that never completes. (A Kafka
+/// application's panics end the process: see [`Running::run_until_signal`].)
+struct PanicNotice(Arc<Startup>);
+
+impl Drop for PanicNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() && matches!(self.0.io, Io::Driver(_)) {
+            self.0
+                .fail("a worker panicked (its message is above)".into());
+        }
+    }
+}
+
 /// Runs the build closure on a throwaway single worker to learn the topics the program uses.
 fn plan<F>(config: &AppConfig, build: Arc<F>) -> Planned
 where
-    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static + ?Sized,
 {
     let startup = Arc::new(Startup::planning());
     let ctx = Ctx {

@@ -22,9 +22,9 @@ use timely::dataflow::{Scope, StreamVec};
 
 use crate::dead_letter::DeadLetter;
 use crate::record::{Headers, Meta};
-use crate::runtime::source::{kafka_source, SourceItem};
+use crate::runtime::source::{source, SourceItem};
 use crate::runtime::table::{maintain, Replicas, Tables};
-use crate::runtime::{route, CommitItem, Pos, Startup};
+use crate::runtime::{route, CommitItem, Io, Pos, Startup};
 use crate::state::{make_replica, replica_slot, Registrar, ReplicaSlot};
 use crate::topic::{RecordError, Topic};
 
@@ -182,7 +182,7 @@ impl<'s> Dataflow<'s> {
                 });
             (plan.sources.len() - 1) as u32
         };
-        let items: StreamVec<'s, u64, SourceItem<(K, V)>> = kafka_source(
+        let items: StreamVec<'s, u64, SourceItem<(K, V)>> = source(
             self.scope,
             Arc::clone(&self.ctx.startup),
             index,
@@ -519,6 +519,10 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         register: Registrar<K, A>,
     ) -> Self {
         let replica = replica_slot();
+        if let Io::Driver(harness) = &df.ctx.startup.io {
+            // A test driver reads every table, public or not.
+            harness.register_table(name, Arc::new(make_replica(&replica)));
+        }
         let restore_epoch = df.ctx.startup.resume_epoch;
         let (changes, records) = maintain(
             coll.clone(),
@@ -580,6 +584,9 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         }
         self.df.release_table(&self.name);
         self.df.claim_table(name);
+        if let Io::Driver(harness) = &self.df.ctx.startup.io {
+            harness.rename_table(&self.name, name);
+        }
         self.name = name.to_string();
         self
     }

@@ -27,12 +27,16 @@
 //! Each epoch's outputs, table changelogs and input positions commit together in one Kafka
 //! transaction; on restart, tables are restored from their changelogs and input resumes where
 //! the last committed epoch ended. See `docs/design.md` for how and why.
+//!
+//! To test a dataflow without a broker, run the same build closure on [`driver::TestDriver`]:
+//! in-process, epochs closed by the test, 1 or N workers, restarts (`docs/guide/testing.md`).
 
 pub mod agent;
 pub mod app;
 pub mod config;
 pub mod dataflow;
 pub mod dead_letter;
+pub mod driver;
 pub mod error;
 pub mod grouped;
 pub mod http;

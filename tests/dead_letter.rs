@@ -1,12 +1,13 @@
 //! Malformed records go to the dead-letter topic with the reason and their origin; every good
-//! record is still counted.
+//! record is still counted. On the test driver (`tests/examples.rs` checks that the broker
+//! writes the same dead letters).
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use common::*;
+use faustus::driver::{Record, TestDriver};
 use faustus::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -17,10 +18,7 @@ struct Order {
 
 #[test]
 fn malformed_records_are_dead_lettered_and_good_ones_counted() {
-    let app_id = unique("dlq");
-    let input = unique("orders");
-    let output = unique("totals");
-    create_topic(&input, 1);
+    let (input, output) = ("orders", "totals");
     let (good, expected) = common::orders(300, 5, 11);
     let mut records = order_records(&good);
     // (record, what the reason must mention)
@@ -46,39 +44,54 @@ fn malformed_records_are_dead_lettered_and_good_ones_counted() {
     for (i, (record, _)) in bad.iter().enumerate() {
         records.insert(i * 50 + 10, record.clone());
     }
-    produce(&input, &records);
-
-    let orders_topic = Topic::<String, Order>::new(input.clone()).key_codec(Str);
-    let totals_topic = Topic::<String, i64>::new(output.clone()).key_codec(Str);
-    let running = App::new(app_id.clone())
-        .brokers(brokers())
-        .http(None)
+    let orders_topic = Topic::<String, Order>::new(input)
+        .key_codec(Str)
+        .partitions(1);
+    let totals_topic = Topic::<String, i64>::new(output).key_codec(Str);
+    let mut driver = TestDriver::builder("dlq")
+        .workers(2)
         .start(move |df| {
             df.stream(&orders_topic)
                 .map(|_, o| (o.account, o.amount))
                 .sum("totals")
                 .to_topic(&totals_topic);
         })
-        .expect("the app starts");
-    wait_for("the totals to converge", Duration::from_secs(60), || {
-        let got: BTreeMap<String, i64> = decode_totals(&last_values(&read_all(&output)));
-        (got == expected).then_some(())
-    });
-    running.shutdown().expect("a clean stop");
+        .expect("the dataflow starts");
+    for (key, value) in &records {
+        let record = Record {
+            key: key.clone(),
+            value: value.clone(),
+            ..Record::default()
+        };
+        driver.pipe_record(input, record);
+    }
+    driver.close_epoch().expect("the epoch closes");
+    let mut got: BTreeMap<String, i64> = BTreeMap::new();
+    for w in driver.records(output) {
+        let key = String::from_utf8(w.record.key.unwrap()).unwrap();
+        got.insert(
+            key,
+            serde_json::from_slice(&w.record.value.unwrap()).unwrap(),
+        );
+    }
+    assert_eq!(got, expected, "the totals");
 
-    let dead = read_all(&format!("{app_id}-__errors"));
+    let dead = driver.dead_letters();
     assert_eq!(dead.len(), bad.len(), "{dead:?}");
-    for (((key, value), reason), record) in bad.iter().zip(&dead) {
+    for (((key, value), reason), letter) in bad.iter().zip(&dead) {
+        let record = &letter.record;
+        let header =
+            |name: &str| String::from_utf8_lossy(record.header(name).unwrap()).into_owned();
         assert_eq!(&record.key, key, "the key is kept as it was");
         assert_eq!(&record.value, value, "the value is kept as it was");
         assert!(
-            record.headers["faustus.error.reason"].contains(reason),
+            header("faustus.error.reason").contains(reason),
             "reason {:?} should mention {reason}",
-            record.headers["faustus.error.reason"]
+            header("faustus.error.reason")
         );
-        assert_eq!(record.headers["faustus.error.topic"], input);
-        assert_eq!(record.headers["faustus.error.partition"], "0");
-        let offset: i64 = record.headers["faustus.error.offset"].parse().unwrap();
+        assert_eq!(header("faustus.error.topic"), input);
+        assert_eq!(header("faustus.error.partition"), "0");
+        let offset: i64 = header("faustus.error.offset").parse().unwrap();
         assert_eq!(
             &records[offset as usize].1, value,
             "the offset points at the record"

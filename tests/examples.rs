@@ -9,11 +9,23 @@
 
 mod common;
 
+/// The quickstart, whose dataflow is a function (`quickstart::dataflow`) that both the broker
+/// and the driver run.
+#[path = "../examples/quickstart.rs"]
+#[allow(dead_code)]
+mod quickstart;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{brokers, example_binary, unique};
+use common::{
+    brokers, changelog_table, create_topic, example_binary, last_values, order_records, produce_to,
+    read_all, unique, wait_for,
+};
+use faustus::connectors::kafka_partition;
+use faustus::driver::{Record, TestDriver};
+use faustus::prelude::*;
 use serde_json::{json, Value};
 
 /// What an example printed.
@@ -61,22 +73,54 @@ impl Printed {
 }
 
 /// Runs example `name` against the test broker, waits (with a deadline) for it to exit, asserts
-/// it succeeded, and parses what it printed.
+/// it succeeded, and parses what it printed. It runs again on the test driver (`--driver`), with
+/// the same input, and must print the same: every table, and every stream per key.
 fn run_example(name: &str) -> Printed {
-    run_example_on(name, Some(&brokers()))
+    let broker = run_example_on(name, Some(&brokers()));
+    let driver = run_example_with(name, &["--driver"]);
+    assert_same(name, &broker, &driver);
+    broker
+}
+
+/// Asserts that two runs of example `name` printed the same input and the same results: a
+/// section's rows are compared per key, in the order printed (a table prints one row per key;
+/// a stream's records keep their order per key, not across keys, which partitions interleave).
+fn assert_same(name: &str, broker: &Printed, driver: &Printed) {
+    assert_eq!(broker.inputs, driver.inputs, "`{name}`: not the same input");
+    assert_eq!(
+        broker.sections.keys().collect::<Vec<_>>(),
+        driver.sections.keys().collect::<Vec<_>>(),
+        "`{name}`: not the same sections"
+    );
+    for section in broker.sections.keys() {
+        assert!(
+            !broker.sections[section].is_empty(),
+            "`{name}`: section `{section}` is empty"
+        );
+        assert_eq!(
+            broker.stream_per_key(section),
+            driver.stream_per_key(section),
+            "`{name}`: section `{section}` differs between the broker (left) and the driver"
+        );
+    }
 }
 
 /// Runs example `name` against `brokers`, or its embedded broker for `None`.
 fn run_example_on(name: &str, brokers: Option<&str>) -> Printed {
+    match brokers {
+        Some(brokers) => run_example_with(name, &["--brokers", brokers]),
+        None => run_example_with(name, &[]),
+    }
+}
+
+/// Runs example `name` with the flags `flags` besides its own.
+fn run_example_with(name: &str, flags: &[&str]) -> Printed {
     let id = unique(name);
     let dir = std::env::temp_dir();
     let stdout_path = dir.join(format!("faustus-example-{id}.out"));
     let stderr_path = dir.join(format!("faustus-example-{id}.log"));
-    let mut command = Command::new(fresh_example_binary(name));
-    if let Some(brokers) = brokers {
-        command.args(["--brokers", brokers]);
-    }
-    let mut child = command
+    let mut child = Command::new(fresh_example_binary(name))
+        .args(flags)
         .args(["--app-id", &id])
         .args(["--topic-prefix", &format!("{id}-")])
         .args(["--http", "127.0.0.1:0", "--workers", "2"])
@@ -413,6 +457,12 @@ fn the_tables_example_prints_sets_lists_and_running_totals() {
 }
 
 #[test]
+fn the_differential_example_computes_the_same_closure_on_the_driver_and_the_broker() {
+    let printed = run_example("differential");
+    assert!(printed.inputs.len() > 1, "the example wrote its follows");
+}
+
+#[test]
 fn the_examples_run_on_the_embedded_broker_by_default() {
     check_tables(&run_example_on("tables", None));
 }
@@ -471,7 +521,8 @@ fn check_tables(printed: &Printed) {
 
 #[test]
 fn the_agents_example_prices_orders_and_dead_letters_what_it_cannot_price() {
-    let printed = run_example("agents");
+    // Agents run beside the dataflow, on Kafka only: there is no driver run to compare with.
+    let printed = run_example_on("agents", Some(&brokers()));
     let rate = |currency: &str| match currency {
         "EUR" => Some(100),
         "USD" => Some(92),
@@ -515,4 +566,112 @@ fn the_agents_example_prices_orders_and_dead_letters_what_it_cannot_price() {
         })
         .collect();
     assert_eq!(dead, sorted(letters));
+}
+
+#[test]
+fn the_quickstart_gives_the_same_totals_and_dead_letters_on_the_driver_and_the_broker() {
+    let id = unique("quickstart-same");
+    let (input, output) = (format!("{id}-orders"), format!("{id}-totals"));
+    let orders = Topic::<String, quickstart::Order>::new(input.clone())
+        .key_codec(Str)
+        .partitions(4);
+    let totals = Topic::<String, i64>::new(output.clone()).key_codec(Str);
+    let (generated, expected) = common::orders(300, 9, 7);
+    let mut records = order_records(&generated);
+    // Bad input: a value that is not JSON, and a tombstone in a stream topic.
+    records.insert(
+        17,
+        (Some(b"account-1".to_vec()), Some(b"{not json".to_vec())),
+    );
+    records.insert(101, (Some(b"account-2".to_vec()), None));
+    let partition = |key: &Option<Vec<u8>>| kafka_partition(key.as_deref().unwrap(), 4) as i32;
+
+    // On the broker: each record where Kafka's Java client (and the driver) puts it.
+    create_topic(&input, 4);
+    for p in 0..4 {
+        let mine: Vec<_> = records
+            .iter()
+            .filter(|r| partition(&r.0) == p)
+            .cloned()
+            .collect();
+        produce_to(&input, Some(p), &mine);
+    }
+    let running = App::new(id.clone())
+        .brokers(brokers())
+        .workers(2)
+        .http(None)
+        .start(quickstart::dataflow(orders.clone(), totals.clone()))
+        .expect("the quickstart starts");
+    let dead_letter_topic = faustus::dead_letter::topic(&id);
+    wait_for(
+        "every order and dead letter",
+        Duration::from_secs(120),
+        || {
+            (changelog_table(&id, "user_to_amount") == expected
+                && read_all(&dead_letter_topic).len() == 2)
+                .then_some(())
+        },
+    );
+    running.shutdown().expect("the quickstart stops cleanly");
+    let broker_totals = last_values(&read_all(&output));
+    let broker_dead: Vec<_> = read_all(&dead_letter_topic)
+        .into_iter()
+        .map(|r| (r.key, r.value, r.headers))
+        .collect();
+
+    // On the driver: the same records, over three epochs.
+    let mut driver = TestDriver::builder(id.clone())
+        .workers(2)
+        .start(quickstart::dataflow(orders, totals))
+        .expect("the quickstart starts on the driver");
+    for chunk in records.chunks(120) {
+        for (key, value) in chunk {
+            let record = Record {
+                key: key.clone(),
+                value: value.clone(),
+                ..Record::default()
+            };
+            driver.pipe_record(&input, record);
+        }
+        driver.close_epoch().expect("an epoch closes");
+    }
+    let table = driver.table::<String, i64>("user_to_amount").unwrap();
+    assert_eq!(table, expected, "the driver's table");
+    let driver_totals = last_values(
+        &driver
+            .records(&output)
+            .into_iter()
+            .map(|w| common::Record {
+                partition: 0,
+                offset: 0,
+                key: w.record.key,
+                value: w.record.value,
+                headers: Default::default(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(driver_totals, broker_totals, "the updates topic, compacted");
+    let driver_dead: Vec<_> = driver
+        .dead_letters()
+        .into_iter()
+        .map(|w| {
+            let headers = w
+                .record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
+            (w.record.key, w.record.value, headers)
+        })
+        .collect();
+    assert_eq!(driver_dead.len(), 2);
+    let sorted = |mut v: Vec<_>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(driver_dead),
+        sorted(broker_dead),
+        "dead letters: the driver (left) and the broker"
+    );
 }

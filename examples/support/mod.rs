@@ -5,15 +5,21 @@
 //! The printed form is meant for people and for `tests/examples.rs`: an input record is
 //! `> <topic> <key> <value>`, a result starts a section `## <what> <name>`, and each row of it is
 //! `<key> => <value>` (JSON, unless the example formats it itself).
+//!
+//! With `--driver`, an example runs the same dataflow on faustus' test driver instead of a
+//! broker (`faustus::driver`): each input step is one epoch, closed when the example waits for
+//! it to be processed. `tests/examples.rs` compares what both print.
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use faustus::connectors::{partition_count, read_progress, read_to_end, KafkaConfig};
+use faustus::driver::TestDriver;
 use faustus::prelude::*;
 use faustus::{Producer, Running};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -35,6 +41,9 @@ pub struct ExampleArgs {
     /// Give up if the input is not processed within this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout_secs: u64,
+    /// Run on faustus' test driver, in-process, without Kafka: each input step is one epoch.
+    #[arg(long)]
+    pub driver: bool,
 }
 
 /// A record read back from a topic: JSON key and value (`Value::Null` for a tombstone), and
@@ -60,14 +69,23 @@ impl Record {
 
 /// A running example: the application, and what it needs to feed and read it.
 pub struct Demo {
-    /// The application.
-    pub running: Running,
     app_id: String,
     prefix: String,
-    kafka: KafkaConfig,
-    producer: Producer,
+    engine: Engine,
     deadline: Instant,
     serve: bool,
+}
+
+/// Where an example runs.
+enum Engine {
+    /// On Kafka: the application, a client configuration and a producer.
+    Broker {
+        running: Running,
+        kafka: KafkaConfig,
+        producer: Producer,
+    },
+    /// On the test driver.
+    Driver(RefCell<TestDriver>),
 }
 
 impl ExampleArgs {
@@ -96,6 +114,20 @@ impl ExampleArgs {
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
         let app = configure(App::new(app_id).with_args(&self.app)?);
+        if self.driver {
+            let config = app.config();
+            let driver = TestDriver::builder(config.app_id.clone())
+                .workers(config.workers)
+                .partitions(config.partitions)
+                .start(build)?;
+            return Ok(Demo {
+                app_id: config.app_id.clone(),
+                prefix: self.topic_prefix.clone(),
+                engine: Engine::Driver(RefCell::new(driver)),
+                deadline: Instant::now() + Duration::from_secs(self.timeout_secs),
+                serve: false,
+            });
+        }
         if app.config().http.is_none() {
             return Err(faustus::Error::Config(
                 "--http off: the examples read their tables over HTTP; give an address (port 0 \
@@ -113,11 +145,13 @@ impl ExampleArgs {
             println!("serving tables on http://{addr}/api/table/");
         }
         Ok(Demo {
-            running,
             app_id,
             prefix: self.topic_prefix.clone(),
-            kafka,
-            producer,
+            engine: Engine::Broker {
+                running,
+                kafka,
+                producer,
+            },
             deadline: Instant::now() + Duration::from_secs(self.timeout_secs),
             serve: self.serve,
         })
@@ -138,17 +172,22 @@ impl Demo {
         V: Serialize + DeserializeOwned + 'static,
     {
         let topic = Topic::<K, V>::new(self.topic(name));
+        let producer = match &self.engine {
+            Engine::Broker { producer, .. } => producer,
+            Engine::Driver(driver) => {
+                for (key, value) in records {
+                    print_input(name, key, value);
+                    let record = faustus::driver::Record::encode(&topic, key, value.as_ref())
+                        .unwrap_or_else(|e| fail(&format!("encoding for `{name}`: {e}")));
+                    driver.borrow_mut().pipe_record(topic.name(), record);
+                }
+                return;
+            }
+        };
         let mut pending = Vec::new();
         for (key, value) in records {
-            println!(
-                "> {name} {} {}",
-                serde_json::to_string(key).expect("keys serialize"),
-                serde_json::to_string(value).expect("values serialize")
-            );
-            match self
-                .producer
-                .enqueue_record(&topic, key, value.as_ref(), None, Vec::new())
-            {
+            print_input(name, key, value);
+            match producer.enqueue_record(&topic, key, value.as_ref(), None, Vec::new()) {
                 Ok(p) => pending.push(p),
                 Err(e) => fail(&format!("producing to `{}`: {e}", topic.name())),
             }
@@ -177,15 +216,23 @@ impl Demo {
     /// topics `names`: its committed input positions reach the topics' ends. From then on,
     /// its tables and output topics hold all that this input implies.
     pub fn wait_processed(&self, names: &[&str]) {
-        let consumer: BaseConsumer = self
-            .kafka
+        let kafka = match &self.engine {
+            Engine::Broker { kafka, .. } => kafka,
+            Engine::Driver(driver) => {
+                if let Err(e) = driver.borrow_mut().close_epoch() {
+                    fail(&format!("closing an epoch: {e}"));
+                }
+                return;
+            }
+        };
+        let consumer: BaseConsumer = kafka
             .consumer()
             .create()
             .unwrap_or_else(|e| fail(&format!("creating a consumer: {e}")));
         let mut ends: Vec<(String, i32, i64)> = Vec::new();
         for name in names {
             let topic = self.topic(name);
-            let partitions = partition_count(&self.kafka, &topic)
+            let partitions = partition_count(kafka, &topic)
                 .unwrap_or_else(|e| fail(&format!("reading `{topic}`'s partitions: {e}")))
                 .unwrap_or(0);
             for p in 0..partitions {
@@ -199,7 +246,7 @@ impl Demo {
         }
         let progress_topic = format!("{}-__progress", self.app_id);
         loop {
-            let progress = read_progress(&self.kafka, &progress_topic, Duration::from_secs(180))
+            let progress = read_progress(kafka, &progress_topic, Duration::from_secs(180))
                 .unwrap_or_else(|e| fail(&format!("reading `{progress_topic}`: {e}")))
                 .unwrap_or_default();
             let done = ends.iter().all(|(topic, p, end)| {
@@ -226,13 +273,15 @@ impl Demo {
     pub fn wait_agent(&self, agent: &str, name: &str) {
         let topic = self.topic(name);
         let group = format!("{}-{agent}", self.app_id);
-        let consumer: BaseConsumer = self
-            .kafka
+        let Engine::Broker { kafka, .. } = &self.engine else {
+            fail("agents run only on a broker (not with --driver)");
+        };
+        let consumer: BaseConsumer = kafka
             .client()
             .set("group.id", &group)
             .create()
             .unwrap_or_else(|e| fail(&format!("creating a consumer: {e}")));
-        let partitions = partition_count(&self.kafka, &topic)
+        let partitions = partition_count(kafka, &topic)
             .unwrap_or_else(|e| fail(&format!("reading `{topic}`'s partitions: {e}")))
             .unwrap_or(0);
         let mut wanted = rdkafka::TopicPartitionList::new();
@@ -272,8 +321,18 @@ impl Demo {
     /// Every entry of public table `name`, read over HTTP (`GET /api/table/<name>/`), in the
     /// table's key order; keys as JSON.
     pub fn table(&self, name: &str) -> Vec<(Value, Value)> {
-        let addr = self
-            .running
+        let running = match &self.engine {
+            Engine::Broker { running, .. } => running,
+            Engine::Driver(driver) => {
+                let snapshot = driver.borrow().snapshot();
+                let Some(entries) = snapshot.tables.get(name) else {
+                    fail(&format!("no table `{name}`"));
+                };
+                let json = |s: &str| serde_json::from_str(s).unwrap_or(Value::String(s.into()));
+                return entries.iter().map(|(k, v)| (json(k), json(v))).collect();
+            }
+        };
+        let addr = running
             .http_addr()
             .expect("the examples refuse to start without HTTP");
         get_table(addr, name).unwrap_or_else(|e| fail(&e))
@@ -294,18 +353,39 @@ impl Demo {
 
     /// Every record of topic `topic` (a full name), as [`Demo::read_topic`] gives them.
     pub fn read_raw(&self, topic: &str) -> Vec<Record> {
-        let partitions = partition_count(&self.kafka, topic)
-            .unwrap_or_else(|e| fail(&format!("reading `{topic}`'s partitions: {e}")))
-            .unwrap_or(0);
-        let mut records = Vec::new();
         let json = |bytes: Option<&[u8]>| {
             bytes.map_or(Value::Null, |b| {
                 serde_json::from_slice(b)
                     .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
             })
         };
+        let text = |headers: &[(String, Vec<u8>)]| {
+            headers
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect()
+        };
+        let kafka = match &self.engine {
+            Engine::Broker { kafka, .. } => kafka,
+            Engine::Driver(driver) => {
+                return driver
+                    .borrow()
+                    .records(topic)
+                    .into_iter()
+                    .map(|w| Record {
+                        key: json(w.record.key.as_deref()),
+                        value: json(w.record.value.as_deref()),
+                        headers: text(&w.record.headers),
+                    })
+                    .collect();
+            }
+        };
+        let partitions = partition_count(kafka, topic)
+            .unwrap_or_else(|e| fail(&format!("reading `{topic}`'s partitions: {e}")))
+            .unwrap_or(0);
+        let mut records = Vec::new();
         read_to_end(
-            &self.kafka,
+            kafka,
             topic,
             &(0..partitions).collect::<Vec<_>>(),
             Duration::from_secs(60),
@@ -338,12 +418,13 @@ impl Demo {
     /// Ends the example: with `--serve`, keeps serving until Ctrl-C; otherwise stops cleanly.
     pub fn finish(self) -> faustus::Result<()> {
         // The producer goes first: the embedded broker stops with the application.
-        let Demo {
-            running,
-            producer,
-            serve,
-            ..
-        } = self;
+        let Demo { engine, serve, .. } = self;
+        let Engine::Broker {
+            running, producer, ..
+        } = engine
+        else {
+            return Ok(());
+        };
         drop(producer);
         if serve {
             if let Some(addr) = running.http_addr() {
@@ -354,6 +435,15 @@ impl Demo {
             running.shutdown()
         }
     }
+}
+
+/// Prints an input record as `> <topic> <key> <value>`.
+fn print_input<K: Serialize, V: Serialize>(name: &str, key: &K, value: &Option<V>) {
+    println!(
+        "> {name} {} {}",
+        serde_json::to_string(key).expect("keys serialize"),
+        serde_json::to_string(value).expect("values serialize")
+    );
 }
 
 /// Reads a whole public table over HTTP, page by page.

@@ -15,13 +15,61 @@ use faustus_connectors::{Committer, EpochBatch};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
+use timely::progress::frontier::AntichainRef;
 
+use super::driver::Harness;
 use super::{CommitItem, Startup};
+
+/// Where complete epochs go: the Kafka committer (one transaction each), or a test driver's
+/// capture. The sink before it is the same for both.
+pub(crate) enum EpochSink {
+    /// The Kafka committer.
+    Kafka(Committer),
+    /// A test driver, which keeps every epoch's records in memory.
+    Driver(Arc<Harness>),
+}
+
+impl EpochSink {
+    /// Commits one complete epoch.
+    fn commit(&self, batch: EpochBatch) -> Result<(), String> {
+        match self {
+            EpochSink::Kafka(c) => c.commit(batch).map_err(|e| e.to_string()),
+            EpochSink::Driver(h) => {
+                h.capture(batch);
+                Ok(())
+            }
+        }
+    }
+
+    /// True once the committer has stopped (it can stop between epochs).
+    fn is_finished(&self) -> bool {
+        match self {
+            EpochSink::Kafka(c) => c.is_finished(),
+            EpochSink::Driver(_) => false,
+        }
+    }
+
+    /// Tells a driver how far the whole dataflow has got: every epoch before `frontier` is
+    /// complete (an empty frontier: the dataflow is done).
+    fn reached(&self, frontier: AntichainRef<'_, u64>) {
+        if let EpochSink::Driver(h) = self {
+            h.reached(frontier.first().copied());
+        }
+    }
+
+    /// Waits for the last commit (Kafka); a driver has nothing in flight.
+    pub(crate) fn finish(self) -> crate::Result<()> {
+        match self {
+            EpochSink::Kafka(c) => c.finish().map_err(Into::into),
+            EpochSink::Driver(_) => Ok(()),
+        }
+    }
+}
 
 /// Gathers `items` on worker 0 and commits each complete epoch with `committer`.
 pub(crate) fn commit_sink(
     items: StreamVec<'_, u64, CommitItem>,
-    committer: Rc<RefCell<Option<Committer>>>,
+    committer: Rc<RefCell<Option<EpochSink>>>,
     sources: Vec<String>,
     startup: Arc<Startup>,
 ) {
@@ -73,7 +121,18 @@ pub(crate) fn commit_sink(
                         }
                     }
                 }
-                records.sort_by_key(|r| r.0);
+                // By position, then by content where positions tie (changelog records, final
+                // windows): the order is the same whatever the number of workers.
+                records.sort_by(|(p, a), (q, b)| {
+                    (p, a.topic, &a.key, &a.value, a.timestamp, &a.headers).cmp(&(
+                        q,
+                        b.topic,
+                        &b.key,
+                        &b.value,
+                        b.timestamp,
+                        &b.headers,
+                    ))
+                });
                 batch.records = records.into_iter().map(|(_, r)| r).collect();
                 let committer = committer.borrow();
                 match committer.as_ref() {
@@ -91,6 +150,9 @@ pub(crate) fn commit_sink(
                         ));
                     }
                 }
+            }
+            if let Some(c) = committer.borrow().as_ref() {
+                c.reached(frontier.frontier());
             }
         },
     );

@@ -5,6 +5,7 @@
 
 pub(crate) mod assignment;
 pub(crate) mod commit;
+pub(crate) mod driver;
 pub(crate) mod health;
 pub(crate) mod restore;
 pub(crate) mod source;
@@ -126,6 +127,18 @@ pub(crate) enum CommitItem {
     Offset(u32, i32, i64),
 }
 
+/// The boundary between the operator graph and the world outside it: where sources read, and
+/// where tables restore from. The graph is the same for both; only the operators at its edges
+/// differ (`source`, `restore`), and the commit sink's target ([`commit::EpochSink`]).
+pub(crate) enum Io {
+    /// Kafka: sources read partitions, tables restore from changelog topics, epochs follow the
+    /// wall clock.
+    Kafka(KafkaConfig),
+    /// A test driver ([`crate::driver`]): sources read what the driver piped, tables restore
+    /// from the changelog records it captured, epochs close when it says so.
+    Driver(Arc<driver::Harness>),
+}
+
 /// What every worker learns before the dataflow runs.
 pub(crate) struct Startup {
     /// Only planning: operators stop at once.
@@ -136,8 +149,8 @@ pub(crate) struct Startup {
     pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     /// Partition counts of every topic the program uses.
     pub partitions: BTreeMap<String, i32>,
-    /// How to reach Kafka.
-    pub kafka: KafkaConfig,
+    /// Where input comes from, and restored state: Kafka, or a test driver.
+    pub io: Io,
     /// Epoch length.
     pub commit_interval: Duration,
     /// How long reading a changelog to its end may take.
@@ -156,7 +169,7 @@ impl Startup {
             resume_epoch: 1,
             offsets: BTreeMap::new(),
             partitions: BTreeMap::new(),
-            kafka: KafkaConfig::new(""),
+            io: Io::Kafka(KafkaConfig::new("")),
             commit_interval: crate::config::DEFAULT_COMMIT_INTERVAL,
             restore_timeout: Duration::ZERO,
             assignments: Arc::default(),

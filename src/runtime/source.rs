@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use differential_dataflow::ExchangeData;
-use faustus_connectors::{PartitionReader, RawRecord};
+use faustus_connectors::{KafkaConfig, PartitionReader, RawRecord};
 use timely::dataflow::operators::generic::source as timely_source;
 use timely::dataflow::{Scope, StreamVec};
 
-use super::{CommitItem, Pos, Startup};
+use super::{CommitItem, Io, Pos, Startup};
 use crate::dead_letter::DeadLetter;
 use crate::record::Meta;
 use crate::topic::RecordError;
@@ -38,10 +38,37 @@ pub(crate) fn assigned(index: u32, partitions: i32, worker: usize, peers: usize)
         .collect()
 }
 
-/// Builds the source operator for topic `topic` (source index `index`).
-pub(crate) fn kafka_source<'s, D, F>(
+/// Builds the source operator for topic `topic` (source index `index`): one that reads Kafka,
+/// or, under a test driver, one that reads what the driver piped (see [`super::driver`]). Both
+/// keep the contract above.
+pub(crate) fn source<'s, D, F>(
     scope: Scope<'s, u64>,
     startup: Arc<Startup>,
+    index: u32,
+    topic: String,
+    decode: F,
+) -> StreamVec<'s, u64, SourceItem<D>>
+where
+    D: ExchangeData,
+    F: FnMut(&RawRecord<'_>) -> Result<D, RecordError> + 'static,
+{
+    match &startup.io {
+        Io::Kafka(kafka) => {
+            let kafka = kafka.clone();
+            kafka_source(scope, startup, kafka, index, topic, decode)
+        }
+        Io::Driver(harness) => {
+            let harness = Arc::clone(harness);
+            super::driver::driver_source(scope, startup, harness, index, topic, decode)
+        }
+    }
+}
+
+/// The source operator that reads topic `topic` from Kafka.
+fn kafka_source<'s, D, F>(
+    scope: Scope<'s, u64>,
+    startup: Arc<Startup>,
+    kafka: KafkaConfig,
     index: u32,
     topic: String,
     mut decode: F,
@@ -86,7 +113,7 @@ where
                         .map(|p| (*p, resume.and_then(|r| r.get(p)).copied()))
                         .collect();
                     log::info!("worker {worker} reads `{topic}` partitions {mine:?}");
-                    match PartitionReader::new(&startup.kafka, &topic, &start) {
+                    match PartitionReader::new(&kafka, &topic, &start) {
                         Ok(r) => {
                             reported = r.positions().clone();
                             startup.assignments.publish(
@@ -158,7 +185,7 @@ where
 }
 
 /// A record's position, timestamp (the epoch's time if it has none) and headers.
-fn meta(record: &RawRecord<'_>, pos: Pos, epoch: u64) -> Meta {
+pub(crate) fn meta(record: &RawRecord<'_>, pos: Pos, epoch: u64) -> Meta {
     let timestamp = match record.timestamp {
         Some(t) if t >= 0 => t,
         _ => i64::try_from(epoch).unwrap_or(i64::MAX),
@@ -174,7 +201,7 @@ fn meta(record: &RawRecord<'_>, pos: Pos, epoch: u64) -> Meta {
 
 /// The dead-letter record for a record that did not decode: its key and value unchanged, and
 /// the reason and origin in headers.
-fn dead_letter(record: &RawRecord<'_>, pos: Pos, reason: &str) -> CommitItem {
+pub(crate) fn dead_letter(record: &RawRecord<'_>, pos: Pos, reason: &str) -> CommitItem {
     log::warn!(
         "dead letter: `{}`/{}@{}: {reason}",
         record.topic,
