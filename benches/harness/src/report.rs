@@ -240,6 +240,10 @@ pub struct Measured<'a> {
 }
 
 impl Measured<'_> {
+    /// The steady rate to show: none for a run too short to have one.
+    pub fn shown_steady(&self) -> Option<f64> {
+        self.steady_rate.filter(|_| !self.short())
+    }
     /// True when every run gave the right answer.
     pub fn ok(&self) -> bool {
         self.answer == "ok"
@@ -338,12 +342,18 @@ fn latencies(rows: &[Value]) -> BTreeMap<Key, &Value> {
 
 /// The open-loop rate for latency runs of `workload` under `guarantee`: half the median
 /// throughput of the slowest system that ran it with the right answer (its steady rate, or its
-/// wall-clock rate without a start-up run).
+/// wall-clock rate when the run was too short or had no start-up run).
 pub fn latency_rate(rows: &[Value], workload: &str, guarantee: &str) -> Option<f64> {
     runs(rows)
         .iter()
         .filter(|((_, w, g), m)| w == workload && g == guarantee && m.ok())
-        .filter_map(|(_, m)| m.steady_rate.or(m.wall_rate))
+        .filter_map(|(_, m)| {
+            if m.short() {
+                m.wall_rate
+            } else {
+                m.steady_rate.or(m.wall_rate)
+            }
+        })
         .min_by(f64::total_cmp)
         .map(|r| r / 2.0)
 }
@@ -392,7 +402,7 @@ pub fn summary_json(rows: &[Value]) -> Vec<Summary> {
             system: key.0.clone(),
             workload: key.1.clone(),
             guarantee: Some(key.2.clone()),
-            events_per_sec: run.and_then(|m| m.steady_rate),
+            events_per_sec: run.and_then(|m| m.shown_steady()),
             cpu_s_per_million: run.and_then(|m| m.cpu_s_per_million),
             peak_rss_mb: run.and_then(|m| m.peak_rss_mb),
             p50_ms: l.and_then(|l| f(l, "p50_ms")),
@@ -641,7 +651,7 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
                         };
                         format!(
                             "{mark}{}{mark} / {}",
-                            num(r(fm.steady_rate, m.steady_rate), 2),
+                            num(r(fm.shown_steady(), m.shown_steady()), 2),
                             num(r(fm.wall_rate, m.wall_rate), 2)
                         )
                     }
@@ -659,7 +669,7 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
                     m.rows.len(),
                     num(m.wall_rate, 0),
                     num(m.startup_s, 1),
-                    num(m.steady_rate, 0),
+                    num(m.shown_steady(), 0),
                     num(m.cpu_s_per_million, 2),
                     num(m.peak_rss_mb, 0),
                     num(l.and_then(|l| f(l, "p50_ms")), 1),
@@ -673,8 +683,8 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
             let _ = writeln!(
                 md,
                 "\n† Under {SHORT_RUN_S} s between start-up and the right answer: too short for a \
-                 steady rate (start-up dominates), so no target verdict rests on it; use larger \
-                 inputs."
+                 steady rate (start-up dominates), so none is shown and no target verdict rests \
+                 on it; use larger inputs."
             );
         }
         let rates: Vec<String> = GUARANTEES
@@ -728,7 +738,7 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
                 num(m.events, 0),
                 m.rows.len(),
                 num(m.wall_rate, 0),
-                num(m.steady_rate, 0),
+                num(m.shown_steady(), 0),
                 num(m.peak_rss_mb, 0),
                 answer
             );
