@@ -538,6 +538,25 @@ mod tests {
     }
 
     #[test]
+    fn a_maximum_may_repeat_but_not_fall() {
+        // W3 over the test bids: every bid in window 0, q7's maximum 90.
+        let model = Model::from_events(Workload::W3, bids().into_iter().map(Event::Bid));
+        let mut state = OutputState::new(model);
+        assert_eq!(state.topic_suffixes()[1], "w3-q7");
+        for v in [b"50", b"50", b"90"] {
+            state.apply(1, Some(b"0"), Some(v));
+        }
+        assert!(!state.overshot(), "{}", state.diff());
+        state.apply(1, Some(b"0"), Some(b"40"));
+        assert!(state.overshot());
+        assert!(
+            state.diff().contains("value 40 (after 90"),
+            "{}",
+            state.diff()
+        );
+    }
+
+    #[test]
     fn update_rules_by_output() {
         assert_eq!(UpdateRule::of("w2"), UpdateRule::Rising);
         assert_eq!(UpdateRule::of("w3-q5"), UpdateRule::Rising);

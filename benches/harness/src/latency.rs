@@ -771,3 +771,55 @@ pub fn append(path: &PathBuf, result: &LatencyResult) -> Result<(), String> {
         .map_err(|e| format!("opening {}: {e}", path.display()))?;
     writeln!(file, "{line}").map_err(|e| format!("writing {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coalesced_count_answers_every_occurrence_it_covers() {
+        let (records, mut matcher) = inputs("W2", 2_000, 1);
+        assert!(matcher.want.iter().all(|&w| w == 1));
+        let word: String = serde_json::from_slice(&records[0].value).expect("a word");
+        let occurrences: Vec<usize> = (0..records.len())
+            .filter(|&i| records[i].value == records[0].value)
+            .collect();
+        assert!(occurrences.len() >= 3, "w1 is the commonest word");
+        let key = json(&word);
+        // The count jumps to 3 (updates merged): the first three occurrences are answered.
+        let answered = matcher.find("W2", 0, Some(&key), Some(b"3"));
+        assert_eq!(answered, Some(occurrences[..3].to_vec()));
+        // A repeated or older count answers nothing new; a count past the input, nothing.
+        assert_eq!(matcher.find("W2", 0, Some(&key), Some(b"2")), Some(vec![]));
+        let past = (occurrences.len() + 1).to_string();
+        assert_eq!(
+            matcher.find("W2", 0, Some(&key), Some(past.as_bytes())),
+            None
+        );
+    }
+
+    #[test]
+    fn a_window_maximum_answers_the_bids_that_raised_it() {
+        let (records, mut matcher) = inputs("W3", 500, 2);
+        // Per q7 window, the bids that raised the maximum, in send order.
+        let mut raised: HashMap<u64, Vec<(u64, usize)>> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let bid: Bid = serde_json::from_slice(&r.value).expect("a bid");
+            let list = raised
+                .entry(window_start(bid.date_time, Q7_SIZE_MS))
+                .or_default();
+            if list.last().is_none_or(|&(max, _)| bid.price > max) {
+                list.push((bid.price, i));
+            }
+        }
+        let (ws, list) = raised
+            .iter()
+            .max_by_key(|(_, l)| l.len())
+            .expect("a window");
+        assert!(list.len() >= 2, "{list:?}");
+        // Only the second maximum arrives (the first was merged away): both raisers answered.
+        let (max, _) = list[1];
+        let answered = matcher.find("W3", 1, Some(&json(ws)), Some(&json(&max)));
+        assert_eq!(answered, Some(vec![list[0].1, list[1].1]));
+    }
+}
