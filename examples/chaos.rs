@@ -85,6 +85,26 @@ enum Command {
     /// Prints how many output partitions hold an open transaction (read_committed end <
     /// read_uncommitted end).
     OpenTransactions(Common),
+    /// Waits until the committing process has just begun a commit, and prints the progress
+    /// topic's end then (exit status 1 after `--timeout`): the driver's aim. It probes
+    /// watermarks only, every 10 ms: the echo's end and read_committed end (summed over its
+    /// partitions), then the progress topic's end. A commit has just begun when the echo was
+    /// quiet in one probe and is written in the next: under exactly_once, no transaction open,
+    /// then one open; under at_least_once, the end still, then grown while the progress topic
+    /// did not. The commit then still has its writing and its hold (`CHAOS_HOLD_MS`) ahead; a
+    /// transaction seen open later may already be committing, which a kill cannot interrupt.
+    AwaitCommit {
+        #[command(flatten)]
+        common: Common,
+        /// The guarantee the application runs with.
+        #[arg(long)]
+        guarantee: Guarantee,
+        /// Seconds to wait at most.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Prints the progress topic's end (the number of progress records written).
+    ProgressEnd(Common),
     /// Waits until all input is committed, checks every output, prints the result line.
     Verify(Verify),
     /// Deletes every topic of the prefix (a broker with fewer partitions restarts faster).
@@ -199,6 +219,25 @@ fn main() -> ExitCode {
                 eprintln!("open: {topic}/{partition}: read_committed end {committed} < end {end}");
             }
         }),
+        Command::AwaitCommit {
+            common,
+            guarantee,
+            timeout,
+        } => match await_commit(&common, guarantee, Duration::from_secs(timeout)) {
+            Ok(Some(progress)) => {
+                println!("{progress}");
+                Ok(())
+            }
+            Ok(None) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        Command::ProgressEnd(c) => {
+            Probe::new(&c)
+                .and_then(|p| p.probe())
+                .map(|(_, _, progress)| {
+                    println!("{progress}");
+                })
+        }
         Command::Verify(v) => return verify(&v),
         Command::DeleteTopics(c) => delete_topics(&c),
         Command::Ports { n } => {
@@ -511,6 +550,84 @@ fn watermark_consumer(
         .consumer()
         .set("isolation.level", isolation)
         .create_with_context(QuietContext)?)
+}
+
+/// Watermark readers for the driver's aim ([`await_commit`]).
+struct Probe {
+    committed: BaseConsumer<QuietContext>,
+    uncommitted: BaseConsumer<QuietContext>,
+    echo: String,
+    progress: String,
+}
+
+impl Probe {
+    fn new(common: &Common) -> AnyResult<Probe> {
+        let kafka = KafkaConfig::new(&common.brokers);
+        Ok(Probe {
+            committed: watermark_consumer(&kafka, "read_committed")?,
+            uncommitted: watermark_consumer(&kafka, "read_uncommitted")?,
+            echo: echo_topic(&common.prefix).name().to_string(),
+            progress: format!("{}-__progress", common.prefix),
+        })
+    }
+
+    /// The echo's end and read_committed end (summed over its partitions), then the progress
+    /// topic's end.
+    fn probe(&self) -> AnyResult<(i64, i64, i64)> {
+        let timeout = Duration::from_secs(30);
+        let (mut end, mut stable) = (0, 0);
+        for p in 0..PARTITIONS {
+            end += self.uncommitted.fetch_watermarks(&self.echo, p, timeout)?.1;
+            stable += self.committed.fetch_watermarks(&self.echo, p, timeout)?.1;
+        }
+        let progress = self
+            .uncommitted
+            .fetch_watermarks(&self.progress, 0, timeout)?
+            .1;
+        Ok((end, stable, progress))
+    }
+}
+
+/// Waits until the committing process has just begun a commit (see `Command::AwaitCommit`); the
+/// progress topic's end then, or `None` after `timeout`.
+fn await_commit(
+    common: &Common,
+    guarantee: Guarantee,
+    timeout: Duration,
+) -> AnyResult<Option<i64>> {
+    let probe = Probe::new(common)?;
+    let started = Instant::now();
+    // The last probe, if the echo was quiet in it (exactly_once: no transaction open;
+    // at_least_once: its end as in the probe before).
+    let mut quiet: Option<(i64, i64, i64)> = None;
+    let mut last_end: Option<i64> = None;
+    while started.elapsed() < timeout {
+        // The broker may not answer for a moment (it is being restarted): probe again.
+        let Ok(now) = probe.probe() else {
+            quiet = None;
+            last_end = None;
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        let (end, stable, progress) = now;
+        if let Some((end_before, _, progress_before)) = quiet {
+            let begun = match guarantee {
+                Guarantee::ExactlyOnce => end > stable,
+                Guarantee::AtLeastOnce => end > end_before && progress == progress_before,
+            };
+            if begun {
+                return Ok(Some(progress));
+            }
+        }
+        let still = match guarantee {
+            Guarantee::ExactlyOnce => end == stable,
+            Guarantee::AtLeastOnce => last_end == Some(end),
+        };
+        quiet = still.then_some(now);
+        last_end = Some(end);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(None)
 }
 
 /// Output partitions whose read_committed end (the last stable offset) is below their end:
@@ -936,19 +1053,13 @@ fn check_running(
             }
             continue;
         }
-        // Match outputs to inputs in order; an output that repeats an earlier one is a
-        // duplicate (a replayed input); one that matches nothing counted an input twice.
-        let mut next = 0;
-        for v in got {
-            if next < want.len() && want[next] == v {
-                next += 1;
-            } else if want[..next].contains(&v) {
-                duplicated += 1;
-            } else {
-                wrong += 1;
-            }
-        }
-        lost += (want.len() - next) as u64;
+        // By sequence: the i-th output is the aggregate after the key's i-th input (values
+        // repeat, a running min's most of all, so matching by value would take a repeated output
+        // for the next one). Outputs past the inputs are duplicates, inputs past the outputs
+        // are lost, and a position that holds another value is wrong.
+        duplicated += got.len().saturating_sub(want.len()) as u64;
+        lost += want.len().saturating_sub(got.len()) as u64;
+        wrong += got.iter().zip(want).filter(|(g, w)| g != w).count() as u64;
     }
     let extra: usize = outputs.values().map(Vec::len).sum();
     if extra > 0 {
@@ -961,7 +1072,7 @@ fn check_running(
             "running-{name}: the outputs of {wrong} keys differ from the model after a replay (repeated outputs; sums that count an input twice)"
         )),
         Guarantee::ExactlyOnce if wrong > 0 => report.violation(format!(
-            "running-{name}: {wrong} outputs are not the aggregate after any input of their key (an input counted twice)"
+            "running-{name}: {wrong} outputs are not the aggregate after the input at their position in their key's sequence"
         )),
         _ => {}
     }
@@ -1003,6 +1114,13 @@ fn check_window_updates(
             None => lost += *want as u64,
         }
     }
+    let extra: Vec<&String> = last.keys().filter(|k| !expected.contains_key(*k)).collect();
+    if let Some(first) = extra.first() {
+        report.violation(format!(
+            "wcount: updates for {} windows the input has no event in (e.g. {first})",
+            extra.len()
+        ));
+    }
     if shrank > 0 {
         let what = format!("wcount: {shrank} updates do not grow the window's count");
         match guarantee {
@@ -1043,12 +1161,15 @@ fn check_table(
         args.guarantee,
         report,
     );
-    if !args.http.is_empty() {
-        let served = http_table(&args.http, table)?;
-        compare(table, "HTTP", &served, &expected, args.guarantee, report);
+    // Every process answers for the whole table (its own keys and its peers'): each one's
+    // answer is held against the model and the changelog on its own.
+    for host in &args.http {
+        let served = http_table(host, table)?;
+        let source = format!("HTTP of {host}");
+        compare(table, &source, &served, &expected, args.guarantee, report);
         if served != changelog {
             report.violation(format!(
-                "{table}: the table over HTTP differs from its changelog"
+                "{table}: the table over {source} differs from its changelog"
             ));
         }
     }
@@ -1147,15 +1268,16 @@ fn await_ready(hosts: &[String], timeout: Duration) -> AnyResult<Result<(), Stri
     })
 }
 
-/// A table as served over HTTP, by canonical key: every page of every process's listing.
-fn http_table(hosts: &[String], table: &str) -> AnyResult<BTreeMap<String, i64>> {
+/// A table as one process serves it over HTTP, by canonical key: every page of its listing. A
+/// key listed twice is an error.
+fn http_table(host: &str, table: &str) -> AnyResult<BTreeMap<String, i64>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let client = reqwest::Client::new();
         let mut out = BTreeMap::new();
-        for host in hosts {
+        {
             let mut after: Option<String> = None;
             loop {
                 let mut request = client
@@ -1172,7 +1294,10 @@ fn http_table(hosts: &[String], table: &str) -> AnyResult<BTreeMap<String, i64>>
                             canonical(&serde_json::Value::String(k.clone())).ok_or_else(|| {
                                 format!("{table}: an HTTP key `{k}` that does not parse")
                             })?;
-                        out.insert(key, v.as_i64().ok_or("a non-integer value")?);
+                        let value = v.as_i64().ok_or("a non-integer value")?;
+                        if out.insert(key, value).is_some() {
+                            return Err(format!("{table}: {host} lists key `{k}` twice").into());
+                        }
                     }
                 }
                 match page["next_after"].as_str() {

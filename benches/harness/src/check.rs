@@ -5,6 +5,11 @@
 //! model's; a table output matches when every expected key holds its expected value and no other
 //! key holds a value (null deletes a key). Records that are not JSON are counted as malformed and
 //! never match.
+//!
+//! A table's update stream is checked too, record by record, not only its last value per key
+//! ([`UpdateRule`]): a count's updates per key must rise strictly (W2, W3 q5), a maximum's must
+//! not fall (W3 q7), and a join row (W4 q3) must be the expected row of an expected key. A
+//! broken update is final: the output can no longer match.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,6 +25,30 @@ const DIFF_EXAMPLES: usize = 5;
 struct Slot {
     expected: Option<u64>,
     current: Option<u64>,
+    /// The highest integer value an update gave this key so far (counts and maxima).
+    high: Option<i64>,
+}
+
+/// What every update of a table output must satisfy, per key, whatever the final state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateRule {
+    /// A count: every non-null update is an integer above the key's previous one (W2, W3 q5).
+    Rising,
+    /// A running maximum: every non-null update is an integer not below the previous one (W3 q7).
+    NotFalling,
+    /// A join row: every non-null update is the key's expected value, on an expected key (W4 q3).
+    Final,
+}
+
+impl UpdateRule {
+    /// The rule of the table output named `name` (an output topic suffix).
+    pub fn of(name: &str) -> UpdateRule {
+        match name {
+            "w3-q7" => UpdateRule::NotFalling,
+            "w4-q3" => UpdateRule::Final,
+            _ => UpdateRule::Rising,
+        }
+    }
 }
 
 impl Slot {
@@ -45,6 +74,10 @@ enum TopicState {
         agreeing: u64,
         extra: u64,
         updates: u64,
+        rule: UpdateRule,
+        /// Updates that broke `rule`, and the first of them.
+        bad_updates: u64,
+        first_bad_update: Option<String>,
         /// Key hash → (key text, expected value text) of the model (small answers only).
         expected_text: Option<HashKeyed<(String, String)>>,
         /// Key hash → (key text, current value text) seen (small answers only).
@@ -69,7 +102,6 @@ impl OutputState {
         let mut names = Vec::new();
         let mut topics = Vec::new();
         for (name, topic) in model.topics {
-            names.push(name);
             topics.push(match topic {
                 TopicModel::Stream { digest, detail } => TopicState::Stream {
                     expected: digest,
@@ -86,6 +118,7 @@ impl OutputState {
                                 Slot {
                                     expected: Some(v),
                                     current: None,
+                                    high: None,
                                 },
                             )
                         })
@@ -97,11 +130,15 @@ impl OutputState {
                         agreeing: 0,
                         extra: 0,
                         updates: 0,
+                        rule: UpdateRule::of(&name),
+                        bad_updates: 0,
+                        first_bad_update: None,
                         expected_text: detail,
                         got_text,
                     }
                 }
             });
+            names.push(name);
         }
         OutputState {
             names,
@@ -153,6 +190,9 @@ impl OutputState {
                 agreeing,
                 extra,
                 updates,
+                rule,
+                bad_updates,
+                first_bad_update,
                 got_text,
                 ..
             } => {
@@ -161,6 +201,41 @@ impl OutputState {
                 let slot = slots.entry(key_hash).or_default();
                 let before = *slot;
                 slot.current = new;
+                if new.is_some() {
+                    let broken = match rule {
+                        UpdateRule::Final => {
+                            (slot.expected != new).then(|| "not the expected row".to_string())
+                        }
+                        UpdateRule::Rising | UpdateRule::NotFalling => {
+                            match value.and_then(|v| serde_json::from_slice::<i64>(v).ok()) {
+                                None => Some("not an integer".to_string()),
+                                Some(n) => {
+                                    let high = slot.high;
+                                    slot.high = Some(high.map_or(n, |h| h.max(n)));
+                                    match high {
+                                        Some(h)
+                                            if n < h || (n == h && *rule == UpdateRule::Rising) =>
+                                        {
+                                            Some(format!("after {h}"))
+                                        }
+                                        _ => None,
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    if let Some(why) = broken {
+                        *bad_updates += 1;
+                        if first_bad_update.is_none() {
+                            *first_bad_update = Some(format!(
+                                "key {} value {} ({why}; update {})",
+                                text(key),
+                                text(value),
+                                *updates
+                            ));
+                        }
+                    }
+                }
                 let after = *slot;
                 *agreeing = *agreeing + u64::from(after.agrees()) - u64::from(before.agrees());
                 *extra = *extra + u64::from(after.extra()) - u64::from(before.extra());
@@ -187,18 +262,20 @@ impl OutputState {
                     expected_keys,
                     agreeing,
                     extra,
+                    bad_updates,
                     ..
-                } => agreeing == expected_keys && *extra == 0,
+                } => agreeing == expected_keys && *extra == 0 && *bad_updates == 0,
             })
     }
 
     /// True when the output can no longer come to match by receiving more records: a stream
-    /// holds more records than expected, or a record was malformed.
+    /// holds more records than expected, a table update broke its rule, or a record was
+    /// malformed.
     pub fn overshot(&self) -> bool {
         self.malformed > 0
             || self.topics.iter().any(|t| match t {
                 TopicState::Stream { expected, got, .. } => got.count > expected.count,
-                TopicState::Table { .. } => false,
+                TopicState::Table { bad_updates, .. } => *bad_updates > 0,
             })
     }
 
@@ -245,9 +322,18 @@ impl OutputState {
                     agreeing,
                     extra,
                     updates,
+                    bad_updates,
+                    first_bad_update,
                     expected_text,
                     got_text,
+                    ..
                 } => {
+                    if *bad_updates > 0 {
+                        parts.push(format!(
+                            "{name}: {bad_updates} updates out of order or unexpected (first: {})",
+                            first_bad_update.as_deref().unwrap_or("?")
+                        ));
+                    }
                     if agreeing == expected_keys && *extra == 0 {
                         continue;
                     }
@@ -407,28 +493,74 @@ mod tests {
         assert!(!state.matches());
         state.apply(0, Some(br#""a""#), Some(b"2"));
         assert!(state.matches(), "{}", state.diff());
-        // An update away from the answer, and back.
-        state.apply(0, Some(br#""a""#), Some(b"3"));
-        assert!(!state.matches());
-        assert!(
-            state.diff().contains(r#"key "a": expected 2, got 3"#),
-            "{}",
-            state.diff()
-        );
-        state.apply(0, Some(br#""a""#), Some(b"2"));
-        assert!(state.matches());
         // An extra key, then deleted by a null value (tombstone or JSON null).
         state.apply(0, Some(br#""z""#), Some(b"1"));
         assert!(!state.matches());
         assert!(state.diff().contains("1 unexpected"), "{}", state.diff());
         state.apply(0, Some(br#""z""#), None);
         assert!(state.matches());
-        state.apply(0, Some(br#""z""#), Some(b"1"));
+        state.apply(0, Some(br#""z""#), Some(b"2"));
         state.apply(0, Some(br#""z""#), Some(b"null"));
         assert!(state.matches());
+        assert!(!state.overshot());
         // A deleted expected key.
         state.apply(0, Some(br#""b""#), None);
         assert!(!state.matches());
         assert!(state.diff().contains("1 missing"), "{}", state.diff());
+    }
+
+    #[test]
+    fn a_count_that_overshoots_or_repeats_is_caught_even_when_it_ends_right() {
+        // Overshoot, then back to the right count.
+        let mut state = OutputState::new(w2(&["a", "a"]));
+        for v in [b"1", b"3", b"2"] {
+            state.apply(0, Some(br#""a""#), Some(v));
+        }
+        assert!(!state.matches());
+        assert!(state.overshot());
+        assert!(
+            state.diff().contains(r#"key "a" value 2 (after 3"#),
+            "{}",
+            state.diff()
+        );
+        // A late duplicate of a count.
+        let mut state = OutputState::new(w2(&["a", "a"]));
+        for v in [b"1", b"2", b"2"] {
+            state.apply(0, Some(br#""a""#), Some(v));
+        }
+        assert!(state.overshot(), "{}", state.diff());
+        // A count that skips (coalesced updates) is fine.
+        let mut state = OutputState::new(w2(&["a", "a", "a"]));
+        for v in [b"1", b"3"] {
+            state.apply(0, Some(br#""a""#), Some(v));
+        }
+        assert!(state.matches(), "{}", state.diff());
+    }
+
+    #[test]
+    fn a_maximum_may_repeat_but_not_fall() {
+        // W3 over the test bids: every bid in window 0, q7's maximum 90.
+        let model = Model::from_events(Workload::W3, bids().into_iter().map(Event::Bid));
+        let mut state = OutputState::new(model);
+        assert_eq!(state.topic_suffixes()[1], "w3-q7");
+        for v in [b"50", b"50", b"90"] {
+            state.apply(1, Some(b"0"), Some(v));
+        }
+        assert!(!state.overshot(), "{}", state.diff());
+        state.apply(1, Some(b"0"), Some(b"40"));
+        assert!(state.overshot());
+        assert!(
+            state.diff().contains("value 40 (after 90"),
+            "{}",
+            state.diff()
+        );
+    }
+
+    #[test]
+    fn update_rules_by_output() {
+        assert_eq!(UpdateRule::of("w2"), UpdateRule::Rising);
+        assert_eq!(UpdateRule::of("w3-q5"), UpdateRule::Rising);
+        assert_eq!(UpdateRule::of("w3-q7"), UpdateRule::NotFalling);
+        assert_eq!(UpdateRule::of("w4-q3"), UpdateRule::Final);
     }
 }

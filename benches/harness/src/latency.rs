@@ -12,16 +12,24 @@
 //! run is deleted (inputs, outputs, and the system's internal topics, which are named after the
 //! run's application id).
 //!
-//! How an output record is matched to its input, per workload:
+//! How an output record answers inputs, per workload (an input is answered once its effect is
+//! visible; an update that covers several inputs, because a system coalesced updates, answers
+//! all of them at once):
 //!
-//! | output | caused by |
+//! | output | answers |
 //! |---|---|
 //! | W0 bid, W1 q1, W1 q2 | the input bid with that content (the n-th such output, the n-th such bid) |
-//! | W2 `(word, n)` | the n-th occurrence of `word` |
-//! | W3 q5 `([auction, ws], n)` | the n-th bid of `auction` in window `ws` |
-//! | W3 q7 `(ws, max)` | the first bid in window `ws` with price `max` |
+//! | W2 `(word, n)` | the first `n` occurrences of `word` |
+//! | W3 q5 `([auction, ws], n)` | the first `n` bids of `auction` in window `ws` |
+//! | W3 q7 `(ws, max)` | the bids of window `ws` that raised its maximum, up to price `max` |
 //! | W4 q3 auction id | the later of the auction and its seller |
 //! | W4 q8 `(person, auction)` | the later of the person and the auction |
+//!
+//! Every input knows how many answers it should get (the same rules, applied to the inputs).
+//! An input scheduled after the warm-up that is still not answered when the run ends is
+//! **missing**: it is counted (`missing`), and it enters the percentiles with the time from its
+//! scheduled send to the end of the drain, a lower bound of its latency. So a system that falls
+//! behind and never answers is not measured only on the inputs it did answer.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -98,8 +106,11 @@ pub struct LatencyResult {
     pub p50_ms: f64,
     /// 99th percentile latency, milliseconds.
     pub p99_ms: f64,
-    /// Samples after the warm-up.
+    /// Samples after the warm-up, missing answers included.
     pub samples: usize,
+    /// Answers due to inputs scheduled after the warm-up that never came (each counted in the
+    /// percentiles as the time from its scheduled send to the end of the drain).
+    pub missing: u64,
     /// Output records that matched no input.
     pub unmatched: u64,
 }
@@ -166,14 +177,28 @@ pub struct Matcher {
     /// outputs with that identity were matched so far (W0, W1: the n-th output with the content
     /// of the n-th input; W3 q7: the first).
     by_content: Vec<HashMap<Vec<u8>, Occurrences>>,
-    /// W2: word → input indices in send order.
-    words: HashMap<String, Vec<usize>>,
-    /// W3 q5: (auction, window start) → input indices in send order.
-    windows: HashMap<(u64, u64), Vec<usize>>,
-    /// W4: person id → input index.
-    persons: HashMap<u64, usize>,
+    /// W2: word → input indices in send order, and how many are answered.
+    words: HashMap<String, Occurrences>,
+    /// W3 q5: (auction, window start) → input indices in send order, and how many are answered.
+    windows: HashMap<(u64, u64), Occurrences>,
+    /// W3 q7: window start → (price, input index) of the bids that raised the window's maximum,
+    /// in send order, and how many are answered.
+    maxima: HashMap<u64, (Vec<(u64, usize)>, usize)>,
+    /// W4: person id → (input index, answers its persons get: q3 and q8 state filter).
+    persons: HashMap<u64, (usize, crate::Person)>,
     /// W4: auction id → (input index, seller).
     auctions: HashMap<u64, (usize, u64)>,
+    /// Per input: the answers it should get.
+    pub want: Vec<u32>,
+}
+
+/// The first `n` of `occurrences` not yet answered: they are answered now.
+fn answer_up_to(occurrences: &mut Occurrences, n: usize) -> Vec<usize> {
+    let (inputs, answered) = occurrences;
+    let upto = n.min(inputs.len());
+    let newly = inputs.get(*answered..upto).map(<[usize]>::to_vec);
+    *answered = (*answered).max(upto);
+    newly.unwrap_or_default()
 }
 
 impl Matcher {
@@ -190,10 +215,14 @@ impl Matcher {
             .or_default()
             .0
             .push(input);
+        self.want[input] += 1;
     }
 
     /// Adds input `index` (event `event` or word `word`) for `workload`.
     fn add(&mut self, workload: &str, index: usize, event: Option<&Event>, word: Option<&str>) {
+        if self.want.len() <= index {
+            self.want.resize(index + 1, 0);
+        }
         match (workload, event, word) {
             ("W0", Some(Event::Bid(b)), _) => self.content(0, json(b), index),
             ("W1", Some(Event::Bid(b)), _) => {
@@ -202,32 +231,53 @@ impl Matcher {
                     self.content(1, json(&q2), index);
                 }
             }
-            ("W2", _, Some(w)) => self.words.entry(w.to_string()).or_default().push(index),
+            ("W2", _, Some(w)) => {
+                self.words.entry(w.to_string()).or_default().0.push(index);
+                self.want[index] += 1;
+            }
             ("W3", Some(Event::Bid(b)), _) => {
                 for ws in hopping_starts(b.date_time, Q5_SIZE_MS, Q5_HOP_MS) {
-                    self.windows.entry((b.auction, ws)).or_default().push(index);
+                    self.windows
+                        .entry((b.auction, ws))
+                        .or_default()
+                        .0
+                        .push(index);
+                    self.want[index] += 1;
                 }
                 let ws = window_start(b.date_time, Q7_SIZE_MS);
-                self.content(1, json(&(ws, b.price)), index);
+                let (raised, _) = self.maxima.entry(ws).or_default();
+                if raised.last().is_none_or(|&(max, _)| b.price > max) {
+                    raised.push((b.price, index));
+                    self.want[index] += 1;
+                }
             }
             ("W4", Some(Event::Person(p)), _) => {
-                self.persons.insert(p.id, index);
+                self.persons.insert(p.id, (index, p.clone()));
             }
             ("W4", Some(Event::Auction(a)), _) => {
                 self.auctions.insert(a.id, (index, a.seller));
+                // The answers due: q3 and q8, on the later of the auction and its seller (a
+                // person comes before the auctions it sells in the generated stream).
+                if let Some((person, p)) = self.persons.get(&a.seller) {
+                    let later = index.max(*person);
+                    let due = u32::from(crate::q3_auction(a) && crate::q3_person(p))
+                        + u32::from(a.date_time.abs_diff(p.date_time) <= crate::Q8_WITHIN_MS);
+                    self.want[later] += due;
+                }
             }
             _ => {}
         }
     }
 
-    /// The input that caused output record `(key, value)` of output topic `output`, if any.
+    /// The inputs that output record `(key, value)` of output topic `output` answers now (none
+    /// new: an update that repeats what was answered), or `None` when it answers no input.
     pub fn find(
         &mut self,
         workload: &str,
         output: usize,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-    ) -> Option<usize> {
+    ) -> Option<Vec<usize>> {
         fn parse<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Option<T> {
             serde_json::from_slice(bytes?).ok()
         }
@@ -235,7 +285,7 @@ impl Matcher {
             let (inputs, matched) = self.by_content[output].get_mut(&identity)?;
             let input = inputs.get(*matched).copied();
             *matched += 1;
-            input
+            input.map(|i| vec![i])
         };
         match (workload, output) {
             ("W0", 0) => nth(0, json(&parse::<Bid>(value)?)),
@@ -244,29 +294,37 @@ impl Matcher {
             ("W2", 0) => {
                 let word: String = parse(key)?;
                 let n: usize = parse(value)?;
-                self.words.get(&word)?.get(n.checked_sub(1)?).copied()
+                let occurrences = self.words.get_mut(&word)?;
+                (n >= 1 && n <= occurrences.0.len()).then(|| answer_up_to(occurrences, n))
             }
             ("W3", 0) => {
                 let window: (u64, u64) = parse(key)?;
                 let n: usize = parse(value)?;
-                self.windows.get(&window)?.get(n.checked_sub(1)?).copied()
+                let occurrences = self.windows.get_mut(&window)?;
+                (n >= 1 && n <= occurrences.0.len()).then(|| answer_up_to(occurrences, n))
             }
             ("W3", 1) => {
                 let ws: u64 = parse(key)?;
                 let max: u64 = parse(value)?;
-                let (inputs, _) = self.by_content[1].get(&json(&(ws, max)))?;
-                inputs.first().copied()
+                let (raised, answered) = self.maxima.get_mut(&ws)?;
+                let upto = raised.iter().position(|&(p, _)| p == max)? + 1;
+                let newly = raised
+                    .get(*answered..upto)
+                    .map(|r| r.iter().map(|&(_, i)| i).collect())
+                    .unwrap_or_default();
+                *answered = (*answered).max(upto);
+                Some(newly)
             }
             ("W4", 0) => {
                 let id: u64 = parse(key)?;
                 let _row: Q3 = parse(value)?;
                 let (auction, seller) = *self.auctions.get(&id)?;
-                Some(auction.max(*self.persons.get(&seller)?))
+                Some(vec![auction.max(self.persons.get(&seller)?.0)])
             }
             ("W4", 1) => {
                 let row: Q8 = parse(value)?;
                 let (auction, _) = *self.auctions.get(&row.auction)?;
-                Some(auction.max(*self.persons.get(&row.id)?))
+                Some(vec![auction.max(self.persons.get(&row.id)?.0)])
             }
             _ => None,
         }
@@ -276,6 +334,7 @@ impl Matcher {
 /// The inputs of `workload`: `total` records, in send order, and the matcher over them.
 fn inputs(workload: &str, total: usize, outputs: usize) -> (Vec<Input>, Matcher) {
     let mut matcher = Matcher::new(outputs);
+    matcher.want.reserve(total);
     let mut records = Vec::with_capacity(total);
     if workload == "W2" {
         for word in crate::zipf_words(VOCABULARY, total) {
@@ -359,10 +418,14 @@ fn delete_topics(kafka: &KafkaConfig, prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What the consumer thread hands back: latency samples (ms), unmatched outputs.
+/// What the consumer thread hands back: latency samples (ms), unmatched outputs, answers per
+/// input.
 struct Consumed {
     samples: Vec<f64>,
     unmatched: u64,
+    got: Vec<u32>,
+    /// One sample per missing answer (filled in after the drain).
+    missing: Vec<f64>,
 }
 
 /// Runs one latency measurement.
@@ -438,14 +501,18 @@ pub fn run(settings: &Settings) -> Result<LatencyResult, String> {
         eprintln!("bench-latency: {e}");
     }
     let consumed = outcome?;
-    let mut samples = consumed.samples;
-    samples.sort_by(f64::total_cmp);
-    if samples.is_empty() {
+    if consumed.samples.is_empty() {
         return Err(format!(
-            "no output matched an input after the warm-up ({} unmatched outputs)",
+            "no output answered an input after the warm-up ({} answers missing, {} unmatched \
+             outputs)",
+            consumed.missing.len(),
             consumed.unmatched
         ));
     }
+    let missing = consumed.missing.len() as u64;
+    let mut samples = consumed.samples;
+    samples.extend_from_slice(&consumed.missing);
+    samples.sort_by(f64::total_cmp);
     Ok(LatencyResult {
         kind: "latency",
         system: settings.system.clone(),
@@ -455,6 +522,7 @@ pub fn run(settings: &Settings) -> Result<LatencyResult, String> {
         p50_ms: quantile(&samples, 0.5),
         p99_ms: quantile(&samples, 0.99),
         samples: samples.len(),
+        missing,
         unmatched: consumed.unmatched,
     })
 }
@@ -521,6 +589,7 @@ fn measure(
         .map_err(|e| format!("assigning the outputs: {e}"))?;
     let workload = settings.workload.clone();
     let outputs = topics.outputs.clone();
+    let want = matcher.want.clone();
     let consumer_thread = {
         let (sent, first_output, done, last_output, warmup_end_ns) = (
             Arc::clone(&sent),
@@ -533,6 +602,8 @@ fn measure(
             let mut consumed = Consumed {
                 samples: Vec::new(),
                 unmatched: 0,
+                got: vec![0; matcher.want.len()],
+                missing: Vec::new(),
             };
             while !done.load(Ordering::Acquire) {
                 let Some(message) = consumer.poll(Duration::from_millis(50)) else {
@@ -547,12 +618,17 @@ fn measure(
                     .position(|t| t == message.topic())
                     .unwrap_or(usize::MAX);
                 match matcher.find(&workload, output, message.key(), message.payload()) {
-                    Some(input) => {
-                        let at = sent[input].load(Ordering::Acquire);
+                    Some(inputs) => {
                         let warm = warmup_end_ns.load(Ordering::Acquire);
-                        // Priming inputs and inputs scheduled in the warm-up are not sampled.
-                        if input >= PRIMING_EVENTS && at >= warm {
-                            consumed.samples.push(now.saturating_sub(at) as f64 / 1e6);
+                        for input in inputs {
+                            if let Some(g) = consumed.got.get_mut(input) {
+                                *g += 1;
+                            }
+                            let at = sent[input].load(Ordering::Acquire);
+                            // Priming inputs and inputs scheduled in the warm-up are not sampled.
+                            if input >= PRIMING_EVENTS && at >= warm {
+                                consumed.samples.push(now.saturating_sub(at) as f64 / 1e6);
+                            }
                         }
                     }
                     None => consumed.unmatched += 1,
@@ -666,9 +742,23 @@ fn measure(
     }
     done.store(true, Ordering::Release);
     drop(system);
-    consumer_thread
+    let drained_ns = base.elapsed().as_nanos() as u64;
+    let mut consumed = consumer_thread
         .join()
-        .map_err(|_| "the output consumer panicked".to_string())
+        .map_err(|_| "the output consumer panicked".to_string())?;
+    // The answers still due after the drain: each at least the time to the drain's end.
+    let warm = warmup_end_ns.load(Ordering::Acquire);
+    for (input, &due) in want.iter().enumerate().skip(PRIMING_EVENTS) {
+        let at = sent[input].load(Ordering::Acquire);
+        let got = consumed.got.get(input).copied().unwrap_or(0);
+        if at >= warm && due > got {
+            let wait = drained_ns.saturating_sub(at) as f64 / 1e6;
+            consumed
+                .missing
+                .extend(std::iter::repeat_n(wait, (due - got) as usize));
+        }
+    }
+    Ok(consumed)
 }
 
 /// Appends `result` to `path` as one JSON line.
@@ -680,4 +770,56 @@ pub fn append(path: &PathBuf, result: &LatencyResult) -> Result<(), String> {
         .open(path)
         .map_err(|e| format!("opening {}: {e}", path.display()))?;
     writeln!(file, "{line}").map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coalesced_count_answers_every_occurrence_it_covers() {
+        let (records, mut matcher) = inputs("W2", 2_000, 1);
+        assert!(matcher.want.iter().all(|&w| w == 1));
+        let word: String = serde_json::from_slice(&records[0].value).expect("a word");
+        let occurrences: Vec<usize> = (0..records.len())
+            .filter(|&i| records[i].value == records[0].value)
+            .collect();
+        assert!(occurrences.len() >= 3, "w1 is the commonest word");
+        let key = json(&word);
+        // The count jumps to 3 (updates merged): the first three occurrences are answered.
+        let answered = matcher.find("W2", 0, Some(&key), Some(b"3"));
+        assert_eq!(answered, Some(occurrences[..3].to_vec()));
+        // A repeated or older count answers nothing new; a count past the input, nothing.
+        assert_eq!(matcher.find("W2", 0, Some(&key), Some(b"2")), Some(vec![]));
+        let past = (occurrences.len() + 1).to_string();
+        assert_eq!(
+            matcher.find("W2", 0, Some(&key), Some(past.as_bytes())),
+            None
+        );
+    }
+
+    #[test]
+    fn a_window_maximum_answers_the_bids_that_raised_it() {
+        let (records, mut matcher) = inputs("W3", 500, 2);
+        // Per q7 window, the bids that raised the maximum, in send order.
+        let mut raised: HashMap<u64, Vec<(u64, usize)>> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let bid: Bid = serde_json::from_slice(&r.value).expect("a bid");
+            let list = raised
+                .entry(window_start(bid.date_time, Q7_SIZE_MS))
+                .or_default();
+            if list.last().is_none_or(|&(max, _)| bid.price > max) {
+                list.push((bid.price, i));
+            }
+        }
+        let (ws, list) = raised
+            .iter()
+            .max_by_key(|(_, l)| l.len())
+            .expect("a window");
+        assert!(list.len() >= 2, "{list:?}");
+        // Only the second maximum arrives (the first was merged away): both raisers answered.
+        let (max, _) = list[1];
+        let answered = matcher.find("W3", 1, Some(&json(ws)), Some(&json(&max)));
+        assert_eq!(answered, Some(vec![list[0].1, list[1].1]));
+    }
 }

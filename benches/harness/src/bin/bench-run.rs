@@ -64,6 +64,14 @@ struct Args {
     /// Seconds without new output after which a wrong answer is final.
     #[arg(long, default_value_t = 60.0)]
     idle_timeout: f64,
+    /// After the output first matches, keep reading until no new output came for this many
+    /// seconds, then check again (late duplicates, a table that overshoots).
+    #[arg(long, default_value_t = 5.0)]
+    settle: f64,
+    /// A start-up run on the small priming input: recorded as kind `startup`, its time to the
+    /// right answer is the system's fixed cost that the report subtracts for the steady rate.
+    #[arg(long)]
+    startup_run: bool,
     /// The JSON-lines file to append the result to.
     #[arg(long)]
     results: PathBuf,
@@ -145,6 +153,36 @@ fn drain(
     Ok(n)
 }
 
+/// After the first match: reads on until no new output came for `--settle` seconds (at most
+/// `--idle-timeout` in all), and checks again.
+fn settle(
+    consumer: &BaseConsumer,
+    outputs: &[String],
+    state: &mut OutputState,
+    args: &Args,
+) -> Result<Outcome, Error> {
+    let matched_records = state.records();
+    let began = Instant::now();
+    let mut quiet_since = Instant::now();
+    let quiet = Duration::from_secs_f64(args.settle);
+    let limit = Duration::from_secs_f64(args.idle_timeout.max(args.settle));
+    while quiet_since.elapsed() < quiet && began.elapsed() < limit && !state.overshot() {
+        if drain(consumer, outputs, state)? > 0 {
+            quiet_since = Instant::now();
+        }
+    }
+    Ok(if state.matches() {
+        Outcome::Matched
+    } else {
+        Outcome::Mismatch(format!(
+            "the output matched, then {} more records came within {:.1} s of settling: {}",
+            state.records() - matched_records,
+            began.elapsed().as_secs_f64(),
+            state.diff()
+        ))
+    })
+}
+
 /// Runs and records; `Ok(true)` when the answer was right or the workload unsupported.
 fn run(args: Args) -> Result<bool, Error> {
     let inputs = args.inputs.clone();
@@ -154,7 +192,9 @@ fn run(args: Args) -> Result<bool, Error> {
         _ if inputs.events == 0 => return Err(format!("{} needs --events", args.workload).into()),
         _ => {}
     }
-    let (kind, workload_name) = if args.inputs.all_words && args.workload == Workload::W2 {
+    let (kind, workload_name) = if args.startup_run {
+        ("startup", args.workload.to_string())
+    } else if args.inputs.all_words && args.workload == Workload::W2 {
         ("scale", format!("W2-keys-{}", args.inputs.vocab))
     } else {
         ("throughput", args.workload.to_string())
@@ -310,6 +350,10 @@ fn run(args: Args) -> Result<bool, Error> {
         }
     };
     let wall = t0.elapsed();
+    let outcome = match outcome {
+        Outcome::Matched => settle(&consumer, &outputs, &mut state, &args)?,
+        other => other,
+    };
     process::stop(&mut child, "bench-run");
     drop(consumer);
 
@@ -343,12 +387,10 @@ fn run(args: Args) -> Result<bool, Error> {
     });
     let answer = match &outcome {
         Outcome::Matched => {
-            let startup_s = first_output.map(|d| d.as_secs_f64()).unwrap_or(0.0);
-            let drain_s = (wall_s - startup_s).max(1e-3);
-            row["events_per_sec"] = json!(events as f64 / drain_s);
+            // The steady rate needs the start-up run's time: the report computes it.
             row["events_per_sec_wall"] = json!(events as f64 / wall_s);
             row["wall_s"] = json!(wall_s);
-            row["startup_s"] = json!(startup_s);
+            row["first_output_s"] = json!(first_output.map(|d| d.as_secs_f64()));
             row["cpu_s"] = json!(usage.cpu_s);
             row["cpu_s_per_million"] = json!(usage.cpu_s / (events as f64 / 1e6));
             row["peak_rss_mb"] = json!(usage.peak_rss_mb);
@@ -359,10 +401,9 @@ fn run(args: Args) -> Result<bool, Error> {
         Outcome::Timeout(diff) => format!("timeout: {diff}"),
     };
     for key in [
-        "events_per_sec",
         "events_per_sec_wall",
         "wall_s",
-        "startup_s",
+        "first_output_s",
         "cpu_s_per_million",
         "peak_rss_mb",
     ] {
@@ -381,14 +422,14 @@ fn run(args: Args) -> Result<bool, Error> {
     writeln!(file, "{row}")?;
     match &outcome {
         Outcome::Matched => eprintln!(
-            "bench-run: {} {} {}: ok: {events} events, {:.1} s ({:.1} s start-up), {:.0} events/s, \
-             {:.2} CPU s per million, peak RSS {:.0} MB",
+            "bench-run: {} {} {} ({kind}): ok: {events} events, {:.1} s (first output at {:.1} s), \
+             {:.0} events/s on the wall clock, {:.2} CPU s per million, peak RSS {:.0} MB",
             args.system,
             workload_name,
             args.guarantee,
             wall_s,
-            row["startup_s"].as_f64().unwrap_or(0.0),
-            row["events_per_sec"].as_f64().unwrap_or(0.0),
+            row["first_output_s"].as_f64().unwrap_or(0.0),
+            row["events_per_sec_wall"].as_f64().unwrap_or(0.0),
             row["cpu_s_per_million"].as_f64().unwrap_or(0.0),
             row["peak_rss_mb"].as_f64().unwrap_or(0.0),
         ),

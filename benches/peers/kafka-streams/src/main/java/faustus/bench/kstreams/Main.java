@@ -100,7 +100,13 @@ public final class Main {
             case AT_LEAST_ONCE -> StreamsConfig.AT_LEAST_ONCE;
             case EXACTLY_ONCE -> StreamsConfig.EXACTLY_ONCE_V2;
         });
-        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, COMMIT_INTERVAL_MS);
+        // KSTREAMS_SETTINGS=defaults: Kafka Streams' own defaults for the commit interval and
+        // the producer's linger and batch size (30 s / 100 ms under at_least_once, 100 ms under
+        // exactly_once; linger.ms 100; batch.size 16384) instead of the contract's.
+        boolean matched = !"defaults".equals(System.getenv("KSTREAMS_SETTINGS"));
+        if (matched) {
+            props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, COMMIT_INTERVAL_MS);
+        }
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 2);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         // No global tables here; set only so that Kafka Streams does not warn about its future
@@ -111,8 +117,10 @@ public final class Main {
         props.put(StreamsConfig.mainConsumerPrefix(GLOBAL_PROCESSING_EXCEPTIONS), true);
         // The harness's common client settings.
         props.put(StreamsConfig.producerPrefix(ProducerConfig.ACKS_CONFIG), "all");
-        props.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
-        props.put(StreamsConfig.producerPrefix(ProducerConfig.BATCH_SIZE_CONFIG), 262_144);
+        if (matched) {
+            props.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
+            props.put(StreamsConfig.producerPrefix(ProducerConfig.BATCH_SIZE_CONFIG), 262_144);
+        }
         props.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "none");
         props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
         if (options.guarantee() == Guarantee.EXACTLY_ONCE) {
