@@ -113,13 +113,15 @@ fn the_ceiling_matches_and_wrong_systems_are_rejected() {
         "{row}"
     );
 
-    // A late duplicate, written after the output was right: caught while the output settles.
+    // A late duplicate, written after the output was right (one per ceiling thread that read
+    // input): caught while the output settles.
     let late = [ceiling, "--late-duplicate-ms", "3000"];
     let (status, row) = bench_run(&suffix, &results, "W0", "at_least_once", &late);
     assert_eq!(status.code(), Some(2), "{row}");
     let answer = row["answer"].as_str().expect("answer");
     assert!(
-        answer.starts_with("mismatch: the output matched, then 1 more records came"),
+        answer.starts_with("mismatch: the output matched, then ")
+            && answer.contains(" more records came within "),
         "{answer}"
     );
 
