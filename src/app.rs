@@ -82,6 +82,8 @@ impl App {
             app: AppArgs,
         }
         let cli = <Cli as clap::Parser>::parse();
+        // A program that installed a logger of its own keeps it.
+        let _ = crate::logging::init(cli.app.log_format.unwrap_or_default(), "info");
         App::new(app_id).with_args(&cli.app)
     }
 

@@ -605,6 +605,9 @@ fn run(
                     acc
                 }),
         };
+        // Everything logged while committing carries the epoch (see `faustus::logging`).
+        let span = tracing::info_span!("commit", epoch, records = records.len());
+        let _in_span = span.enter();
         let started = Instant::now();
         match config.guarantee {
             Guarantee::ExactlyOnce => {
@@ -626,6 +629,7 @@ fn run(
             }
         }
         let elapsed = started.elapsed();
+        log::debug!("committed in {elapsed:?}");
         stats.record(elapsed, records.len());
         if let Some(observer) = &config.observer {
             let mut written = vec![0u64; config.topics.len()];

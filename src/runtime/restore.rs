@@ -50,6 +50,8 @@ where
                 let mine: Vec<i32> = (0..partitions)
                     .filter(|p| *p as usize % peers == worker)
                     .collect();
+                let span = tracing::info_span!("restore", changelog = %topic, worker);
+                let _in_span = span.enter();
                 let read = match &startup.io {
                     Io::Kafka(kafka) => read_kafka(&startup, kafka, &topic, &mine),
                     Io::Driver(harness) => {
