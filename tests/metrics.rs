@@ -171,6 +171,88 @@ fn metrics_count_reads_writes_dead_letters_lag_and_commits_and_pass_promtool() {
         .abort_transaction(Duration::from_secs(30))
         .expect("abort");
     app.shutdown().expect("clean shutdown");
+
+    // A restart restores the 7 keys from the changelog: the restore metrics count them.
+    let app = start_totals(&app_id, &input, Guarantee::ExactlyOnce);
+    app.wait_ready(DEADLINE).expect("ready after the restore");
+    let text = scrape(&app);
+    let changelog = format!("changelog=\"{app_id}-totals-changelog\"");
+    assert_eq!(
+        total(&text, "faustus_restore_keys_total", &[&changelog]),
+        7.0,
+        "{text}"
+    );
+    assert!(total(&text, "faustus_restore_records_total", &[&changelog]) >= 7.0);
+    assert!(total(&text, "faustus_restore_expected_offsets", &[&changelog]) >= 7.0);
+    assert_eq!(total(&text, "faustus_restore_complete", &[]), 1.0);
+    assert!(total(&text, "faustus_restore_duration_seconds", &[]) > 0.0);
+    app.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn agents_report_handled_failed_and_handler_latency() {
+    use faustus::agent::{Agent, Event, HandlerError, Retry};
+    let app_id = unique("metrics-agent");
+    let input = unique("metrics-agent-in");
+    create_topic(&input, 2);
+    let topic = Topic::<String, i64>::new(input.clone()).key_codec(Str);
+    // Odd values fail once, then succeed on the retry.
+    let failed_once = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let agent = Agent::new("check", &topic)
+        .retry(Retry {
+            retries: 1,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        })
+        .handler(move |event: Event<String, i64>| {
+            let failed_once = std::sync::Arc::clone(&failed_once);
+            async move {
+                let v = event.value();
+                if v % 2 == 1 && failed_once.lock().unwrap().insert(v) {
+                    return Err(HandlerError::new("odd, the first time"));
+                }
+                Ok(())
+            }
+        });
+    let app = App::new(&app_id)
+        .brokers(brokers())
+        .http(Some("127.0.0.1:0".parse().unwrap()))
+        .agent(agent)
+        .start(|_df| {})
+        .expect("the app starts");
+    let records: Vec<KeyValue> = (0..20)
+        .map(|i: i64| {
+            (
+                Some(format!("k{i}").into_bytes()),
+                Some(i.to_string().into_bytes()),
+            )
+        })
+        .collect();
+    produce(&input, &records);
+    let agent = "agent=\"check\"";
+    let text = wait_for("the agent's metrics", DEADLINE, || {
+        let text = scrape(&app);
+        (total(&text, "faustus_agent_events_handled_total", &[agent]) == 20.0
+            && total(&text, "faustus_agent_handler_failures_total", &[agent]) == 10.0
+            // Acked just after being counted as handled.
+            && total(&text, "faustus_agent_events_in_flight", &[agent]) == 0.0)
+            .then_some(text)
+    });
+    assert_eq!(
+        total(
+            &text,
+            "faustus_agent_handler_duration_seconds_count",
+            &[agent]
+        ),
+        30.0,
+        "{text}"
+    );
+    assert_eq!(
+        total(&text, "faustus_agent_dead_letters_total", &[agent]),
+        0.0
+    );
+    promtool_check(&text);
+    app.shutdown().expect("clean shutdown");
 }
 
 /// Runs `promtool check metrics` on an exposition; it must accept it without a lint problem.
