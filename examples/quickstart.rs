@@ -68,8 +68,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    // Text or JSON lines (`--log-format`), filtered by `RUST_LOG`.
+    faustus::logging::init(args.app.log_format.unwrap_or_default(), "info")
+        .expect("the first logger");
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

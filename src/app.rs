@@ -82,6 +82,8 @@ impl App {
             app: AppArgs,
         }
         let cli = <Cli as clap::Parser>::parse();
+        // A program that installed a logger of its own keeps it.
+        let _ = crate::logging::init(cli.app.log_format.unwrap_or_default(), "info");
         App::new(app_id).with_args(&cli.app)
     }
 
@@ -240,8 +242,14 @@ impl App {
         let progress_topic = format!("{}-__progress", config.app_id);
         planned.specs.push(TopicSpec::compacted(&progress_topic, 1));
         let partitions = create_topics(&kafka, planned.specs)?;
-        let (committer, progress) =
-            recover(&config, &kafka.config, progress_topic, planned.out_topics)?;
+        let metrics = Arc::clone(&http_state.metrics);
+        let (committer, progress) = recover(
+            &config,
+            &kafka.config,
+            progress_topic,
+            planned.out_topics,
+            &metrics,
+        )?;
         let stats = committer.as_ref().map(|c| c.stats());
         let startup = startup(
             &config,
@@ -250,6 +258,7 @@ impl App {
             progress,
             assignments,
             &health,
+            metrics,
         );
         let kafka_config = kafka.config;
         let agents = launch_agents(
@@ -566,6 +575,7 @@ fn recover(
     kafka: &KafkaConfig,
     progress_topic: String,
     out_topics: Vec<String>,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> Result<(Option<Committer>, Progress)> {
     if config.process_id != 0 {
         let progress =
@@ -578,7 +588,10 @@ fn recover(
         app_id: config.app_id.clone(),
         guarantee: config.guarantee,
         progress_topic,
+        observer: Some(metrics.commit_observer(&out_topics)),
         topics: out_topics,
+        // Standard lag tools read the committed positions from the group named after the app.
+        consumer_group: Some(config.app_id.clone()),
         transaction_timeout: config.transaction_timeout,
         commit_timeout: config.commit_timeout,
         progress_timeout: config.restore_timeout,
@@ -598,6 +611,7 @@ fn startup(
     progress: Progress,
     assignments: Arc<Assignments>,
     health: &Arc<Health>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Arc<Startup> {
     log::info!(
         "starting `{}` after epoch {} ({:?}, {} worker(s) x {} process(es))",
@@ -617,6 +631,7 @@ fn startup(
         restore_timeout: config.restore_timeout,
         assignments,
         health: Arc::clone(health),
+        metrics,
     })
 }
 

@@ -79,6 +79,10 @@ pub struct AppArgs {
     /// (default 10000); a peer that does not answer in time makes the answer 503.
     #[arg(long, env = "FAUSTUS_HTTP_PEER_TIMEOUT_MS")]
     pub http_peer_timeout_ms: Option<u64>,
+    /// How logs are printed: `text` (the default) or `json` (one object per line, with the
+    /// current span's fields). `RUST_LOG` filters either. See `faustus::logging`.
+    #[arg(long, env = "FAUSTUS_LOG_FORMAT")]
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 /// A validated configuration.

@@ -12,6 +12,15 @@ use crate::runtime::{CommitItem, Pos};
 
 /// Why the record is a dead letter (always present).
 pub const REASON: &str = "faustus.error.reason";
+/// What kind of failure it is (always present): [`DECODE`], [`LATE`] or [`ENCODE`]. The
+/// `reason` label of the metric `faustus_dead_letters_total`.
+pub const KIND: &str = "faustus.error.kind";
+/// An input record that did not decode.
+pub const DECODE: &str = "decode";
+/// An event later than a window allows.
+pub const LATE: &str = "late";
+/// A key or value faustus made that does not encode.
+pub const ENCODE: &str = "encode";
 /// The input topic the record came from.
 pub const TOPIC: &str = "faustus.error.topic";
 /// Its partition there.
@@ -78,9 +87,26 @@ impl DeadLetter {
         self
     }
 
+    /// Its kind: a late event has an event time, an input record that did not decode has an
+    /// origin, anything else is something faustus made that does not encode.
+    fn kind(&self) -> &'static str {
+        let has = |name: &str| self.headers.iter().any(|(h, _)| h == name);
+        if has(EVENT_TIME) {
+            LATE
+        } else if has(TOPIC) {
+            DECODE
+        } else {
+            ENCODE
+        }
+    }
+
     /// The record for the committer, ordered at `pos` in its epoch.
     pub(crate) fn into_item(self, pos: Pos) -> CommitItem {
-        let mut headers = vec![(REASON.to_string(), self.reason.into_bytes())];
+        let kind = self.kind();
+        let mut headers = vec![
+            (REASON.to_string(), self.reason.into_bytes()),
+            (KIND.to_string(), kind.as_bytes().to_vec()),
+        ];
         headers.extend(self.headers);
         CommitItem::Record(
             pos,

@@ -41,6 +41,8 @@ pub mod error;
 pub mod grouped;
 pub mod http;
 pub mod join;
+pub mod logging;
+pub mod metrics;
 pub mod nested;
 pub mod producer;
 pub mod record;

@@ -15,8 +15,7 @@ use std::time::Duration;
 use common::*;
 use faustus::prelude::*;
 use faustus::{ReadError, Running, TableState};
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use serde_json::Value;
 
 /// How long any wait may take on a loaded machine.
@@ -26,16 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const LATE_KEY: &str = "account-late";
 
 fn start(app_id: &str, input: &str) -> Running {
-    let topic = Topic::<String, i64>::new(input.to_string()).key_codec(Str);
-    App::new(app_id)
-        .brokers(brokers())
-        .workers(2)
-        .partitions(2)
-        .http(Some("127.0.0.1:0".parse().unwrap()))
-        .start(move |df| {
-            df.stream(&topic).sum("totals").public();
-        })
-        .expect("the app starts")
+    start_totals(app_id, input, Guarantee::ExactlyOnce)
 }
 
 /// `GET url`: status, `Retry-After` and JSON body.
@@ -55,28 +45,9 @@ fn get(url: &str) -> (u16, Option<u64>, Value) {
 }
 
 /// A producer that leaves a transaction open on partition 0 of `topic`, holding one record.
-fn hold_transaction(topic: &str) -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
-    let producer: ThreadedProducer<_> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("transactional.id", unique("restore-holder"))
-        .create()
-        .expect("a transactional producer");
-    producer
-        .init_transactions(Duration::from_secs(30))
-        .expect("init_transactions");
-    producer.begin_transaction().expect("begin_transaction");
+fn hold_late_key(topic: &str) -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
     let key = serde_json::to_vec(LATE_KEY).unwrap();
-    producer
-        .send(
-            BaseRecord::to(topic)
-                .partition(0)
-                .key(&key)
-                .payload(b"7".as_slice()),
-        )
-        .map_err(|(e, _)| e)
-        .expect("a record in the open transaction");
-    producer.flush(Duration::from_secs(30)).expect("flushed");
-    producer
+    hold_transaction(topic, &[(Some(key), Some(b"7".to_vec()))])
 }
 
 #[test]
@@ -105,7 +76,7 @@ fn lookups_during_a_restore_are_503_and_exact_after_it() {
 
     // Another producer's transaction holds the changelog's partition 0 open.
     let changelog = format!("{app_id}-totals-changelog");
-    let holder = hold_transaction(&changelog);
+    let holder = hold_late_key(&changelog);
 
     let running = start(&app_id, &input);
     let base = format!("http://{}", running.http_addr().unwrap());

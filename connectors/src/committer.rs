@@ -19,6 +19,16 @@
 //! With [`Guarantee::AtLeastOnce`] the records are produced and flushed, and only then the
 //! progress record: a crash between the two replays the epoch (duplicates, no loss).
 //!
+//! ## Consumer-group offsets
+//!
+//! The progress record is what recovery reads; standard lag tools (`kafka-consumer-groups.sh`,
+//! Burrow, exporters) read consumer-group offsets instead. With
+//! [`CommitterConfig::consumer_group`] set, every commit also records its input positions as
+//! that group's offsets: inside the transaction under exactly-once
+//! (`send_offsets_to_transaction`), so they move with the outputs; with a plain offset commit
+//! after the progress record under at-least-once. The group never has members: nobody reads
+//! through it, it only shows how far the application has committed.
+//!
 //! ## Recovery
 //!
 //! [`read_progress`] returns the last committed progress record. Resuming from its offsets, with
@@ -33,14 +43,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::client::KafkaConfig;
 use crate::error::{ConnectorError, KafkaContext, Result};
-use crate::reader::read_to_end;
+use crate::reader::{read_to_end, QuietContext};
 
 /// The processing guarantee.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +129,21 @@ pub struct Progress {
     pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
+/// What the committer reports as it works, for metrics. Called on the commit thread: keep it
+/// cheap (update counters, observe a histogram).
+pub trait CommitObserver: Send + Sync + std::fmt::Debug {
+    /// A commit completed (a transaction, or a flush and its progress record): it took
+    /// `duration`, wrote `records[i]` records to topic `i` of [`CommitterConfig::topics`], and
+    /// the last epoch it holds is `epoch`.
+    fn committed(&self, epoch: u64, duration: Duration, records: &[u64]);
+    /// An attempt at a commit failed and was aborted (exactly-once) or is tried again
+    /// (at-least-once).
+    fn aborted(&self);
+    /// The producer failed fatally (the broker aborted a transaction that outlived its timeout)
+    /// and a new one, which fences every older one, replaced it.
+    fn producer_replaced(&self);
+}
+
 /// What the committer needs to know.
 #[derive(Clone, Debug)]
 pub struct CommitterConfig {
@@ -139,6 +166,11 @@ pub struct CommitterConfig {
     /// How long reading the progress topic to its end may take (at start, and after a new
     /// producer replaced one the broker fenced); an open transaction holds the reader back.
     pub progress_timeout: Duration,
+    /// The consumer group whose offsets each commit also sets to the committed input positions
+    /// (see the module documentation); `None`: none.
+    pub consumer_group: Option<String>,
+    /// Told about every commit, abort and replaced producer.
+    pub observer: Option<Arc<dyn CommitObserver>>,
     /// Fault injection for tests: how long to hold each commit (its first attempt) open after
     /// its records were sent and before it completes (the transaction is open, or the progress
     /// record unwritten). Zero: no hold.
@@ -343,6 +375,10 @@ impl Committer {
             .name("faustus-committer".into())
             .spawn(move || {
                 let state = State {
+                    group: committer
+                        .consumer_group
+                        .as_deref()
+                        .and_then(|g| OffsetGroup::new(&kafka, g)),
                     kafka,
                     producer,
                     committed: resumed,
@@ -440,6 +476,50 @@ struct State {
     producer: ThreadedProducer<DeliveryCounter>,
     /// The last epoch committed (by this committer, or before it started).
     committed: u64,
+    /// The consumer group the committed positions are recorded in, if any.
+    group: Option<OffsetGroup>,
+}
+
+/// A consumer group that holds the committed input positions as its offsets. The consumer never
+/// subscribes: it only commits offsets (at-least-once) or lends its group metadata to the
+/// transaction (exactly-once).
+struct OffsetGroup {
+    consumer: BaseConsumer<QuietContext>,
+    metadata: ConsumerGroupMetadata,
+}
+
+impl OffsetGroup {
+    /// The group `group`; `None` (and a warning: lag tools will not see the application) if
+    /// its consumer cannot be created.
+    fn new(kafka: &KafkaConfig, group: &str) -> Option<OffsetGroup> {
+        let consumer: BaseConsumer<QuietContext> = match kafka
+            .consumer()
+            .set("group.id", group)
+            .create_with_context(QuietContext)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!(
+                    "cannot create a consumer for group `{group}`; its offsets will not move: {e}"
+                );
+                return None;
+            }
+        };
+        let metadata = consumer.group_metadata()?;
+        Some(OffsetGroup { consumer, metadata })
+    }
+}
+
+/// Input positions as a partition list of offsets.
+fn offset_list(progress: &Progress) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partitions) in &progress.offsets {
+        for (&partition, &offset) in partitions {
+            // Cannot fail: the offset is a plain number.
+            let _ = list.add_partition_offset(topic, partition, Offset::Offset(offset));
+        }
+    }
+    list
 }
 
 /// Commits one batch in a transaction. A transaction the broker aborted because it outlived the
@@ -458,7 +538,8 @@ fn commit_exactly_once(
     let mut hold = true;
     let mut backoff = NEW_PRODUCER_BACKOFF;
     loop {
-        let outcome = commit_transaction(&state.producer, config, records, progress, hold)?;
+        let group = state.group.as_ref().map(|g| &g.metadata);
+        let outcome = commit_transaction(&state.producer, config, records, progress, group, hold)?;
         hold = false;
         match outcome {
             Ok(()) => return Ok(()),
@@ -471,6 +552,9 @@ fn commit_exactly_once(
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(NEW_PRODUCER_BACKOFF_MAX);
                 state.producer = create_producer(&state.kafka, config)?;
+                if let Some(observer) = &config.observer {
+                    observer.producer_replaced();
+                }
                 let now = read_progress(
                     &state.kafka,
                     &config.progress_topic,
@@ -521,15 +605,41 @@ fn run(
                     acc
                 }),
         };
+        // Everything logged while committing carries the epoch (see `faustus::logging`).
+        let span = tracing::info_span!("commit", epoch, records = records.len());
+        let _in_span = span.enter();
         let started = Instant::now();
         match config.guarantee {
             Guarantee::ExactlyOnce => {
                 commit_exactly_once(&mut state, &config, &records, &progress)?;
                 state.committed = epoch;
             }
-            Guarantee::AtLeastOnce => commit_flush(&state.producer, &config, &records, &progress)?,
+            Guarantee::AtLeastOnce => {
+                commit_flush(&state.producer, &config, &records, &progress)?;
+                if let Some(group) = &state.group {
+                    if let Err(e) = group
+                        .consumer
+                        .commit(&offset_list(&progress), CommitMode::Sync)
+                    {
+                        log::warn!(
+                            "recording epoch {epoch}'s positions as consumer-group offsets: {e}"
+                        );
+                    }
+                }
+            }
         }
-        stats.record(started.elapsed(), records.len());
+        let elapsed = started.elapsed();
+        log::debug!("committed in {elapsed:?}");
+        stats.record(elapsed, records.len());
+        if let Some(observer) = &config.observer {
+            let mut written = vec![0u64; config.topics.len()];
+            for record in &records {
+                if let Some(n) = written.get_mut(record.topic as usize) {
+                    *n += 1;
+                }
+            }
+            observer.committed(epoch, elapsed, &written);
+        }
         stats.committed_epoch.store(epoch, Ordering::Release);
     }
     if config.guarantee == Guarantee::AtLeastOnce {
@@ -544,13 +654,14 @@ fn run(
 /// One transaction; an abortable failure aborts and redoes the whole batch, a fatal one (fenced)
 /// stops the committer. `Ok(Err(e))`: the producer failed fatally after the transaction had been
 /// open for longer than the transaction timeout (the broker aborted it), or failed fatally in
-/// another way that a new producer can recover from. `hold`: apply the
-/// fault-injection hold to the first attempt.
+/// another way that a new producer can recover from. `group`: the consumer group whose offsets
+/// the transaction also sets. `hold`: apply the fault-injection hold to the first attempt.
 fn commit_transaction(
     producer: &ThreadedProducer<DeliveryCounter>,
     config: &CommitterConfig,
     records: &[OutRecord],
     progress: &Progress,
+    group: Option<&ConsumerGroupMetadata>,
     mut hold: bool,
 ) -> Result<std::result::Result<(), KafkaError>> {
     let mut backoff = RETRY_BACKOFF;
@@ -559,6 +670,13 @@ fn commit_transaction(
         let attempt = (|| -> std::result::Result<(), KafkaError> {
             producer.begin_transaction()?;
             send_all(producer, config, records, progress)?;
+            if let Some(group) = group {
+                producer.send_offsets_to_transaction(
+                    &offset_list(progress),
+                    group,
+                    config.commit_timeout,
+                )?;
+            }
             if std::mem::take(&mut hold) {
                 hold_open(config);
             }
@@ -585,6 +703,9 @@ fn commit_transaction(
                     "commit of epoch {} failed ({e}); aborting and retrying in {backoff:?}",
                     progress.epoch
                 );
+                if let Some(observer) = &config.observer {
+                    observer.aborted();
+                }
                 if let Err(abort) = producer.abort_transaction(config.commit_timeout) {
                     if is_fatal(&abort) {
                         return fatal(abort);
@@ -623,6 +744,9 @@ fn commit_flush(
                     "writing epoch {} failed ({outcome:?}, delivery failures: {failed}); retrying in {backoff:?}",
                     progress.epoch
                 );
+                if let Some(observer) = &config.observer {
+                    observer.aborted();
+                }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }

@@ -35,8 +35,8 @@ pub use admin::{ensure_topics, partition_count, TopicSpec};
 pub use client::KafkaConfig;
 pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
 pub use committer::{
-    owned_headers, read_progress, CommitStats, Committer, CommitterConfig, DeliveryCounter,
-    EpochBatch, Guarantee, OutRecord, Progress,
+    owned_headers, read_progress, CommitObserver, CommitStats, Committer, CommitterConfig,
+    DeliveryCounter, EpochBatch, Guarantee, OutRecord, Progress,
 };
 pub use embedded::EmbeddedBroker;
 pub use error::{ConnectorError, Result};

@@ -101,6 +101,8 @@ pub(crate) struct Counters {
     pub failed_attempts: AtomicU64,
     /// Events sent to the dead-letter topic (failed handlers and records that did not decode).
     pub dead_lettered: AtomicU64,
+    /// How long handler attempts take (`faustus_agent_handler_duration_seconds`).
+    pub handler_duration: Option<prometheus::Histogram>,
 }
 
 /// A record read from Kafka, decoded, with what is needed to dead-letter it.
@@ -355,8 +357,12 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
-            let error = match attempt_once(handler(job.event.clone()), self.settings.timeout).await
-            {
+            let started = std::time::Instant::now();
+            let outcome = attempt_once(handler(job.event.clone()), self.settings.timeout).await;
+            if let Some(h) = &self.counters.handler_duration {
+                h.observe(started.elapsed().as_secs_f64());
+            }
+            let error = match outcome {
                 Ok(()) => {
                     self.counters.handled.fetch_add(1, AtomicOrdering::Relaxed);
                     if !self.settings.manual_ack {

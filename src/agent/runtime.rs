@@ -280,7 +280,15 @@ fn start_agent<K: Data + Send, V: Data + Send>(
     let body = body.ok_or_else(|| Error::Config("an agent without code".into()))?;
     let settings = Arc::new(settings);
     let name = settings.name.clone();
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        handler_duration: Some(
+            env.http
+                .metrics
+                .agent_handler_duration
+                .with_label_values(&[&name]),
+        ),
+        ..Counters::default()
+    });
     let (completions_tx, completions) = channel();
     let dispatcher = Dispatcher::new(
         body,

@@ -442,6 +442,7 @@ impl TestDriver {
             restore_timeout: self.config.restore_timeout,
             assignments: Arc::default(),
             health: Arc::new(Health::new(self.config.workers)),
+            metrics: Arc::default(),
         });
         let thread = spawn_cluster(
             &self.config,

@@ -11,7 +11,8 @@
 //!   is never forwarded again;
 //! - `GET /api/assignment/` lists, per process and worker, the input partitions read, the
 //!   worker's epoch and the lag per partition;
-//! - `GET /api/openapi.json` describes all of it (OpenAPI 3).
+//! - `GET /api/openapi.json` describes all of it (OpenAPI 3);
+//! - `GET /metrics` is this process's metrics in Prometheus' text format ([`crate::metrics`]).
 //!
 //! Trailing slashes are optional. A client that prefers `text/html` (a browser) gets HTML pages
 //! with page links and a lookup form. Errors are JSON `{"error": "..."}`: an unknown table (or
@@ -29,7 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{MatchedPath, OriginalUri, Path, RawQuery, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -38,6 +39,7 @@ use axum::{middleware, Json, Router};
 use serde_json::{json, Value};
 
 use crate::agent::AgentBoard;
+use crate::metrics::{Metrics, Scrape};
 use crate::runtime::assignment::Assignments;
 use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{JsonEntry, Lookup, TableView, Tables};
@@ -77,6 +79,8 @@ pub(crate) struct HttpState {
     pub peers: Arc<cluster::Peers>,
     /// This process's agents (none until they start).
     pub agents: Arc<AgentBoard>,
+    /// The application's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl HttpState {
@@ -100,6 +104,7 @@ impl HttpState {
             workers,
             peers: Arc::new(cluster::Peers::new(process, peers, PeerTimeouts::default())),
             agents: Arc::default(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -238,9 +243,66 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/api/internal/tables", get(local_tables_handler))
         .route("/api/internal/assignment", get(local_assignment_handler))
         .route("/api/internal/agents", get(local_agents_handler))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Counts an answered request in the metrics, by route template (never the raw path: keys
+/// in paths would make a family without bounds).
+async fn count_request(
+    State(state): State<HttpState>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    state.metrics.http_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// `GET /metrics`: this process's metrics in Prometheus' text format. Values read when scraped
+/// (lag, restore, tables, agents) are refreshed first; the lag asks Kafka for high watermarks
+/// on a blocking thread.
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let first = state.process * state.workers;
+    let assignments = Arc::clone(&state.assignments);
+    let sources = tokio::task::spawn_blocking(move || {
+        let mut sources = Vec::new();
+        for worker in first..first + state.workers {
+            sources.extend(assignments.of_worker(worker));
+        }
+        assignments.add_lag(&mut sources);
+        sources
+    })
+    .await
+    .unwrap_or_default();
+    let scrape = Scrape {
+        sources,
+        restore: state.health.restore_report(),
+        tables: state.tables.sizes(),
+        agents: state.agents.snapshot(),
+    };
+    let metrics = Arc::clone(&state.metrics);
+    let (content_type, body) = tokio::task::spawn_blocking(move || {
+        metrics.refresh(scrape);
+        metrics.encode()
+    })
+    .await
+    .unwrap_or_default();
+    ([(CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// Turns the plain-text error answers axum gives on its own (a path that does not decode, a

@@ -717,3 +717,42 @@ async fn agents_of_every_process_are_listed_as_json_and_html() {
         assert!(page.contains(text), "no {text} in {page}");
     }
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_hold_table_sizes() {
+    let state = &states(40, Vec::new())[0];
+    // Keys this process holds, and one path that matches no route.
+    let mine: Vec<i64> = (0..40).filter(|k| process_of(*k) == 0).collect();
+    for key in &mine[..3] {
+        assert_eq!(
+            get(state, &format!("/api/table/prices/{key}")).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        get(state, "/api/nothing/here").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, text) =
+        request(state, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains(
+            "faustus_http_requests_total{method=\"GET\",route=\"/api/table/{name}/{key}\",status=\"200\"} 3"
+        ),
+        "{text}"
+    );
+    // Never a raw path: no key, and nothing for the unknown path.
+    assert!(
+        !text.contains(&format!("/api/table/prices/{}", mine[0])),
+        "{text}"
+    );
+    assert!(!text.contains("/api/nothing"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "faustus_table_entries{{table=\"prices\"}} {}",
+            mine.len()
+        )),
+        "{text}"
+    );
+}

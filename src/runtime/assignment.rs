@@ -104,7 +104,14 @@ impl Assignments {
         };
         let mut consumer = self.consumer.lock().unwrap_or_else(|e| e.into_inner());
         if consumer.is_none() {
-            match kafka.consumer().create_with_context(QuietContext) {
+            // The end of the log, records of open transactions included: the same end as
+            // `kafka-consumer-groups.sh` shows (a `read_committed` consumer would be told the
+            // last stable offset, and show no lag behind an open transaction).
+            match kafka
+                .consumer()
+                .set("isolation.level", "read_uncommitted")
+                .create_with_context(QuietContext)
+            {
                 Ok(c) => *consumer = Some(c),
                 Err(e) => {
                     log::warn!("assignment: cannot create a consumer for watermarks: {e}");

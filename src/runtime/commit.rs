@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use faustus_connectors::{Committer, EpochBatch};
+use faustus_connectors::{Committer, EpochBatch, OutRecord};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
@@ -75,6 +75,8 @@ pub(crate) fn commit_sink(
 ) {
     let mut pending: BTreeMap<u64, Vec<CommitItem>> = BTreeMap::new();
     let mut failed = false;
+    // The frontier at the last activation, for the epoch length.
+    let mut previous: Option<u64> = None;
     let mut restored = false;
     items.sink(
         Exchange::new(|_: &CommitItem| 0),
@@ -90,6 +92,19 @@ pub(crate) fn commit_sink(
             if !restored && !startup.planning && !frontier.less_equal(&startup.resume_epoch) {
                 restored = true;
                 startup.health.restore_complete();
+            }
+            // Each move of the frontier closes an epoch, empty or not: its length is the step
+            // (epochs are milliseconds since 1970 at their start). The step from the restore
+            // epoch to the first epoch of the clock is not an epoch's length.
+            if let Some(&now) = frontier.frontier().first() {
+                match previous {
+                    Some(before) if now > before && before > startup.resume_epoch => {
+                        let seconds = (now - before) as f64 / 1000.0;
+                        startup.metrics.epoch_length.observe(seconds);
+                    }
+                    _ => {}
+                }
+                previous = Some(now);
             }
             input.for_each(|cap, data| {
                 if let Some(&time) = cap.least() {
@@ -109,9 +124,13 @@ pub(crate) fn commit_sink(
                     ..EpochBatch::default()
                 };
                 let mut records = Vec::new();
+                let mut dead = DeadLetterCounts::default();
                 for item in items {
                     match item {
-                        CommitItem::Record(pos, record) => records.push((pos, record)),
+                        CommitItem::Record(pos, record) => {
+                            dead.count(&record);
+                            records.push((pos, record));
+                        }
                         CommitItem::Offset(source, partition, offset) => {
                             let entry = batch
                                 .offsets
@@ -134,6 +153,7 @@ pub(crate) fn commit_sink(
                     ))
                 });
                 batch.records = records.into_iter().map(|(_, r)| r).collect();
+                dead.flush(&startup.metrics);
                 let committer = committer.borrow();
                 match committer.as_ref() {
                     Some(c) => {
@@ -156,4 +176,31 @@ pub(crate) fn commit_sink(
             }
         },
     );
+}
+
+/// Dead letters of one epoch by kind (the `faustus.error.kind` header), for the metrics.
+#[derive(Default)]
+struct DeadLetterCounts(BTreeMap<Vec<u8>, u64>);
+
+impl DeadLetterCounts {
+    /// Counts `record` if it is a dead letter.
+    fn count(&mut self, record: &OutRecord) {
+        if record.topic != crate::dead_letter::TOPIC_INDEX {
+            return;
+        }
+        let kind = record
+            .headers
+            .iter()
+            .find(|(name, _)| name == crate::dead_letter::KIND)
+            .map_or_else(Vec::new, |(_, v)| v.clone());
+        *self.0.entry(kind).or_default() += 1;
+    }
+
+    /// Adds the counts to `faustus_dead_letters_total`.
+    fn flush(self, metrics: &crate::metrics::Metrics) {
+        for (kind, n) in self.0 {
+            let kind = String::from_utf8_lossy(&kind);
+            metrics.dead_letters.with_label_values(&[&kind]).inc_by(n);
+        }
+    }
 }

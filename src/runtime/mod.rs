@@ -159,6 +159,8 @@ pub(crate) struct Startup {
     pub assignments: Arc<assignment::Assignments>,
     /// The process's life: the stop flag, the first fatal error, the restore's progress.
     pub health: Arc<health::Health>,
+    /// The application's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Startup {
@@ -174,6 +176,7 @@ impl Startup {
             restore_timeout: Duration::ZERO,
             assignments: Arc::default(),
             health: Arc::new(health::Health::new(1)),
+            metrics: Arc::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use differential_dataflow::ExchangeData;
 use faustus_connectors::{read_to_end_counted, KafkaConfig};
@@ -50,6 +51,8 @@ where
                 let mine: Vec<i32> = (0..partitions)
                     .filter(|p| *p as usize % peers == worker)
                     .collect();
+                let span = tracing::info_span!("restore", changelog = %topic, worker);
+                let _in_span = span.enter();
                 let read = match &startup.io {
                     Io::Kafka(kafka) => read_kafka(&startup, kafka, &topic, &mine),
                     Io::Driver(harness) => {
@@ -95,12 +98,15 @@ where
     let health = &startup.health;
     // Records read and not yet added to the shared progress.
     let mut unreported = 0u64;
+    let mut progress = ProgressLog::new(LOG_PROGRESS_EVERY);
+    let expected = std::cell::Cell::new(0u64);
     let read = read_to_end_counted(
         kafka,
         topic,
         mine,
         startup.restore_timeout,
         |offsets| {
+            expected.set(offsets);
             health.update_restore(topic, |r| {
                 r.workers_started += 1;
                 r.expected_offsets += offsets;
@@ -111,6 +117,9 @@ where
             if unreported == PROGRESS_EVERY {
                 health.update_restore(topic, |r| r.records += PROGRESS_EVERY);
                 unreported = 0;
+                if let Some(line) = progress.step(PROGRESS_EVERY, expected.get()) {
+                    log::info!("restoring `{topic}` partitions {mine:?}: {line}");
+                }
             }
             let key = record.key.unwrap_or_default();
             if let Err(e) = apply(&mut entries, key, record.value) {
@@ -130,6 +139,56 @@ where
             Ok(entries)
         }
     }
+}
+
+/// How often a long restore logs its progress.
+const LOG_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The progress of one worker's read of a changelog, logged at most every `every`: records
+/// read of those expected, percent, rate and time left.
+struct ProgressLog {
+    started: Instant,
+    every: Duration,
+    last: Instant,
+    read: u64,
+}
+
+impl ProgressLog {
+    fn new(every: Duration) -> Self {
+        let now = Instant::now();
+        ProgressLog {
+            started: now,
+            every,
+            last: now,
+            read: 0,
+        }
+    }
+
+    /// Counts `records` more, of `expected` offsets to read (an upper bound of the records);
+    /// the line to log if the last one is `every` old.
+    fn step(&mut self, records: u64, expected: u64) -> Option<String> {
+        self.read += records;
+        let now = Instant::now();
+        if now.duration_since(self.last) < self.every {
+            return None;
+        }
+        self.last = now;
+        Some(progress_line(
+            self.read,
+            expected,
+            now.duration_since(self.started),
+        ))
+    }
+}
+
+/// `read` of `expected` records after `elapsed`: `"120000 of 500000 records (24%), 40000/s, about
+/// 10 s left"`.
+fn progress_line(read: u64, expected: u64, elapsed: Duration) -> String {
+    let rate = read as f64 / elapsed.as_secs_f64().max(0.001);
+    let expected = expected.max(read);
+    let percent = (read * 100).checked_div(expected).unwrap_or(100);
+    let left = (expected - read) as f64 / rate.max(1.0);
+    format!("{read} of {expected} records ({percent}%), {rate:.0}/s, about {left:.0} s left")
 }
 
 /// Why a restore failed on a changelog record that does not decode (`at` says which).
@@ -158,4 +217,33 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_give_percent_rate_and_time_left() {
+        assert_eq!(
+            progress_line(120_000, 500_000, Duration::from_secs(3)),
+            "120000 of 500000 records (24%), 40000/s, about 10 s left"
+        );
+        // Compaction leaves fewer records than offsets; more than expected never shows > 100%.
+        assert_eq!(
+            progress_line(10, 0, Duration::from_secs(1)),
+            "10 of 10 records (100%), 10/s, about 0 s left"
+        );
+    }
+
+    #[test]
+    fn progress_is_logged_at_most_once_per_interval() {
+        let mut log = ProgressLog::new(Duration::from_secs(3600));
+        assert_eq!(log.step(10, 100), None);
+        let mut log = ProgressLog::new(Duration::ZERO);
+        let line = log
+            .step(10, 100)
+            .expect("a line when the interval has passed");
+        assert!(line.starts_with("10 of 100 records (10%)"), "{line}");
+    }
 }

@@ -87,6 +87,8 @@ where
             let mut capability = Some(capability);
             let mut reader: Option<PartitionReader> = None;
             let mut reported: BTreeMap<i32, i64> = BTreeMap::new();
+            // Records read per partition, counted per poll (see `crate::metrics`).
+            let mut read = ReadCounts::default();
             let mut started = false;
             move |output| {
                 let Some(cap) = capability.as_mut() else {
@@ -116,6 +118,7 @@ where
                     match PartitionReader::new(&kafka, &topic, &start) {
                         Ok(r) => {
                             reported = r.positions().clone();
+                            read = ReadCounts::new(&startup.metrics, &topic, &mine);
                             startup.assignments.publish(
                                 worker,
                                 &topic,
@@ -163,6 +166,7 @@ where
                 let time = *cap.time();
                 let mut session = output.session(&*cap);
                 let polled = reader.poll(BATCH, Duration::ZERO, |record| {
+                    read.count(record.partition);
                     let pos = Pos::input(index, record.partition, record.offset);
                     match decode(&record) {
                         Ok(data) => session.give(Ok(((data, meta(&record, pos, time)), time, 1))),
@@ -170,6 +174,7 @@ where
                     }
                 });
                 drop(session);
+                read.flush();
                 match polled {
                     Ok(n) if n >= BATCH => activator.activate(),
                     Ok(_) => activator
@@ -182,6 +187,43 @@ where
             }
         },
     )
+}
+
+/// Records read per partition: counted in plain integers during a poll, added to the metrics'
+/// counters after it, so that a record costs an addition and no atomic operation.
+#[derive(Default)]
+pub(crate) struct ReadCounts {
+    /// Per partition read: the partition, its counter, and the records counted since the last
+    /// flush.
+    partitions: Vec<(i32, prometheus::IntCounter, u64)>,
+}
+
+impl ReadCounts {
+    /// Counts for `partitions` of `topic`.
+    pub(crate) fn new(metrics: &crate::metrics::Metrics, topic: &str, partitions: &[i32]) -> Self {
+        ReadCounts {
+            partitions: partitions
+                .iter()
+                .map(|&p| (p, metrics.read_counter(topic, p), 0))
+                .collect(),
+        }
+    }
+
+    /// Counts one record of `partition`.
+    pub(crate) fn count(&mut self, partition: i32) {
+        if let Some(entry) = self.partitions.iter_mut().find(|e| e.0 == partition) {
+            entry.2 += 1;
+        }
+    }
+
+    /// Adds what was counted to the counters.
+    pub(crate) fn flush(&mut self) {
+        for (_, counter, n) in &mut self.partitions {
+            if *n > 0 {
+                counter.inc_by(std::mem::take(n));
+            }
+        }
+    }
 }
 
 /// A record's position, timestamp (the epoch's time if it has none) and headers.

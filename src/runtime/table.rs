@@ -213,6 +213,8 @@ pub(crate) trait TableView: Send + Sync {
     ) -> Result<(Vec<JsonEntry>, usize), String>;
     /// Merges parts (each in key order) into the first `limit` entries in key order.
     fn merge(&self, parts: Vec<Vec<JsonEntry>>, limit: usize) -> Result<Vec<JsonEntry>, String>;
+    /// Entries held by this process's shards.
+    fn entries(&self) -> usize;
     /// For registration.
     fn as_any(&self) -> &dyn Any;
     /// The typed replicas behind the view (for typed readers).
@@ -365,6 +367,11 @@ where
         Ok(all.into_iter().map(|(_, e)| e).collect())
     }
 
+    fn entries(&self) -> usize {
+        let shards = self.shards.read().unwrap_or_else(|e| e.into_inner());
+        shards.values().map(|s| s.read().len()).sum()
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -439,6 +446,10 @@ where
 
     fn merge(&self, parts: Vec<Vec<JsonEntry>>, limit: usize) -> Result<Vec<JsonEntry>, String> {
         self.windows.merge(parts, limit)
+    }
+
+    fn entries(&self) -> usize {
+        self.windows.entries()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -590,6 +601,15 @@ impl Tables {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// Every public table with the entries this process holds of it (0 before its shards
+    /// register).
+    pub(crate) fn sizes(&self) -> Vec<(String, usize)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner()).clone();
+        map.into_iter()
+            .map(|(name, d)| (name, d.view.map_or(0, |v| v.entries())))
+            .collect()
     }
 
     /// Where every public table stands on this process.

@@ -343,3 +343,56 @@ pub fn start_filled_totals_app(
     );
     (running, base)
 }
+
+/// Starts an application that sums `input` (string keys, JSON numbers) into the public table
+/// `totals`: 2 workers, 2 partitions per created topic, HTTP on a free port.
+pub fn start_totals(app_id: &str, input: &str, guarantee: faustus::Guarantee) -> faustus::Running {
+    use faustus::prelude::*;
+    let topic = Topic::<String, i64>::new(input.to_string()).key_codec(Str);
+    App::new(app_id)
+        .brokers(brokers())
+        .guarantee(guarantee)
+        .workers(2)
+        .partitions(2)
+        .http(Some("127.0.0.1:0".parse().unwrap()))
+        .start(move |df| {
+            df.stream(&topic).sum("totals").public();
+        })
+        .expect("the app starts")
+}
+
+/// A producer that leaves a transaction open on partition 0 of `topic`, holding `records`:
+/// `read_committed` readers cannot read past them (nor past anything after them) until it
+/// ends.
+pub fn hold_transaction(
+    topic: &str,
+    records: &[KeyValue],
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<_> = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("transactional.id", unique("holder"))
+        // The broker's largest (scripts/kafka): the test ends the transaction itself.
+        .set("transaction.timeout.ms", "300000")
+        .create()
+        .expect("a transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init_transactions");
+    producer.begin_transaction().expect("begin_transaction");
+    for (key, value) in records {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).partition(0);
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = value {
+            record = record.payload(value.as_slice());
+        }
+        producer
+            .send(record)
+            .map_err(|(e, _)| e)
+            .expect("a record in the open transaction");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+    producer
+}

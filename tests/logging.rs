@@ -1,0 +1,101 @@
+//! `--log-format json`: every line an application prints is a JSON object, and lines logged
+//! inside a restore or a commit carry that span and its fields.
+//!
+//! A logger is installed once per process, so the test runs the application in a child: this
+//! test binary again, with `FAUSTUS_LOGGING_CHILD` set, which makes the same test function the
+//! child.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use faustus::logging::{self, LogFormat};
+use faustus::prelude::*;
+use serde_json::Value;
+
+/// Set in the child: the application's id and input topic, `id/topic`.
+const CHILD: &str = "FAUSTUS_LOGGING_CHILD";
+
+/// How long any wait may take on a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// The child: JSON logs at `debug` for faustus, an application that restores a table and
+/// commits one epoch, then stops.
+fn child(spec: &str) {
+    let (app_id, input) = spec.split_once('/').expect("id/topic");
+    logging::init(
+        LogFormat::Json,
+        "warn,faustus=debug,faustus_connectors=debug",
+    )
+    .expect("the first logger");
+    let app = start_totals(app_id, input, Guarantee::ExactlyOnce);
+    app.wait_ready(DEADLINE).expect("ready");
+    produce(input, &[(Some(b"a".to_vec()), Some(b"1".to_vec()))]);
+    let stats = app.commit_stats().expect("a committer");
+    wait_for("a commit", DEADLINE, || (stats.commits() > 0).then_some(()));
+    app.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_restore_and_commit_spans() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child(&spec);
+    }
+    let app_id = unique("logging");
+    let input = unique("logging-in");
+    create_topic(&input, 2);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "json_logs_are_one_object_per_line_with_restore_and_commit_spans",
+            "--nocapture",
+        ])
+        .env(CHILD, format!("{app_id}/{input}"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the child runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the child failed:\n{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "no JSON lines:\n{stderr}");
+    // Only libtest's own lines are not JSON.
+    for line in stderr.lines().filter(|l| !l.starts_with('{')) {
+        assert!(
+            line.is_empty() || line.starts_with("running") || line.starts_with("test "),
+            "a line that is not JSON: {line}\n{stderr}"
+        );
+    }
+    let in_span = |name: &str| {
+        lines
+            .iter()
+            .filter(|l| l["span"]["name"] == name)
+            .collect::<Vec<_>>()
+    };
+    let restores = in_span("restore");
+    let changelog = format!("{app_id}-totals-changelog");
+    assert!(
+        restores
+            .iter()
+            .any(|l| l["span"]["changelog"] == changelog.as_str()
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("restored"))),
+        "no restore line in its span:\n{stderr}"
+    );
+    let commits = in_span("commit");
+    assert!(
+        commits
+            .iter()
+            .any(|l| l["span"]["epoch"].as_u64().is_some_and(|e| e > 0)
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("committed in"))),
+        "no commit line in its span:\n{stderr}"
+    );
+}
