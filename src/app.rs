@@ -38,6 +38,8 @@ const ASYNC_THREAD: &str = "faustus-async";
 pub struct App {
     config: AppConfig,
     agents: Agents,
+    /// Whether Ctrl-C and SIGTERM stop the app cleanly (see [`App::handle_signals`]).
+    handle_signals: bool,
 }
 
 /// The agents an application runs.
@@ -68,6 +70,7 @@ impl App {
         App {
             config: AppConfig::new(app_id),
             agents: Agents::default(),
+            handle_signals: true,
         }
     }
 
@@ -91,8 +94,17 @@ impl App {
     pub fn with_args(self, args: &AppArgs) -> Result<Self> {
         Ok(App {
             config: self.config.with_args(args)?,
-            agents: self.agents,
+            ..self
         })
+    }
+
+    /// Whether Ctrl-C and SIGTERM stop the application cleanly (sources stop, the epochs in
+    /// flight drain and commit), from the moment [`App::start`] serves HTTP; on by default.
+    /// Turn it off in a program that handles those signals itself and calls [`Running::stop`];
+    /// [`Running::run_until_signal`] then installs the handlers when it is called.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
     }
 
     /// Uses the Kafka cluster at `brokers`, and with it exactly-once processing (change it with
@@ -238,7 +250,8 @@ impl App {
             runtime,
             http,
             kafka,
-        } = serve_and_connect(&config, &tables)?;
+            signals,
+        } = serve_and_connect(&config, &tables, self.handle_signals)?;
         let progress_topic = format!("{}-__progress", config.app_id);
         planned.specs.push(TopicSpec::compacted(&progress_topic, 1));
         let partitions = create_topics(&kafka, planned.specs)?;
@@ -290,6 +303,7 @@ impl App {
             http_state,
             agents,
             kafka: kafka_config,
+            signals,
             _embedded: kafka.embedded,
         })
     }
@@ -322,8 +336,9 @@ impl App {
             runtime,
             http,
             kafka,
+            signals,
             ..
-        } = serve_and_connect(&config, &tables)?;
+        } = serve_and_connect(&config, &tables, self.handle_signals)?;
         create_topics(&kafka, specs)?;
         let agents = launch_agents(
             agents,
@@ -348,6 +363,7 @@ impl App {
             http_state,
             agents,
             kafka: kafka.config,
+            signals,
             _embedded: kafka.embedded,
         })
     }
@@ -368,15 +384,29 @@ struct Serving {
     runtime: tokio::runtime::Runtime,
     http: Option<SocketAddr>,
     kafka: Kafka,
+    /// Whether the stop signals' handlers are installed.
+    signals: bool,
 }
 
 /// Starts the HTTP server over `tables` (so that a deployment can watch the start-up), then
 /// connects to Kafka (or starts the embedded broker).
-fn serve_and_connect(config: &AppConfig, tables: &Arc<Tables>) -> Result<Serving> {
+///
+/// With `handle_signals`, Ctrl-C and SIGTERM stop the app cleanly from here on: their handlers
+/// are installed before the HTTP server listens, so a signal sent once the app answers is never
+/// lost to the default action.
+fn serve_and_connect(
+    config: &AppConfig,
+    tables: &Arc<Tables>,
+    handle_signals: bool,
+) -> Result<Serving> {
     let health = Arc::new(Health::new(config.workers));
     let assignments = Arc::new(Assignments::default());
     let http_state = http_state(config, tables, &health, &assignments)?;
-    let (runtime, http) = start_http(config, &http_state)?;
+    let runtime = async_runtime()?;
+    if handle_signals {
+        stop_on_signal(&runtime, Arc::clone(health.stop_flag()));
+    }
+    let http = start_http(&runtime, config, &http_state)?;
     let kafka = connect_kafka(config)?;
     assignments.set_kafka(kafka.config.clone());
     Ok(Serving {
@@ -386,6 +416,7 @@ fn serve_and_connect(config: &AppConfig, tables: &Arc<Tables>) -> Result<Serving
         runtime,
         http,
         kafka,
+        signals: handle_signals,
     })
 }
 
@@ -491,21 +522,26 @@ fn http_state(
     }))
 }
 
-/// Starts the async runtime and, unless `--http off`, the HTTP server on it; returns the
-/// runtime and the address the server listens on. It starts before anything touches Kafka, so
-/// that a deployment can watch the start-up and the restore, and a port in use fails at once.
-fn start_http(
-    config: &AppConfig,
-    state: &HttpState,
-) -> Result<(tokio::runtime::Runtime, Option<SocketAddr>)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The application's async runtime (HTTP server, agents, signals).
+fn async_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(ASYNC_THREAD)
         .enable_all()
         .build()
-        .map_err(|e| Error::Runtime(format!("starting the HTTP runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("starting the async runtime: {e}")))
+}
+
+/// Starts the HTTP server on `runtime`, unless `--http off`; returns the address it listens on.
+/// It starts before anything touches Kafka, so that a deployment can watch the start-up and the
+/// restore, and a port in use fails at once.
+fn start_http(
+    runtime: &tokio::runtime::Runtime,
+    config: &AppConfig,
+    state: &HttpState,
+) -> Result<Option<SocketAddr>> {
     let Some(addr) = config.http else {
-        return Ok((runtime, None));
+        return Ok(None);
     };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(addr))
@@ -519,7 +555,7 @@ fn start_http(
             log::error!("HTTP server stopped: {e}");
         }
     });
-    Ok((runtime, Some(local)))
+    Ok(Some(local))
 }
 
 /// The Kafka cluster an application uses.
@@ -819,25 +855,73 @@ fn warn_without_fault_injection() {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the handlers of Ctrl-C and SIGTERM on `runtime`: either signal sets `stop`, and the
+/// application stops cleanly.
+fn stop_on_signal(runtime: &tokio::runtime::Runtime, stop: Arc<AtomicBool>) {
+    let signals = {
+        let _context = runtime.enter();
+        StopSignals::install()
+    };
+    runtime.spawn(async move {
+        signals.recv().await;
+        log::info!("stopping: draining the epochs in flight");
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// The handlers of the signals that stop an application cleanly: Ctrl-C (SIGINT) and SIGTERM.
+/// A signal delivered after [`StopSignals::install`] is kept until [`StopSignals::recv`].
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Installs the handlers; needs the async runtime's context. A handler that cannot be
+    /// installed is logged, and that signal keeps its default action.
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let handler = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::warn!("cannot handle {name}, which keeps its default action: {e}");
+                    None
                 }
             };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            StopSignals {
+                term: handler(SignalKind::terminate(), "SIGTERM"),
+                interrupt: handler(SignalKind::interrupt(), "SIGINT"),
+            }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for one of the signals.
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.term) => {}
+                _ = next(self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -866,6 +950,8 @@ pub struct Running {
     http_state: HttpState,
     agents: AgentsHandle,
     kafka: KafkaConfig,
+    /// Whether the start installed the stop signals' handlers.
+    signals: bool,
     _embedded: Option<EmbeddedBroker>,
 }
 
@@ -1026,12 +1112,9 @@ impl Running {
                 std::process::abort();
             }
         }));
-        let stop = self.stop_flag();
-        self.runtime.spawn(async move {
-            wait_for_signal().await;
-            log::info!("stopping: draining the epochs in flight");
-            stop.store(true, Ordering::Relaxed);
-        });
+        if !self.signals {
+            stop_on_signal(&self.runtime, self.stop_flag());
+        }
         // A fatal error stops this process's sources, but the other processes of a cluster
         // would wait for them forever: give the drain a moment, then end the process, so that
         // the others fail too (their connections to it drop) and everything restarts cleanly.

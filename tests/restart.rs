@@ -255,3 +255,27 @@ fn a_second_instance_fences_the_first() {
     second.shutdown().expect("a clean stop");
     assert_updates_increase(&output);
 }
+
+#[test]
+fn a_sigterm_as_soon_as_the_app_answers_stops_it_cleanly() {
+    let app_id = unique("early-term");
+    let input = unique("orders");
+    let output = unique("totals");
+    create_topic(&input, 2);
+    let port = free_port();
+    let mut extra = flags(&app_id, &input, &output, &[]);
+    // This test serves HTTP: replace `--http off`.
+    let at = extra.iter().position(|f| f == "off").expect("--http off");
+    extra[at] = format!("127.0.0.1:{port}");
+    let mut process = Process::quickstart(&extra);
+    // The earliest moment anything outside can see the app: its liveness answers.
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for("the app to answer", Duration::from_secs(90), || {
+        (http_get(&format!("{base}/api/live")).0 == 200).then_some(())
+    });
+    let status = process.terminate();
+    assert!(
+        status.success(),
+        "a SIGTERM once the app answers is a clean stop (exit 0), got {status}"
+    );
+}
