@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use faustus_connectors::{
-    ensure_topics, read_progress, CommitStats, Committer, CommitterConfig, EmbeddedBroker,
-    KafkaConfig, Progress, TopicSpec,
+    connect, ensure_topics, read_progress, CommitStats, Committer, CommitterConfig, ConnectorError,
+    EmbeddedBroker, KafkaConfig, Progress, TopicSpec,
 };
 use timely::dataflow::operators::Concatenate;
 use timely::worker::Worker;
@@ -145,15 +145,58 @@ impl App {
         self
     }
 
-    /// Sets a librdkafka setting of the producer that writes the application's outputs,
-    /// changelogs and progress (e.g. `batch.size`, `compression.type`), over faustus' own
-    /// (`linger.ms=5`, idempotence, murmur2 partitioning). Settings that break the committer's
-    /// guarantees (`enable.idempotence=false` under exactly-once) are refused by librdkafka
-    /// when the application starts.
-    pub fn producer_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    /// Sets a librdkafka property of every Kafka client the application makes (consumers,
+    /// producers, admin and metadata clients), over faustus' own defaults: security settings
+    /// (`security.protocol`, `sasl.*`, `ssl.*`) or tuning. A key prefixed `consumer.` or
+    /// `producer.` applies to those clients only (`producer.compression.type`). What faustus
+    /// owns (consumer groups, offsets, isolation, transactional ids) is refused when the
+    /// application starts, as are names and values librdkafka does not accept; secrets never
+    /// show in logs or errors. See `--kafka-config` ([`AppArgs`]) for the same from a file.
+    pub fn kafka_property(mut self, key: impl AsRef<str>, value: impl Into<String>) -> Self {
+        self.config.kafka_properties.set(key, value);
+        self
+    }
+
+    /// Reads librdkafka properties from a file in the format of Kafka's `client.properties`
+    /// (as `--kafka-config` does), over those set before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the file cannot be read, naming it.
+    pub fn kafka_config_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self> {
         self.config
-            .producer_settings
-            .insert(key.into(), value.into());
+            .kafka_properties
+            .read_file(path)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if let Some((brokers, _)) = self.config.kafka_properties.take_bootstrap_servers() {
+            if self.config.brokers.is_none() {
+                self = self.brokers(brokers);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Sets a librdkafka property of the producers only: [`App::kafka_property`] with
+    /// `producer.<key>` (e.g. `batch.size`, `compression.type`, over faustus' `linger.ms=5`).
+    /// Settings that break the committer's guarantees (`enable.idempotence=false` under
+    /// exactly-once) are refused by librdkafka when the application starts.
+    pub fn producer_setting(self, key: impl AsRef<str>, value: impl Into<String>) -> Self {
+        self.kafka_property(format!("producer.{}", key.as_ref()), value)
+    }
+
+    /// Sets the replicas of each partition of the topics faustus creates (changelogs,
+    /// progress, dead letters, outputs); by default 3, or the number of brokers in the cluster
+    /// if that is less. More than the cluster's brokers is an error when a topic is created.
+    pub fn replication_factor(mut self, replicas: i32) -> Self {
+        self.config.replication_factor = Some(replicas);
+        self
+    }
+
+    /// Sets `min.insync.replicas` of the topics faustus creates: how many replicas must have a
+    /// write before it counts (with the producers' `acks=all`); by default 2, or the
+    /// replication factor if that is less.
+    pub fn min_insync_replicas(mut self, replicas: i32) -> Self {
+        self.config.min_insync_replicas = Some(replicas);
         self
     }
 
@@ -253,8 +296,13 @@ impl App {
             signals,
         } = serve_and_connect(&config, &tables, self.handle_signals)?;
         let progress_topic = format!("{}-__progress", config.app_id);
-        planned.specs.push(TopicSpec::compacted(&progress_topic, 1));
-        let partitions = create_topics(&kafka, planned.specs)?;
+        // Progress records go to partition 0 (the key's partition in a topic of one), which
+        // is the only one read back.
+        planned.specs.push(TopicSpec {
+            required_partitions: Some(1),
+            ..TopicSpec::compacted(&progress_topic, 1)
+        });
+        let partitions = create_topics(&config, &kafka, planned.specs)?;
         let metrics = Arc::clone(&http_state.metrics);
         let (committer, progress) = recover(
             &config,
@@ -339,7 +387,7 @@ impl App {
             signals,
             ..
         } = serve_and_connect(&config, &tables, self.handle_signals)?;
-        create_topics(&kafka, specs)?;
+        create_topics(&config, &kafka, specs)?;
         let agents = launch_agents(
             agents,
             &config,
@@ -566,6 +614,8 @@ struct Kafka {
     brokers: String,
     /// How every client reaches them.
     config: KafkaConfig,
+    /// How many brokers the cluster's metadata lists.
+    cluster_size: usize,
 }
 
 /// Connects to the configured brokers, or starts the embedded broker when there are none.
@@ -581,26 +631,68 @@ fn connect_kafka(config: &AppConfig) -> Result<Kafka> {
             (Some(broker), brokers)
         }
     };
-    let mut kafka = KafkaConfig::new(&brokers);
-    kafka.producer_extra = config.producer_settings.clone();
+    let mut kafka = KafkaConfig::new(&brokers).with_properties(config.kafka_properties.clone());
     kafka.request_timeout = config.kafka_request_timeout;
+    let cluster_size = connect(&kafka)?;
+    // Secrets show as [redacted].
+    match config.kafka_properties.is_empty() {
+        true => log::info!("Kafka at {brokers}: {cluster_size} broker(s)"),
+        false => log::info!(
+            "Kafka at {brokers}: {cluster_size} broker(s); client properties: {}",
+            config.kafka_properties
+        ),
+    }
     Ok(Kafka {
         embedded,
         brokers,
         config: kafka,
+        cluster_size,
     })
 }
 
-/// Creates the topics the program needs, where missing; returns every topic's partition count.
-fn create_topics(kafka: &Kafka, specs: Vec<TopicSpec>) -> Result<BTreeMap<String, i32>> {
+/// The replication factor and `min.insync.replicas` of the topics faustus creates, on a
+/// cluster of `brokers` brokers: as configured, or 3 (at most the brokers) and 2 (at most the
+/// replication factor).
+fn replication(config: &AppConfig, brokers: usize) -> Result<(i32, i32)> {
+    let brokers = i32::try_from(brokers).unwrap_or(i32::MAX);
+    let replicas = config.replication_factor.unwrap_or(brokers.clamp(1, 3));
+    let min_insync = config.min_insync_replicas.unwrap_or(replicas.min(2));
+    if min_insync > replicas {
+        return Err(Error::Config(format!(
+            "--min-insync-replicas {min_insync} is more than the replication factor {replicas}: no write could ever succeed; lower it, or raise --replication-factor"
+        )));
+    }
+    Ok((replicas, min_insync))
+}
+
+/// Creates the topics the program needs, where missing, replicated as configured
+/// ([`replication`]), and checks those that exist; returns every topic's partition count.
+fn create_topics(
+    config: &AppConfig,
+    kafka: &Kafka,
+    specs: Vec<TopicSpec>,
+) -> Result<BTreeMap<String, i32>> {
+    let (replicas, min_insync) = replication(config, kafka.cluster_size)?;
+    let mut specs: Vec<TopicSpec> = specs
+        .into_iter()
+        .map(|s| s.replicated(replicas, min_insync))
+        .collect();
     if let Some(broker) = &kafka.embedded {
-        for spec in &specs {
+        for spec in &mut specs {
             if let Some(n) = spec.partitions {
                 let _ = broker.create_topic(&spec.name, n);
             }
+            // The mock cluster keeps no topic settings: nothing to check.
+            spec.compacted = false;
         }
     }
-    let counts = ensure_topics(&kafka.config, &specs)?;
+    let counts = ensure_topics(&kafka.config, &specs).map_err(|e| match e {
+        ConnectorError::Replication(message) => Error::Config(format!(
+            "{message}; the cluster's metadata lists {} broker(s)",
+            kafka.cluster_size
+        )),
+        other => other.into(),
+    })?;
     Ok(specs.into_iter().map(|s| s.name).zip(counts).collect())
 }
 
@@ -1070,6 +1162,12 @@ impl Running {
         crate::Producer::with_config(&self.kafka)
     }
 
+    /// How this application's clients reach Kafka: its brokers and client properties (security
+    /// settings included), for a program's own Kafka clients beside it.
+    pub fn kafka_config(&self) -> &KafkaConfig {
+        &self.kafka
+    }
+
     /// What each agent of this process is doing: its partitions, in-flight events, positions
     /// and counts (see [`crate::agent`]).
     pub fn agents(&self) -> Vec<AgentStatus> {
@@ -1213,6 +1311,24 @@ mod tests {
         });
         assert!(message.contains("has a changelog"), "{message}");
         assert!(!message.contains("a-join-b`"), "{message}");
+    }
+
+    #[test]
+    fn replication_defaults_to_three_replicas_and_two_in_sync_at_most_the_brokers() {
+        let config = AppConfig::new("x");
+        let defaults: Vec<_> = [1, 2, 3, 5]
+            .iter()
+            .map(|&brokers| replication(&config, brokers).unwrap())
+            .collect();
+        assert_eq!(defaults, vec![(1, 1), (2, 2), (3, 2), (3, 2)]);
+        let mut config = AppConfig::new("x");
+        config.replication_factor = Some(5);
+        assert_eq!(replication(&config, 1).unwrap(), (5, 2));
+        config.min_insync_replicas = Some(4);
+        assert_eq!(replication(&config, 1).unwrap(), (5, 4));
+        config.replication_factor = None;
+        let err = replication(&config, 1).unwrap_err().to_string();
+        assert!(err.contains("more than the replication factor 1"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use faustus_connectors::Guarantee;
-use faustus_connectors::KafkaConfig;
+use faustus_connectors::{KafkaConfig, KafkaProperties, Origin};
 
 use crate::error::{Error, Result};
 
@@ -83,6 +83,25 @@ pub struct AppArgs {
     /// current span's fields). `RUST_LOG` filters either. See `faustus::logging`.
     #[arg(long, env = "FAUSTUS_LOG_FORMAT")]
     pub log_format: Option<crate::logging::LogFormat>,
+    /// A Kafka client properties file (the format of Kafka's `client.properties`) with
+    /// librdkafka properties for every client faustus makes, e.g. `security.protocol`,
+    /// `sasl.username`, `ssl.ca.location`; keys prefixed `consumer.` or `producer.` apply to
+    /// those clients only; `bootstrap.servers` gives the brokers when `--brokers` does not.
+    /// `FAUSTUS_KAFKA_PROPERTY_<NAME>` environment variables (`SASL_MECHANISM` for
+    /// `sasl.mechanism`) override the file, and `--kafka-property` overrides both.
+    #[arg(long, env = "FAUSTUS_KAFKA_CONFIG", value_name = "FILE")]
+    pub kafka_config: Option<std::path::PathBuf>,
+    /// One librdkafka property, `KEY=VALUE` (repeat the flag for more), as in `--kafka-config`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub kafka_property: Vec<String>,
+    /// Replicas of each partition of the topics faustus creates (changelogs, progress, dead
+    /// letters, outputs). Default: 3, or the number of brokers in the cluster if that is less.
+    #[arg(long, env = "FAUSTUS_REPLICATION_FACTOR")]
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas` of the topics faustus creates: replicas that must have a write
+    /// before it counts. Default: 2, or the replication factor if that is less.
+    #[arg(long, env = "FAUSTUS_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i32>,
 }
 
 /// A validated configuration.
@@ -110,9 +129,16 @@ pub struct AppConfig {
     pub guarantee: Guarantee,
     /// Partitions for created topics.
     pub partitions: i32,
-    /// librdkafka settings for every producer faustus creates (the committer's), applied over
-    /// faustus' own (see [`crate::App::producer_setting`]).
-    pub producer_settings: std::collections::BTreeMap<String, String>,
+    /// librdkafka properties for the clients faustus creates, over faustus' own defaults: for
+    /// every client, or (`consumer.`/`producer.` prefixed) for consumers or producers only (see
+    /// [`crate::App::kafka_property`] and `--kafka-config`). Secrets never show in `Debug`.
+    pub kafka_properties: KafkaProperties,
+    /// Replicas of each partition of the topics faustus creates; `None`: 3, or the number of
+    /// brokers in the cluster if that is less.
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas` of the topics faustus creates; `None`: 2, or the replication
+    /// factor if that is less.
+    pub min_insync_replicas: Option<i32>,
     /// How long a Kafka transaction may stay open before the broker aborts it
     /// (`transaction.timeout.ms`; default 60 s). A commit that takes longer (say, while the
     /// broker restarts) is redone with a new producer. Between 1 s (librdkafka's minimum) and
@@ -161,7 +187,9 @@ impl AppConfig {
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             guarantee: Guarantee::AtLeastOnce,
             partitions: 4,
-            producer_settings: std::collections::BTreeMap::new(),
+            kafka_properties: KafkaProperties::new(),
+            replication_factor: None,
+            min_insync_replicas: None,
             transaction_timeout: Duration::from_secs(60),
             commit_timeout: Duration::from_secs(120),
             restore_timeout: Duration::from_secs(300),
@@ -179,6 +207,13 @@ impl AppConfig {
         }
         if args.brokers.is_some() {
             self.brokers = args.brokers.clone();
+        }
+        self.read_kafka_properties(args)?;
+        if let Some(rf) = args.replication_factor {
+            self.replication_factor = Some(rf);
+        }
+        if let Some(min) = args.min_insync_replicas {
+            self.min_insync_replicas = Some(min);
         }
         self.workers = args.workers.unwrap_or(self.workers);
         self.processes = args.processes.unwrap_or(self.processes);
@@ -214,6 +249,41 @@ impl AppConfig {
         };
         self.validate()?;
         Ok(self)
+    }
+
+    /// Reads the Kafka client properties of `--kafka-config`, then of the environment
+    /// (`FAUSTUS_KAFKA_PROPERTY_*`), then of `--kafka-property`, each over the ones before; the
+    /// file's `bootstrap.servers` is taken as the brokers if none are given otherwise.
+    fn read_kafka_properties(&mut self, args: &AppArgs) -> Result<()> {
+        let config = |e: faustus_connectors::ConnectorError| Error::Config(e.to_string());
+        let properties = &mut self.kafka_properties;
+        if let Some(path) = &args.kafka_config {
+            properties.read_file(path).map_err(config)?;
+        }
+        properties.read_env(std::env::vars_os()).map_err(config)?;
+        for setting in &args.kafka_property {
+            let Some((key, value)) = setting.split_once('=') else {
+                return Err(Error::Config(format!(
+                    "--kafka-property `{}` must be KEY=VALUE",
+                    faustus_connectors::properties::shown(setting, setting)
+                )));
+            };
+            properties.set_from(
+                key.trim(),
+                value.trim().to_string(),
+                Origin::Flag("--kafka-property".into()),
+            );
+        }
+        if let Some((brokers, origin)) = properties.take_bootstrap_servers() {
+            match &self.brokers {
+                None => self.brokers = Some(brokers),
+                Some(given) if *given != brokers => log::info!(
+                    "using the brokers {given}, not bootstrap.servers={brokers} ({origin})"
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Checks the configuration; the error says what to fix.
@@ -264,6 +334,26 @@ impl AppConfig {
         }
         if self.partitions < 1 {
             return bad("--partitions must be at least 1".into());
+        }
+        self.kafka_properties
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(rf) = self.replication_factor {
+            if !(1..=i16::MAX as i32).contains(&rf) {
+                return bad(format!("--replication-factor must be at least 1, not {rf}"));
+            }
+        }
+        if let Some(min) = self.min_insync_replicas {
+            if !(1..=i16::MAX as i32).contains(&min) {
+                return bad(format!(
+                    "--min-insync-replicas must be at least 1, not {min}"
+                ));
+            }
+            if let Some(rf) = self.replication_factor.filter(|rf| min > *rf) {
+                return bad(format!(
+                    "--min-insync-replicas {min} is more than --replication-factor {rf}: no write could ever succeed"
+                ));
+            }
         }
         if self.brokers.is_none() && self.guarantee == Guarantee::ExactlyOnce {
             return bad("exactly_once needs a real Kafka broker (--brokers): the embedded demo broker does not hide aborted transactions".into());
@@ -408,6 +498,107 @@ mod tests {
             ..AppArgs::default()
         };
         assert!(AppConfig::new("x").with_args(&args).is_err());
+    }
+
+    /// The configuration error `args` give.
+    fn config_error(args: &AppArgs) -> String {
+        AppConfig::new("x").with_args(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn kafka_properties_come_from_the_file_then_the_flags_and_may_give_the_brokers() {
+        let path = std::env::temp_dir().join(format!(
+            "faustus-config-test-{}.properties",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "bootstrap.servers=b:9093\nsecurity.protocol=SASL_SSL\nsasl.password=hunter2\n\
+             producer.linger.ms=7\nclient.id=from-the-file\n",
+        )
+        .unwrap();
+        let args = AppArgs {
+            kafka_config: Some(path.clone()),
+            kafka_property: vec!["client.id=from-the-flag".into()],
+            ..AppArgs::default()
+        };
+        let config = AppConfig::new("x").with_args(&args).unwrap();
+        assert_eq!(config.brokers.as_deref(), Some("b:9093"));
+        assert_eq!(config.guarantee, Guarantee::ExactlyOnce);
+        let properties = &config.kafka_properties;
+        assert_eq!(properties.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(properties.get("producer.linger.ms"), Some("7"));
+        assert_eq!(properties.get("client.id"), Some("from-the-flag"));
+        assert_eq!(properties.get("bootstrap.servers"), None);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+
+        // --brokers wins over the file's bootstrap.servers.
+        let args = AppArgs {
+            brokers: Some("a:9092".into()),
+            kafka_config: Some(path.clone()),
+            ..AppArgs::default()
+        };
+        let config = AppConfig::new("x").with_args(&args).unwrap();
+        assert_eq!(config.brokers.as_deref(), Some("a:9092"));
+
+        for (setting, wanted) in [
+            ("enable.auto.commit=true", "faustus sets it itself"),
+            (
+                "no.such.property=1",
+                "`no.such.property` (flag --kafka-property)",
+            ),
+            ("sasl.password", "must be KEY=VALUE"),
+        ] {
+            let args = AppArgs {
+                brokers: Some("a:9092".into()),
+                kafka_property: vec![setting.into()],
+                ..AppArgs::default()
+            };
+            let err = config_error(&args);
+            assert!(err.contains(wanted), "{setting}: {err}");
+        }
+        std::fs::write(
+            &path,
+            "security.protocol=SASL_SSL\nsasl.mechanisms.typo=PLAIN\n",
+        )
+        .unwrap();
+        let args = AppArgs {
+            brokers: Some("a:9092".into()),
+            kafka_config: Some(path.clone()),
+            ..AppArgs::default()
+        };
+        let err = config_error(&args);
+        assert!(
+            err.contains("`sasl.mechanisms.typo`")
+                && err.contains(&path.display().to_string())
+                && err.contains("line 2"),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn replication_settings_are_checked() {
+        let args = AppArgs {
+            replication_factor: Some(2),
+            min_insync_replicas: Some(3),
+            ..AppArgs::default()
+        };
+        let err = config_error(&args);
+        assert!(
+            err.contains("--min-insync-replicas 3 is more than --replication-factor 2"),
+            "{err}"
+        );
+        let args = AppArgs {
+            replication_factor: Some(0),
+            ..AppArgs::default()
+        };
+        let err = config_error(&args);
+        assert!(
+            err.contains("--replication-factor must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -175,10 +175,8 @@ impl<'s> Dataflow<'s> {
             plan.specs
                 .entry(topic.to_string())
                 .or_insert_with(|| TopicSpec {
-                    name: topic.to_string(),
                     partitions,
-                    compacted: false,
-                    config: Vec::new(),
+                    ..TopicSpec::new(topic, 1)
                 });
             (plan.sources.len() - 1) as u32
         };
@@ -204,10 +202,8 @@ impl<'s> Dataflow<'s> {
         plan.specs
             .entry(name.to_string())
             .or_insert_with(|| TopicSpec {
-                name: name.to_string(),
-                partitions: Some(partitions.unwrap_or(default)),
                 compacted,
-                config: Vec::new(),
+                ..TopicSpec::new(name, partitions.unwrap_or(default))
             });
         match plan.out_topics.iter().position(|t| t == name) {
             Some(i) => i as u32,

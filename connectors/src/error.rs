@@ -42,6 +42,46 @@ pub enum ConnectorError {
     /// A newer instance of the application took over the transactional id.
     #[error("fenced: another instance of this application (transactional id `{0}`) has started; this one stops")]
     Fenced(String),
+    /// A Kafka client property cannot be used.
+    #[error("Kafka client property `{key}` ({origin}): {reason}")]
+    Property {
+        /// The key, with its role prefix if it has one.
+        key: String,
+        /// Where it was set.
+        origin: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+    /// A Kafka client properties file cannot be read.
+    #[error("Kafka client properties file `{path}`: {reason}")]
+    PropertiesFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The brokers refuse this client: authentication or TLS failed, or they could not be
+    /// reached in time.
+    #[error("cannot use the Kafka brokers at {brokers}: {reason}")]
+    Connect {
+        /// The bootstrap servers.
+        brokers: String,
+        /// What the client reported (naming the broker), and what to check.
+        reason: String,
+    },
+    /// An existing topic faustus needs is set up in a way that breaks the application.
+    #[error("topic `{topic}` {problem}; {fix}")]
+    TopicConfig {
+        /// The topic.
+        topic: String,
+        /// What is wrong with it.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// The topics faustus would create cannot be placed on the cluster.
+    #[error("{0}")]
+    Replication(String),
 }
 
 /// `Result` with [`ConnectorError`].
@@ -57,7 +97,7 @@ impl<T> KafkaContext<T> for std::result::Result<T, KafkaError> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| ConnectorError::Kafka {
             context: what(),
-            source,
+            source: crate::properties::redact_error(source),
         })
     }
 }

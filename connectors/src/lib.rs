@@ -6,7 +6,9 @@
 //! the reader's contract, acknowledgements). The items are of two kinds:
 //!
 //! - for programs and tests that talk to Kafka beside an application (`faustus::connectors`):
-//!   [`KafkaConfig`], [`TopicSpec`] with [`ensure_topics`] and [`partition_count`],
+//!   [`KafkaConfig`] with the user's [`KafkaProperties`] (from a `client.properties` file, the
+//!   environment or code; secrets redacted), [`connect`] (reach the brokers, or say why not),
+//!   [`TopicSpec`] with [`ensure_topics`] and [`partition_count`],
 //!   [`read_to_end`] (with [`RawRecord`] and [`QuietContext`]), [`DeliveryCounter`] (a
 //!   producer context that tells whether a flush delivered everything), [`read_progress`] and
 //!   [`Progress`] (what an application has committed), [`CommitStats`], the codecs (with
@@ -28,10 +30,11 @@ pub mod codec;
 pub mod committer;
 pub mod embedded;
 pub mod error;
+pub mod properties;
 pub mod reader;
 
 pub use acks::{AckError, AckTracker};
-pub use admin::{ensure_topics, partition_count, TopicSpec};
+pub use admin::{connect, ensure_topics, partition_count, TopicSpec};
 pub use client::KafkaConfig;
 pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
 pub use committer::{
@@ -40,4 +43,5 @@ pub use committer::{
 };
 pub use embedded::EmbeddedBroker;
 pub use error::{ConnectorError, Result};
+pub use properties::{is_secret, KafkaProperties, Origin, Role};
 pub use reader::{read_to_end, read_to_end_counted, PartitionReader, QuietContext, RawRecord};

@@ -139,7 +139,7 @@ impl ExampleArgs {
         let running = app.start(build)?;
         // A re-run with the same app id restores its tables first: read them only then.
         running.wait_ready(Duration::from_secs(self.timeout_secs))?;
-        let kafka = KafkaConfig::new(running.brokers());
+        let kafka = running.kafka_config().clone();
         let producer = running.producer()?;
         if let Some(addr) = running.http_addr() {
             println!("serving tables on http://{addr}/api/table/");

@@ -108,10 +108,8 @@ impl<K: Data + Send, V: Data + Send> AgentSpec for Agent<K, V> {
 
     fn topics(&self, default_partitions: i32) -> Vec<TopicSpec> {
         let input = TopicSpec {
-            name: self.settings.topic.clone(),
             partitions: self.topic.partitions,
-            compacted: false,
-            config: Vec::new(),
+            ..TopicSpec::new(&self.settings.topic, 1)
         };
         let sinks = self.sinks.iter().map(|(name, partitions)| {
             TopicSpec::new(name, partitions.unwrap_or(default_partitions))
@@ -326,27 +324,27 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         core: Mutex::new(core),
     };
     let drain_ms = u64::try_from(settings.drain_timeout.as_millis()).unwrap_or(u64::MAX / 2);
+    // A revoked partition may take the drain timeout: stay in the group meanwhile.
+    let max_poll_interval = (drain_ms.saturating_add(60_000))
+        .min(i32::MAX as u64)
+        .to_string();
     let consumer: BaseConsumer<AgentContext<K, V>> = env
         .kafka
-        .client()
+        .consumer_with(&[
+            // Keep fetching while the local queue drains (as the dataflow's readers do):
+            // otherwise librdkafka stops fetching for a second whenever its queue passes a
+            // threshold.
+            ("fetch.wait.max.ms", "10"),
+            ("queued.min.messages", "100000"),
+            ("fetch.queue.backoff.ms", "1"),
+            ("max.poll.interval.ms", &max_poll_interval),
+        ])
         .set("group.id", format!("{}-{name}", env.app_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        // Keep fetching while the local queue drains (as the dataflow's readers do): otherwise
-        // librdkafka stops fetching for a second whenever its queue passes a threshold.
-        .set("fetch.wait.max.ms", "10")
-        .set("queued.min.messages", "100000")
-        .set("fetch.queue.backoff.ms", "1")
-        // A revoked partition may take the drain timeout: stay in the group meanwhile.
-        .set(
-            "max.poll.interval.ms",
-            (drain_ms.saturating_add(60_000))
-                .min(i32::MAX as u64)
-                .to_string(),
-        )
         .create_with_context(context)
         .map_err(|e| kafka_error(format!("agent `{name}`: creating its consumer"), e))?;
     consumer
