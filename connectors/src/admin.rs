@@ -88,12 +88,16 @@ const TOPIC_POLL: Duration = Duration::from_millis(50);
 /// reported: the time a refused connection takes to fail.
 const CONNECT_SLICE: Duration = Duration::from_millis(500);
 
+/// The topic [`connect`] asks the metadata of: any name does (the answer lists the brokers
+/// whether the topic exists or not), and one topic keeps the answer small on a cluster of many.
+const CONNECT_TOPIC: &str = "__faustus-connect";
+
 /// How long [`connect`] serves its client's events after each metadata request (error
 /// reports, and the log lines queued before them).
 const CONNECT_DRAIN: Duration = Duration::from_millis(50);
 
 /// What [`connect`]'s client heard from librdkafka: the first refusal (authentication or TLS),
-/// and the last other error.
+/// and the last other error that says why.
 #[derive(Default)]
 struct ConnectContext {
     refusal: Mutex<Option<String>>,
@@ -121,7 +125,15 @@ impl ClientContext for ConnectContext {
                 let mut refusal = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
                 refusal.get_or_insert_with(|| format!("{hint} ({reason})"));
             }
-            None => *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.into()),
+            None => {
+                // "n/n brokers are down" says less than the error that took them down.
+                let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                if last.is_none()
+                    || error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown)
+                {
+                    *last = Some(reason.into());
+                }
+            }
         }
     }
 }
@@ -157,7 +169,7 @@ pub fn connect(config: &KafkaConfig) -> Result<usize> {
         let slice = deadline
             .saturating_duration_since(Instant::now())
             .min(CONNECT_SLICE);
-        let outcome = consumer.fetch_metadata(None, slice);
+        let outcome = consumer.fetch_metadata(Some(CONNECT_TOPIC), slice);
         // Hand the client's error reports to the context: a poll returns at each one, and
         // goes on past log lines until its time is up.
         let drained = Instant::now() + CONNECT_DRAIN;
@@ -184,7 +196,7 @@ pub fn connect(config: &KafkaConfig) -> Result<usize> {
                     .or_else(|| outcome.err().map(|e| e.to_string()))
                     .unwrap_or_else(|| "the metadata lists no broker".into());
                 return Err(failed(format!(
-                    "no answer within {:?} (--kafka-request-timeout-ms); the client's last error: {last}",
+                    "no answer within {:?} (--kafka-request-timeout-ms): check the addresses, and `security.protocol` (a TLS listener needs SSL or SASL_SSL); the client's last error: {last}",
                     config.request_timeout
                 )));
             }
