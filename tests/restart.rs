@@ -9,25 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Flags that point a quickstart process at this test's topics.
-fn flags(app_id: &str, input: &str, output: &str, extra: &[&str]) -> Vec<String> {
-    let mut flags: Vec<String> = [
-        "--app-id",
-        app_id,
-        "--input-topic",
-        input,
-        "--output-topic",
-        output,
-        "--http",
-        "off",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    flags
-}
-
 fn totals(output: &str) -> BTreeMap<String, i64> {
     decode_totals(&last_values(&read_all(output)))
 }
@@ -49,7 +30,12 @@ fn a_clean_stop_and_restart_continues_exactly() {
     };
 
     produce(&input, &order_records(first));
-    let mut process = Process::quickstart(&flags(&app_id, &input, &output, &["--workers", "2"]));
+    let mut process = Process::quickstart(&quickstart_flags(
+        &app_id,
+        &input,
+        &output,
+        &["--workers", "2"],
+    ));
     let expected = expect(first);
     wait_for(
         "the first half to be summed",
@@ -60,7 +46,12 @@ fn a_clean_stop_and_restart_continues_exactly() {
     assert!(status.success(), "a clean stop exits 0, got {status}");
 
     produce(&input, &order_records(second));
-    let _process = Process::quickstart(&flags(&app_id, &input, &output, &["--workers", "2"]));
+    let _process = Process::quickstart(&quickstart_flags(
+        &app_id,
+        &input,
+        &output,
+        &["--workers", "2"],
+    ));
     let expected = expect(&orders);
     wait_for(
         "all orders to be summed after the restart",
@@ -92,7 +83,7 @@ fn kill_9_while_input_arrives_loses_nothing_and_counts_nothing_twice() {
         }
     });
 
-    let args = flags(
+    let args = quickstart_flags(
         &app_id,
         &input,
         &output,
@@ -263,7 +254,7 @@ fn a_sigterm_as_soon_as_the_app_answers_stops_it_cleanly() {
     let output = unique("totals");
     create_topic(&input, 2);
     let port = free_port();
-    let mut extra = flags(&app_id, &input, &output, &[]);
+    let mut extra = quickstart_flags(&app_id, &input, &output, &[]);
     // This test serves HTTP: replace `--http off`.
     let at = extra.iter().position(|f| f == "off").expect("--http off");
     extra[at] = format!("127.0.0.1:{port}");

@@ -4,11 +4,13 @@
 //!
 //! The broker address comes from `FAUSTUS_TEST_BROKERS` (set by `scripts/test`); without it the
 //! repository's own broker is started with `scripts/kafka start` (which reuses a running one).
+//! The broker's TLS + SASL/SCRAM listener is described by the client properties file of
+//! [`secure_config`].
 //! Every helper panics on failure: they are for tests.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -38,6 +40,48 @@ pub fn brokers() -> String {
                 .expect("scripts/kafka start prints the address last")
                 .trim()
                 .to_string()
+        })
+        .clone()
+}
+
+/// The client properties file (`bootstrap.servers`, SASL_SSL with SCRAM-SHA-512, the CA) of
+/// the test broker's secure listener, resolved once per test process: `FAUSTUS_TEST_SECURE_CONFIG`
+/// (set by `scripts/test`); without it and without `FAUSTUS_TEST_BROKERS`, the repository's
+/// broker is started, or checked, with `scripts/kafka start --secure`, and
+/// `scripts/kafka secure-config` names the file.
+pub fn secure_config() -> PathBuf {
+    static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            if let Ok(path) = std::env::var("FAUSTUS_TEST_SECURE_CONFIG") {
+                return PathBuf::from(path);
+            }
+            assert!(
+                std::env::var_os("FAUSTUS_TEST_BROKERS").is_none(),
+                "FAUSTUS_TEST_BROKERS is set but FAUSTUS_TEST_SECURE_CONFIG is not: set it to the \
+                 client properties of that broker's secure listener (for the repository's broker, \
+                 `scripts/kafka start --secure` sets it up and `scripts/kafka secure-config` prints it)"
+            );
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka");
+            let status = Command::new(&script)
+                .args(["start", "--secure"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .status()
+                .expect("running scripts/kafka start --secure");
+            assert!(status.success(), "scripts/kafka start --secure failed");
+            let out = Command::new(&script)
+                .arg("secure-config")
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("running scripts/kafka secure-config");
+            assert!(out.status.success(), "scripts/kafka secure-config failed");
+            PathBuf::from(
+                String::from_utf8(out.stdout)
+                    .expect("a UTF-8 path")
+                    .trim()
+                    .to_string(),
+            )
         })
         .clone()
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 // Each test binary uses some of these.
 #[allow(unused_imports)]
 pub use faustus_testkit::{
-    brokers, create_topic, kafka, last_values, produce, produce_to, read_all, unique, wait_for,
-    wait_until, KeyValue, Record, TestProducer,
+    brokers, create_topic, kafka, last_values, produce, produce_to, read_all, secure_config,
+    unique, wait_for, wait_until, KeyValue, Record, TestProducer,
 };
 
 /// The positions consumer group `group` has committed for partitions `0..partitions` of
@@ -170,9 +170,31 @@ pub fn example_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// Flags that point a quickstart process at application `app_id` and its topics, HTTP off, then
+/// `extra`.
+pub fn quickstart_flags(app_id: &str, input: &str, output: &str, extra: &[&str]) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--app-id",
+        app_id,
+        "--input-topic",
+        input,
+        "--output-topic",
+        output,
+        "--http",
+        "off",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    flags
+}
+
 /// A quickstart process under test; killed when dropped.
 pub struct Process {
     pub child: Child,
+    /// The file its standard error (its log) goes to.
+    pub log: PathBuf,
 }
 
 impl Process {
@@ -191,12 +213,17 @@ impl Process {
     /// Starts example `name` with `--brokers <the test broker>`, `args` and extra environment
     /// variables; its log goes to a file in the temporary directory.
     pub fn example(name: &str, args: &[String], env: &[(&str, &str)]) -> Process {
-        let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("faustus-test-{}.log", unique(name))),
-        )
-        .expect("log file");
+        let mut all = vec!["--brokers".to_string(), brokers()];
+        all.extend_from_slice(args);
+        Process::example_with(name, &all, env)
+    }
+
+    /// Starts example `name` with only `args` (no `--brokers`) and extra environment
+    /// variables; its log goes to the file [`Process::log`] names.
+    pub fn example_with(name: &str, args: &[String], env: &[(&str, &str)]) -> Process {
+        let path = std::env::temp_dir().join(format!("faustus-test-{}.log", unique(name)));
+        let log = std::fs::File::create(&path).expect("log file");
         let child = Command::new(example_binary(name))
-            .args(["--brokers", &brokers()])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -204,7 +231,27 @@ impl Process {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting example {name}: {e}"));
-        Process { child }
+        Process { child, log: path }
+    }
+
+    /// What it has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for it to exit by itself; its exit status, or `None` if it still
+    /// runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if started.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL.
