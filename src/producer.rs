@@ -52,7 +52,7 @@ impl Producer {
             .create()
             .map_err(|source| ConnectorError::Kafka {
                 context: "creating a producer".into(),
-                source,
+                source: faustus_connectors::properties::redact_error(source),
             })?;
         Ok(Producer { inner })
     }

@@ -499,6 +499,7 @@ impl OffsetGroup {
         {
             Ok(c) => c,
             Err(e) => {
+                let e = crate::properties::redact_error(e);
                 log::warn!(
                     "cannot create a consumer for group `{group}`; its offsets will not move: {e}"
                 );

@@ -417,8 +417,8 @@ fn describe_config_error(key: &str, value: &str, error: &KafkaError) -> String {
 }
 
 /// Redacts the value of a secret key from a Kafka client error (librdkafka's configuration
-/// errors carry the value).
-pub(crate) fn redact_error(error: KafkaError) -> KafkaError {
+/// errors carry the value): pass every error of creating a client through it before showing it.
+pub fn redact_error(error: KafkaError) -> KafkaError {
     match error {
         KafkaError::ClientConfig(code, description, key, value) if is_secret(&key) => {
             let description = if value.is_empty() {

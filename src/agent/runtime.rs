@@ -1044,5 +1044,6 @@ fn transaction_error(what: &str, e: &rdkafka::error::KafkaError) -> String {
 
 /// A Kafka client error while doing `context`.
 fn kafka_error(context: String, source: rdkafka::error::KafkaError) -> Error {
+    let source = faustus_connectors::properties::redact_error(source);
     Error::Kafka(faustus_connectors::ConnectorError::Kafka { context, source })
 }

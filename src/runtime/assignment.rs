@@ -114,6 +114,7 @@ impl Assignments {
             {
                 Ok(c) => *consumer = Some(c),
                 Err(e) => {
+                    let e = faustus_connectors::properties::redact_error(e);
                     log::warn!("assignment: cannot create a consumer for watermarks: {e}");
                     return;
                 }
