@@ -1332,6 +1332,36 @@ mod tests {
     }
 
     #[test]
+    fn a_kafka_config_file_in_code_sets_properties_and_the_brokers() {
+        let path = std::env::temp_dir().join(format!(
+            "faustus-app-test-{}.properties",
+            std::process::id()
+        ));
+        std::fs::write(&path, "bootstrap.servers=b:9093\nsecurity.protocol=SSL\n").unwrap();
+        let app = App::new("x")
+            .kafka_config_file(&path)
+            .unwrap()
+            .producer_setting("linger.ms", "20");
+        let _ = std::fs::remove_file(&path);
+        let config = app.config();
+        assert_eq!(config.brokers.as_deref(), Some("b:9093"));
+        assert_eq!(config.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(
+            config.kafka_properties.get("security.protocol"),
+            Some("SSL")
+        );
+        assert_eq!(
+            config.kafka_properties.get("producer.linger.ms"),
+            Some("20")
+        );
+        let missing = App::new("x")
+            .kafka_config_file(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains(&path.display().to_string()), "{missing}");
+    }
+
+    #[test]
     fn bad_agents_are_configuration_errors_that_say_what_to_fix() {
         use crate::agent::{Agent, Event};
         let orders = Topic::<String, i64>::new("orders");
