@@ -270,6 +270,8 @@ fn start_agent<K: Data + Send, V: Data + Send>(
     agent: Agent<K, V>,
     env: &AgentEnv,
 ) -> Result<RunningAgent> {
+    #[cfg(feature = "fault-injection")]
+    let abort_every = agent.abort_every;
     let Agent {
         settings,
         topic,
@@ -321,6 +323,8 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         counters,
         status: Arc::clone(&status),
         fatal: None,
+        #[cfg(feature = "fault-injection")]
+        fault: (abort_every, 0),
     };
     let context = AgentContext {
         core: Mutex::new(core),
@@ -545,6 +549,9 @@ struct Core<K: 'static, V: 'static> {
     status: Arc<Mutex<AgentStatus>>,
     /// The first error that stops the agent.
     fatal: Option<String>,
+    /// Fault injection: abort every how many transactions, and the transactions so far.
+    #[cfg(feature = "fault-injection")]
+    fault: (Option<u32>, u32),
 }
 
 impl<K: Data + Send, V: Data + Send> Core<K, V> {
@@ -810,9 +817,15 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                         "{failed} of the agent's records were not delivered; positions are not committed past them"
                     ));
                 }
-                consumer
-                    .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
-                    .map_err(|e| format!("committing positions: {e}"))?;
+                // A commit refused during a rebalance is tried again at the next interval: the
+                // events it covers are done, only their positions wait.
+                if let Err(e) = consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync) {
+                    log::warn!(
+                        "agent `{}`: committing positions {moved:?}: {e}; trying again at the next commit",
+                        self.settings.name
+                    );
+                    return Ok(());
+                }
             }
             Guarantee::ExactlyOnce => {
                 if moved.is_empty() && !self.in_transaction {
@@ -824,18 +837,43 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                         .map_err(|e| format!("beginning a transaction: {e}"))?;
                     self.in_transaction = true;
                 }
-                if !moved.is_empty() {
-                    let group = consumer
-                        .group_metadata()
-                        .ok_or("the consumer has no group metadata")?;
-                    self.producer
+                let group = consumer
+                    .group_metadata()
+                    .ok_or("the consumer has no group metadata")?;
+                let committed = match moved.is_empty() {
+                    _ if self.injected_abort() => {
+                        log::warn!(
+                            "agent `{}`: aborting this transaction (fault injection)",
+                            self.settings.name
+                        );
+                        self.abort_and_rewind(consumer)?;
+                        return Ok(());
+                    }
+                    true => Ok(()),
+                    false => self
+                        .producer
                         .send_offsets_to_transaction(&offsets, &group, KAFKA_TIMEOUT)
-                        .map_err(|e| transaction_error("sending positions", &e))?;
+                        .map_err(|e| ("sending positions", e)),
                 }
-                self.producer
-                    .commit_transaction(KAFKA_TIMEOUT)
-                    .map_err(|e| transaction_error("committing", &e))?;
-                self.in_transaction = false;
+                .and_then(|()| {
+                    self.producer
+                        .commit_transaction(KAFKA_TIMEOUT)
+                        .map_err(|e| ("committing", e))
+                });
+                match committed {
+                    Ok(()) => self.in_transaction = false,
+                    // A rebalance under way (the group's generation moved on), a timeout: the
+                    // transaction is aborted, and its events are handled again.
+                    Err((_, e)) if requires_abort(&e) => {
+                        log::warn!(
+                            "agent `{}`: the transaction is aborted ({e}); the events since the last commit are handled again",
+                            self.settings.name
+                        );
+                        self.abort_and_rewind(consumer)?;
+                        return Ok(());
+                    }
+                    Err((what, e)) => return Err(transaction_error(what, &e)),
+                }
             }
         }
         for (partition, committable) in moved {
@@ -844,6 +882,66 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
             }
         }
         Ok(())
+    }
+
+    /// Whether fault injection aborts this transaction.
+    fn injected_abort(&mut self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if let (Some(every), done) = &mut self.fault {
+            *done += 1;
+            return (*done).is_multiple_of(*every);
+        }
+        false
+    }
+
+    /// Aborts the open transaction and reads every partition again from its last commit.
+    fn abort_and_rewind(
+        &mut self,
+        consumer: &BaseConsumer<AgentContext<K, V>>,
+    ) -> std::result::Result<(), String> {
+        self.producer
+            .abort_transaction(KAFKA_TIMEOUT)
+            .map_err(|e| transaction_error("aborting", &e))?;
+        self.in_transaction = false;
+        self.rewind(consumer);
+        Ok(())
+    }
+
+    /// Reads every partition again from its last committed position, after an aborted
+    /// transaction dropped the records written since: events in flight are given up (their acks
+    /// are refused), held records dropped, and the partitions start a new assignment.
+    fn rewind(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>) {
+        let partitions: Vec<i32> = self.parts.keys().copied().collect();
+        for partition in partitions {
+            let Some(part) = self.parts.remove(&partition) else {
+                continue;
+            };
+            part.assignment.revoked.store(true, AtomicOrdering::SeqCst);
+            self.dispatcher.revoke(partition);
+            if part.paused {
+                pause(consumer, &self.settings.topic, partition, false);
+            }
+            self.assign(partition);
+            let Some(position) = part
+                .committed
+                .or_else(|| part.tracker.as_ref().map(AckTracker::start))
+            else {
+                // Nothing was read: the consumer is still where the assignment began.
+                continue;
+            };
+            if let Err(e) = consumer.seek(
+                &self.settings.topic,
+                partition,
+                Offset::Offset(position),
+                KAFKA_TIMEOUT,
+            ) {
+                self.fatal.get_or_insert(format!(
+                    "agent `{}`: rewinding `{}` partition {partition} to offset {position}: {e}",
+                    self.settings.name, self.settings.topic
+                ));
+            }
+        }
+        self.publish_status();
     }
 
     /// Gives up `partitions`: waits for their in-flight events up to the drain timeout, commits
@@ -855,11 +953,16 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         partitions: &[i32],
     ) -> std::result::Result<(), String> {
         let deadline = Instant::now() + self.settings.drain_timeout;
-        // Held records are not started: where the partitions go, they are read again.
+        // Held records are not started: where the partitions go, they are read again. A paused
+        // partition is resumed while it is still assigned: the consumer keeps a partition's pause
+        // across a revocation, so one assigned back to this process would never be read again.
         for partition in partitions {
             if let Some(part) = self.parts.get_mut(partition) {
                 part.backlog.clear();
                 part.backlog_bytes = 0;
+                if part.paused {
+                    part.paused = !pause(consumer, &self.settings.topic, *partition, false);
+                }
             }
         }
         loop {
@@ -1030,6 +1133,14 @@ fn send_all(
 }
 
 /// A transaction error, saying when this instance was fenced by a newer one.
+/// Whether a transaction's error leaves it to be aborted (and the producer usable after).
+fn requires_abort(e: &rdkafka::error::KafkaError) -> bool {
+    match e {
+        rdkafka::error::KafkaError::Transaction(e) => e.txn_requires_abort() && !e.is_fatal(),
+        _ => false,
+    }
+}
+
 fn transaction_error(what: &str, e: &rdkafka::error::KafkaError) -> String {
     let fenced = matches!(
         e.rdkafka_error_code(),
