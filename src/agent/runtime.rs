@@ -1333,7 +1333,6 @@ fn requires_abort(e: &rdkafka::error::KafkaError) -> bool {
 }
 
 /// A transaction error, saying when this instance was fenced by a newer one.
-
 fn transaction_error(what: &str, e: &rdkafka::error::KafkaError) -> String {
     let fenced = matches!(
         e.rdkafka_error_code(),
