@@ -1205,8 +1205,11 @@ impl Running {
         std::panic::set_hook(Box::new(move |info| {
             default_hook(info);
             // A panic in async code (an agent's handler, an HTTP request) ends its task, and the
-            // task's owner handles it: an agent retries the event, then dead-letters it.
-            if std::thread::current().name() != Some(ASYNC_THREAD) {
+            // task's owner handles it: an agent retries the event, then dead-letters it. So does
+            // one in a handler's first poll, on the agent's consumer thread.
+            if std::thread::current().name() != Some(ASYNC_THREAD)
+                && !crate::agent::polling_handler()
+            {
                 std::process::abort();
             }
         }));

@@ -495,3 +495,185 @@ fn a_failure_under_the_stop_policy_stops_the_application_with_the_error() {
     let positions = group_positions(&group, &input, 1).expect("the group's positions");
     assert!(positions.get(&0).is_none_or(|p| *p <= 2), "{positions:?}");
 }
+
+/// Starts an agents-only process of application `app_id` (no dataflow): several of them share
+/// the agent's partitions through its consumer group.
+fn start_agents_only<K: Data + Send, V: Data + Send>(
+    app_id: &str,
+    agent: Agent<K, V>,
+) -> faustus::Running {
+    App::new(app_id)
+        .brokers(brokers())
+        .http(None)
+        .guarantee(Guarantee::AtLeastOnce)
+        .commit_interval(Duration::from_millis(100))
+        .agent(agent)
+        .start_agents()
+        .expect("the agents start")
+}
+
+/// `(key, value)` records of one partition: values `partition * 1000 + i` for `i` in `range`.
+fn partition_records(partition: i32, range: std::ops::Range<i64>) -> Vec<KeyValue> {
+    range
+        .map(|i| {
+            (
+                Some(serde_json::to_vec("k").unwrap()),
+                Some(serde_json::to_vec(&(i64::from(partition) * 1000 + i)).unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_paused_partition_that_is_revoked_and_assigned_again_is_read_again() {
+    let app_id = unique("agent-pause-revoke");
+    let input = unique("in");
+    create_topic(&input, 2);
+    let input_topic = Topic::<String, i64>::new(input.clone());
+    let group = format!("{app_id}-held");
+    for partition in 0..2 {
+        produce_to(
+            &input,
+            Some(partition),
+            &partition_records(partition, 0..300),
+        );
+    }
+
+    // Process A holds every event it gets (manual acks, not given), so both its partitions fill
+    // their read-ahead and pause.
+    let held: Arc<Mutex<Vec<faustus::agent::Acker>>> = Arc::default();
+    let seen: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (keep, record, released) = (Arc::clone(&held), Arc::clone(&seen), Arc::clone(&release));
+    let a = start_agents_only(
+        &app_id,
+        Agent::new("held", &input_topic)
+            .concurrency(100)
+            .ordering(Ordering::Unordered)
+            .max_in_flight(10)
+            .read_ahead_bytes(700)
+            .drain_timeout(Duration::from_secs(1))
+            .manual_ack()
+            .handler(move |event: Event<String, i64>| {
+                let (keep, record) = (Arc::clone(&keep), Arc::clone(&record));
+                let released = released.load(std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    record.lock().unwrap().insert(event.value());
+                    match released {
+                        true => {
+                            event.acker().ack();
+                        }
+                        false => keep.lock().unwrap().push(event.acker()),
+                    }
+                    Ok(())
+                }
+            }),
+    );
+    wait_for("both of A's partitions paused", DEADLINE, || {
+        let s = status(&a, "held");
+        (s.partitions.len() == 2 && s.partitions.iter().all(|p| p.paused)).then_some(())
+    });
+
+    // Process B joins the group: one of A's paused partitions moves to B, which handles it all.
+    let b_seen: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
+    let b_record = Arc::clone(&b_seen);
+    let b = start_agents_only(
+        &app_id,
+        Agent::new("held", &input_topic).handler(move |event: Event<String, i64>| {
+            b_record.lock().unwrap().insert(event.value());
+            async { Ok(()) }
+        }),
+    );
+    let moved = wait_for("one partition moved from A to B", DEADLINE, || {
+        let (sa, sb) = (status(&a, "held"), status(&b, "held"));
+        (sa.partitions.len() == 1 && sb.partitions.len() == 1).then(|| sb.partitions[0].partition)
+    });
+    wait_for("B to commit all of its partition", DEADLINE, || {
+        (group_positions(&group, &input, 2)?.get(&moved) == Some(&300)).then_some(())
+    });
+
+    // B leaves: the partition A had paused comes back to A, which must read it again.
+    b.shutdown().expect("B stops cleanly");
+    wait_for("A to have both partitions again", DEADLINE, || {
+        (status(&a, "held").partitions.len() == 2).then_some(())
+    });
+    for partition in 0..2 {
+        produce_to(
+            &input,
+            Some(partition),
+            &partition_records(partition, 300..350),
+        );
+    }
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    for acker in held.lock().unwrap().drain(..) {
+        // Acks of the events A gave up with the revoked partition are refused.
+        acker.ack();
+    }
+    wait_for("both partitions committed to their end", DEADLINE, || {
+        let positions = group_positions(&group, &input, 2)?;
+        (positions.get(&0) == Some(&350) && positions.get(&1) == Some(&350)).then_some(())
+    });
+    let mut all = seen.lock().unwrap().clone();
+    all.extend(b_seen.lock().unwrap().iter());
+    let expected: BTreeSet<i64> = (0..2)
+        .flat_map(|p| (0..350).map(move |i| p * 1000 + i))
+        .collect();
+    assert_eq!(all, expected, "every record handled at least once");
+    let kept: BTreeSet<i64> = (300..350).map(|i| i64::from(moved) * 1000 + i).collect();
+    assert!(
+        kept.is_subset(&seen.lock().unwrap()),
+        "A handled the records written to the partition it got back"
+    );
+    let s = status(&a, "held");
+    assert!(s.partitions.iter().all(|p| !p.paused), "{s:?}");
+    a.shutdown().expect("A stops cleanly");
+}
+
+#[test]
+fn an_aborted_transaction_hands_its_events_over_again_and_each_output_is_written_once() {
+    let app_id = unique("agent-abort");
+    let (input, output) = (unique("in"), unique("out"));
+    create_topic(&input, 2);
+    let (input_topic, output_topic) = (
+        Topic::<String, i64>::new(input.clone()),
+        Topic::<String, i64>::new(output.clone()).partitions(2),
+    );
+    let out = output_topic.clone();
+    // Every second transaction is aborted, as a rebalance that moved the group's generation on
+    // would abort it: its records vanish, and its events must be handled again.
+    let agent = Agent::new("relay", &input_topic)
+        .concurrency(8)
+        .ordering(Ordering::Unordered)
+        .sends_to(&output_topic)
+        .fault_abort_every(2)
+        .handler(move |event: Event<String, i64>| {
+            let out = out.clone();
+            async move {
+                let pause = (event.value() * 7919) % 23;
+                tokio::time::sleep(Duration::from_millis(pause as u64)).await;
+                event.send(&out, event.key(), event.value())?;
+                Ok(())
+            }
+        });
+    let app = start_agent(&app_id, Guarantee::ExactlyOnce, agent);
+    let records: Vec<(String, i64)> = (0..400).map(|i| (format!("k{}", i % 37), i)).collect();
+    send_all(&input_topic, &records);
+    let input_ends = record_ends(&input);
+    let group = format!("{app_id}-relay");
+    wait_for("every position committed", DEADLINE, || {
+        (group_positions(&group, &input, 2)? == input_ends).then_some(())
+    });
+    let mut written: Vec<i64> = read_pairs(&output).into_iter().map(|(_, v)| v).collect();
+    written.sort();
+    assert_eq!(
+        written,
+        (0..400).collect::<Vec<_>>(),
+        "each event's record committed once"
+    );
+    let s = status(&app, "relay");
+    assert!(
+        s.handled > 400,
+        "the aborted transactions' events were handled again: {s:?}"
+    );
+    app.shutdown().expect("a clean stop");
+}

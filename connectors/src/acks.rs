@@ -198,6 +198,11 @@ impl AckTracker {
         self.committable
     }
 
+    /// The position the tracker was created at: where its partition's reading began.
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
     /// How many events were begun and not yet acked.
     pub fn in_flight(&self) -> usize {
         self.pending.len()

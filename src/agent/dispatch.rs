@@ -1,15 +1,19 @@
 //! The tokio side of an agent: running handlers with concurrency, ordering, retries, a timeout,
 //! and reporting each event's end to the consumer thread.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use faustus_connectors::murmur2;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     Acker, AgentSettings, Body, Event, EventRecord, HandlerError, HandlerFuture, OnFailure,
@@ -17,6 +21,20 @@ use super::{
 };
 use crate::dead_letter;
 use crate::record::Headers;
+
+thread_local! {
+    /// Set while the consumer thread polls an event's handling for the first time: a panic
+    /// there is the handler's, caught and retried like one on the async runtime.
+    static POLLING_HANDLER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is polling an agent's handler (whose panics are caught).
+pub(crate) fn polling_handler() -> bool {
+    POLLING_HANDLER.with(Cell::get)
+}
+
+/// One event's handling, from its first attempt to its end report.
+type Run = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How an event ended.
 #[derive(Debug)]
@@ -122,14 +140,17 @@ pub(crate) struct Dispatcher<K: 'static, V: 'static> {
     settings: Arc<AgentSettings>,
     runtime: Handle,
     completions: Arc<Sender<Completion>>,
-    counters: Arc<Counters>,
     dead_letters: DeadLetters,
     /// What events read tables through.
     http: Arc<crate::http::HttpState>,
-    /// Per-key lanes ([`Ordering::PerKey`]), and the jobs for each not yet handed over: jobs
-    /// go to a lane in batches (see [`Dispatcher::flush`]), one wake-up per batch.
-    lanes: Vec<UnboundedSender<Vec<Job<K, V>>>>,
-    pending: Vec<Vec<Job<K, V>>>,
+    /// Runs events' attempts.
+    runner: Arc<Runner<K, V>>,
+    /// Per-key lanes ([`Ordering::PerKey`]), and the events for each not yet handed over:
+    /// they go to a lane in batches (see [`Dispatcher::flush`]), one wake-up per batch.
+    lanes: Vec<UnboundedSender<Vec<Run>>>,
+    pending: Vec<Vec<Run>>,
+    /// Per lane, the events handed to it (or about to be) and not yet finished.
+    busy: Vec<Arc<AtomicUsize>>,
     /// Permits of [`Ordering::Unordered`].
     permits: Arc<Semaphore>,
     /// The actor form: each assigned partition's event queue.
@@ -157,20 +178,28 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
     ) -> Self {
         let concurrency = settings.concurrency.max(1);
         let agent: Arc<str> = Arc::from(settings.name.as_str());
+        let dead_letters = DeadLetters {
+            topic: Arc::from(dead_letter_topic),
+            agent,
+            counters: Arc::clone(&counters),
+        };
+        let runner = Arc::new(Runner {
+            body: body.clone(),
+            settings: Arc::clone(&settings),
+            counters: Arc::clone(&counters),
+            dead_letters: dead_letters.clone(),
+        });
         let mut dispatcher = Dispatcher {
             body,
             settings,
             runtime,
             completions: Arc::new(completions),
-            dead_letters: DeadLetters {
-                topic: Arc::from(dead_letter_topic),
-                agent,
-                counters: Arc::clone(&counters),
-            },
-            counters,
+            dead_letters,
             http: Arc::new(http),
+            runner,
             lanes: Vec::new(),
             pending: Vec::new(),
+            busy: Vec::new(),
             permits: Arc::new(Semaphore::new(concurrency)),
             actors: Default::default(),
             actor_failure: Arc::new(Mutex::new(None)),
@@ -179,28 +208,46 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
             (&dispatcher.body, dispatcher.settings.ordering)
         {
             for _ in 0..concurrency {
-                let (tx, mut rx) = unbounded_channel::<Vec<Job<K, V>>>();
-                let runner = dispatcher.runner();
+                let (tx, mut rx) = unbounded_channel::<Vec<Run>>();
+                let busy = Arc::new(AtomicUsize::new(0));
+                let done = Arc::clone(&busy);
                 dispatcher.runtime.spawn(async move {
-                    while let Some(jobs) = rx.recv().await {
-                        for job in jobs {
-                            runner.run(job).await;
+                    while let Some(runs) = rx.recv().await {
+                        for run in runs {
+                            run.await;
+                            done.fetch_sub(1, AtomicOrdering::AcqRel);
                         }
                     }
                 });
                 dispatcher.lanes.push(tx);
                 dispatcher.pending.push(Vec::new());
+                dispatcher.busy.push(busy);
             }
         }
         dispatcher
     }
 
-    fn runner(&self) -> Runner<K, V> {
-        Runner {
-            body: self.body.clone(),
-            settings: Arc::clone(&self.settings),
-            counters: Arc::clone(&self.counters),
-            dead_letters: self.dead_letters.clone(),
+    /// Polls an event's handling once, here on the consumer thread: a handler that finishes
+    /// without waiting (most of them) costs no hand-over to the async runtime and no wake-up.
+    /// `Some` is the rest of the handling, to run on the runtime.
+    fn poll_once(&self, mut run: Run) -> Option<Run> {
+        let _runtime = self.runtime.enter();
+        let mut context = Context::from_waker(Waker::noop());
+        /// Clears [`POLLING_HANDLER`] however the poll ends.
+        struct Polling;
+        impl Drop for Polling {
+            fn drop(&mut self) {
+                POLLING_HANDLER.with(|p| p.set(false));
+            }
+        }
+        POLLING_HANDLER.with(|p| p.set(true));
+        let polling = Polling;
+        let poll = run.as_mut().poll(&mut context);
+        drop(polling);
+        match poll {
+            Poll::Ready(()) => None,
+            // It polls again on the runtime, with a waker that works.
+            Poll::Pending => Some(run),
         }
     }
 
@@ -280,18 +327,37 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                         .0
                         .as_deref()
                         .map_or(0, |k| murmur2(k) as usize % self.lanes.len());
-                    self.pending[lane].push(job);
+                    let run: Run = Box::pin(Arc::clone(&self.runner).run(job));
+                    // An idle lane's event starts here; behind a busy one, it waits its turn.
+                    let run = match self.busy[lane].load(AtomicOrdering::Acquire) {
+                        0 => self.poll_once(run),
+                        _ => Some(run),
+                    };
+                    if let Some(run) = run {
+                        self.busy[lane].fetch_add(1, AtomicOrdering::AcqRel);
+                        self.pending[lane].push(run);
+                    }
                 }
                 Ordering::Unordered => {
-                    let permits = Arc::clone(&self.permits);
-                    let runner = self.runner();
-                    self.runtime.spawn(async move {
-                        // The semaphore is fair: events start in the order they were read.
-                        let Ok(_permit) = permits.acquire_owned().await else {
-                            return;
-                        };
-                        runner.run(job).await;
-                    });
+                    let run: Run = Box::pin(Arc::clone(&self.runner).run(job));
+                    match Arc::clone(&self.permits).try_acquire_owned() {
+                        Ok(permit) => {
+                            if let Some(run) = self.poll_once(run) {
+                                self.runtime.spawn(finish_holding(run, permit));
+                            }
+                        }
+                        Err(_) => {
+                            let permits = Arc::clone(&self.permits);
+                            self.runtime.spawn(async move {
+                                // The semaphore is fair: waiting events start in the order
+                                // they were read.
+                                let Ok(permit) = permits.acquire_owned().await else {
+                                    return;
+                                };
+                                finish_holding(run, permit).await;
+                            });
+                        }
+                    }
                 }
             },
         }
@@ -332,6 +398,12 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
     }
 }
 
+/// Runs the rest of an event's handling, holding its permit of [`Ordering::Unordered`].
+async fn finish_holding(run: Run, permit: OwnedSemaphorePermit) {
+    run.await;
+    drop(permit);
+}
+
 /// Runs one event's attempts.
 struct Runner<K: 'static, V: 'static> {
     body: Body<K, V>,
@@ -341,7 +413,7 @@ struct Runner<K: 'static, V: 'static> {
 }
 
 impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<K, V> {
-    async fn run(&self, job: Job<K, V>) {
+    async fn run(self: Arc<Self>, job: Job<K, V>) {
         let Body::Handler(handler) = &self.body else {
             return;
         };

@@ -67,6 +67,8 @@
 //! attempt).
 
 mod dispatch;
+
+pub(crate) use dispatch::polling_handler;
 mod runtime;
 
 use std::fmt;
@@ -227,6 +229,9 @@ pub struct Agent<K: 'static, V: 'static> {
     pub(crate) topic: Topic<K, V>,
     pub(crate) body: Option<Body<K, V>>,
     pub(crate) sinks: Vec<(String, Option<i32>)>,
+    /// Fault injection: every how many transactions one is aborted instead of committed.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) abort_every: Option<u32>,
 }
 
 impl<K: Data + Send, V: Data + Send> Agent<K, V> {
@@ -251,7 +256,19 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
             topic: topic.clone(),
             body: None,
             sinks: Vec::new(),
+            #[cfg(feature = "fault-injection")]
+            abort_every: None,
         }
+    }
+
+    /// Fault injection for tests (cargo feature `fault-injection`): under `exactly_once`, every
+    /// `n`-th transaction is aborted instead of committed, as a rebalance or a timeout would
+    /// abort it, and its events are handled again.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn fault_abort_every(mut self, n: u32) -> Self {
+        self.abort_every = Some(n.max(1));
+        self
     }
 
     /// The code run for each event: an async closure returning [`HandlerResult`].

@@ -3,18 +3,16 @@
 //! (a transaction per commit interval under `exactly_once`), and drains revoked partitions.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use faustus_connectors::{
-    owned_headers, AckTracker, DeliveryCounter, Guarantee, KafkaConfig, TopicSpec,
-};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use faustus_connectors::{owned_headers, AckTracker, Guarantee, KafkaConfig, TopicSpec};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message, OwnedMessage};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::runtime::Handle;
@@ -268,6 +266,8 @@ fn start_agent<K: Data + Send, V: Data + Send>(
     agent: Agent<K, V>,
     env: &AgentEnv,
 ) -> Result<RunningAgent> {
+    #[cfg(feature = "fault-injection")]
+    let abort_every = agent.abort_every;
     let Agent {
         settings,
         topic,
@@ -312,6 +312,9 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         guarantee: env.guarantee,
         producer,
         in_transaction: false,
+        epoch: 1,
+        delivered_through: 0,
+        awaiting: VecDeque::new(),
         parts: BTreeMap::new(),
         next_generation: 0,
         completions,
@@ -319,6 +322,8 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         counters,
         status: Arc::clone(&status),
         fatal: None,
+        #[cfg(feature = "fault-injection")]
+        fault: (abort_every, 0),
     };
     let context = AgentContext {
         core: Mutex::new(core),
@@ -383,12 +388,12 @@ fn start_agent<K: Data + Send, V: Data + Send>(
 /// is new for every start (`<app>-<agent>-<unique>`), so that identical processes can be added
 /// freely; zombies are fenced by the consumer group instead (KIP-447): once a process's
 /// partitions have moved, its transaction cannot commit their positions.
-fn make_producer(env: &AgentEnv, name: &str) -> Result<ThreadedProducer<DeliveryCounter>> {
+fn make_producer(env: &AgentEnv, name: &str) -> Result<ThreadedProducer<Deliveries>> {
     let mut config = env.kafka.producer();
-    // The agent counts failed deliveries only: a report per delivered record would cost a
-    // callback per record on the producer's polling thread.
-    config.set("delivery.report.only.error", "true");
     if env.guarantee == Guarantee::ExactlyOnce {
+        // The transaction's commit says whether its records were delivered: the agent counts
+        // failed deliveries only, without a callback per delivered record.
+        config.set("delivery.report.only.error", "true");
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -402,8 +407,8 @@ fn make_producer(env: &AgentEnv, name: &str) -> Result<ThreadedProducer<Delivery
                 env.transaction_timeout.as_millis().to_string(),
             );
     }
-    let producer: ThreadedProducer<DeliveryCounter> = config
-        .create_with_context(DeliveryCounter::default())
+    let producer: ThreadedProducer<Deliveries> = config
+        .create_with_context(Deliveries::default())
         .map_err(|e| kafka_error(format!("agent `{name}`: creating its producer"), e))?;
     if env.guarantee == Guarantee::ExactlyOnce {
         producer
@@ -439,7 +444,7 @@ fn consume<K: Data + Send, V: Data + Send>(
                 return core.revoke(consumer, &all);
             }
             if last_commit.elapsed() >= interval {
-                core.commit(consumer)?;
+                core.commit(consumer, false)?;
                 core.watch_blocked();
                 core.publish_status();
                 last_commit = Instant::now();
@@ -486,6 +491,17 @@ impl<K: Data + Send, V: Data + Send> ConsumerContext for AgentContext<K, V> {
         }
     }
 
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        // A refused commit's positions are committed again with the next ones.
+        if let Err(e) = result {
+            log::warn!("agent commit of {offsets:?} refused: {e}");
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let mut core = self.lock();
@@ -511,6 +527,8 @@ struct Part {
     /// once every earlier event is acked.
     held: BTreeMap<i64, Vec<Outgoing>>,
     committed: Option<i64>,
+    /// Under `at_least_once`: the position whose commit waits for its records' delivery.
+    requested: Option<i64>,
     paused: bool,
     /// Since when the committable position has not moved while events are in flight, and when
     /// that was last logged.
@@ -533,8 +551,14 @@ struct Core<K: 'static, V: 'static> {
     settings: Arc<AgentSettings>,
     topic: Topic<K, V>,
     guarantee: Guarantee,
-    producer: ThreadedProducer<DeliveryCounter>,
+    producer: ThreadedProducer<Deliveries>,
     in_transaction: bool,
+    /// Under `at_least_once`: the commit interval records are sent in now (counted by the
+    /// producer's context), the last interval whose records are all delivered, and the
+    /// positions noted at the end of each interval, waiting for its records' delivery.
+    epoch: u64,
+    delivered_through: u64,
+    awaiting: VecDeque<(u64, Vec<(i32, i64)>)>,
     parts: BTreeMap<i32, Part>,
     next_generation: u64,
     completions: Receiver<Completion>,
@@ -543,6 +567,9 @@ struct Core<K: 'static, V: 'static> {
     status: Arc<Mutex<AgentStatus>>,
     /// The first error that stops the agent.
     fatal: Option<String>,
+    /// Fault injection: abort every how many transactions, and the transactions so far.
+    #[cfg(feature = "fault-injection")]
+    fault: (Option<u32>, u32),
 }
 
 impl<K: Data + Send, V: Data + Send> Core<K, V> {
@@ -566,6 +593,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 backlog_bytes: 0,
                 held: BTreeMap::new(),
                 committed: None,
+                requested: None,
                 paused: false,
                 blocked: None,
             },
@@ -737,7 +765,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         let in_flight = tracker.in_flight();
         match self.guarantee {
             Guarantee::AtLeastOnce => {
-                if let Err(e) = send_all(&self.producer, &records) {
+                if let Err(e) = send_all(&self.producer, &records, Some(self.epoch)) {
                     self.fatal.get_or_insert(e);
                 }
             }
@@ -758,7 +786,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                         }
                         self.in_transaction = true;
                     }
-                    if let Err(e) = send_all(&self.producer, &records) {
+                    if let Err(e) = send_all(&self.producer, &records, None) {
                         self.fatal.get_or_insert(e);
                         return;
                     }
@@ -772,9 +800,15 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
 
     /// Commits every partition's committable position (with the records written since the last
     /// commit, under `exactly_once`).
+    ///
+    /// Under `at_least_once`, a commit that is not `sync` only notes the positions: they are
+    /// committed once the records sent before them are delivered (see
+    /// [`Core::commit_delivered`]), while reading goes on. A `sync` one (a revocation, the
+    /// stop) waits for every record and commits before it returns.
     fn commit(
         &mut self,
         consumer: &BaseConsumer<AgentContext<K, V>>,
+        sync: bool,
     ) -> std::result::Result<(), String> {
         let mut offsets = TopicPartitionList::new();
         let mut moved = Vec::new();
@@ -782,7 +816,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
             let Some(committable) = part.tracker.as_ref().map(AckTracker::committable) else {
                 continue;
             };
-            if part.committed != Some(committable) {
+            if part.requested.or(part.committed) != Some(committable) {
                 offsets
                     .add_partition_offset(
                         &self.settings.topic,
@@ -795,22 +829,44 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         }
         match self.guarantee {
             Guarantee::AtLeastOnce => {
-                if moved.is_empty() {
-                    return Ok(());
+                let moved = match sync {
+                    // Every position, in case an earlier asynchronous commit was refused.
+                    true => self
+                        .parts
+                        .iter()
+                        .filter_map(|(&p, part)| Some((p, part.tracker.as_ref()?.committable())))
+                        .collect(),
+                    false => moved,
+                };
+                for &(partition, position) in &moved {
+                    if let Some(part) = self.parts.get_mut(&partition) {
+                        part.requested = Some(position);
+                    }
                 }
-                // Positions only after the records of the events before them are delivered.
-                self.producer
-                    .flush(KAFKA_TIMEOUT)
-                    .map_err(|e| format!("flushing the agent's records: {e}"))?;
-                let failed = self.producer.context().failed();
-                if failed > 0 {
-                    return Err(format!(
-                        "{failed} of the agent's records were not delivered; positions are not committed past them"
-                    ));
+                if !moved.is_empty() {
+                    self.awaiting.push_back((self.epoch, moved));
                 }
-                consumer
-                    .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
-                    .map_err(|e| format!("committing positions: {e}"))?;
+                // Records sent from now on belong to the next interval.
+                self.epoch += 1;
+                if sync {
+                    self.producer
+                        .flush(KAFKA_TIMEOUT)
+                        .map_err(|e| format!("flushing the agent's records: {e}"))?;
+                    return self.commit_delivered(consumer, CommitMode::Sync);
+                }
+                // The ring of per-interval counts is full: wait for the oldest interval.
+                let deadline = Instant::now() + KAFKA_TIMEOUT;
+                while self.epoch - self.delivered_through >= DELIVERY_EPOCHS as u64 {
+                    self.advance_delivered();
+                    if Instant::now() >= deadline {
+                        return Err(format!(
+                            "the agent's records sent {} commit intervals ago are still not delivered after {KAFKA_TIMEOUT:?}",
+                            DELIVERY_EPOCHS
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                return self.commit_delivered(consumer, CommitMode::Async);
             }
             Guarantee::ExactlyOnce => {
                 if moved.is_empty() && !self.in_transaction {
@@ -822,18 +878,43 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                         .map_err(|e| format!("beginning a transaction: {e}"))?;
                     self.in_transaction = true;
                 }
-                if !moved.is_empty() {
-                    let group = consumer
-                        .group_metadata()
-                        .ok_or("the consumer has no group metadata")?;
-                    self.producer
+                let group = consumer
+                    .group_metadata()
+                    .ok_or("the consumer has no group metadata")?;
+                let committed = match moved.is_empty() {
+                    _ if self.injected_abort() => {
+                        log::warn!(
+                            "agent `{}`: aborting this transaction (fault injection)",
+                            self.settings.name
+                        );
+                        self.abort_and_rewind(consumer)?;
+                        return Ok(());
+                    }
+                    true => Ok(()),
+                    false => self
+                        .producer
                         .send_offsets_to_transaction(&offsets, &group, KAFKA_TIMEOUT)
-                        .map_err(|e| transaction_error("sending positions", &e))?;
+                        .map_err(|e| ("sending positions", e)),
                 }
-                self.producer
-                    .commit_transaction(KAFKA_TIMEOUT)
-                    .map_err(|e| transaction_error("committing", &e))?;
-                self.in_transaction = false;
+                .and_then(|()| {
+                    self.producer
+                        .commit_transaction(KAFKA_TIMEOUT)
+                        .map_err(|e| ("committing", e))
+                });
+                match committed {
+                    Ok(()) => self.in_transaction = false,
+                    // A rebalance under way (the group's generation moved on), a timeout: the
+                    // transaction is aborted, and its events are handled again.
+                    Err((_, e)) if requires_abort(&e) => {
+                        log::warn!(
+                            "agent `{}`: the transaction is aborted ({e}); the events since the last commit are handled again",
+                            self.settings.name
+                        );
+                        self.abort_and_rewind(consumer)?;
+                        return Ok(());
+                    }
+                    Err((what, e)) => return Err(transaction_error(what, &e)),
+                }
             }
         }
         for (partition, committable) in moved {
@@ -842,6 +923,141 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
             }
         }
         Ok(())
+    }
+
+    /// Moves `delivered_through` over the closed commit intervals whose records are all
+    /// delivered.
+    fn advance_delivered(&mut self) {
+        let deliveries = self.producer.context();
+        while self.delivered_through + 1 < self.epoch
+            && deliveries.pending(self.delivered_through + 1) == 0
+        {
+            self.delivered_through += 1;
+        }
+    }
+
+    /// Under `at_least_once`: commits the positions noted at the end of the intervals whose
+    /// records are all delivered (after a flush, all of them). A commit refused during a
+    /// rebalance is logged and tried again at the next one: the events it covers are done, only
+    /// their positions wait.
+    fn commit_delivered(
+        &mut self,
+        consumer: &BaseConsumer<AgentContext<K, V>>,
+        mode: CommitMode,
+    ) -> std::result::Result<(), String> {
+        if matches!(mode, CommitMode::Sync) {
+            self.delivered_through = self.epoch - 1;
+        } else {
+            self.advance_delivered();
+        }
+        let failed = self.producer.context().failed();
+        if failed > 0 {
+            return Err(format!(
+                "{failed} of the agent's records were not delivered; positions are not committed past them"
+            ));
+        }
+        let mut latest = BTreeMap::new();
+        while let Some((epoch, _)) = self.awaiting.front() {
+            if *epoch > self.delivered_through {
+                break;
+            }
+            let Some((_, moved)) = self.awaiting.pop_front() else {
+                break;
+            };
+            latest.extend(moved);
+        }
+        // Only partitions still held: a revoked one's position was committed as it went.
+        latest.retain(|partition, _| self.parts.contains_key(partition));
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (&partition, &position) in &latest {
+            offsets
+                .add_partition_offset(&self.settings.topic, partition, Offset::Offset(position))
+                .map_err(|e| format!("committing: {e}"))?;
+        }
+        if let Err(e) = consumer.commit(&offsets, mode) {
+            log::warn!(
+                "agent `{}`: committing positions {latest:?}: {e}; trying again at the next commit",
+                self.settings.name
+            );
+            for partition in latest.keys() {
+                if let Some(part) = self.parts.get_mut(partition) {
+                    part.requested = None;
+                }
+            }
+            return Ok(());
+        }
+        for (partition, position) in latest {
+            if let Some(part) = self.parts.get_mut(&partition) {
+                part.committed = Some(position);
+                if part.requested == Some(position) {
+                    part.requested = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether fault injection aborts this transaction.
+    fn injected_abort(&mut self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if let (Some(every), done) = &mut self.fault {
+            *done += 1;
+            return (*done).is_multiple_of(*every);
+        }
+        false
+    }
+
+    /// Aborts the open transaction and reads every partition again from its last commit.
+    fn abort_and_rewind(
+        &mut self,
+        consumer: &BaseConsumer<AgentContext<K, V>>,
+    ) -> std::result::Result<(), String> {
+        self.producer
+            .abort_transaction(KAFKA_TIMEOUT)
+            .map_err(|e| transaction_error("aborting", &e))?;
+        self.in_transaction = false;
+        self.rewind(consumer);
+        Ok(())
+    }
+
+    /// Reads every partition again from its last committed position, after an aborted
+    /// transaction dropped the records written since: events in flight are given up (their acks
+    /// are refused), held records dropped, and the partitions start a new assignment.
+    fn rewind(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>) {
+        let partitions: Vec<i32> = self.parts.keys().copied().collect();
+        for partition in partitions {
+            let Some(part) = self.parts.remove(&partition) else {
+                continue;
+            };
+            part.assignment.revoked.store(true, AtomicOrdering::SeqCst);
+            self.dispatcher.revoke(partition);
+            if part.paused {
+                pause(consumer, &self.settings.topic, partition, false);
+            }
+            self.assign(partition);
+            let Some(position) = part
+                .committed
+                .or_else(|| part.tracker.as_ref().map(AckTracker::start))
+            else {
+                // Nothing was read: the consumer is still where the assignment began.
+                continue;
+            };
+            if let Err(e) = consumer.seek(
+                &self.settings.topic,
+                partition,
+                Offset::Offset(position),
+                KAFKA_TIMEOUT,
+            ) {
+                self.fatal.get_or_insert(format!(
+                    "agent `{}`: rewinding `{}` partition {partition} to offset {position}: {e}",
+                    self.settings.name, self.settings.topic
+                ));
+            }
+        }
+        self.publish_status();
     }
 
     /// Gives up `partitions`: waits for their in-flight events up to the drain timeout, commits
@@ -853,11 +1069,16 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         partitions: &[i32],
     ) -> std::result::Result<(), String> {
         let deadline = Instant::now() + self.settings.drain_timeout;
-        // Held records are not started: where the partitions go, they are read again.
+        // Held records are not started: where the partitions go, they are read again. A paused
+        // partition is resumed while it is still assigned: the consumer keeps a partition's pause
+        // across a revocation, so one assigned back to this process would never be read again.
         for partition in partitions {
             if let Some(part) = self.parts.get_mut(partition) {
                 part.backlog.clear();
                 part.backlog_bytes = 0;
+                if part.paused {
+                    part.paused = !pause(consumer, &self.settings.topic, *partition, false);
+                }
             }
         }
         loop {
@@ -884,7 +1105,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 Some((deadline - now).min(Duration::from_millis(50))),
             );
         }
-        let committed = self.commit(consumer);
+        let committed = self.commit(consumer, true);
         for partition in partitions {
             if let Some(part) = self.parts.remove(partition) {
                 part.assignment.revoked.store(true, AtomicOrdering::SeqCst);
@@ -993,12 +1214,81 @@ fn pause<C: ConsumerContext>(
 }
 
 /// Hands records to the producer (waiting while its queue is full).
+/// How many commit intervals' records may await delivery at once under `at_least_once`; beyond
+/// that, the commit waits for the oldest.
+const DELIVERY_EPOCHS: usize = 64;
+
+/// The opaque of a record whose delivery is not counted per interval (`exactly_once`).
+const UNCOUNTED: usize = usize::MAX;
+
+/// The agent producer's context: failed deliveries, and under `at_least_once` how many records
+/// of each commit interval (a ring of [`DELIVERY_EPOCHS`]) are not delivered yet.
+struct Deliveries {
+    failed: AtomicU64,
+    pending: [AtomicU64; DELIVERY_EPOCHS],
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries {
+            failed: AtomicU64::new(0),
+            pending: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Deliveries {
+    /// Records that failed to be delivered so far.
+    fn failed(&self) -> u64 {
+        self.failed.load(AtomicOrdering::Acquire)
+    }
+
+    /// Records of commit interval `epoch` not delivered yet.
+    fn pending(&self, epoch: u64) -> u64 {
+        self.pending[epoch as usize % DELIVERY_EPOCHS].load(AtomicOrdering::Acquire)
+    }
+
+    /// Counts a record of interval `epoch` as sent; returns its opaque.
+    fn sending(&self, epoch: Option<u64>) -> usize {
+        match epoch {
+            Some(epoch) => {
+                let slot = epoch as usize % DELIVERY_EPOCHS;
+                self.pending[slot].fetch_add(1, AtomicOrdering::AcqRel);
+                slot
+            }
+            None => UNCOUNTED,
+        }
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
+        if let Err((e, _)) = result {
+            log::error!("agent record not delivered: {e}");
+            // Counted before the interval's count drops, so that a commit never passes it.
+            self.failed.fetch_add(1, AtomicOrdering::AcqRel);
+        }
+        if slot != UNCOUNTED {
+            self.pending[slot].fetch_sub(1, AtomicOrdering::AcqRel);
+        }
+    }
+}
+
+/// Hands records to the producer (waiting while its queue is full), counted in commit interval
+/// `epoch` when there is one.
 fn send_all(
-    producer: &ThreadedProducer<DeliveryCounter>,
+    producer: &ThreadedProducer<Deliveries>,
     records: &[Outgoing],
+    epoch: Option<u64>,
 ) -> std::result::Result<(), String> {
     for record in records {
-        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic);
+        let opaque = producer.context().sending(epoch);
+        let mut base: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&record.topic, opaque);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
@@ -1020,11 +1310,24 @@ fn send_all(
                     base = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => return Err(format!("writing to `{}`: {e}", record.topic)),
+                Err((e, _)) => {
+                    if opaque != UNCOUNTED {
+                        producer.context().pending[opaque].fetch_sub(1, AtomicOrdering::AcqRel);
+                    }
+                    return Err(format!("writing to `{}`: {e}", record.topic));
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Whether a transaction's error leaves it to be aborted (and the producer usable after).
+fn requires_abort(e: &rdkafka::error::KafkaError) -> bool {
+    match e {
+        rdkafka::error::KafkaError::Transaction(e) => e.txn_requires_abort() && !e.is_fatal(),
+        _ => false,
+    }
 }
 
 /// A transaction error, saying when this instance was fenced by a newer one.
