@@ -98,6 +98,9 @@ impl Chromedriver {
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
+            // In a container the GPU process's own sandbox may be refused (its thread check
+            // fails with EACCES) and Chromium exits; headless pages need neither.
+            "--disable-gpu-sandbox",
             "--disable-dev-shm-usage",
             "--window-size=1100,900",
         ] {
