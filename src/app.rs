@@ -947,6 +947,34 @@ fn warn_without_fault_injection() {
     }
 }
 
+/// The exit code of a process of a cluster that stops because it lost its connection to
+/// another process (which stopped or crashed): the cluster must be restarted whole. See
+/// `docs/exactly-once.md` on running a cluster under a supervisor.
+pub const EXIT_PEER_LOST: i32 = 3;
+
+/// The process a panic on one of timely's connection threads (`timely:send-<n>` and
+/// `timely:recv-<n>`, `n` the other process) says is gone.
+fn lost_peer(info: &std::panic::PanicHookInfo<'_>) -> Option<usize> {
+    let thread = std::thread::current();
+    let name = thread.name()?;
+    let peer = name
+        .strip_prefix("timely:send-")
+        .or_else(|| name.strip_prefix("timely:recv-"))?;
+    panic_text(info)
+        .starts_with("timely communication error")
+        .then(|| peer.parse().ok())?
+}
+
+/// What a panic says.
+fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 /// Installs the handlers of Ctrl-C and SIGTERM on `runtime`: either signal sets `stop`, and the
 /// application stops cleanly.
 fn stop_on_signal(runtime: &tokio::runtime::Runtime, stop: Arc<AtomicBool>) {
@@ -1203,6 +1231,15 @@ impl Running {
     pub fn run_until_signal(self) -> Result<()> {
         let default_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if let Some(peer) = lost_peer(info) {
+                // timely's connection threads panic when another process of the cluster goes
+                // away: say so plainly, and end with a code a supervisor can act on.
+                eprintln!(
+                    "error: the connection to process {peer} of this cluster was lost ({}): that process stopped or crashed. A cluster runs whole, so this process stops too (exit code {EXIT_PEER_LOST}); restart every process of the cluster.",
+                    panic_text(info)
+                );
+                std::process::exit(EXIT_PEER_LOST);
+            }
             default_hook(info);
             // A panic in async code (an agent's handler, an HTTP request) ends its task, and the
             // task's owner handles it: an agent retries the event, then dead-letters it. So does

@@ -52,7 +52,7 @@ pub mod tables;
 pub mod topic;
 pub mod window;
 
-pub use app::{App, Running};
+pub use app::{App, Running, EXIT_PEER_LOST};
 pub use config::{AppArgs, AppConfig, Guarantee};
 pub use dataflow::{Data, Dataflow, Stream, Table};
 pub use error::{Error, Result};

@@ -17,36 +17,7 @@ fn run(
 ) -> BTreeMap<String, i64> {
     let app_id = unique(&format!("cluster-{processes}x{workers}"));
     let output = unique("totals");
-    let hosts: Vec<String> = (0..processes)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let mut procs: Vec<Process> = (0..processes)
-        .map(|i| {
-            let mut args: Vec<String> = vec![
-                "--app-id".into(),
-                app_id.clone(),
-                "--input-topic".into(),
-                input.into(),
-                "--output-topic".into(),
-                output.clone(),
-                "--http".into(),
-                "off".into(),
-                "--workers".into(),
-                workers.to_string(),
-            ];
-            if processes > 1 {
-                args.extend([
-                    "--processes".into(),
-                    processes.to_string(),
-                    "--process-id".into(),
-                    i.to_string(),
-                    "--hosts".into(),
-                    hosts.join(","),
-                ]);
-            }
-            Process::quickstart(&args)
-        })
-        .collect();
+    let mut procs = start_cluster(&app_id, input, &output, processes, workers);
     wait_for(
         &format!("{processes} process(es) x {workers} worker(s) to sum all orders"),
         Duration::from_secs(120),
@@ -64,7 +35,83 @@ fn run(
     changelog_table(&app_id, "user_to_amount")
 }
 
+/// Starts the quickstart as `processes` processes of `workers` workers each.
+fn start_cluster(
+    app_id: &str,
+    input: &str,
+    output: &str,
+    processes: usize,
+    workers: usize,
+) -> Vec<Process> {
+    let hosts: Vec<String> = (0..processes)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    (0..processes)
+        .map(|i| {
+            let mut args: Vec<String> = vec![
+                "--app-id".into(),
+                app_id.into(),
+                "--input-topic".into(),
+                input.into(),
+                "--output-topic".into(),
+                output.into(),
+                "--http".into(),
+                "off".into(),
+                "--workers".into(),
+                workers.to_string(),
+            ];
+            if processes > 1 {
+                args.extend([
+                    "--processes".into(),
+                    processes.to_string(),
+                    "--process-id".into(),
+                    i.to_string(),
+                    "--hosts".into(),
+                    hosts.join(","),
+                ]);
+            }
+            Process::quickstart(&args)
+        })
+        .collect()
+}
+
 use std::process::Command;
+
+#[test]
+fn a_process_whose_peer_dies_stops_with_a_clear_message_and_its_own_exit_code() {
+    let input = unique("orders");
+    create_topic(&input, 4);
+    let (orders, expected) = common::orders(2_000, 20, 5);
+    produce(&input, &order_records(&orders));
+    let app_id = unique("cluster-peer-lost");
+    let output = unique("totals");
+    let mut procs = start_cluster(&app_id, &input, &output, 2, 1);
+    wait_for(
+        "the two processes to sum all orders",
+        Duration::from_secs(120),
+        || (decode_totals(&last_values(&read_all(&output))) == expected).then_some(()),
+    );
+    procs[1].kill9();
+    let survivor = &mut procs[0];
+    let status = wait_for("the other process to stop", Duration::from_secs(60), || {
+        survivor.child.try_wait().expect("wait")
+    });
+    assert_eq!(
+        status.code(),
+        Some(faustus::EXIT_PEER_LOST),
+        "the exit code of a lost peer, got {status}"
+    );
+    let log = std::fs::read_to_string(&survivor.log).expect("the log");
+    assert!(
+        log.contains("the connection to process 1 of this cluster was lost")
+            && log.contains("restart every process"),
+        "the log says which process is gone and what to do:\n{log}"
+    );
+    assert!(
+        !log.contains("stack backtrace"),
+        "no backtrace, a message:\n{log}"
+    );
+}
 
 #[test]
 fn one_worker_two_workers_and_two_processes_agree() {
