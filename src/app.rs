@@ -960,19 +960,9 @@ fn lost_peer(info: &std::panic::PanicHookInfo<'_>) -> Option<usize> {
     let peer = name
         .strip_prefix("timely:send-")
         .or_else(|| name.strip_prefix("timely:recv-"))?;
-    panic_text(info)
+    crate::agent::panic_payload_text(info.payload())
         .starts_with("timely communication error")
         .then(|| peer.parse().ok())?
-}
-
-/// What a panic says.
-fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
-    let payload = info.payload();
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Installs the handlers of Ctrl-C and SIGTERM on `runtime`: either signal sets `stop`, and the
@@ -1236,7 +1226,7 @@ impl Running {
                 // away: say so plainly, and end with a code a supervisor can act on.
                 eprintln!(
                     "error: the connection to process {peer} of this cluster was lost ({}): that process stopped or crashed. A cluster runs whole, so this process stops too (exit code {EXIT_PEER_LOST}); restart every process of the cluster.",
-                    panic_text(info)
+                    crate::agent::panic_payload_text(info.payload())
                 );
                 std::process::exit(EXIT_PEER_LOST);
             }

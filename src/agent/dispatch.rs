@@ -505,12 +505,16 @@ fn panic_message(e: tokio::task::JoinError) -> String {
 
 /// What a panic's payload says.
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    let text = payload
+    format!("panicked: {}", panic_payload_text(payload))
+}
+
+/// The message a panic's payload carries (`a panic` when it carries none).
+pub(crate) fn panic_payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into());
-    format!("panicked: {text}")
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Where an agent's dead letters go, and their count.

@@ -68,7 +68,7 @@
 
 mod dispatch;
 
-pub(crate) use dispatch::polling_handler;
+pub(crate) use dispatch::{panic_payload_text, polling_handler};
 mod runtime;
 
 use std::fmt;
