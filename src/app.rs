@@ -22,6 +22,7 @@ use crate::config::{AppArgs, AppConfig, Guarantee};
 use crate::dataflow::{Ctx, Data, Dataflow};
 use crate::error::{Error, Result};
 use crate::http::{router, HttpState, PeerTimeouts};
+use crate::poison::OnPanic;
 use crate::runtime::assignment::Assignments;
 use crate::runtime::commit::{commit_sink, EpochSink};
 use crate::runtime::health::{Health, TableState};
@@ -118,6 +119,13 @@ impl App {
     /// Sets the processing guarantee.
     pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
         self.config.guarantee = guarantee;
+        self
+    }
+
+    /// What a panic in one of the program's functions, for one record, does (default:
+    /// [`OnPanic::DeadLetter`]; `--on-panic` sets it too). See [`crate::poison`].
+    pub fn on_panic(mut self, policy: OnPanic) -> Self {
+        self.config.on_panic = policy;
         self
     }
 
@@ -793,9 +801,10 @@ where
     F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static + ?Sized,
 {
     let timely_config = timely_config(config);
+    crate::poison::install_hook();
     let committer = Arc::new(Mutex::new(committer));
     let app_id = config.app_id.clone();
-    let (workers, partitions) = (config.workers, config.partitions);
+    let (workers, partitions, on_panic) = (config.workers, config.partitions, config.on_panic);
     std::thread::Builder::new()
         .name("faustus-cluster".into())
         .spawn(move || -> Result<()> {
@@ -809,6 +818,8 @@ where
                         startup: Arc::clone(&startup),
                         tables: Arc::clone(&tables),
                         workers,
+                        on_panic,
+                        sources: RefCell::default(),
                     },
                     &committer,
                 )
@@ -885,14 +896,19 @@ where
     F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static + ?Sized,
 {
     let startup = Arc::new(Startup::planning());
-    let ctx = Ctx {
-        app_id: config.app_id.clone(),
-        partitions: config.partitions,
-        startup: Arc::clone(&startup),
-        tables: Arc::new(Tables::default()),
-        workers: 1,
-    };
+    let (app_id, partitions, on_panic) =
+        (config.app_id.clone(), config.partitions, config.on_panic);
+    let worker_startup = Arc::clone(&startup);
     timely::execute_directly(move |worker| {
+        let ctx = Ctx {
+            app_id,
+            partitions,
+            startup: worker_startup,
+            tables: Arc::new(Tables::default()),
+            workers: 1,
+            on_panic,
+            sources: RefCell::default(),
+        };
         worker.dataflow::<u64, _, _>(|scope| {
             let df = Dataflow::new(scope, ctx);
             build(&df);
@@ -1236,6 +1252,7 @@ impl Running {
             // one in a handler's first poll, on the agent's consumer thread.
             if std::thread::current().name() != Some(ASYNC_THREAD)
                 && !crate::agent::polling_handler()
+                && !crate::poison::catching()
             {
                 std::process::abort();
             }

@@ -102,6 +102,12 @@ pub struct AppArgs {
     /// before it counts. Default: 2, or the replication factor if that is less.
     #[arg(long, env = "FAUSTUS_MIN_INSYNC_REPLICAS")]
     pub min_insync_replicas: Option<i32>,
+    /// What a panic in one of the program's functions (a `map`, `filter`, `fold`... closure)
+    /// does for the record it ran on: `dead_letter` (the default: the record goes to the
+    /// dead-letter topic with the panic's message, and the application goes on) or `stop` (the
+    /// application stops without committing that record's epoch).
+    #[arg(long, env = "FAUSTUS_ON_PANIC")]
+    pub on_panic: Option<crate::poison::OnPanic>,
 }
 
 /// A validated configuration.
@@ -139,6 +145,9 @@ pub struct AppConfig {
     /// `min.insync.replicas` of the topics faustus creates; `None`: 2, or the replication
     /// factor if that is less.
     pub min_insync_replicas: Option<i32>,
+    /// What a panic in one of the program's functions, for one record, does (default: the
+    /// record becomes a dead letter; see [`crate::poison`]).
+    pub on_panic: crate::poison::OnPanic,
     /// How long a Kafka transaction may stay open before the broker aborts it
     /// (`transaction.timeout.ms`; default 60 s). A commit that takes longer (say, while the
     /// broker restarts) is redone with a new producer. Between 1 s (librdkafka's minimum) and
@@ -190,6 +199,7 @@ impl AppConfig {
             kafka_properties: KafkaProperties::new(),
             replication_factor: None,
             min_insync_replicas: None,
+            on_panic: crate::poison::OnPanic::DeadLetter,
             transaction_timeout: Duration::from_secs(60),
             commit_timeout: Duration::from_secs(120),
             restore_timeout: Duration::from_secs(300),
@@ -215,6 +225,7 @@ impl AppConfig {
         if let Some(min) = args.min_insync_replicas {
             self.min_insync_replicas = Some(min);
         }
+        self.on_panic = args.on_panic.unwrap_or(self.on_panic);
         self.workers = args.workers.unwrap_or(self.workers);
         self.processes = args.processes.unwrap_or(self.processes);
         self.process_id = args.process_id.unwrap_or(self.process_id);

@@ -21,6 +21,7 @@ use timely::dataflow::operators::{OkErr, ToStream as _};
 use timely::dataflow::{Scope, StreamVec};
 
 use crate::dead_letter::DeadLetter;
+use crate::poison::{catch, json, OnPanic, Poisoned};
 use crate::record::{Headers, Meta};
 use crate::runtime::source::{source, SourceItem};
 use crate::runtime::table::{maintain, Replicas, Tables};
@@ -63,6 +64,11 @@ pub(crate) struct Ctx {
     pub startup: Arc<Startup>,
     pub tables: Arc<Tables>,
     pub workers: usize,
+    /// What a panic in one of the program's functions does.
+    pub on_panic: OnPanic,
+    /// Input topics by source index, for the origin of a poisoned record (filled as sources
+    /// are declared).
+    pub sources: RefCell<Vec<String>>,
 }
 
 /// The dataflow under construction, handed to the program's build closure on every worker.
@@ -172,6 +178,7 @@ impl<'s> Dataflow<'s> {
         let index = {
             let mut plan = self.plan.borrow_mut();
             plan.sources.push(topic.to_string());
+            self.ctx.sources.borrow_mut().push(topic.to_string());
             plan.specs
                 .entry(topic.to_string())
                 .or_insert_with(|| TopicSpec {
@@ -258,6 +265,105 @@ impl<'s> Dataflow<'s> {
     pub(crate) fn push_output(&self, output: StreamVec<'s, u64, CommitItem>) {
         self.plan.borrow_mut().outputs.push(output);
     }
+
+    /// Sends the events an operator's function failed on, `(key, value, meta, message)`, to the
+    /// committer as dead letters of `operator` (or the order to stop: see [`Dataflow::guarded`]).
+    pub(crate) fn push_failed<K: Data, V: Data>(
+        &self,
+        operator: &str,
+        failed: VecCollection<'s, u64, (K, V, Meta, String)>,
+    ) {
+        let ctx = Rc::clone(&self.ctx);
+        let operator = operator.to_string();
+        let items = failed.inner.flat_map(move |((k, v, m, message), _t, r)| {
+            (r > 0).then(|| {
+                Failure::new(message, m.pos())
+                    .with_record(&k, &v)
+                    .into_item(&operator, &ctx)
+            })
+        });
+        self.push_output(items);
+    }
+
+    /// Replaces each record of `coll` by the records `f` returns for it. `f` runs the program's
+    /// function inside [`catch`]; when it fails, the record yields nothing and the
+    /// [`Failure`] becomes a dead letter of `operator` (or, under [`OnPanic::Stop`], stops the
+    /// application) in the record's epoch. A retraction whose function fails yields no letter:
+    /// its insertion did.
+    pub(crate) fn guarded<D, D2, I>(
+        &self,
+        coll: VecCollection<'s, u64, D>,
+        operator: &str,
+        mut f: impl FnMut(D) -> Result<I, Failure> + 'static,
+    ) -> VecCollection<'s, u64, D2>
+    where
+        D: Data,
+        D2: Data,
+        I: IntoIterator<Item = D2>,
+    {
+        let ctx = Rc::clone(&self.ctx);
+        let operator = operator.to_string();
+        let (records, failures) = coll
+            .inner
+            .flat_map(move |(d, t, r)| {
+                let (records, failure) = match f(d) {
+                    Ok(records) => (Some(records.into_iter().map(move |d| Ok((d, t, r)))), None),
+                    Err(failure) if r > 0 => {
+                        let item = failure.into_item(&operator, &ctx);
+                        (None, Some(Err(item)))
+                    }
+                    Err(_) => (None, None),
+                };
+                records.into_iter().flatten().chain(failure)
+            })
+            .ok_err(|x| x);
+        self.push_output(failures);
+        records.as_collection()
+    }
+}
+
+/// Why the program's function failed on one record (see [`Dataflow::guarded`]).
+pub(crate) struct Failure {
+    message: String,
+    pos: Pos,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+impl Failure {
+    /// A failure with the panic's `message`, of the record at `pos`.
+    pub(crate) fn new(message: String, pos: Pos) -> Self {
+        Failure {
+            message,
+            pos,
+            key: None,
+            value: None,
+        }
+    }
+
+    /// The failure of a record whose key and value the operator still holds.
+    pub(crate) fn with_record<K: Data, V: Data>(mut self, key: &K, value: &V) -> Self {
+        self.key = Some(json(key));
+        self.value = Some(json(value));
+        self
+    }
+
+    /// The failure of a record whose key the operator still holds.
+    pub(crate) fn with_key<K: Data>(mut self, key: &K) -> Self {
+        self.key = Some(json(key));
+        self
+    }
+
+    fn into_item(self, operator: &str, ctx: &Ctx) -> CommitItem {
+        Poisoned {
+            operator,
+            message: self.message,
+            pos: self.pos,
+            key: self.key,
+            value: self.value,
+        }
+        .into_item(ctx.on_panic, &ctx.sources.borrow())
+    }
 }
 
 /// An append-only stream of `(key, value)` events, each with its [`Meta`] (position, timestamp
@@ -274,13 +380,16 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         self,
         f: impl Fn(K, V) -> (K2, V2) + 'static,
     ) -> Stream<'s, K2, V2> {
-        Stream {
-            df: self.df,
-            coll: self.coll.map(move |(k, v, m)| {
-                let (k, v) = f(k, v);
-                (k, v, m)
-            }),
-        }
+        let coll = self
+            .df
+            .guarded(self.coll, "map", move |(k, v, m): (K, V, Meta)| {
+                let pos = m.pos();
+                match catch(|| f(k, v)) {
+                    Ok((k, v)) => Ok(Some((k, v, m))),
+                    Err(message) => Err(Failure::new(message, pos)),
+                }
+            });
+        Stream { df: self.df, coll }
     }
 
     /// Transforms each event, reading and changing its timestamp and headers (what
@@ -302,23 +411,33 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         self,
         f: impl Fn(K, V, &mut Meta) -> (K2, V2) + 'static,
     ) -> Stream<'s, K2, V2> {
-        Stream {
-            df: self.df,
-            coll: self.coll.map(move |(k, v, mut m)| {
-                let (k, v) = f(k, v, &mut m);
-                (k, v, m)
-            }),
-        }
+        let coll = self.df.guarded(
+            self.coll,
+            "map_record",
+            move |(k, v, mut m): (K, V, Meta)| {
+                let pos = m.pos();
+                match catch(|| f(k, v, &mut m)) {
+                    Ok((k, v)) => Ok(Some((k, v, m))),
+                    Err(message) => Err(Failure::new(message, pos)),
+                }
+            },
+        );
+        Stream { df: self.df, coll }
     }
 
     /// Calls `f` on each event and passes the events on unchanged (for logging or metrics; Kafka
     /// Streams' `peek`). `f` runs on the worker that holds the event, once per run: an epoch that
     /// is replayed after a crash calls it again.
     pub fn peek(self, f: impl Fn(&K, &V, &Meta) + 'static) -> Stream<'s, K, V> {
-        Stream {
-            df: self.df,
-            coll: self.coll.inspect(move |((k, v, m), _t, _d)| f(k, v, m)),
-        }
+        let coll = self.df.guarded(
+            self.coll,
+            "peek",
+            move |(k, v, m): (K, V, Meta)| match catch(|| f(&k, &v, &m)) {
+                Ok(()) => Ok(Some((k, v, m))),
+                Err(message) => Err(Failure::new(message, m.pos()).with_record(&k, &v)),
+            },
+        );
+        Stream { df: self.df, coll }
     }
 
     /// The events of both streams (Kafka Streams' `merge`). Within an epoch, events keep the
@@ -337,10 +456,15 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
 
     /// Keeps the events for which `f` is true.
     pub fn filter(self, f: impl Fn(&K, &V) -> bool + 'static) -> Stream<'s, K, V> {
-        Stream {
-            df: self.df,
-            coll: self.coll.filter(move |(k, v, _)| f(k, v)),
-        }
+        let coll = self.df.guarded(
+            self.coll,
+            "filter",
+            move |(k, v, m): (K, V, Meta)| match catch(|| f(&k, &v)) {
+                Ok(keep) => Ok(keep.then_some((k, v, m))),
+                Err(message) => Err(Failure::new(message, m.pos()).with_record(&k, &v)),
+            },
+        );
+        Stream { df: self.df, coll }
     }
 
     /// Replaces each event by any number of events.
@@ -351,20 +475,33 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     where
         I: IntoIterator<Item = (K2, V2)>,
     {
-        Stream {
-            df: self.df,
-            coll: self.coll.flat_map(move |(k, v, m)| {
-                f(k, v)
-                    .into_iter()
-                    .enumerate()
-                    .map(move |(i, (k, v))| (k, v, m.nth(i as u32)))
-            }),
-        }
+        let coll = self
+            .df
+            .guarded(self.coll, "flat_map", move |(k, v, m): (K, V, Meta)| {
+                let pos = m.pos();
+                // The function's iterator runs inside the catch too: a lazy one panics there.
+                match catch(|| f(k, v).into_iter().collect::<Vec<_>>()) {
+                    Ok(records) => Ok(records
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(i, (k, v))| (k, v, m.nth(i as u32)))),
+                    Err(message) => Err(Failure::new(message, pos)),
+                }
+            });
+        Stream { df: self.df, coll }
     }
 
     /// Re-keys each event (Faust's `group_by`): the new key decides which worker aggregates it.
     pub fn group_by<K2: Data>(self, f: impl Fn(&K, &V) -> K2 + 'static) -> Stream<'s, K2, V> {
-        self.map(move |k, v| (f(&k, &v), v))
+        let coll = self.df.guarded(
+            self.coll,
+            "group_by",
+            move |(k, v, m): (K, V, Meta)| match catch(|| f(&k, &v)) {
+                Ok(key) => Ok(Some((key, v, m))),
+                Err(message) => Err(Failure::new(message, m.pos()).with_record(&k, &v)),
+            },
+        );
+        Stream { df: self.df, coll }
     }
 
     /// Writes every event to `topic`, in the order the events were read, with its timestamp and
@@ -403,8 +540,13 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         f: impl Fn(&K, Option<&A>, V) -> Option<A> + 'static,
     ) -> Table<'s, K, A> {
         let state = self.df.state::<K, A>(name);
-        let table = self.coll.fold_by_key(state.restored(), route::<K>, name, f);
-        state.keep(table)
+        let folded =
+            self.coll
+                .try_scan_by_key(state.restored(), route::<K>, name, false, move |k, a, v| {
+                    catch(|| f(k, a, v))
+                });
+        self.df.push_failed(&format!("fold({name})"), folded.failed);
+        state.keep(folded.table)
     }
 
     /// A running aggregate: folds the events of each key like [`Stream::fold`], and also returns
@@ -428,16 +570,17 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         f: impl Fn(&K, Option<&A>, V) -> A + 'static,
     ) -> (Table<'s, K, A>, Stream<'s, K, A>) {
         let state = self.df.state::<K, A>(name);
-        let (table, running) =
+        let folded =
             self.coll
-                .scan_by_key(state.restored(), route::<K>, name, move |k, a, v| {
-                    Some(f(k, a, v))
+                .try_scan_by_key(state.restored(), route::<K>, name, true, move |k, a, v| {
+                    catch(|| Some(f(k, a, v)))
                 });
+        self.df.push_failed(&format!("scan({name})"), folded.failed);
         let running = Stream {
             df: self.df.clone(),
-            coll: running.flat_map(|(k, a, p)| a.map(|a| (k, a, p))),
+            coll: folded.running.flat_map(|(k, a, p)| a.map(|a| (k, a, p))),
         };
-        (state.keep(table), running)
+        (state.keep(folded.table), running)
     }
 
     /// Counts the events per key.
@@ -652,10 +795,15 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
     /// The table of `f(value)` for every row, named `<name>-map` (rename it with
     /// [`Table::named`]). It has no changelog: after a restart it is recomputed from this table.
     pub fn map_values<B: Data>(&self, f: impl Fn(&K, A) -> B + 'static) -> Table<'s, K, B> {
-        let coll = self.coll.clone().map(move |(k, a)| {
-            let b = f(&k, a);
-            (k, b)
-        });
+        let operator = format!("map_values({})", self.name);
+        let coll = self.df.guarded(
+            self.coll.clone(),
+            &operator,
+            move |(k, a): (K, A)| match catch(|| f(&k, a)) {
+                Ok(b) => Ok(Some((k, b))),
+                Err(message) => Err(Failure::new(message, Pos::AfterInput).with_key(&k)),
+            },
+        );
         Table::from_collection(&self.df, &format!("{}-map", self.name), coll)
     }
 
@@ -663,7 +811,15 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
     /// [`Table::named`]). A row that stops passing is removed (a tombstone downstream). It has
     /// no changelog: after a restart it is recomputed from this table.
     pub fn filter(&self, f: impl Fn(&K, &A) -> bool + 'static) -> Table<'s, K, A> {
-        let coll = self.coll.clone().filter(move |(k, a)| f(k, a));
+        let operator = format!("filter({})", self.name);
+        let coll = self.df.guarded(
+            self.coll.clone(),
+            &operator,
+            move |(k, a): (K, A)| match catch(|| f(&k, &a)) {
+                Ok(keep) => Ok(keep.then_some((k, a))),
+                Err(message) => Err(Failure::new(message, Pos::AfterInput).with_record(&k, &a)),
+            },
+        );
         Table::from_collection(&self.df, &format!("{}-filter", self.name), coll)
     }
 }

@@ -1,7 +1,8 @@
 //! Dead letters: what faustus could not process, kept rather than lost.
 //!
 //! A record that does not decode, an event later than its window allows, a key or value that
-//! cannot be encoded: each goes to the application's dead-letter topic, [`topic`]
+//! cannot be encoded, a record on which one of the program's functions panicked (see
+//! [`crate::poison`]): each goes to the application's dead-letter topic, [`topic`]
 //! (`<app>-__errors`), in the same transaction as the epoch's other output. The record's key and
 //! value are written unchanged where there were any (as JSON, or their debug form, where faustus
 //! made them); why and where from are in headers, named here.
@@ -12,7 +13,7 @@ use crate::runtime::{CommitItem, Pos};
 
 /// Why the record is a dead letter (always present).
 pub const REASON: &str = "faustus.error.reason";
-/// What kind of failure it is (always present): [`DECODE`], [`LATE`] or [`ENCODE`]. The
+/// What kind of failure it is (always present): [`DECODE`], [`LATE`], [`ENCODE`] or [`PANIC`]. The
 /// `reason` label of the metric `faustus_dead_letters_total`.
 pub const KIND: &str = "faustus.error.kind";
 /// An input record that did not decode.
@@ -21,6 +22,9 @@ pub const DECODE: &str = "decode";
 pub const LATE: &str = "late";
 /// A key or value faustus made that does not encode.
 pub const ENCODE: &str = "encode";
+/// A record on which one of the program's functions panicked (the reason has the panic's
+/// message and where it was raised; [`crate::poison`]).
+pub const PANIC: &str = "panic";
 /// The input topic the record came from.
 pub const TOPIC: &str = "faustus.error.topic";
 /// Its partition there.
@@ -46,6 +50,7 @@ pub(crate) struct DeadLetter {
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
+    panicked: bool,
 }
 
 impl DeadLetter {
@@ -60,6 +65,7 @@ impl DeadLetter {
             key,
             value,
             headers: Vec::new(),
+            panicked: false,
         }
     }
 
@@ -87,11 +93,19 @@ impl DeadLetter {
         self
     }
 
-    /// Its kind: a late event has an event time, an input record that did not decode has an
+    /// Marks it as a record on which one of the program's functions panicked.
+    pub(crate) fn panicked(mut self) -> Self {
+        self.panicked = true;
+        self
+    }
+
+    /// Its kind: a panic's record is marked, a late event has an event time, an input record that did not decode has an
     /// origin, anything else is something faustus made that does not encode.
     fn kind(&self) -> &'static str {
         let has = |name: &str| self.headers.iter().any(|(h, _)| h == name);
-        if has(EVENT_TIME) {
+        if self.panicked {
+            PANIC
+        } else if has(EVENT_TIME) {
             LATE
         } else if has(TOPIC) {
             DECODE

@@ -27,8 +27,10 @@
 
 use faustus_operators::{Aggregate as _, Summable};
 
-use crate::dataflow::{Data, Dataflow, Table};
+use crate::dataflow::{Data, Dataflow, Failure, Table};
+use crate::poison::catch;
 use crate::runtime::route;
+use crate::runtime::Pos;
 use differential_dataflow::VecCollection;
 
 impl<'s, K: Data, A: Data> Table<'s, K, A> {
@@ -38,9 +40,17 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         &self,
         f: impl Fn(&K, &A) -> (G, V) + 'static,
     ) -> GroupedTable<'s, G, V> {
+        let operator = format!("group_by({})", self.name);
+        let rows = self
+            .df
+            .guarded(self.coll.clone(), &operator, move |(k, a): (K, A)| {
+                catch(|| f(&k, &a))
+                    .map(Some)
+                    .map_err(|message| Failure::new(message, Pos::AfterInput).with_record(&k, &a))
+            });
         GroupedTable {
             df: self.df.clone(),
-            rows: self.coll.clone().map(move |(k, a)| f(&k, &a)),
+            rows,
         }
     }
 }

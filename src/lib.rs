@@ -44,6 +44,7 @@ pub mod join;
 pub mod logging;
 pub mod metrics;
 pub mod nested;
+pub mod poison;
 pub mod producer;
 pub mod record;
 mod runtime;
@@ -58,6 +59,7 @@ pub use dataflow::{Data, Dataflow, Stream, Table};
 pub use error::{Error, Result};
 pub use faustus_operators::Summable;
 pub use grouped::GroupedTable;
+pub use poison::OnPanic;
 pub use producer::{Pending, Producer};
 pub use record::{Headers, Meta};
 pub use runtime::{ChangelogRestore, Pos, RestoreReport};
@@ -78,8 +80,8 @@ pub use faustus_connectors as connectors;
 pub mod prelude {
     pub use crate::codec::{Codec, Json, Raw, Str};
     pub use crate::{
-        App, AppArgs, Data, Dataflow, FinalWindows, Guarantee, Meta, Stream, Table, Timed, Topic,
-        WindowedStream,
+        App, AppArgs, Data, Dataflow, FinalWindows, Guarantee, Meta, OnPanic, Stream, Table, Timed,
+        Topic, WindowedStream,
     };
     pub use faustus_operators::{ListOp, SetOp, Window, WindowKind};
     pub use serde::{Deserialize, Serialize};

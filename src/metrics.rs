@@ -64,7 +64,7 @@ families! {
     RECORDS_WRITTEN: "faustus_records_written_total", "counter", ["topic"],
         "Records committed to output, changelog and dead-letter topics by this process's committer.";
     DEAD_LETTERS: "faustus_dead_letters_total", "counter", ["reason"],
-        "Records sent to the dead-letter topic by the dataflow, by reason: decode, late or encode.";
+        "Records sent to the dead-letter topic by the dataflow, by reason: decode, late, encode or panic.";
     CONSUMER_LAG: "faustus_consumer_lag_records", "gauge", ["topic", "partition"],
         "Records in an input partition after the position this process's source has read to.";
     INPUT_POSITION: "faustus_input_position", "gauge", ["topic", "partition"],

@@ -42,8 +42,9 @@ use timely::dataflow::operators::vec::{Broadcast as _, Map as _};
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use crate::dataflow::{epoch_millis, Data, Dataflow, Stream, Table};
+use crate::dataflow::{epoch_millis, Data, Dataflow, Failure, Stream, Table};
 use crate::dead_letter::DeadLetter;
+use crate::poison::catch;
 use crate::record::Meta;
 use crate::runtime::table::window_owner;
 use crate::runtime::{route, Pos};
@@ -58,7 +59,21 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     /// (for instance a timestamp field of the value), in place of the record timestamp that
     /// [`Stream::timed`] uses.
     pub fn event_time(self, time: impl Fn(&K, &V) -> u64 + 'static) -> Timed<'s, K, V> {
-        self.timed_by(move |k, v, _| time(k, v))
+        // An event whose time function panics is left out here, as a dead letter, so that the
+        // windows downstream, which call it again, only see events it has a time for.
+        let time = Rc::new(time);
+        let check = Rc::clone(&time);
+        let coll =
+            self.df.guarded(
+                self.coll,
+                "event_time",
+                move |(k, v, m): (K, V, Meta)| match catch(|| check(&k, &v)) {
+                    Ok(_) => Ok(Some((k, v, m))),
+                    Err(message) => Err(Failure::new(message, m.pos()).with_record(&k, &v)),
+                },
+            );
+        let stream = Stream { df: self.df, coll };
+        stream.timed_by(move |k, v, _| time(k, v))
     }
 
     /// The stream with event time from each event's timestamp: the Kafka record's, as in Kafka

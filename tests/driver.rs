@@ -281,9 +281,10 @@ fn a_restart_restores_every_table_and_reads_what_was_not_closed() {
 }
 
 #[test]
-fn a_program_that_panics_is_an_error_not_a_hang() {
+fn a_program_that_panics_under_the_stop_policy_is_an_error_not_a_hang() {
     let mut driver = TestDriver::builder("panics")
         .workers(2)
+        .on_panic(OnPanic::Stop)
         .start(|df| {
             df.stream(&orders())
                 .map_values(|o| {

@@ -40,6 +40,7 @@ use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{OkErr, Operator};
+use timely::dataflow::StreamVec;
 
 use crate::epoch::Stash;
 
@@ -49,6 +50,17 @@ pub type Scanned<'scope, K, A, O> = (
     VecCollection<'scope, u64, (K, A)>,
     VecCollection<'scope, u64, (K, Option<A>, O)>,
 );
+
+/// A fold's outputs when its function can fail (see [`FoldByKey::try_scan_by_key`]).
+pub struct TryScanned<'scope, K: 'static, V: 'static, A: 'static, O: 'static> {
+    /// The table `(key, entry)`.
+    pub table: VecCollection<'scope, u64, (K, A)>,
+    /// The running result of every event the fold did not fail on, `(key, entry after the
+    /// event, order)`; empty unless asked for.
+    pub running: VecCollection<'scope, u64, (K, Option<A>, O)>,
+    /// The events the fold failed on, `(key, value, order, error)`.
+    pub failed: VecCollection<'scope, u64, (K, V, O, String)>,
+}
 
 /// Folds an append-only collection of `(key, value, order)` records into a table keyed by `key`.
 pub trait FoldByKey<'scope, K, V, O> {
@@ -124,10 +136,54 @@ pub trait FoldByKey<'scope, K, V, O> {
         A: ExchangeData,
         F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
         H: Fn(&K) -> u64 + 'static;
+
+    /// As [`FoldByKey::scan_by_key`] (with `running`; otherwise as [`FoldByKey::fold_by_key`]),
+    /// for a fold that can fail: an event on which `fold` returns `Err` leaves the entry as it
+    /// was, has no running result, and comes out in [`TryScanned::failed`] with the error.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use faustus_operators::FoldByKey;
+    ///
+    /// timely::example(|scope| {
+    ///     let events = scope.new_collection_from(vec![
+    ///         ("a".to_string(), 5i64, 1u64),
+    ///         ("a".to_string(), -1, 2),
+    ///         ("a".to_string(), 7, 3),
+    ///     ]).1;
+    ///     let restore = scope.new_collection_from(Vec::<(String, i64)>::new()).1;
+    ///     let folded = events.try_scan_by_key(restore, |k: &String| k.len() as u64, "sum", false,
+    ///         |_k, old, v| if v < 0 { Err("negative".to_string()) }
+    ///                      else { Ok(Some(old.copied().unwrap_or(0) + v)) });
+    ///     let table = scope.new_collection_from(vec![("a".to_string(), 12i64)]).1;
+    ///     let failed = scope.new_collection_from(vec![
+    ///         ("a".to_string(), -1i64, 2u64, "negative".to_string()),
+    ///     ]).1;
+    ///     folded.table.assert_eq(table);
+    ///     folded.failed.assert_eq(failed);
+    /// });
+    /// ```
+    fn try_scan_by_key<A, F, H>(
+        self,
+        restore: VecCollection<'scope, u64, (K, A)>,
+        route: H,
+        name: &str,
+        running: bool,
+        fold: F,
+    ) -> TryScanned<'scope, K, V, A, O>
+    where
+        A: ExchangeData,
+        F: FnMut(&K, Option<&A>, V) -> Result<Option<A>, String> + 'static,
+        H: Fn(&K) -> u64 + 'static;
 }
 
-/// A table update (`Ok`) or a running result of one event (`Err`).
-type FoldOut<K, A, O> = Result<((K, A), u64, isize), ((K, Option<A>, O), u64, isize)>;
+/// A table update (`Ok`), or a running result of one event (`Err(Ok)`), or an event the fold
+/// failed on (`Err(Err)`).
+type FoldOut<K, V, A, O> = Result<((K, A), u64, isize), Result<Running<K, A, O>, Failed<K, V, O>>>;
+/// The running result of one event.
+type Running<K, A, O> = ((K, Option<A>, O), u64, isize);
+/// An event the fold failed on, with the error.
+type Failed<K, V, O> = ((K, V, O, String), u64, isize);
 
 impl<'scope, K, V, O> FoldByKey<'scope, K, V, O> for VecCollection<'scope, u64, (K, V, O)>
 where
@@ -147,7 +203,16 @@ where
         F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
         H: Fn(&K) -> u64 + 'static,
     {
-        fold_core(self, restore, route, name, fold, false).0
+        let mut fold = fold;
+        fold_core(
+            self,
+            restore,
+            route,
+            name,
+            move |k, a, v| Ok(fold(k, a, v)),
+            false,
+        )
+        .table
     }
 
     fn scan_by_key<A, F, H>(
@@ -162,7 +227,32 @@ where
         F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
         H: Fn(&K) -> u64 + 'static,
     {
-        fold_core(self, restore, route, name, fold, true)
+        let mut fold = fold;
+        let folded = fold_core(
+            self,
+            restore,
+            route,
+            name,
+            move |k, a, v| Ok(fold(k, a, v)),
+            true,
+        );
+        (folded.table, folded.running)
+    }
+
+    fn try_scan_by_key<A, F, H>(
+        self,
+        restore: VecCollection<'scope, u64, (K, A)>,
+        route: H,
+        name: &str,
+        running: bool,
+        fold: F,
+    ) -> TryScanned<'scope, K, V, A, O>
+    where
+        A: ExchangeData,
+        F: FnMut(&K, Option<&A>, V) -> Result<Option<A>, String> + 'static,
+        H: Fn(&K) -> u64 + 'static,
+    {
+        fold_core(self, restore, route, name, fold, running)
     }
 }
 
@@ -174,13 +264,13 @@ fn fold_core<'scope, K, V, O, A, F, H>(
     name: &str,
     mut fold: F,
     each: bool,
-) -> Scanned<'scope, K, A, O>
+) -> TryScanned<'scope, K, V, A, O>
 where
     K: ExchangeData + Hash,
     V: ExchangeData,
     O: ExchangeData,
     A: ExchangeData,
-    F: FnMut(&K, Option<&A>, V) -> Option<A> + 'static,
+    F: FnMut(&K, Option<&A>, V) -> Result<Option<A>, String> + 'static,
     H: Fn(&K) -> u64 + 'static,
 {
     let route = Rc::new(route);
@@ -189,9 +279,9 @@ where
         Exchange::new(move |((k, _, _), _, _): &((K, V, O), u64, isize)| route_events(k));
     let restore_pact = Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| route(k));
 
-    let (table, running) = events
+    let (table, rest): (StreamVec<'scope, u64, _>, StreamVec<'scope, u64, _>) = events
         .inner
-        .binary_frontier::<_, CapacityContainerBuilder<Vec<FoldOut<K, A, O>>>, _, _, _, _>(
+        .binary_frontier::<_, CapacityContainerBuilder<Vec<FoldOut<K, V, A, O>>>, _, _, _, _>(
             restore.inner,
             events_pact,
             restore_pact,
@@ -223,10 +313,17 @@ where
                         for ((k, v, o), d) in events {
                             for _ in 0..d {
                                 let old = state.get(&k);
-                                let new = fold(&k, old, v.clone());
+                                let new = match fold(&k, old, v.clone()) {
+                                    Ok(new) => new,
+                                    Err(e) => {
+                                        let failed = (k.clone(), v.clone(), o.clone(), e);
+                                        session.give(Err(Err((failed, time, 1isize))));
+                                        continue;
+                                    }
+                                };
                                 if each {
                                     let out = (k.clone(), new.clone(), o.clone());
-                                    session.give(Err((out, time, 1isize)));
+                                    session.give(Err(Ok((out, time, 1isize))));
                                 }
                                 let old = match new {
                                     Some(new) => state.insert(k.clone(), new),
@@ -252,5 +349,10 @@ where
             },
         )
         .ok_err(|x| x);
-    (table.as_collection(), running.as_collection())
+    let (running, failed) = rest.ok_err(|x: Result<Running<K, A, O>, Failed<K, V, O>>| x);
+    TryScanned {
+        table: table.as_collection(),
+        running: running.as_collection(),
+        failed: failed.as_collection(),
+    }
 }

@@ -251,12 +251,20 @@ pub struct DriverBuilder {
     app_id: String,
     workers: usize,
     partitions: i32,
+    on_panic: crate::poison::OnPanic,
 }
 
 impl DriverBuilder {
     /// Sets the number of workers (default 1).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
+        self
+    }
+
+    /// What a panic in one of the program's functions does (default: the record becomes a dead
+    /// letter, [`crate::OnPanic::DeadLetter`]); with [`crate::OnPanic::Stop`] the epoch fails.
+    pub fn on_panic(mut self, policy: crate::poison::OnPanic) -> Self {
+        self.on_panic = policy;
         self
     }
 
@@ -366,6 +374,7 @@ impl TestDriver {
             app_id,
             workers: 1,
             partitions,
+            on_panic: crate::poison::OnPanic::DeadLetter,
         }
     }
 
@@ -382,6 +391,7 @@ impl TestDriver {
         let mut config = AppConfig::new(settings.app_id);
         config.workers = settings.workers;
         config.partitions = settings.partitions;
+        config.on_panic = settings.on_panic;
         config.http = None;
         let planned = plan_checked(&config, Arc::clone(&build))?;
         let topics = planned
@@ -469,7 +479,8 @@ impl TestDriver {
     /// Waits until epoch `epoch` is complete; a failed worker is an error.
     fn wait(&self, epoch: u64) -> Result<Vec<EpochBatch>> {
         let run = self.run();
-        run.harness
+        let batches = run
+            .harness
             .wait_through(epoch, FAILURE_POLL, || {
                 run.startup.health.fatal().or_else(|| {
                     run.thread
@@ -478,7 +489,12 @@ impl TestDriver {
                         .then(|| "the workers stopped".to_string())
                 })
             })
-            .map_err(Error::Runtime)
+            .map_err(Error::Runtime)?;
+        // An epoch that failed (a panic under the `stop` policy) is reached but not committed.
+        match run.startup.health.fatal() {
+            Some(fatal) => Err(Error::Runtime(fatal)),
+            None => Ok(batches),
+        }
     }
 
     fn keep(&mut self, batches: Vec<EpochBatch>) {

@@ -125,6 +125,7 @@ pub(crate) fn commit_sink(
                 };
                 let mut records = Vec::new();
                 let mut dead = DeadLetterCounts::default();
+                let mut stop = None;
                 for item in items {
                     match item {
                         CommitItem::Record(pos, record) => {
@@ -138,7 +139,17 @@ pub(crate) fn commit_sink(
                                 .or_insert(offset);
                             *entry = (*entry).max(offset);
                         }
+                        CommitItem::Stop(message) => {
+                            stop.get_or_insert(message);
+                        }
                     }
+                }
+                if let Some(message) = stop {
+                    // Nothing of this epoch, or of any later one, commits: a restart reads it
+                    // again.
+                    failed = true;
+                    startup.fail(message);
+                    continue;
                 }
                 // By position, then by content where positions tie (changelog records, final
                 // windows): the order is the same whatever the number of workers.

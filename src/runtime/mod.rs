@@ -125,6 +125,10 @@ pub(crate) enum CommitItem {
     Record(Pos, OutRecord),
     /// An input position: source index, partition, next offset.
     Offset(u32, i32, i64),
+    /// The application must stop without committing this epoch: one of the program's functions
+    /// panicked under the `stop` policy ([`crate::poison::OnPanic::Stop`]); the message says on
+    /// which record.
+    Stop(String),
 }
 
 /// The boundary between the operator graph and the world outside it: where sources read, and
