@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use faustus_connectors::{
     connect, ensure_topics, read_progress, CommitStats, Committer, CommitterConfig, ConnectorError,
@@ -58,6 +58,8 @@ impl std::fmt::Debug for Agents {
 /// What the planning pass learns from the build closure.
 pub(crate) struct Planned {
     pub(crate) specs: Vec<TopicSpec>,
+    /// The dataflow's input topics.
+    pub(crate) sources: Vec<String>,
     pub(crate) out_topics: Vec<String>,
     /// The public tables.
     pub(crate) public: Vec<(String, Declared)>,
@@ -119,6 +121,14 @@ impl App {
     /// Sets the processing guarantee.
     pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
         self.config.guarantee = guarantee;
+        self
+    }
+
+    /// How often the dataflow's input topics are checked for added partitions (default 30 s;
+    /// `--partition-check-interval-ms` sets it too): when one gains partitions, the application
+    /// stops with an error saying so, and a restart reads them.
+    pub fn partition_check_interval(mut self, interval: Duration) -> Self {
+        self.config.partition_check_interval = interval;
         self
     }
 
@@ -311,6 +321,11 @@ impl App {
             ..TopicSpec::compacted(&progress_topic, 1)
         });
         let partitions = create_topics(&config, &kafka, planned.specs)?;
+        let inputs = planned
+            .sources
+            .iter()
+            .map(|t| (t.clone(), partitions.get(t).copied().unwrap_or(0)))
+            .collect();
         let metrics = Arc::clone(&http_state.metrics);
         let (committer, progress) = recover(
             &config,
@@ -345,6 +360,12 @@ impl App {
             startup,
             tables,
             committer.map(EpochSink::Kafka),
+        )?;
+        watch_partitions(
+            kafka_config.clone(),
+            inputs,
+            config.partition_check_interval,
+            Arc::clone(&health),
         )?;
 
         Ok(Running {
@@ -704,6 +725,51 @@ fn create_topics(
     Ok(specs.into_iter().map(|s| s.name).zip(counts).collect())
 }
 
+/// Checks the dataflow's input topics every `interval` and stops the application, saying why,
+/// once one has more partitions than `inputs` (the counts its sources started with): sources
+/// read a fixed set of partitions, and a restart picks the new ones up (from their beginning,
+/// as no position was ever committed for them). Ends when the application stops.
+fn watch_partitions(
+    kafka: KafkaConfig,
+    inputs: BTreeMap<String, i32>,
+    interval: Duration,
+    health: Arc<Health>,
+) -> Result<()> {
+    if inputs.is_empty() {
+        return Ok(());
+    }
+    let watch = move || {
+        let step = interval.min(Duration::from_millis(100));
+        loop {
+            let due = Instant::now() + interval;
+            while Instant::now() < due {
+                if health.stopping() {
+                    return;
+                }
+                std::thread::sleep(step);
+            }
+            for (topic, started) in &inputs {
+                match faustus_connectors::admin::partition_count(&kafka, topic) {
+                    Ok(Some(now)) if now > *started => {
+                        health.fail(format!(
+                            "input topic `{topic}` now has {now} partitions; this application started with {started} and reads only those. It stops (its epochs in flight commit): restart it to read the {} new partition(s) from their beginning",
+                            now - started
+                        ));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::debug!("checking the partitions of `{topic}`: {e}"),
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("faustus-partitions".into())
+        .spawn(watch)
+        .map(drop)
+        .map_err(|e| Error::Runtime(format!("starting the partition watch: {e}")))
+}
+
 /// Fences any previous instance, then reads what it committed: process 0 starts the committer,
 /// which does both; the other processes only read the progress.
 fn recover(
@@ -923,8 +989,12 @@ where
                 plan.sources.clone(),
                 startup,
             );
+            let mut sources = plan.sources.clone();
+            sources.sort();
+            sources.dedup();
             Planned {
                 specs: plan.specs.values().cloned().collect(),
+                sources,
                 out_topics: plan.out_topics.clone(),
                 public: df.ctx.tables.declarations(),
                 errors,

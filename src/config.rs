@@ -108,6 +108,12 @@ pub struct AppArgs {
     /// application stops without committing that record's epoch).
     #[arg(long, env = "FAUSTUS_ON_PANIC")]
     pub on_panic: Option<crate::poison::OnPanic>,
+    /// How often the dataflow's input topics are checked for added partitions, in milliseconds
+    /// (default 30000). A dataflow reads the partitions its inputs had when it started: when one
+    /// gains partitions, the application stops (its epochs in flight commit) with an error
+    /// saying so, and a restart reads the new partitions from their beginning.
+    #[arg(long, env = "FAUSTUS_PARTITION_CHECK_INTERVAL_MS")]
+    pub partition_check_interval_ms: Option<u64>,
 }
 
 /// A validated configuration.
@@ -148,6 +154,9 @@ pub struct AppConfig {
     /// What a panic in one of the program's functions, for one record, does (default: the
     /// record becomes a dead letter; see [`crate::poison`]).
     pub on_panic: crate::poison::OnPanic,
+    /// How often the dataflow's input topics are checked for added partitions (default 30 s);
+    /// see [`AppArgs::partition_check_interval_ms`].
+    pub partition_check_interval: Duration,
     /// How long a Kafka transaction may stay open before the broker aborts it
     /// (`transaction.timeout.ms`; default 60 s). A commit that takes longer (say, while the
     /// broker restarts) is redone with a new producer. Between 1 s (librdkafka's minimum) and
@@ -200,6 +209,7 @@ impl AppConfig {
             replication_factor: None,
             min_insync_replicas: None,
             on_panic: crate::poison::OnPanic::DeadLetter,
+            partition_check_interval: Duration::from_secs(30),
             transaction_timeout: Duration::from_secs(60),
             commit_timeout: Duration::from_secs(120),
             restore_timeout: Duration::from_secs(300),
@@ -253,6 +263,10 @@ impl AppConfig {
             self.http_peer_connect_timeout,
         );
         self.http_peer_timeout = millis(args.http_peer_timeout_ms, self.http_peer_timeout);
+        self.partition_check_interval = millis(
+            args.partition_check_interval_ms,
+            self.partition_check_interval,
+        );
         self.guarantee = match (explicit_guarantee, &self.brokers) {
             (Some(g), _) => g,
             (None, Some(_)) => Guarantee::ExactlyOnce,
@@ -414,6 +428,12 @@ impl AppConfig {
                 "--http-peer-timeout-ms",
                 MILLISECOND,
                 10 * MINUTE,
+            ),
+            (
+                self.partition_check_interval,
+                "--partition-check-interval-ms",
+                MILLISECOND * 100,
+                HOUR,
             ),
         ];
         for (value, flag, min, max) in bounds {
