@@ -127,3 +127,55 @@ fn one_worker_two_workers_and_two_processes_agree() {
     assert_eq!(two, expected);
     assert_eq!(cluster, expected);
 }
+
+/// Stops every process of a cluster with SIGTERM (all at once: a cluster stops whole) and
+/// checks each stopped cleanly.
+fn stop_cluster(procs: &mut [Process]) {
+    for p in procs.iter() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &p.child.id().to_string()])
+            .status();
+    }
+    for p in procs.iter_mut() {
+        let status = p.terminate();
+        assert!(status.success(), "a clean stop exits 0, got {status}");
+    }
+}
+
+#[test]
+fn rescaling_by_restart_from_one_worker_to_two_by_two_to_one_by_three_stays_exact() {
+    let input = unique("orders");
+    create_topic(&input, 4);
+    let app_id = unique("rescale");
+    let output = unique("totals");
+    // (processes, workers) of each run; input arrives while the app is stopped and while the
+    // next shape starts and restores.
+    let shapes = [(1, 1), (2, 2), (1, 3)];
+    let mut batches = (0..2 * shapes.len() as u64).map(|seed| common::orders(1_500, 30, seed));
+    let mut so_far: BTreeMap<String, i64> = BTreeMap::new();
+    let mut produce_batch = |so_far: &mut BTreeMap<String, i64>| {
+        let (orders, totals) = batches.next().expect("a batch per step");
+        produce(&input, &order_records(&orders));
+        for (k, v) in totals {
+            *so_far.entry(k).or_insert(0) += v;
+        }
+    };
+    for (run, (processes, workers)) in shapes.into_iter().enumerate() {
+        produce_batch(&mut so_far);
+        let mut procs = start_cluster(&app_id, &input, &output, processes, workers);
+        produce_batch(&mut so_far);
+        wait_for(
+            &format!("run {run} ({processes} x {workers}) to sum every order so far"),
+            Duration::from_secs(180),
+            || (decode_totals(&last_values(&read_all(&output))) == so_far).then_some(()),
+        );
+        stop_cluster(&mut procs);
+        assert_eq!(
+            changelog_table(&app_id, "user_to_amount"),
+            so_far,
+            "run {run}: the changelog holds the model"
+        );
+    }
+    // Each update is written once: per key, the totals only grow.
+    assert_updates_increase(&output);
+}
