@@ -14,7 +14,8 @@ use faustus_connectors::{
     connect, ensure_topics, read_progress, CommitStats, Committer, CommitterConfig, ConnectorError,
     EmbeddedBroker, KafkaConfig, Progress, TopicSpec,
 };
-use timely::dataflow::operators::Concatenate;
+use timely::dataflow::operators::{Concatenate, Exchange as _, Probe as _};
+use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
 use crate::agent::{start_agents, Agent, AgentEnv, AgentSpec, AgentStatus, AgentsHandle};
@@ -27,7 +28,7 @@ use crate::runtime::assignment::Assignments;
 use crate::runtime::commit::{commit_sink, EpochSink};
 use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{Declared, Tables};
-use crate::runtime::{Io, RestoreReport, Startup};
+use crate::runtime::{CommitItem, Io, RestoreReport, Startup};
 use crate::tables::{TableHandle, TableReader};
 
 /// The name of the threads that run async code: the HTTP server and the agents.
@@ -797,6 +798,7 @@ fn recover(
         transaction_timeout: config.transaction_timeout,
         commit_timeout: config.commit_timeout,
         progress_timeout: config.restore_timeout,
+        max_queued_bytes: config.max_uncommitted_bytes,
         #[cfg(feature = "fault-injection")]
         hold_open: fault_commit_hold()?,
     };
@@ -834,6 +836,7 @@ fn startup(
         assignments,
         health: Arc::clone(health),
         metrics,
+        max_uncommitted_bytes: config.max_uncommitted_bytes,
     })
 }
 
@@ -886,6 +889,7 @@ where
                         workers,
                         on_panic,
                         sources: RefCell::default(),
+                        committed: ProbeHandle::new(),
                     },
                     &committer,
                 )
@@ -931,7 +935,12 @@ where
         build(&df);
         let mut plan = df.plan.borrow_mut();
         let outputs = std::mem::take(&mut plan.outputs);
-        let items = scope.concatenate(outputs);
+        // Everything for the committer goes to worker 0; the probe after that exchange tells
+        // the sources which epochs worker 0 has taken in (see `runtime::source`, backpressure).
+        let items = scope
+            .concatenate(outputs)
+            .exchange(|_: &CommitItem| 0)
+            .probe_with(&df.ctx.committed);
         commit_sink(items, sink_cell, plan.sources.clone(), Arc::clone(&startup));
     });
     while worker.step_or_park(Some(WORKER_PARK)) {}
@@ -974,6 +983,7 @@ where
             workers: 1,
             on_panic,
             sources: RefCell::default(),
+            committed: ProbeHandle::new(),
         };
         worker.dataflow::<u64, _, _>(|scope| {
             let df = Dataflow::new(scope, ctx);

@@ -114,6 +114,12 @@ pub struct AppArgs {
     /// saying so, and a restart reads the new partitions from their beginning.
     #[arg(long, env = "FAUSTUS_PARTITION_CHECK_INTERVAL_MS")]
     pub partition_check_interval_ms: Option<u64>,
+    /// How many bytes of input the dataflow may hold before it is committed, and how many bytes
+    /// of output may wait for their commit (default 268435456, 256 MiB, for each). When commits
+    /// fall behind (a slow broker), sources stop reading until they catch up, so memory stays
+    /// bounded instead of growing with the backlog.
+    #[arg(long, env = "FAUSTUS_MAX_UNCOMMITTED_BYTES")]
+    pub max_uncommitted_bytes: Option<u64>,
 }
 
 /// A validated configuration.
@@ -157,6 +163,10 @@ pub struct AppConfig {
     /// How often the dataflow's input topics are checked for added partitions (default 30 s);
     /// see [`AppArgs::partition_check_interval_ms`].
     pub partition_check_interval: Duration,
+    /// How many bytes of input the dataflow may hold before it is committed, and of output may
+    /// wait for their commit (default 256 MiB each); see
+    /// [`AppArgs::max_uncommitted_bytes`].
+    pub max_uncommitted_bytes: u64,
     /// How long a Kafka transaction may stay open before the broker aborts it
     /// (`transaction.timeout.ms`; default 60 s). A commit that takes longer (say, while the
     /// broker restarts) is redone with a new producer. Between 1 s (librdkafka's minimum) and
@@ -184,6 +194,8 @@ pub struct AppConfig {
 
 /// One millisecond: the shortest timeout that is not "none".
 const MILLISECOND: Duration = Duration::from_millis(1);
+/// The smallest `--max-uncommitted-bytes`: 1 MiB.
+const MIN_UNCOMMITTED_BYTES: u64 = 1 << 20;
 /// One minute.
 const MINUTE: Duration = Duration::from_secs(60);
 /// One hour.
@@ -210,6 +222,7 @@ impl AppConfig {
             min_insync_replicas: None,
             on_panic: crate::poison::OnPanic::DeadLetter,
             partition_check_interval: Duration::from_secs(30),
+            max_uncommitted_bytes: 256 << 20,
             transaction_timeout: Duration::from_secs(60),
             commit_timeout: Duration::from_secs(120),
             restore_timeout: Duration::from_secs(300),
@@ -236,6 +249,9 @@ impl AppConfig {
             self.min_insync_replicas = Some(min);
         }
         self.on_panic = args.on_panic.unwrap_or(self.on_panic);
+        self.max_uncommitted_bytes = args
+            .max_uncommitted_bytes
+            .unwrap_or(self.max_uncommitted_bytes);
         self.workers = args.workers.unwrap_or(self.workers);
         self.processes = args.processes.unwrap_or(self.processes);
         self.process_id = args.process_id.unwrap_or(self.process_id);
@@ -445,6 +461,12 @@ impl AppConfig {
                     value.as_millis()
                 )));
             }
+        }
+        if self.max_uncommitted_bytes < MIN_UNCOMMITTED_BYTES {
+            return Err(Error::Config(format!(
+                "--max-uncommitted-bytes must be at least {MIN_UNCOMMITTED_BYTES} (1 MiB), not {}",
+                self.max_uncommitted_bytes
+            )));
         }
         if self.restore_timeout <= self.transaction_timeout {
             return Err(Error::Config(format!(

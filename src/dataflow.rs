@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map as _;
 use timely::dataflow::operators::{OkErr, ToStream as _};
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::dead_letter::DeadLetter;
 use crate::poison::{catch, json, OnPanic, Poisoned};
@@ -69,6 +69,9 @@ pub(crate) struct Ctx {
     /// Input topics by source index, for the origin of a poisoned record (filled as sources
     /// are declared).
     pub sources: RefCell<Vec<String>>,
+    /// The frontier of what the committer's worker has taken in: epochs it has passed no longer
+    /// count against the sources' share of `--max-uncommitted-bytes`.
+    pub committed: ProbeHandle<u64>,
 }
 
 /// The dataflow under construction, handed to the program's build closure on every worker.
@@ -192,6 +195,7 @@ impl<'s> Dataflow<'s> {
             Arc::clone(&self.ctx.startup),
             index,
             topic.to_string(),
+            self.ctx.committed.clone(),
             decode,
         );
         let (data, commits) = items.ok_err(|x| x);

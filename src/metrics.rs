@@ -67,6 +67,10 @@ families! {
         "Records sent to the dead-letter topic by the dataflow, by reason: decode, late, encode or panic.";
     CONSUMER_LAG: "faustus_consumer_lag_records", "gauge", ["topic", "partition"],
         "Records in an input partition after the position this process's source has read to.";
+    UNCOMMITTED_INPUT: "faustus_uncommitted_input_bytes", "gauge", [],
+        "Bytes of input this process's sources read in epochs that have not reached the committer yet (sources pause at --max-uncommitted-bytes).";
+    COMMIT_QUEUE: "faustus_commit_queue_bytes", "gauge", [],
+        "Bytes of output handed to the committer and not yet committed (the commit sink waits at --max-uncommitted-bytes).";
     INPUT_POSITION: "faustus_input_position", "gauge", ["topic", "partition"],
         "The offset of the next record a source reads from an input partition.";
     EPOCH_LENGTH: "faustus_epoch_length_seconds", "histogram", [],
@@ -132,6 +136,8 @@ pub(crate) struct Metrics {
     pub dead_letters: IntCounterVec,
     consumer_lag: IntGaugeVec,
     input_position: IntGaugeVec,
+    pub uncommitted_input: IntGauge,
+    pub commit_queue: IntGauge,
     pub epoch_length: Histogram,
     commit_duration: Histogram,
     commits: IntCounter,
@@ -220,6 +226,11 @@ impl Metrics {
             dead_letters: counter_vec(&r, DEAD_LETTERS),
             consumer_lag: gauge_vec(&r, CONSUMER_LAG),
             input_position: gauge_vec(&r, INPUT_POSITION),
+            uncommitted_input: registered(
+                &r,
+                IntGauge::with_opts(opts(UNCOMMITTED_INPUT)).expect("valid"),
+            ),
+            commit_queue: registered(&r, IntGauge::with_opts(opts(COMMIT_QUEUE)).expect("valid")),
             epoch_length: histogram(&r, EPOCH_LENGTH, SLOW_BUCKETS),
             commit_duration: histogram(&r, COMMIT_DURATION, SLOW_BUCKETS),
             commits: registered(&r, IntCounter::with_opts(opts(COMMITS)).expect("valid")),

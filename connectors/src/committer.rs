@@ -38,7 +38,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -120,6 +120,22 @@ pub struct EpochBatch {
     pub offsets: BTreeMap<(String, i32), i64>,
 }
 
+impl EpochBatch {
+    /// What its records take in memory, roughly: keys, values and headers, and a fixed cost per
+    /// record.
+    pub fn bytes(&self) -> u64 {
+        self.records
+            .iter()
+            .map(|r| {
+                let key = r.key.as_ref().map_or(0, Vec::len);
+                let value = r.value.as_ref().map_or(0, Vec::len);
+                let headers: usize = r.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+                (key + value + headers + std::mem::size_of::<OutRecord>()) as u64
+            })
+            .sum()
+    }
+}
+
 /// The progress record: the last committed epoch and the input positions after it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
@@ -176,6 +192,10 @@ pub struct CommitterConfig {
     /// record unwritten). Zero: no hold.
     #[cfg(feature = "fault-injection")]
     pub hold_open: Duration,
+    /// How many bytes of handed-over epochs may wait for their commit: beyond it,
+    /// [`Committer::commit`] blocks until commits catch up (one epoch is always taken, however
+    /// large).
+    pub max_queued_bytes: u64,
 }
 
 /// The first wait before a failed commit is tried again; it doubles up to [`RETRY_BACKOFF_MAX`].
@@ -237,6 +257,8 @@ pub struct CommitStats {
     records: AtomicU64,
     /// Total commit time in microseconds.
     commit_micros: AtomicU64,
+    /// Bytes of the epochs handed over and not yet committed (see [`Committer::commit`]).
+    queued_bytes: AtomicU64,
     /// Commit latencies: entry `i` counts the commits that took `i` milliseconds (rounded down);
     /// the last entry counts every commit of [`LATENCY_BUCKETS`]` - 1` ms or more.
     latency_ms: Box<[AtomicU64]>,
@@ -252,6 +274,7 @@ impl Default for CommitStats {
             commits: AtomicU64::new(0),
             records: AtomicU64::new(0),
             commit_micros: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             latency_ms: (0..LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -267,6 +290,12 @@ impl CommitStats {
     /// Transactions (or, at-least-once, flushes) completed.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Bytes (keys, values and headers) of the epochs handed to the committer and not yet
+    /// committed.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Records written (outputs, changelogs and dead letters; progress records not counted).
@@ -338,7 +367,19 @@ pub struct Committer {
     sender: Option<Sender<EpochBatch>>,
     thread: Option<JoinHandle<Result<()>>>,
     stats: Arc<CommitStats>,
+    /// Bytes handed over and not yet committed, and the signal that commits made room.
+    queue: Arc<Backlog>,
+    max_queued_bytes: u64,
 }
+
+/// Bytes handed to the committer and not yet committed, with a signal for each change.
+type Backlog = (Mutex<u64>, Condvar);
+
+/// How long [`Committer::commit`] waits at a time for room (it also checks that the committer
+/// is still running).
+const BACKLOG_WAIT: Duration = Duration::from_millis(100);
+/// How often [`Committer::commit`] logs that it is waiting for room.
+const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Committer {
     /// Creates the producer, fences any previous instance (under exactly-once), and reads the
@@ -370,6 +411,9 @@ impl Committer {
             .store(progress.epoch, Ordering::Release);
         let (sender, receiver) = mpsc::channel();
         let thread_stats = Arc::clone(&stats);
+        let queue: Arc<Backlog> = Arc::default();
+        let thread_queue = Arc::clone(&queue);
+        let max_queued_bytes = committer.max_queued_bytes;
         let (kafka, resumed) = (config.clone(), progress.epoch);
         let thread = std::thread::Builder::new()
             .name("faustus-committer".into())
@@ -383,7 +427,16 @@ impl Committer {
                     producer,
                     committed: resumed,
                 };
-                let outcome = run(state, committer, offsets, receiver, thread_stats);
+                let outcome = run(
+                    state,
+                    committer,
+                    offsets,
+                    receiver,
+                    thread_stats,
+                    &thread_queue,
+                );
+                // Nothing more commits: wake anyone waiting for room.
+                thread_queue.1.notify_all();
                 if let Err(e) = &outcome {
                     log::error!("committer: {e}");
                 }
@@ -394,12 +447,41 @@ impl Committer {
             sender: Some(sender),
             thread: Some(thread),
             stats,
+            queue,
+            max_queued_bytes,
         };
         Ok((committer, progress))
     }
 
-    /// Queues an epoch for commit. Epochs must be queued in increasing order.
+    /// Queues an epoch for commit. Epochs must be queued in increasing order. While the epochs
+    /// queued before it hold more than [`CommitterConfig::max_queued_bytes`] with it, waits
+    /// for commits to catch up: the caller (the dataflow's commit sink) stalls, and with it the
+    /// sources, which is how a slow broker slows the application down instead of filling its
+    /// memory.
     pub fn commit(&self, batch: EpochBatch) -> Result<()> {
+        let bytes = batch.bytes();
+        let (lock, changed) = &*self.queue;
+        let mut queued = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next_log = Instant::now() + BACKLOG_LOG_EVERY;
+        while *queued > 0 && queued.saturating_add(bytes) > self.max_queued_bytes {
+            if self.is_finished() {
+                break;
+            }
+            if Instant::now() >= next_log {
+                log::warn!(
+                    "commits are behind: {} bytes wait for their commit (limit {}); input is held back until they catch up",
+                    *queued, self.max_queued_bytes
+                );
+                next_log += BACKLOG_LOG_EVERY;
+            }
+            queued = changed
+                .wait_timeout(queued, BACKLOG_WAIT)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *queued += bytes;
+        self.stats.queued_bytes.store(*queued, Ordering::Release);
+        drop(queued);
         match &self.sender {
             Some(sender) if sender.send(batch).is_ok() => Ok(()),
             _ => Err(ConnectorError::Timeout(
@@ -577,11 +659,20 @@ fn run(
     mut offsets: BTreeMap<(String, i32), i64>,
     receiver: Receiver<EpochBatch>,
     stats: Arc<CommitStats>,
+    queue: &Backlog,
 ) -> Result<()> {
     while let Ok(first) = receiver.recv() {
         let mut batches = vec![first];
         batches.extend(receiver.try_iter());
         let epoch = batches.last().map(|b| b.epoch).unwrap_or_default();
+        let bytes: u64 = batches.iter().map(EpochBatch::bytes).sum();
+        // However this group of epochs ends (committed, nothing to write), its bytes leave the
+        // queue; on an error the committer stops and the queue no longer matters.
+        let _made_room = MadeRoom {
+            queue,
+            stats: &stats,
+            bytes,
+        };
         let mut changed = false;
         let mut records = Vec::new();
         for batch in batches {
@@ -650,6 +741,22 @@ fn run(
             .context(|| "flushing at shutdown".into())?;
     }
     Ok(())
+}
+
+/// Takes a group of epochs' bytes out of the committer's queue when dropped, and says so.
+struct MadeRoom<'a> {
+    queue: &'a Backlog,
+    stats: &'a CommitStats,
+    bytes: u64,
+}
+
+impl Drop for MadeRoom<'_> {
+    fn drop(&mut self) {
+        let mut queued = self.queue.0.lock().unwrap_or_else(|e| e.into_inner());
+        *queued = queued.saturating_sub(self.bytes);
+        self.stats.queued_bytes.store(*queued, Ordering::Release);
+        self.queue.1.notify_all();
+    }
 }
 
 /// One transaction; an abortable failure aborts and redoes the whole batch, a fatal one (fenced)

@@ -453,6 +453,7 @@ impl TestDriver {
             assignments: Arc::default(),
             health: Arc::new(Health::new(self.config.workers)),
             metrics: Arc::default(),
+            max_uncommitted_bytes: self.config.max_uncommitted_bytes,
         });
         let thread = spawn_cluster(
             &self.config,

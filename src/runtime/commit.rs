@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use faustus_connectors::{Committer, EpochBatch, OutRecord};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::AntichainRef;
@@ -41,6 +41,14 @@ impl EpochSink {
         }
     }
 
+    /// Bytes handed to the committer and not yet committed (`None` under a driver).
+    fn queued_bytes(&self) -> Option<u64> {
+        match self {
+            EpochSink::Kafka(c) => Some(c.stats().queued_bytes()),
+            EpochSink::Driver(_) => None,
+        }
+    }
+
     /// True once the committer has stopped (it can stop between epochs).
     fn is_finished(&self) -> bool {
         match self {
@@ -66,7 +74,7 @@ impl EpochSink {
     }
 }
 
-/// Gathers `items` on worker 0 and commits each complete epoch with `committer`.
+/// Commits each complete epoch of `items` (all of them on worker 0) with `committer`.
 pub(crate) fn commit_sink(
     items: StreamVec<'_, u64, CommitItem>,
     committer: Rc<RefCell<Option<EpochSink>>>,
@@ -78,115 +86,115 @@ pub(crate) fn commit_sink(
     // The frontier at the last activation, for the epoch length.
     let mut previous: Option<u64> = None;
     let mut restored = false;
-    items.sink(
-        Exchange::new(|_: &CommitItem| 0),
-        "Commit",
-        move |(input, frontier)| {
-            // The committer can stop between epochs (fenced by a newer instance, a fatal Kafka
-            // error): notice it at the next activation, whether or not this epoch has records.
-            if !failed && committer.borrow().as_ref().is_some_and(|c| c.is_finished()) {
+    items.sink(Pipeline, "Commit", move |(input, frontier)| {
+        // The committer can stop between epochs (fenced by a newer instance, a fatal Kafka
+        // error): notice it at the next activation, whether or not this epoch has records.
+        if !failed && committer.borrow().as_ref().is_some_and(|c| c.is_finished()) {
+            failed = true;
+            startup.fail("the committer stopped; see its error above".into());
+        }
+        // Past the restore epoch, every operator has taken in the restored tables.
+        if !restored && !startup.planning && !frontier.less_equal(&startup.resume_epoch) {
+            restored = true;
+            startup.health.restore_complete();
+        }
+        // Each move of the frontier closes an epoch, empty or not: its length is the step
+        // (epochs are milliseconds since 1970 at their start). The step from the restore
+        // epoch to the first epoch of the clock is not an epoch's length.
+        if let Some(&now) = frontier.frontier().first() {
+            match previous {
+                Some(before) if now > before && before > startup.resume_epoch => {
+                    let seconds = (now - before) as f64 / 1000.0;
+                    startup.metrics.epoch_length.observe(seconds);
+                }
+                _ => {}
+            }
+            previous = Some(now);
+        }
+        input.for_each(|cap, data| {
+            if let Some(&time) = cap.least() {
+                pending.entry(time).or_default().append(data);
+            }
+        });
+        while let Some((&time, _)) = pending.first_key_value() {
+            if frontier.less_equal(&time) {
+                break;
+            }
+            let items = pending.pop_first().expect("non-empty").1;
+            if time <= startup.resume_epoch || failed {
+                continue;
+            }
+            let mut batch = EpochBatch {
+                epoch: time,
+                ..EpochBatch::default()
+            };
+            let mut records = Vec::new();
+            let mut dead = DeadLetterCounts::default();
+            let mut stop = None;
+            for item in items {
+                match item {
+                    CommitItem::Record(pos, record) => {
+                        dead.count(&record);
+                        records.push((pos, record));
+                    }
+                    CommitItem::Offset(source, partition, offset) => {
+                        let entry = batch
+                            .offsets
+                            .entry((sources[source as usize].clone(), partition))
+                            .or_insert(offset);
+                        *entry = (*entry).max(offset);
+                    }
+                    CommitItem::Stop(message) => {
+                        stop.get_or_insert(message);
+                    }
+                }
+            }
+            if let Some(message) = stop {
+                // Nothing of this epoch, or of any later one, commits: a restart reads it
+                // again.
                 failed = true;
-                startup.fail("the committer stopped; see its error above".into());
+                startup.fail(message);
+                continue;
             }
-            // Past the restore epoch, every operator has taken in the restored tables.
-            if !restored && !startup.planning && !frontier.less_equal(&startup.resume_epoch) {
-                restored = true;
-                startup.health.restore_complete();
-            }
-            // Each move of the frontier closes an epoch, empty or not: its length is the step
-            // (epochs are milliseconds since 1970 at their start). The step from the restore
-            // epoch to the first epoch of the clock is not an epoch's length.
-            if let Some(&now) = frontier.frontier().first() {
-                match previous {
-                    Some(before) if now > before && before > startup.resume_epoch => {
-                        let seconds = (now - before) as f64 / 1000.0;
-                        startup.metrics.epoch_length.observe(seconds);
-                    }
-                    _ => {}
-                }
-                previous = Some(now);
-            }
-            input.for_each(|cap, data| {
-                if let Some(&time) = cap.least() {
-                    pending.entry(time).or_default().append(data);
-                }
+            // By position, then by content where positions tie (changelog records, final
+            // windows): the order is the same whatever the number of workers.
+            records.sort_by(|(p, a), (q, b)| {
+                (p, a.topic, &a.key, &a.value, a.timestamp, &a.headers).cmp(&(
+                    q,
+                    b.topic,
+                    &b.key,
+                    &b.value,
+                    b.timestamp,
+                    &b.headers,
+                ))
             });
-            while let Some((&time, _)) = pending.first_key_value() {
-                if frontier.less_equal(&time) {
-                    break;
-                }
-                let items = pending.pop_first().expect("non-empty").1;
-                if time <= startup.resume_epoch || failed {
-                    continue;
-                }
-                let mut batch = EpochBatch {
-                    epoch: time,
-                    ..EpochBatch::default()
-                };
-                let mut records = Vec::new();
-                let mut dead = DeadLetterCounts::default();
-                let mut stop = None;
-                for item in items {
-                    match item {
-                        CommitItem::Record(pos, record) => {
-                            dead.count(&record);
-                            records.push((pos, record));
-                        }
-                        CommitItem::Offset(source, partition, offset) => {
-                            let entry = batch
-                                .offsets
-                                .entry((sources[source as usize].clone(), partition))
-                                .or_insert(offset);
-                            *entry = (*entry).max(offset);
-                        }
-                        CommitItem::Stop(message) => {
-                            stop.get_or_insert(message);
-                        }
-                    }
-                }
-                if let Some(message) = stop {
-                    // Nothing of this epoch, or of any later one, commits: a restart reads it
-                    // again.
-                    failed = true;
-                    startup.fail(message);
-                    continue;
-                }
-                // By position, then by content where positions tie (changelog records, final
-                // windows): the order is the same whatever the number of workers.
-                records.sort_by(|(p, a), (q, b)| {
-                    (p, a.topic, &a.key, &a.value, a.timestamp, &a.headers).cmp(&(
-                        q,
-                        b.topic,
-                        &b.key,
-                        &b.value,
-                        b.timestamp,
-                        &b.headers,
-                    ))
-                });
-                batch.records = records.into_iter().map(|(_, r)| r).collect();
-                dead.flush(&startup.metrics);
-                let committer = committer.borrow();
-                match committer.as_ref() {
-                    Some(c) => {
-                        if let Err(e) = c.commit(batch) {
-                            failed = true;
-                            startup.fail(format!("committing epoch {time}: {e}"));
-                        }
-                    }
-                    None if batch.records.is_empty() && batch.offsets.is_empty() => {}
-                    None => {
+            batch.records = records.into_iter().map(|(_, r)| r).collect();
+            dead.flush(&startup.metrics);
+            let committer = committer.borrow();
+            match committer.as_ref() {
+                Some(c) => {
+                    // Waits while commits are behind (backpressure).
+                    if let Err(e) = c.commit(batch) {
                         failed = true;
-                        startup.fail(format!(
-                            "epoch {time} reached a worker without a committer: this is a bug"
-                        ));
+                        startup.fail(format!("committing epoch {time}: {e}"));
+                    }
+                    if let Some(queued) = c.queued_bytes() {
+                        startup.metrics.commit_queue.set(queued as i64);
                     }
                 }
+                None if batch.records.is_empty() && batch.offsets.is_empty() => {}
+                None => {
+                    failed = true;
+                    startup.fail(format!(
+                        "epoch {time} reached a worker without a committer: this is a bug"
+                    ));
+                }
             }
-            if let Some(c) = committer.borrow().as_ref() {
-                c.reached(frontier.frontier());
-            }
-        },
-    );
+        }
+        if let Some(c) = committer.borrow().as_ref() {
+            c.reached(frontier.frontier());
+        }
+    });
 }
 
 /// Dead letters of one epoch by kind (the `faustus.error.kind` header), for the metrics.

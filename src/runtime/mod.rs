@@ -165,6 +165,9 @@ pub(crate) struct Startup {
     pub health: Arc<health::Health>,
     /// The application's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How many bytes of input the sources of the whole cluster may hold in epochs that have
+    /// not reached the committer (each worker's sources get an equal share).
+    pub max_uncommitted_bytes: u64,
 }
 
 impl Startup {
@@ -181,6 +184,7 @@ impl Startup {
             assignments: Arc::default(),
             health: Arc::new(health::Health::new(1)),
             metrics: Arc::default(),
+            max_uncommitted_bytes: u64::MAX,
         }
     }
 

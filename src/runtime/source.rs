@@ -11,13 +11,13 @@
 //! exactly the input that epoch consumed. A record that does not decode goes to the dead-letter topic, with the reason and its
 //! topic/partition/offset in headers, as a record of the same epoch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use differential_dataflow::ExchangeData;
 use faustus_connectors::{KafkaConfig, PartitionReader, RawRecord};
 use timely::dataflow::operators::generic::source as timely_source;
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use super::{CommitItem, Io, Pos, Startup};
 use crate::dead_letter::DeadLetter;
@@ -46,6 +46,7 @@ pub(crate) fn source<'s, D, F>(
     startup: Arc<Startup>,
     index: u32,
     topic: String,
+    committed: ProbeHandle<u64>,
     decode: F,
 ) -> StreamVec<'s, u64, SourceItem<D>>
 where
@@ -55,7 +56,8 @@ where
     match &startup.io {
         Io::Kafka(kafka) => {
             let kafka = kafka.clone();
-            kafka_source(scope, startup, kafka, index, topic, decode)
+            let backlog = Backlog::new(&startup, scope.peers(), committed);
+            kafka_source(scope, startup, kafka, index, topic, backlog, decode)
         }
         Io::Driver(harness) => {
             let harness = Arc::clone(harness);
@@ -71,6 +73,7 @@ fn kafka_source<'s, D, F>(
     kafka: KafkaConfig,
     index: u32,
     topic: String,
+    mut backlog: Backlog,
     mut decode: F,
 ) -> StreamVec<'s, u64, SourceItem<D>>
 where
@@ -90,6 +93,8 @@ where
             // Records read per partition, counted per poll (see `crate::metrics`).
             let mut read = ReadCounts::default();
             let mut started = false;
+            // Whether the reader's partitions are paused (backpressure).
+            let mut paused = false;
             move |output| {
                 let Some(cap) = capability.as_mut() else {
                     return;
@@ -163,9 +168,24 @@ where
                     cap.downgrade(&now);
                 }
 
+                // Backpressure: while this worker's input in epochs the committer has not taken
+                // in is over its share, read nothing (and let Kafka drop what it prefetched).
+                let over = backlog.over(&startup.metrics);
+                if over != paused {
+                    paused = over;
+                    if let Err(e) = reader.set_paused(over) {
+                        log::warn!("source `{topic}`: {e}");
+                    }
+                }
+                if over {
+                    activator.activate_after(BACKPRESSURE_WAIT);
+                    return;
+                }
                 let time = *cap.time();
                 let mut session = output.session(&*cap);
+                let mut bytes = 0;
                 let polled = reader.poll(BATCH, Duration::ZERO, |record| {
+                    bytes += record_bytes(&record);
                     read.count(record.partition);
                     let pos = Pos::input(index, record.partition, record.offset);
                     match decode(&record) {
@@ -175,6 +195,7 @@ where
                 });
                 drop(session);
                 read.flush();
+                backlog.read(time, bytes, &startup.metrics);
                 match polled {
                     Ok(n) if n >= BATCH => activator.activate(),
                     Ok(_) => activator
@@ -187,6 +208,67 @@ where
             }
         },
     )
+}
+
+/// How long a source over its share of `--max-uncommitted-bytes` waits before it looks again.
+const BACKPRESSURE_WAIT: Duration = Duration::from_millis(10);
+
+/// What a record read takes in memory, roughly: its key and value, and a fixed cost.
+fn record_bytes(record: &RawRecord<'_>) -> u64 {
+    let key = record.key.map_or(0, <[u8]>::len);
+    let value = record.value.map_or(0, <[u8]>::len);
+    (key + value + 64) as u64
+}
+
+/// One source's input in epochs that have not yet reached the committer (the probe after the
+/// exchange to worker 0 has not passed them), against its share of `--max-uncommitted-bytes`.
+/// When commits fall behind, worker 0 waits in [`faustus_connectors::Committer::commit`], the
+/// probe stops moving, and this share fills: the source stops reading. Memory is then bounded
+/// by the budget, not by how far behind the broker is.
+pub(crate) struct Backlog {
+    committed: ProbeHandle<u64>,
+    share: u64,
+    /// Bytes read per epoch, oldest first, for the epochs not yet passed.
+    epochs: VecDeque<(u64, u64)>,
+    total: u64,
+}
+
+impl Backlog {
+    fn new(startup: &Startup, peers: usize, committed: ProbeHandle<u64>) -> Self {
+        Backlog {
+            committed,
+            share: (startup.max_uncommitted_bytes / peers.max(1) as u64).max(1),
+            epochs: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    /// Counts `bytes` read into epoch `time`.
+    fn read(&mut self, time: u64, bytes: u64, metrics: &crate::metrics::Metrics) {
+        if bytes == 0 {
+            return;
+        }
+        match self.epochs.back_mut() {
+            Some((epoch, n)) if *epoch == time => *n += bytes,
+            _ => self.epochs.push_back((time, bytes)),
+        }
+        self.total += bytes;
+        metrics.uncommitted_input.add(bytes as i64);
+    }
+
+    /// Forgets the epochs the committer's worker has taken in; true while the rest is over this
+    /// source's share.
+    fn over(&mut self, metrics: &crate::metrics::Metrics) -> bool {
+        while let Some(&(epoch, bytes)) = self.epochs.front() {
+            if self.committed.less_equal(&epoch) {
+                break;
+            }
+            self.epochs.pop_front();
+            self.total -= bytes;
+            metrics.uncommitted_input.sub(bytes as i64);
+        }
+        self.total >= self.share
+    }
 }
 
 /// Records read per partition: counted in plain integers during a poll, added to the metrics'
