@@ -101,7 +101,24 @@ impl<'s, G: Data, V: Data> GroupedTable<'s, G, V> {
         name: &str,
         f: impl Fn(&G, &[(&V, isize)]) -> Option<B> + 'static,
     ) -> Table<'s, G, B> {
-        let aggregates = self.rows.reduce_by_key_core(name, route::<G>, f);
+        // A panic becomes the group's `Err` entry, which leaves the table as a dead letter.
+        let caught = self
+            .rows
+            .reduce_by_key_core(name, route::<G>, move |g, values| {
+                match catch(|| f(g, values)) {
+                    Ok(entry) => entry.map(Ok),
+                    Err(message) => Some(Err(message)),
+                }
+            });
+        let operator = format!("aggregate({name})");
+        let aggregates = self.df.guarded(
+            caught,
+            &operator,
+            move |(g, entry): (G, Result<B, String>)| match entry {
+                Ok(b) => Ok(Some((g, b))),
+                Err(message) => Err(Failure::new(message, Pos::AfterInput).with_key(&g)),
+            },
+        );
         Table::from_collection(&self.df, name, aggregates)
     }
 }

@@ -24,11 +24,15 @@
 //! The semantics are those of `faustus-operators` (see its `join` module), where every operator
 //! is checked against a plain model by property tests.
 
+use std::rc::Rc;
+
+use differential_dataflow::VecCollection;
 use faustus_operators::{
     EventTime, JoinKind, JoinRestore, JoinWindow, Side, TableJoin as _, WindowJoin as _,
 };
 
-use crate::dataflow::{Data, Stream, Table};
+use crate::dataflow::{Data, Failure, Stream, Table};
+use crate::poison::catch;
 use crate::record::Meta;
 use crate::runtime::{route, Pos};
 use crate::window::{json_late, kept_stream_time, late_letters, Timed};
@@ -127,15 +131,10 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         other: &Table<'s, F, B>,
         fk: impl Fn(&A) -> Option<F> + 'static,
     ) -> Table<'s, K, (A, B)> {
-        let joined = self
-            .coll
-            .clone()
-            .fk_join_core(other.coll.clone(), fk, route::<F>);
-        Table::from_collection(
-            &self.df,
-            &format!("{}-fk-join-{}", self.name, other.name),
-            joined,
-        )
+        let name = format!("{}-fk-join-{}", self.name, other.name);
+        let (rows, fk) = self.fk_checked(&name, fk);
+        let joined = rows.fk_join_core(other.coll.clone(), fk, route::<F>);
+        Table::from_collection(&self.df, &name, joined)
     }
 
     /// Foreign-key left join: as [`Table::fk_join`], keeping left rows with no right row.
@@ -144,15 +143,34 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
         other: &Table<'s, F, B>,
         fk: impl Fn(&A) -> Option<F> + 'static,
     ) -> Table<'s, K, (A, Option<B>)> {
-        let joined = self
-            .coll
-            .clone()
-            .fk_left_join_core(other.coll.clone(), fk, route::<F>);
-        Table::from_collection(
-            &self.df,
-            &format!("{}-fk-left-join-{}", self.name, other.name),
-            joined,
-        )
+        let name = format!("{}-fk-left-join-{}", self.name, other.name);
+        let (rows, fk) = self.fk_checked(&name, fk);
+        let joined = rows.fk_left_join_core(other.coll.clone(), fk, route::<F>);
+        Table::from_collection(&self.df, &name, joined)
+    }
+
+    /// The rows for which `fk` does not panic (the others become dead letters of `operator`),
+    /// and `fk` for the join, which calls it again: a row it panicked on then has no foreign key.
+    #[allow(clippy::type_complexity)]
+    fn fk_checked<F: Data>(
+        &self,
+        operator: &str,
+        fk: impl Fn(&A) -> Option<F> + 'static,
+    ) -> (
+        VecCollection<'s, u64, (K, A)>,
+        impl Fn(&A) -> Option<F> + 'static,
+    ) {
+        let fk = Rc::new(fk);
+        let check = Rc::clone(&fk);
+        let rows = self.df.guarded(
+            self.coll.clone(),
+            operator,
+            move |(k, a): (K, A)| match catch(|| check(&a)) {
+                Ok(_) => Ok(Some((k, a))),
+                Err(message) => Err(Failure::new(message, Pos::AfterInput).with_record(&k, &a)),
+            },
+        );
+        (rows, move |a: &A| catch(|| fk(a)).unwrap_or(None))
     }
 
     /// table⋈stream (the mirror of [`Stream::join`]): each event `(k, v)` of `stream` whose key

@@ -251,3 +251,77 @@ fn the_stop_policy_stops_until_the_user_switches_to_dead_letters_then_each_recor
         );
     }
 }
+
+#[test]
+fn panics_in_a_grouped_aggregate_and_a_foreign_key_leave_the_row_out_as_a_dead_letter() {
+    // orders: order id → (customer, amount); customers: customer → name.
+    let orders = Topic::<String, (String, i64)>::new("orders")
+        .key_codec(Str)
+        .partitions(1);
+    let customers = Topic::<String, String>::new("customers")
+        .key_codec(Str)
+        .partitions(1);
+    let (o, c) = (orders.clone(), customers.clone());
+    let mut driver = TestDriver::builder("poison-tables")
+        .workers(2)
+        .start(move |df| {
+            let orders = df.table(&o, "orders");
+            let customers = df.table(&c, "customers");
+            orders
+                .fk_join(&customers, |(customer, _): &(String, i64)| {
+                    assert!(customer != "ghost", "no ghosts");
+                    Some(customer.clone())
+                })
+                .public();
+            orders
+                .group_by(|_, (customer, amount)| (customer.clone(), *amount))
+                .aggregate("largest", |customer, amounts| {
+                    assert!(customer != "cursed", "cursed customer");
+                    amounts.iter().map(|(a, _)| **a).max()
+                })
+                .public();
+        })
+        .expect("the dataflow starts");
+    driver.pipe(&customers, &"ann".to_string(), &"Ann".to_string(), 0);
+    driver.pipe(&customers, &"cursed".to_string(), &"C".to_string(), 0);
+    for (id, customer, amount) in [
+        ("o1", "ann", 5),
+        ("o2", "ann", 9),
+        ("o3", "ghost", 1),
+        ("o4", "cursed", 3),
+    ] {
+        driver.pipe(&orders, &id.to_string(), &(customer.to_string(), amount), 0);
+    }
+    driver.close_epoch().expect("the epoch commits");
+
+    let largest: BTreeMap<String, i64> = driver.table("largest").expect("the table");
+    assert_eq!(
+        largest,
+        BTreeMap::from([("ann".to_string(), 9), ("ghost".to_string(), 1)]),
+        "the cursed group is left out"
+    );
+    let joined: BTreeMap<String, ((String, i64), String)> = driver
+        .table("orders-fk-join-customers")
+        .expect("the join's table");
+    let ids: Vec<&String> = joined.keys().collect();
+    assert_eq!(ids, ["o1", "o2", "o4"], "the ghost order is left out");
+
+    let letters = driver.dead_letters();
+    let operators: Vec<&str> = letters
+        .iter()
+        .map(|l| header(&l.record, "faustus.error.operator"))
+        .collect();
+    assert_eq!(letters.len(), 2, "{operators:?}");
+    let aggregate = letters
+        .iter()
+        .find(|l| header(&l.record, "faustus.error.operator") == "aggregate(largest)")
+        .expect("the aggregate's letter");
+    assert!(header(&aggregate.record, "faustus.error.reason").contains("cursed customer"));
+    assert_eq!(aggregate.record.key.as_deref(), Some(&b"\"cursed\""[..]));
+    let fk = letters
+        .iter()
+        .find(|l| header(&l.record, "faustus.error.operator") == "orders-fk-join-customers")
+        .expect("the foreign key's letter");
+    assert!(header(&fk.record, "faustus.error.reason").contains("no ghosts"));
+    assert_eq!(fk.record.key.as_deref(), Some(&b"\"o3\""[..]));
+}
