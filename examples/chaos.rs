@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use faustus::connectors::{
-    ensure_topics, partition_count, read_progress, read_to_end, DeliveryCounter, KafkaConfig,
-    QuietContext, TopicSpec,
+    connect, ensure_topics, partition_count, read_progress, read_to_end, DeliveryCounter,
+    KafkaConfig, QuietContext, TopicSpec,
 };
 use faustus::prelude::*;
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -323,11 +323,16 @@ fn mix(mut x: u64) -> u64 {
 
 /// Creates input topic `topic` if missing, and a producer for it (idempotent, as every faustus
 /// producer: a broker restart neither loses nor repeats input, and order per partition holds).
+/// The topic is replicated as the application replicates the topics it creates: 3 replicas with
+/// 2 in sync, or fewer on a smaller cluster, so that on a cluster the input survives the loss
+/// of a broker too (idempotence implies `acks=all`).
 fn input_producer(
     kafka: &KafkaConfig,
     topic: &str,
 ) -> AnyResult<ThreadedProducer<DeliveryCounter>> {
-    ensure_topics(kafka, &[TopicSpec::new(topic, PARTITIONS)])?;
+    let replicas = i32::try_from(connect(kafka)?)?.clamp(1, 3);
+    let spec = TopicSpec::new(topic, PARTITIONS).replicated(replicas, replicas.min(2));
+    ensure_topics(kafka, &[spec])?;
     Ok(kafka
         .producer()
         .set("message.timeout.ms", "600000")

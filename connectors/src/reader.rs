@@ -186,12 +186,28 @@ const WATERMARK_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// the partitions' ends: a reader held back by an open transaction gets nothing, and must look.
 const END_POLL: Duration = Duration::from_millis(100);
 
+/// A client that asks for the ends of `topic`'s partitions. The end is the high watermark,
+/// which a `read_committed` client is never told (it is told the last stable offset, before any
+/// open transaction): it asks as `read_uncommitted`.
+fn ends_reader(config: &KafkaConfig, topic: &str) -> Result<BaseConsumer<QuietContext>> {
+    config
+        .consumer()
+        .set("isolation.level", "read_uncommitted")
+        .create_with_context(QuietContext)
+        .context(|| format!("creating a consumer for the ends of `{topic}`"))
+}
+
 /// The low and high watermarks of a partition, retrying while the partition has no leader (just
 /// created, or the broker restarting) until `deadline`; each request may take the configuration's
 /// [`KafkaConfig::request_timeout`].
+///
+/// Each retry asks with a new `reader`: librdkafka may go on asking the broker that led the
+/// partition when it was first asked, after that broker died and the leadership moved to another,
+/// until every later call times out too (confluentinc/librdkafka#2588). A new client looks the
+/// leader up afresh.
 fn watermarks(
     config: &KafkaConfig,
-    consumer: &BaseConsumer<QuietContext>,
+    reader: &mut BaseConsumer<QuietContext>,
     topic: &str,
     partition: i32,
     deadline: Duration,
@@ -199,12 +215,13 @@ fn watermarks(
     let started = Instant::now();
     let mut backoff = WATERMARK_BACKOFF;
     loop {
-        match consumer.fetch_watermarks(topic, partition, config.request_timeout) {
+        match reader.fetch_watermarks(topic, partition, config.request_timeout) {
             Ok(w) => return Ok(w),
             Err(e) if started.elapsed() < deadline => {
                 log::debug!("reading the end of `{topic}`/{partition}: {e}; retrying");
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(WATERMARK_BACKOFF_MAX);
+                *reader = ends_reader(config, topic)?;
             }
             Err(source) => {
                 return Err(ConnectorError::Kafka {
@@ -272,18 +289,12 @@ pub fn read_to_end_counted(
         .consumer()
         .create_with_context(QuietContext)
         .context(|| format!("creating a consumer for `{topic}`"))?;
-    // The end is the high watermark, which a `read_committed` client is never told (it is told
-    // the last stable offset, before any open transaction): ask as `read_uncommitted`.
-    let ends_reader: BaseConsumer<QuietContext> = config
-        .consumer()
-        .set("isolation.level", "read_uncommitted")
-        .create_with_context(QuietContext)
-        .context(|| format!("creating a consumer for the ends of `{topic}`"))?;
+    let mut reader = ends_reader(config, topic)?;
     let mut ends = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     let mut offsets = 0u64;
     for &p in partitions {
-        let (low, high) = watermarks(config, &ends_reader, topic, p, deadline)?;
+        let (low, high) = watermarks(config, &mut reader, topic, p, deadline)?;
         if high > low {
             offsets += (high - low) as u64;
             ends.insert(p, high);

@@ -170,6 +170,85 @@ pub fn example_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// The chaos example binary, built by `cargo build --example chaos` (a no-op when `cargo test`
+/// has just built examples; a filtered run such as `cargo test --test chaos` builds none, and
+/// an old binary would test old code).
+pub fn chaos_binary() -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--example", "chaos"]);
+    if dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("running cargo build");
+    assert!(status.success(), "cargo build --example chaos failed");
+    let binary = dir.join("examples").join("chaos");
+    assert!(binary.exists(), "{} does not exist", binary.display());
+    binary
+}
+
+/// What `scripts/chaos` reported: its result line (`records=N lost=L duplicated=D kills=K
+/// broker_kills=B commit_kills=C`, and on a cluster `leader_kills=L coordinator_kills=T`).
+pub struct ChaosOutcome {
+    /// The result line.
+    pub line: String,
+    counters: Vec<(String, u64)>,
+}
+
+impl ChaosOutcome {
+    /// The counter `name` of the result line (a panic if it has none, or `?`).
+    pub fn get(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no `{name}` in `{}`", self.line))
+    }
+}
+
+/// Runs `scripts/chaos <args>` with the chaos binary and `env`, killed after `limit_s` seconds
+/// (it cleans up on SIGTERM) so that a run that hangs fails instead of hanging the suite. Prints
+/// its output; panics unless it passed and printed a result line.
+pub fn run_chaos(args: &[&str], env: &[(&str, String)], limit_s: u64) -> ChaosOutcome {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("timeout")
+        .args(["--kill-after=60", &limit_s.to_string()])
+        .arg(root.join("scripts/chaos"))
+        .args(args)
+        .env("CHAOS_BIN", chaos_binary())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("running scripts/chaos");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stderr}{stdout}");
+    let line = stdout.lines().last().unwrap_or_default().to_string();
+    assert!(
+        line.starts_with("records="),
+        "scripts/chaos {args:?} printed no result line (status {})",
+        output.status
+    );
+    assert!(
+        output.status.success(),
+        "scripts/chaos {args:?} failed ({}): {line}",
+        output.status
+    );
+    let counters = line
+        .split_whitespace()
+        .filter_map(|field| {
+            let (name, value) = field.split_once('=')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect();
+    ChaosOutcome { line, counters }
+}
+
 /// Flags that point a quickstart process at application `app_id` and its topics, HTTP off, then
 /// `extra`.
 pub fn quickstart_flags(app_id: &str, input: &str, output: &str, extra: &[&str]) -> Vec<String> {
