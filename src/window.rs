@@ -132,6 +132,9 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
 /// Where an event's time is.
 type TimeFn<K, V> = dyn Fn(&K, &V, &Meta) -> u64;
 
+/// A windowed aggregate's fold: adds an event's value to an accumulator.
+type FoldFn<A, V> = dyn Fn(&mut A, &V);
+
 /// A late event: its position, key and value as JSON, and event time.
 pub(crate) type LateEvent = (Pos, (Vec<u8>, Vec<u8>), EventTime);
 
@@ -297,6 +300,40 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
     /// The every-update windowed table with its changelogs, and the stream time per epoch
     /// (on every worker).
     fn restored<A: Data>(
+        self,
+        name: &str,
+        init: A,
+        fold: impl Fn(&mut A, &V) + 'static,
+        merge: impl Fn(&mut A, A) + 'static,
+    ) -> (Table<'s, (K, Window), A>, StreamVec<'s, u64, u64>) {
+        let fold: Rc<FoldFn<A, V>> = Rc::new(fold);
+        let this = self.fold_checked(name, &init, Rc::clone(&fold));
+        this.restored_checked(name, init, move |a: &mut A, v: &V| fold(a, v), merge)
+    }
+
+    /// The stream without the events on which `fold` panics when it folds them into `init`:
+    /// those become dead letters of `aggregate(<name>)` (see [`crate::poison`]). The window
+    /// operator folds the others again, into their windows' accumulators.
+    fn fold_checked<A: Data>(mut self, name: &str, init: &A, fold: Rc<FoldFn<A, V>>) -> Self {
+        let df = self.timed.df.clone();
+        let init = init.clone();
+        let stream = self.timed.stream;
+        let coll = df.guarded(
+            stream.coll,
+            &format!("aggregate({name})"),
+            move |(k, v, m): (K, V, Meta)| match catch(|| fold(&mut init.clone(), &v)) {
+                Ok(()) => Ok(Some((k, v, m))),
+                Err(message) => Err(Failure::new(message, m.pos()).with_record(&k, &v)),
+            },
+        );
+        self.timed.stream = Stream {
+            df: stream.df,
+            coll,
+        };
+        self
+    }
+
+    fn restored_checked<A: Data>(
         self,
         name: &str,
         init: A,

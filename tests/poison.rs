@@ -325,3 +325,50 @@ fn panics_in_a_grouped_aggregate_and_a_foreign_key_leave_the_row_out_as_a_dead_l
     assert!(header(&fk.record, "faustus.error.reason").contains("no ghosts"));
     assert_eq!(fk.record.key.as_deref(), Some(&b"\"o3\""[..]));
 }
+
+#[test]
+fn a_windowed_fold_that_panics_on_an_event_leaves_it_out_as_a_dead_letter() {
+    let input = Topic::<String, i64>::new("amounts")
+        .key_codec(Str)
+        .partitions(1);
+    let i = input.clone();
+    let mut driver = TestDriver::builder("poison-windows")
+        .workers(2)
+        .start(move |df| {
+            df.stream(&i)
+                .tumbling(Duration::from_secs(60))
+                .aggregate(
+                    "per_minute",
+                    0i64,
+                    |total, amount| {
+                        assert!(*amount != 13, "unlucky amount");
+                        *total += amount
+                    },
+                    |total, other| *total += other,
+                )
+                .public();
+        })
+        .expect("the dataflow starts");
+    for (key, amount, at) in [
+        ("a", 1, 1_000),
+        ("a", 13, 2_000),
+        ("a", 5, 3_000),
+        ("b", 7, 4_000),
+    ] {
+        driver.pipe(&input, &key.to_string(), &amount, at);
+    }
+    driver.close_epoch().expect("the epoch commits");
+    let windows: BTreeMap<(String, Window), i64> = driver.table("per_minute").expect("the table");
+    let totals: Vec<i64> = windows.values().copied().collect();
+    assert_eq!(totals, [6, 7], "the 13 is left out of its window");
+    let letters = driver.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0].record;
+    assert_eq!(
+        header(letter, "faustus.error.operator"),
+        "aggregate(per_minute)"
+    );
+    assert!(header(letter, "faustus.error.reason").contains("unlucky amount"));
+    assert_eq!(header(letter, "faustus.error.offset"), "1");
+    assert_eq!(letter.value.as_deref(), Some(&b"13"[..]));
+}
