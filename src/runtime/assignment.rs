@@ -120,16 +120,23 @@ impl Assignments {
                 }
             }
         }
-        let consumer = consumer.as_ref().expect("created above");
+        let client = consumer.as_ref().expect("created above");
+        let mut failed = false;
         for source in sources {
             for p in &mut source.partitions {
-                if let Ok((_, high)) =
-                    consumer.fetch_watermarks(&source.topic, p.partition, WATERMARK_TIMEOUT)
-                {
-                    p.high_watermark = Some(high);
-                    p.lag = Some((high - p.position).max(0));
+                match client.fetch_watermarks(&source.topic, p.partition, WATERMARK_TIMEOUT) {
+                    Ok((_, high)) => {
+                        p.high_watermark = Some(high);
+                        p.lag = Some((high - p.position).max(0));
+                    }
+                    Err(_) => failed = true,
                 }
             }
+        }
+        // After a failure, the next look asks with a new client: librdkafka can go on asking a
+        // partition's dead former leader (confluentinc/librdkafka#2588).
+        if failed {
+            *consumer = None;
         }
     }
 }
