@@ -5,7 +5,10 @@
 //! broker used when no broker is given.
 //!
 //! Run with: `cargo run --release --example quickstart`
-//! (or `-- --brokers 127.0.0.1:9092` for a real broker; `-- --help` lists every flag).
+//! (or `-- --brokers 127.0.0.1:9092` for a real broker; `-- --help` lists every flag and
+//! command). Beside the worker, the program has the tools of `faustus::cli`: `tables`,
+//! `get user_to_amount account-1`, `send orders --key account-1 '{"account":"account-1","amount":5}'`,
+//! `agents` and `reset`.
 
 use std::collections::VecDeque;
 use std::process::ExitCode;
@@ -13,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Parser;
+use faustus::cli::Command;
 use faustus::prelude::*;
 use rand::Rng;
 
@@ -47,6 +51,8 @@ pub fn dataflow(
 struct Args {
     #[command(flatten)]
     app: AppArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Do not generate orders (count only what other Kafka clients write to `orders`).
     #[arg(long)]
     no_generate: bool,
@@ -60,10 +66,10 @@ struct Args {
     #[arg(long)]
     limit: Option<u64>,
     /// The topic orders are read from.
-    #[arg(long, default_value = "orders")]
+    #[arg(global = true, long, default_value = "orders")]
     input_topic: String,
     /// The topic the table's updates are written to.
-    #[arg(long, default_value = "user_to_amount-updates")]
+    #[arg(global = true, long, default_value = "user_to_amount-updates")]
     output_topic: String,
 }
 
@@ -74,6 +80,11 @@ fn main() -> ExitCode {
         .expect("the first logger");
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        // A table, key or topic that does not exist: 1, as `grep` finds nothing.
+        Err(e @ faustus::Error::NotFound(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
@@ -88,6 +99,10 @@ fn run(args: Args) -> faustus::Result<()> {
         .partitions(4);
     let totals = Topic::<String, i64>::new(args.output_topic.clone()).key_codec(Str);
     let orders_out = orders.clone();
+    let command = args.command.clone().unwrap_or_default();
+    if !command.is_worker() {
+        return app.run_tool(&command, dataflow(orders, totals));
+    }
 
     let running = app.start(dataflow(orders, totals))?;
 

@@ -66,6 +66,8 @@ pub(crate) struct Planned {
     pub(crate) public: Vec<(String, Declared)>,
     /// Configuration errors in the program's dataflow.
     pub(crate) errors: Vec<String>,
+    /// How records of the topics the dataflow reads and writes are encoded from text.
+    pub(crate) encoders: BTreeMap<String, crate::topic::TextEncoder>,
 }
 
 impl App {
@@ -314,7 +316,7 @@ impl App {
             kafka,
             signals,
         } = serve_and_connect(&config, &tables, self.handle_signals)?;
-        let progress_topic = format!("{}-__progress", config.app_id);
+        let progress_topic = progress_topic(&config.app_id);
         // Progress records go to partition 0 (the key's partition in a topic of one), which
         // is the only one read back.
         planned.specs.push(TopicSpec {
@@ -450,6 +452,61 @@ impl App {
     /// drain their in-flight events and commit).
     pub fn run_agents(self) -> Result<()> {
         self.start_agents()?.run_until_signal()
+    }
+
+    /// Runs one of the program's tool commands ([`crate::cli::Command`]: `tables`, `get`,
+    /// `send`, `agents`, `reset`) for this application and the dataflow `build` makes (the same
+    /// closure the worker runs: the tools learn its tables and topics from it, without running
+    /// it). What the command answers is printed on standard output.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for a table, key or topic the program or the running application
+    /// does not have; [`Error::NotReady`] when the running application cannot answer yet (or
+    /// none answers); [`Error::Config`] for a refused command (a record that does not suit its
+    /// topic, `reset` while the application runs or unconfirmed); what Kafka reports.
+    pub fn run_tool<F>(self, command: &crate::cli::Command, build: F) -> Result<()>
+    where
+        F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    {
+        self.run_tool_to(command, build, &mut std::io::stdout().lock())
+    }
+
+    /// [`App::run_tool`], printing the answer to `out` instead of standard output.
+    ///
+    /// # Errors
+    ///
+    /// As [`App::run_tool`].
+    pub fn run_tool_to<F>(
+        self,
+        command: &crate::cli::Command,
+        build: F,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()>
+    where
+        F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
+    {
+        let mut planned = plan_checked(&self.config, Arc::new(build))?;
+        check_agents(&self.agents.0)?;
+        let mut agents = Vec::new();
+        for agent in &self.agents.0 {
+            planned.specs.extend(agent.topics(self.config.partitions));
+            for (topic, encoder) in agent.encoders() {
+                planned.encoders.entry(topic).or_insert(encoder);
+            }
+            let settings = agent.settings();
+            agents.push((
+                settings.name.clone(),
+                settings.topic.clone(),
+                crate::agent::group_id(&self.config.app_id, &settings.name),
+            ));
+        }
+        let program = crate::cli::Program {
+            config: &self.config,
+            planned,
+            agents,
+        };
+        crate::cli::run(&program, command, out)
     }
 }
 
@@ -678,6 +735,27 @@ fn connect_kafka(config: &AppConfig) -> Result<Kafka> {
         config: kafka,
         cluster_size,
     })
+}
+
+/// The topic where application `app_id` commits its positions.
+pub(crate) fn progress_topic(app_id: &str) -> String {
+    format!("{app_id}-__progress")
+}
+
+/// Creates the topics of `specs` that are missing, as a worker of this configuration would
+/// (for the program's tool commands).
+pub(crate) fn create_topics_for_tool(
+    config: &AppConfig,
+    kafka: &KafkaConfig,
+    specs: Vec<TopicSpec>,
+) -> Result<()> {
+    let kafka = Kafka {
+        embedded: None,
+        brokers: kafka.brokers.clone(),
+        config: kafka.clone(),
+        cluster_size: connect(kafka)?,
+    };
+    create_topics(config, &kafka, specs).map(drop)
 }
 
 /// The replication factor and `min.insync.replicas` of the topics faustus creates, on a
@@ -1008,6 +1086,7 @@ where
                 out_topics: plan.out_topics.clone(),
                 public: df.ctx.tables.declarations(),
                 errors,
+                encoders: std::mem::take(&mut plan.encoders),
             }
         })
     })

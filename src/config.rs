@@ -17,71 +17,71 @@ pub(crate) const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 pub struct AppArgs {
     /// Application id: names the progress, changelog and dead-letter topics and the
     /// transactional id. Defaults to the id the program gives.
-    #[arg(long, env = "FAUSTUS_APP_ID")]
+    #[arg(global = true, long, env = "FAUSTUS_APP_ID")]
     pub app_id: Option<String>,
     /// Kafka bootstrap servers (`host:port,...`). Without it, an embedded in-process broker is
     /// started (demos only: at-least-once).
-    #[arg(long, env = "FAUSTUS_BROKERS")]
+    #[arg(global = true, long, env = "FAUSTUS_BROKERS")]
     pub brokers: Option<String>,
     /// Worker threads in this process.
-    #[arg(long, env = "FAUSTUS_WORKERS")]
+    #[arg(global = true, long, env = "FAUSTUS_WORKERS")]
     pub workers: Option<usize>,
     /// Processes in the cluster.
-    #[arg(long, env = "FAUSTUS_PROCESSES")]
+    #[arg(global = true, long, env = "FAUSTUS_PROCESSES")]
     pub processes: Option<usize>,
     /// This process's index in `--hosts`, from 0.
-    #[arg(long, env = "FAUSTUS_PROCESS_ID")]
+    #[arg(global = true, long, env = "FAUSTUS_PROCESS_ID")]
     pub process_id: Option<usize>,
     /// Dataflow addresses of all processes (`host:port,...`), one per process, in order.
-    #[arg(long, env = "FAUSTUS_HOSTS", value_delimiter = ',')]
+    #[arg(global = true, long, env = "FAUSTUS_HOSTS", value_delimiter = ',')]
     pub hosts: Vec<String>,
     /// HTTP address to serve tables on (`off` disables the server).
-    #[arg(long, env = "FAUSTUS_HTTP")]
+    #[arg(global = true, long, env = "FAUSTUS_HTTP")]
     pub http: Option<String>,
     /// HTTP addresses of all processes (`host:port` or a base URL like
     /// `http://host:port/prefix`), one per process, in process-id order: where a process forwards
     /// requests for keys another process owns, and asks for the parts of a listing it does not
     /// hold.
-    #[arg(long, env = "FAUSTUS_HTTP_PEERS", value_delimiter = ',')]
+    #[arg(global = true, long, env = "FAUSTUS_HTTP_PEERS", value_delimiter = ',')]
     pub http_peers: Vec<String>,
     /// Commit interval in milliseconds: the length of an epoch.
-    #[arg(long, env = "FAUSTUS_COMMIT_INTERVAL_MS")]
+    #[arg(global = true, long, env = "FAUSTUS_COMMIT_INTERVAL_MS")]
     pub commit_interval_ms: Option<u64>,
     /// Processing guarantee: `exactly_once` (the default with a real broker) or
     /// `at_least_once`.
-    #[arg(long, env = "FAUSTUS_GUARANTEE")]
+    #[arg(global = true, long, env = "FAUSTUS_GUARANTEE")]
     pub guarantee: Option<Guarantee>,
     /// Partitions for topics faustus creates (changelogs, and declared topics without a count).
-    #[arg(long, env = "FAUSTUS_PARTITIONS")]
+    #[arg(global = true, long, env = "FAUSTUS_PARTITIONS")]
     pub partitions: Option<i32>,
     /// How long a Kafka transaction may stay open before the broker aborts it, in milliseconds
     /// (default 60000; at most the broker's `transaction.max.timeout.ms`, 900000 by default).
-    #[arg(long, env = "FAUSTUS_TRANSACTION_TIMEOUT_MS")]
+    #[arg(global = true, long, env = "FAUSTUS_TRANSACTION_TIMEOUT_MS")]
     pub transaction_timeout_ms: Option<u64>,
     /// How long one step of a commit may block, in milliseconds (default 120000): committing or
     /// aborting a transaction, flushing an epoch's outputs; and how long start-up keeps trying
     /// to fence a previous instance while the broker cannot be reached.
-    #[arg(long, env = "FAUSTUS_COMMIT_TIMEOUT_MS")]
+    #[arg(global = true, long, env = "FAUSTUS_COMMIT_TIMEOUT_MS")]
     pub commit_timeout_ms: Option<u64>,
     /// How long start-up may take to read a changelog, or the progress topic, to its end, in
     /// milliseconds (default 300000). Must exceed the transaction timeout.
-    #[arg(long, env = "FAUSTUS_RESTORE_TIMEOUT_MS")]
+    #[arg(global = true, long, env = "FAUSTUS_RESTORE_TIMEOUT_MS")]
     pub restore_timeout_ms: Option<u64>,
     /// How long one Kafka metadata or admin request may take, in milliseconds (default 30000):
     /// looking topics up, creating them, asking where partitions end.
-    #[arg(long, env = "FAUSTUS_KAFKA_REQUEST_TIMEOUT_MS")]
+    #[arg(global = true, long, env = "FAUSTUS_KAFKA_REQUEST_TIMEOUT_MS")]
     pub kafka_request_timeout_ms: Option<u64>,
     /// How long connecting to another process's HTTP API may take, in milliseconds (default
     /// 2000).
-    #[arg(long, env = "FAUSTUS_HTTP_PEER_CONNECT_TIMEOUT_MS")]
+    #[arg(global = true, long, env = "FAUSTUS_HTTP_PEER_CONNECT_TIMEOUT_MS")]
     pub http_peer_connect_timeout_ms: Option<u64>,
     /// How long a request to another process's HTTP API may take in all, in milliseconds
     /// (default 10000); a peer that does not answer in time makes the answer 503.
-    #[arg(long, env = "FAUSTUS_HTTP_PEER_TIMEOUT_MS")]
+    #[arg(global = true, long, env = "FAUSTUS_HTTP_PEER_TIMEOUT_MS")]
     pub http_peer_timeout_ms: Option<u64>,
     /// How logs are printed: `text` (the default) or `json` (one object per line, with the
     /// current span's fields). `RUST_LOG` filters either. See `faustus::logging`.
-    #[arg(long, env = "FAUSTUS_LOG_FORMAT")]
+    #[arg(global = true, long, env = "FAUSTUS_LOG_FORMAT")]
     pub log_format: Option<crate::logging::LogFormat>,
     /// A Kafka client properties file (the format of Kafka's `client.properties`) with
     /// librdkafka properties for every client faustus makes, e.g. `security.protocol`,
@@ -89,36 +89,36 @@ pub struct AppArgs {
     /// those clients only; `bootstrap.servers` gives the brokers when `--brokers` does not.
     /// `FAUSTUS_KAFKA_PROPERTY_<NAME>` environment variables (`SASL_MECHANISM` for
     /// `sasl.mechanism`) override the file, and `--kafka-property` overrides both.
-    #[arg(long, env = "FAUSTUS_KAFKA_CONFIG", value_name = "FILE")]
+    #[arg(global = true, long, env = "FAUSTUS_KAFKA_CONFIG", value_name = "FILE")]
     pub kafka_config: Option<std::path::PathBuf>,
     /// One librdkafka property, `KEY=VALUE` (repeat the flag for more), as in `--kafka-config`.
-    #[arg(long, value_name = "KEY=VALUE")]
+    #[arg(global = true, long, value_name = "KEY=VALUE")]
     pub kafka_property: Vec<String>,
     /// Replicas of each partition of the topics faustus creates (changelogs, progress, dead
     /// letters, outputs). Default: 3, or the number of brokers in the cluster if that is less.
-    #[arg(long, env = "FAUSTUS_REPLICATION_FACTOR")]
+    #[arg(global = true, long, env = "FAUSTUS_REPLICATION_FACTOR")]
     pub replication_factor: Option<i32>,
     /// `min.insync.replicas` of the topics faustus creates: replicas that must have a write
     /// before it counts. Default: 2, or the replication factor if that is less.
-    #[arg(long, env = "FAUSTUS_MIN_INSYNC_REPLICAS")]
+    #[arg(global = true, long, env = "FAUSTUS_MIN_INSYNC_REPLICAS")]
     pub min_insync_replicas: Option<i32>,
     /// What a panic in one of the program's functions (a `map`, `filter`, `fold`... closure)
     /// does for the record it ran on: `dead_letter` (the default: the record goes to the
     /// dead-letter topic with the panic's message, and the application goes on) or `stop` (the
     /// application stops without committing that record's epoch).
-    #[arg(long, env = "FAUSTUS_ON_PANIC")]
+    #[arg(global = true, long, env = "FAUSTUS_ON_PANIC")]
     pub on_panic: Option<crate::poison::OnPanic>,
     /// How often the dataflow's input topics are checked for added partitions, in milliseconds
     /// (default 30000). A dataflow reads the partitions its inputs had when it started: when one
     /// gains partitions, the application stops (its epochs in flight commit) with an error
     /// saying so, and a restart reads the new partitions from their beginning.
-    #[arg(long, env = "FAUSTUS_PARTITION_CHECK_INTERVAL_MS")]
+    #[arg(global = true, long, env = "FAUSTUS_PARTITION_CHECK_INTERVAL_MS")]
     pub partition_check_interval_ms: Option<u64>,
     /// How many bytes of input the dataflow may hold before it is committed, and how many bytes
     /// of output may wait for their commit (default 268435456, 256 MiB, for each). When commits
     /// fall behind (a slow broker), sources stop reading until they catch up, so memory stays
     /// bounded instead of growing with the backlog.
-    #[arg(long, env = "FAUSTUS_MAX_UNCOMMITTED_BYTES")]
+    #[arg(global = true, long, env = "FAUSTUS_MAX_UNCOMMITTED_BYTES")]
     pub max_uncommitted_bytes: Option<u64>,
 }
 

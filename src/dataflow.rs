@@ -27,7 +27,7 @@ use crate::runtime::source::{source, SourceItem};
 use crate::runtime::table::{maintain, Replicas, Tables};
 use crate::runtime::{route, CommitItem, Io, Pos, Startup};
 use crate::state::{make_replica, replica_slot, Registrar, ReplicaSlot};
-use crate::topic::{RecordError, Topic};
+use crate::topic::{RecordError, TextEncoder, Topic};
 
 /// What keys and values in a dataflow must be: cloneable, ordered, hashable, printable and
 /// serializable (they move between workers and processes, and to Kafka and HTTP as JSON).
@@ -55,6 +55,9 @@ pub(crate) struct Plan<'s> {
     pub tables: BTreeMap<String, usize>,
     /// Configuration errors found while building (reported by `App::start`).
     pub errors: Vec<String>,
+    /// The typed topics the program reads or writes, by name: how the `send` command encodes
+    /// a record given as text.
+    pub encoders: BTreeMap<String, TextEncoder>,
 }
 
 /// Process-wide facts a dataflow needs while it is built.
@@ -96,6 +99,7 @@ impl<'s> Dataflow<'s> {
                 specs,
                 tables: BTreeMap::new(),
                 errors: Vec::new(),
+                encoders: BTreeMap::new(),
             })),
             ctx: Rc::new(ctx),
         }
@@ -135,6 +139,7 @@ impl<'s> Dataflow<'s> {
     /// The events of `topic`, as a stream. A record that does not decode (or has no value) goes
     /// to the dead-letter topic.
     pub fn stream<K: Data, V: Data>(&self, topic: &Topic<K, V>) -> Stream<'s, K, V> {
+        self.know(topic);
         let t = topic.clone();
         self.source(topic.name(), topic.partitions, move |record| {
             match t.decode_record(record.key, record.value)? {
@@ -164,6 +169,7 @@ impl<'s> Dataflow<'s> {
     /// The table kept from `topic` (upsert: the last value per key wins, a null value deletes
     /// the key), named `name`, with its changelog.
     pub fn table<K: Data, V: Data>(&self, topic: &Topic<K, V>, name: &str) -> Table<'s, K, V> {
+        self.know(topic);
         let t = topic.clone();
         self.source(topic.name(), topic.partitions, move |record| {
             t.decode_record(record.key, record.value)
@@ -204,6 +210,15 @@ impl<'s> Dataflow<'s> {
             df: self.clone(),
             coll: data.as_collection().map(|((k, v), meta)| (k, v, meta)),
         }
+    }
+
+    /// Notes how records of `topic` are encoded from text (see [`Plan::encoders`]).
+    pub(crate) fn know<K: 'static, V: 'static>(&self, topic: &Topic<K, V>) {
+        self.plan
+            .borrow_mut()
+            .encoders
+            .entry(topic.name().to_string())
+            .or_insert_with(|| topic.text_encoder());
     }
 
     /// The index of output topic `name`, registering it (created with `partitions` if missing).
@@ -511,6 +526,7 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
     /// Writes every event to `topic`, in the order the events were read, with its timestamp and
     /// headers.
     pub fn to_topic(&self, topic: &Topic<K, V>) {
+        self.df.know(topic);
         let index = self.df.out_topic(topic.name(), topic.partitions, false);
         let t = topic.clone();
         let records = self.coll.inner.clone().map(move |((k, v, meta), _t, _d)| {
@@ -771,6 +787,7 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
     /// Writes the table's changes to `topic`: the new value, or a tombstone when a key is
     /// removed (so a compacted topic converges to the table), timestamped with the epoch's time.
     pub fn to_topic(&self, topic: &Topic<K, A>) {
+        self.df.know(topic);
         let index = self.df.out_topic(topic.name(), topic.partitions, false);
         let t = topic.clone();
         let records = self

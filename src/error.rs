@@ -19,6 +19,10 @@ pub enum Error {
     /// or restoring.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// What was asked for does not exist: a table, a key, a topic of the program (the
+    /// program's tool commands, [`crate::cli`]).
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 /// `Result` with [`Error`].

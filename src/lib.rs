@@ -33,6 +33,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod dataflow;
 pub mod dead_letter;

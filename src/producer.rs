@@ -141,6 +141,24 @@ impl Producer {
         }
     }
 
+    /// Sends a record already encoded for `topic` (a null key when `key` is `None`), and
+    /// blocks until Kafka has it: its partition and offset.
+    pub(crate) fn send_bytes(
+        &self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<(i32, i64)> {
+        let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(topic).payload(&value);
+        if let Some(key) = &key {
+            record = record.key(key);
+        }
+        let delivered = futures::executor::block_on(self.inner.send(record, QUEUE_TIMEOUT));
+        delivered
+            .map(|d| (d.partition, d.offset))
+            .map_err(|(source, _)| send_error(topic, source))
+    }
+
     /// Waits until every record sent so far is delivered.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.inner.flush(timeout).map_err(|source| {

@@ -120,6 +120,34 @@ impl<K: 'static, V: 'static> Topic<K, V> {
     }
 }
 
+/// Encodes a record given as text (a key, when there is one, and a value) by a topic's codecs:
+/// each text is decoded as the codec's payload, so it must be that codec's form of a value of
+/// the topic's type (JSON for [`Json`], the text itself for [`crate::codec::Str`]), and is
+/// encoded again. The program's `send` command uses it.
+pub(crate) type TextEncoder = Arc<
+    dyn Fn(Option<&str>, &str) -> Result<(Option<Vec<u8>>, Vec<u8>), RecordError> + Send + Sync,
+>;
+
+impl<K: 'static, V: 'static> Topic<K, V> {
+    /// This topic's [`TextEncoder`].
+    pub(crate) fn text_encoder(&self) -> TextEncoder {
+        let topic = self.clone();
+        Arc::new(move |key, value| {
+            let key = key
+                .map(|k| {
+                    let typed = topic.decode_key(k.as_bytes()).map_err(RecordError::Key)?;
+                    topic.encode_key(&typed).map_err(RecordError::Key)
+                })
+                .transpose()?;
+            let typed = topic
+                .decode_value(value.as_bytes())
+                .map_err(RecordError::Value)?;
+            let value = topic.encode_value(&typed).map_err(RecordError::Value)?;
+            Ok((key, value))
+        })
+    }
+}
+
 /// Why a record could not be decoded from, or encoded for, a topic: the reason a dead letter
 /// carries in its `faustus.error.reason` header (the `Display` form).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -221,14 +221,50 @@ struct TopicState {
     replicas: usize,
 }
 
-/// What the metadata says of `topic`; `None` if it does not exist.
-fn topic_state(config: &KafkaConfig, topic: &str) -> Result<Option<TopicState>> {
-    let consumer: BaseConsumer = config
+/// A client to ask the cluster's metadata with (it never creates a topic by asking).
+fn metadata_client(config: &KafkaConfig) -> Result<BaseConsumer> {
+    config
         .client()
         .set("allow.auto.create.topics", "false")
         .create()
-        .context(|| "creating a metadata client".into())?;
-    let metadata = consumer
+        .context(|| "creating a metadata client".into())
+}
+
+/// An admin client.
+fn admin_client(config: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>> {
+    config
+        .client()
+        .create()
+        .context(|| "creating an admin client".into())
+}
+
+/// What was done of an admin operation on several names: the names it was done for, skipping
+/// those Kafka reports `absent`; any other error names the first that failed, and `what` was
+/// being done to it.
+fn done(
+    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
+    absent: RDKafkaErrorCode,
+    what: &str,
+) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for result in results {
+        match result {
+            Ok(name) => done.push(name),
+            Err((_, code)) if code == absent => {}
+            Err((name, code)) => {
+                return Err(ConnectorError::Kafka {
+                    context: format!("{what} `{name}`"),
+                    source: KafkaError::AdminOp(code),
+                })
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// What the metadata says of `topic`; `None` if it does not exist.
+fn topic_state(config: &KafkaConfig, topic: &str) -> Result<Option<TopicState>> {
+    let metadata = metadata_client(config)?
         .fetch_metadata(Some(topic), config.request_timeout)
         .context(|| format!("fetching metadata of `{topic}`"))?;
     Ok(metadata
@@ -349,10 +385,7 @@ fn check_compacted(config: &KafkaConfig, topics: &[&str]) -> Result<()> {
     if topics.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = config
-        .client()
-        .create()
-        .context(|| "creating an admin client".into())?;
+    let admin = admin_client(config)?;
     let resources: Vec<ResourceSpecifier<'_>> =
         topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
     let options = AdminOptions::new().request_timeout(Some(config.request_timeout));
@@ -390,10 +423,7 @@ fn check_compacted(config: &KafkaConfig, topics: &[&str]) -> Result<()> {
 
 /// Creates the `missing` topics.
 fn create(config: &KafkaConfig, missing: &[&TopicSpec]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = config
-        .client()
-        .create()
-        .context(|| "creating an admin client".into())?;
+    let admin = admin_client(config)?;
     let new: Vec<NewTopic> = missing
         .iter()
         .map(|spec| {
@@ -443,4 +473,94 @@ fn create(config: &KafkaConfig, missing: &[&TopicSpec]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The members of consumer group `group` right now: none when it is empty or does not exist.
+///
+/// # Errors
+///
+/// What Kafka reports when it cannot be asked.
+pub fn group_members(config: &KafkaConfig, group: &str) -> Result<usize> {
+    let groups = metadata_client(config)?
+        .fetch_group_list(Some(group), config.request_timeout)
+        .context(|| format!("describing consumer group `{group}`"))?;
+    Ok(groups
+        .groups()
+        .iter()
+        .filter(|g| g.name() == group)
+        .map(|g| g.members().len())
+        .sum())
+}
+
+/// Of `topics`, those that exist.
+///
+/// # Errors
+///
+/// What Kafka reports when it cannot be asked.
+pub fn existing_topics(config: &KafkaConfig, topics: &[String]) -> Result<Vec<String>> {
+    let mut existing = Vec::new();
+    for topic in topics {
+        if topic_state(config, topic)?.is_some() {
+            existing.push(topic.clone());
+        }
+    }
+    Ok(existing)
+}
+
+/// Deletes `topics` (those that do not exist are skipped), and waits until the metadata no
+/// longer lists them, so that a program started next creates them anew.
+///
+/// # Errors
+///
+/// What Kafka reports, naming the topic; [`ConnectorError::Timeout`] when they are still listed
+/// after [`KafkaConfig::request_timeout`].
+pub fn delete_topics(config: &KafkaConfig, topics: &[String]) -> Result<()> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(config.request_timeout));
+    let results =
+        futures::executor::block_on(admin_client(config)?.delete_topics(&names, &options))
+            .context(|| "deleting topics".into())?;
+    done(
+        results,
+        RDKafkaErrorCode::UnknownTopicOrPartition,
+        "deleting topic",
+    )?;
+    let deadline = Instant::now() + config.request_timeout;
+    for topic in topics {
+        while topic_state(config, topic)?.is_some() {
+            if Instant::now() >= deadline {
+                return Err(ConnectorError::Timeout(format!(
+                    "after {:?} (--kafka-request-timeout-ms): the deleted topic `{topic}` is still listed",
+                    config.request_timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Deletes consumer groups and their committed offsets; of `groups`, returns those that
+/// existed. A group with members cannot be deleted: Kafka refuses, and so does this.
+///
+/// # Errors
+///
+/// What Kafka reports, naming the group.
+pub fn delete_groups(config: &KafkaConfig, groups: &[String]) -> Result<Vec<String>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(config.request_timeout));
+    let results =
+        futures::executor::block_on(admin_client(config)?.delete_groups(&names, &options))
+            .context(|| "deleting consumer groups".into())?;
+    done(
+        results,
+        RDKafkaErrorCode::GroupIdNotFound,
+        "deleting consumer group",
+    )
 }

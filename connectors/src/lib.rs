@@ -34,7 +34,10 @@ pub mod properties;
 pub mod reader;
 
 pub use acks::{AckError, AckTracker};
-pub use admin::{connect, ensure_topics, partition_count, TopicSpec};
+pub use admin::{
+    connect, delete_groups, delete_topics, ensure_topics, existing_topics, group_members,
+    partition_count, TopicSpec,
+};
 pub use client::KafkaConfig;
 pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
 pub use committer::{

@@ -83,7 +83,7 @@ use crate::dataflow::Data;
 use crate::record::Headers;
 use crate::topic::{RecordError, Topic};
 
-pub(crate) use runtime::{start_agents, AgentBoard, AgentEnv, AgentSpec, AgentsHandle};
+pub(crate) use runtime::{group_id, start_agents, AgentBoard, AgentEnv, AgentSpec, AgentsHandle};
 pub use runtime::{AgentStatus, PartitionStatus};
 
 /// What a handler returns: `Ok` acks the event (unless acks are manual); an error retries it.
@@ -229,6 +229,8 @@ pub struct Agent<K: 'static, V: 'static> {
     pub(crate) topic: Topic<K, V>,
     pub(crate) body: Option<Body<K, V>>,
     pub(crate) sinks: Vec<(String, Option<i32>)>,
+    /// How the `send` command encodes records of the topics it reads and declares.
+    pub(crate) encoders: Vec<(String, crate::topic::TextEncoder)>,
     /// Fault injection: every how many transactions one is aborted instead of committed.
     #[cfg(feature = "fault-injection")]
     pub(crate) abort_every: Option<u32>,
@@ -256,6 +258,7 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
             topic: topic.clone(),
             body: None,
             sinks: Vec::new(),
+            encoders: vec![(topic.name().to_string(), topic.text_encoder())],
             #[cfg(feature = "fault-injection")]
             abort_every: None,
         }
@@ -368,6 +371,8 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
     {
         self.sinks
             .push((topic.name().to_string(), topic.partitions));
+        self.encoders
+            .push((topic.name().to_string(), topic.text_encoder()));
         self
     }
 

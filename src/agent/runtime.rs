@@ -89,11 +89,18 @@ pub(crate) struct AgentEnv {
     pub fail: Arc<dyn Fn(String) + Send + Sync>,
 }
 
+/// The consumer group of agent `name` of application `app_id`.
+pub(crate) fn group_id(app_id: &str, name: &str) -> String {
+    format!("{app_id}-{name}")
+}
+
 /// An agent the application runs, type-erased.
 pub(crate) trait AgentSpec: Send {
     fn settings(&self) -> &AgentSettings;
     /// Topics to create (or check) before it starts: its input and its outputs.
     fn topics(&self, default_partitions: i32) -> Vec<TopicSpec>;
+    /// How the `send` command encodes records of its topics, by topic name.
+    fn encoders(&self) -> Vec<(String, crate::topic::TextEncoder)>;
     /// What is wrong with its settings, if anything.
     fn problem(&self) -> Option<String>;
     fn start(self: Box<Self>, env: &AgentEnv) -> Result<RunningAgent>;
@@ -113,6 +120,10 @@ impl<K: Data + Send, V: Data + Send> AgentSpec for Agent<K, V> {
             TopicSpec::new(name, partitions.unwrap_or(default_partitions))
         });
         std::iter::once(input).chain(sinks).collect()
+    }
+
+    fn encoders(&self) -> Vec<(String, crate::topic::TextEncoder)> {
+        self.encoders.clone()
     }
 
     fn problem(&self) -> Option<String> {
@@ -344,7 +355,7 @@ fn start_agent<K: Data + Send, V: Data + Send>(
             ("fetch.queue.backoff.ms", "1"),
             ("max.poll.interval.ms", &max_poll_interval),
         ])
-        .set("group.id", format!("{}-{name}", env.app_id))
+        .set("group.id", group_id(&env.app_id, &name))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")

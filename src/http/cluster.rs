@@ -194,29 +194,36 @@ pub(super) async fn entries(
 /// Every public table and where it stands in the whole cluster: ready when it is ready on every
 /// process; otherwise the least ready state, with the restore's progress summed over the
 /// processes. A process that cannot be reached leaves its tables `unavailable`.
-pub(super) async fn table_states(state: &HttpState) -> BTreeMap<String, TableState> {
+pub(super) async fn table_states(
+    state: &HttpState,
+) -> (BTreeMap<String, TableState>, BTreeMap<String, usize>) {
     let mut asks = tokio::task::JoinSet::new();
     for process in (0..state.processes).filter(|&p| p != state.process) {
         let peers = state.peers.clone();
         asks.spawn(async move { (process, peers.get(process, "/api/internal/tables").await) });
     }
     let mut states = super::local_tables(state);
+    let mut entries: BTreeMap<String, usize> = state.tables.sizes().into_iter().collect();
+    let mut every_process = true;
     while let Some(joined) = asks.join_next().await {
         let Ok((process, answer)) = joined else {
+            every_process = false;
             continue;
         };
-        let tables = match answer {
-            Ok((StatusCode::OK, body)) => body["tables"].as_object().cloned().unwrap_or_default(),
+        let body = match answer {
+            Ok((StatusCode::OK, body)) => body,
             Ok((status, _)) => {
                 unavailable(&mut states, process, &format!("it answered {status}"));
+                every_process = false;
                 continue;
             }
             Err(e) => {
                 unavailable(&mut states, process, e.message());
+                every_process = false;
                 continue;
             }
         };
-        for (name, remote) in tables {
+        for (name, remote) in body["tables"].as_object().cloned().unwrap_or_default() {
             let Some(remote) = TableState::from_json(&remote) else {
                 continue;
             };
@@ -224,8 +231,17 @@ pub(super) async fn table_states(state: &HttpState) -> BTreeMap<String, TableSta
                 states.insert(name, local.least_ready(remote));
             }
         }
+        for (name, count) in body["entries"].as_object().cloned().unwrap_or_default() {
+            if let (Some(total), Some(count)) = (entries.get_mut(&name), count.as_u64()) {
+                *total += count as usize;
+            }
+        }
     }
-    states
+    // A count that misses a process's part would be wrong, not merely late.
+    if !every_process {
+        entries.clear();
+    }
+    (states, entries)
 }
 
 /// Marks every table not ready because `process` cannot tell its state.

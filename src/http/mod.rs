@@ -410,7 +410,7 @@ async fn list_tables(
     headers: HeaderMap,
     uri: OriginalUri,
 ) -> Response {
-    let states = cluster::table_states(&state).await;
+    let (states, entries) = cluster::table_states(&state).await;
     let names: Vec<&String> = states.keys().collect();
     if wants_html(&headers) {
         Html(html::tables_page(&trimmed(&uri), &states)).into_response()
@@ -419,7 +419,7 @@ async fn list_tables(
             .iter()
             .map(|(name, state)| (name.clone(), state.to_json()))
             .collect();
-        Json(json!({ "results": names, "tables": tables })).into_response()
+        Json(json!({ "results": names, "tables": tables, "entries": entries })).into_response()
     }
 }
 
@@ -433,7 +433,8 @@ async fn local_tables_handler(State(state): State<HttpState>) -> Json<Value> {
         .into_iter()
         .map(|(name, state)| (name, state.to_json()))
         .collect();
-    Json(json!({ "tables": tables }))
+    let entries: BTreeMap<String, usize> = state.tables.sizes().into_iter().collect();
+    Json(json!({ "tables": tables, "entries": entries }))
 }
 
 /// `GET /api/ready`: 200 once every table of this process is restored and it runs; 503 (with
