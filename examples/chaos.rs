@@ -191,8 +191,8 @@ struct Verify {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let outcome = match Cli::parse().command {
+    // Text or JSON lines (`--log-format` of the `app` command), filtered by `RUST_LOG`.
+    let outcome = match faustus::logging::parse_args::<Cli>("info").command {
         Command::Table(t) => write_rates(&t),
         Command::Generate(g) => generate(&g),
         Command::AwaitCommitted {

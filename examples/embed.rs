@@ -52,8 +52,8 @@ struct Order {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(Args::parse()) {
+    // Text or JSON lines (`--log-format`), filtered by `RUST_LOG`.
+    match run(faustus::logging::parse_args::<Args>("info")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

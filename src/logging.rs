@@ -52,6 +52,33 @@ pub fn init(format: LogFormat, default_filter: &str) -> Result<(), String> {
     installed.map_err(|e| format!("a logger is already installed: {e}"))
 }
 
+/// Parses this process's command line into a program's flags `A`, and installs the logger
+/// first ([`init`], with `default_filter`) in the format its `--log-format` flag asks for (the
+/// flag of [`crate::AppArgs`], wherever `A` flattens it, subcommands included; text without
+/// it). A bad flag prints what is wrong and exits with status 2, as `A::parse()` does.
+///
+/// ```no_run
+/// #[derive(clap::Parser)]
+/// struct Args {
+///     #[command(flatten)]
+///     app: faustus::AppArgs,
+/// }
+/// let args: Args = faustus::logging::parse_args("info");
+/// ```
+pub fn parse_args<A: clap::Parser>(default_filter: &str) -> A {
+    let matches = <A as clap::CommandFactory>::command().get_matches();
+    let _ = init(log_format(&matches).unwrap_or_default(), default_filter);
+    <A as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The `--log-format` given in `matches` or in its subcommand's.
+fn log_format(matches: &clap::ArgMatches) -> Option<LogFormat> {
+    match matches.try_get_one::<LogFormat>("log_format") {
+        Ok(Some(format)) => Some(*format),
+        _ => matches.subcommand().and_then(|(_, sub)| log_format(sub)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

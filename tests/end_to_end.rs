@@ -90,6 +90,7 @@ fn orders_are_summed_exactly_in_table_topic_and_changelog() {
             serde_json::json!({
                 "results": ["user_to_amount"],
                 "tables": {"user_to_amount": {"state": "ready"}},
+                "entries": {"user_to_amount": expected.len()},
             })
         )
     );

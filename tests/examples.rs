@@ -34,6 +34,8 @@ struct Printed {
     inputs: Vec<(String, Value, Value)>,
     /// The rows of each `## <kind> <name>` section, as printed.
     sections: BTreeMap<String, Vec<String>>,
+    /// What it logged (its standard error).
+    log: String,
 }
 
 impl Printed {
@@ -151,7 +153,9 @@ fn run_example_with(name: &str, flags: &[&str]) -> Printed {
         "example `{name}` failed ({status}); output:\n{stdout}\nlog: {}",
         stderr_path.display()
     );
-    parse(&stdout)
+    let mut printed = parse(&stdout);
+    printed.log = std::fs::read_to_string(&stderr_path).expect("the example's log");
+    printed
 }
 
 /// The binary of example `name`, checked to be newer than its sources: `cargo test --test
@@ -177,6 +181,7 @@ fn fresh_example_binary(name: &str) -> std::path::PathBuf {
 
 fn parse(stdout: &str) -> Printed {
     let mut printed = Printed {
+        log: String::new(),
         inputs: Vec::new(),
         sections: BTreeMap::new(),
     };
@@ -463,8 +468,22 @@ fn the_differential_example_computes_the_same_closure_on_the_driver_and_the_brok
 }
 
 #[test]
-fn the_examples_run_on_the_embedded_broker_by_default() {
-    check_tables(&run_example_on("tables", None));
+fn the_examples_run_on_the_embedded_broker_by_default_and_log_json_when_asked() {
+    let printed = run_example_with("tables", &["--log-format", "json"]);
+    check_tables(&printed);
+    let lines: Vec<Value> = printed
+        .log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("embedded in-process broker"))),
+        "the embedded broker's warning, as JSON: {}",
+        printed.log
+    );
 }
 
 /// What the tables example must print, given the input it printed.

@@ -1,5 +1,6 @@
 //! `--log-format json`: every line an application prints is a JSON object, and lines logged
-//! inside a restore or a commit carry that span and its fields.
+//! inside a restore or a commit carry that span and its fields. A backlog of input is logged
+//! with its progress until it is caught up.
 //!
 //! A logger is installed once per process, so the test runs the application in a child: this
 //! test binary again, with `FAUSTUS_LOGGING_CHILD` set, which makes the same test function the
@@ -98,4 +99,51 @@ fn json_logs_are_one_object_per_line_with_restore_and_commit_spans() {
                     .is_some_and(|m| m.starts_with("committed in"))),
         "no commit line in its span:\n{stderr}"
     );
+}
+
+/// A backlog that cannot be read (another producer holds it in an open transaction, so the
+/// `read_committed` sources stop before it while the partition's end is past it) is logged as
+/// a catch-up; once the transaction commits and the backlog is read, as caught up.
+#[test]
+fn a_backlog_is_logged_with_its_progress_until_it_is_caught_up() {
+    let app = unique("catch-up");
+    let input = unique("catch-up-orders");
+    let output = unique("catch-up-totals");
+    create_topic(&input, 1);
+    let held = 20_000;
+    let records: Vec<KeyValue> = (0..held)
+        .map(|i| {
+            (
+                Some(format!("account-{}", i % 10).into_bytes()),
+                Some(format!(r#"{{"account":"account-{}","amount":1}}"#, i % 10).into_bytes()),
+            )
+        })
+        .collect();
+    let holder = hold_transaction(&input, &records);
+    let mut worker = Process::quickstart(&quickstart_flags(&app, &input, &output, &[]));
+    let behind = wait_for("a catch-up line", DEADLINE, || {
+        let log = worker.log_text();
+        log.lines()
+            .find(|l| l.contains("catching up: "))
+            .map(str::to_string)
+    });
+    assert!(
+        behind.contains(&format!("catching up: {held} input records behind")),
+        "the held records are the backlog: {behind}"
+    );
+    use rdkafka::producer::Producer;
+    holder
+        .commit_transaction(Duration::from_secs(30))
+        .expect("the held transaction commits");
+    let caught_up = wait_for("a caught-up line", DEADLINE, || {
+        let log = worker.log_text();
+        log.lines()
+            .find(|l| l.contains("caught up: "))
+            .map(str::to_string)
+    });
+    assert!(
+        caught_up.contains(&format!("caught up: {held} records of backlog in")),
+        "{caught_up}"
+    );
+    assert!(worker.terminate().success());
 }

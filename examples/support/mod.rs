@@ -493,12 +493,11 @@ pub fn fail(message: &str) -> ! {
     std::process::exit(1)
 }
 
-/// An example's `main`: sets up logging (warnings by default: the output is the example's
-/// results), parses the flags `A` (a bad flag prints what is wrong and exits with status 2),
-/// and runs `run`; an error is printed and exits with status 2.
+/// An example's `main`: parses the flags `A` (a bad flag prints what is wrong and exits with
+/// status 2), sets up logging as `--log-format` asks (warnings by default: the output is the
+/// example's results), and runs `run`; an error is printed and exits with status 2.
 pub fn main<A: clap::Parser>(run: impl FnOnce(A) -> faustus::Result<()>) -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match run(A::parse()) {
+    match run(faustus::logging::parse_args::<A>("warn")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -4,6 +4,7 @@
 //! and read replicas ([`table`]) and hand each closed epoch to the committer ([`commit`]).
 
 pub(crate) mod assignment;
+pub(crate) mod catch_up;
 pub(crate) mod commit;
 pub(crate) mod driver;
 pub(crate) mod health;
