@@ -544,6 +544,8 @@ fn serve_and_connect(
         stop_on_signal(&runtime, Arc::clone(health.stop_flag()));
     }
     let http = start_http(&runtime, config, &http_state)?;
+    // The overview's history starts with the process (the lag, once Kafka is reached).
+    runtime.spawn(crate::http::sample(http_state.clone()));
     let kafka = connect_kafka(config)?;
     assignments.set_kafka(kafka.config.clone());
     Ok(Serving {
@@ -653,10 +655,12 @@ fn http_state(
         config.workers,
         peers,
     );
-    Ok(state.with_peer_timeouts(PeerTimeouts {
-        connect: config.http_peer_connect_timeout,
-        request: config.http_peer_timeout,
-    }))
+    Ok(state
+        .with_peer_timeouts(PeerTimeouts {
+            connect: config.http_peer_connect_timeout,
+            request: config.http_peer_timeout,
+        })
+        .of_app(&config.app_id, config.guarantee))
 }
 
 /// The application's async runtime (HTTP server, agents, signals).

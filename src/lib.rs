@@ -45,6 +45,7 @@ pub mod join;
 pub mod logging;
 pub mod metrics;
 pub mod nested;
+mod overview;
 pub mod poison;
 pub mod producer;
 pub mod record;

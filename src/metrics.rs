@@ -159,6 +159,8 @@ pub(crate) struct Metrics {
     agent_failed: IntCounterVec,
     agent_dead_letters: IntCounterVec,
     pub agent_handler_duration: HistogramVec,
+    /// The most recent dead letters, of the dataflow and of the agents (for the overview).
+    pub recent_dead_letters: crate::overview::DeadLetterLog,
     /// Serializes [`Metrics::refresh`] (it turns totals into counter increments).
     refreshing: Mutex<()>,
 }
@@ -267,6 +269,7 @@ impl Metrics {
             agent_failed: counter_vec(&r, AGENT_FAILED),
             agent_dead_letters: counter_vec(&r, AGENT_DEAD_LETTERS),
             agent_handler_duration: histogram_vec(&r, AGENT_HANDLER_DURATION, FAST_BUCKETS),
+            recent_dead_letters: crate::overview::dead_letter_log(),
             refreshing: Mutex::new(()),
             registry: r,
         }
@@ -277,6 +280,24 @@ impl Metrics {
     pub(crate) fn read_counter(&self, topic: &str, partition: i32) -> IntCounter {
         self.records_read
             .with_label_values(&[topic, &partition.to_string()])
+    }
+
+    /// The totals the overview samples: records read and written, dead letters of the dataflow,
+    /// commits. Sums over the families' children: call it every few seconds, not per record.
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
+            records_read: sum(&self.records_read),
+            records_written: sum(&self.records_written),
+            dead_letters: sum(&self.dead_letters),
+            commits: self.commits.get(),
+        }
+    }
+
+    /// The last committed epoch (milliseconds since 1970 at its start), once there is one.
+    pub(crate) fn committed_epoch(&self) -> Option<u64> {
+        u64::try_from(self.committed_epoch.get())
+            .ok()
+            .filter(|&e| e > 0)
     }
 
     /// Records an HTTP answer.
@@ -376,6 +397,30 @@ impl Metrics {
             written,
         })
     }
+}
+
+/// Counter totals of a process (see [`Metrics::totals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Records read by the sources.
+    pub records_read: u64,
+    /// Records written by the committer.
+    pub records_written: u64,
+    /// Dead letters of the dataflow.
+    pub dead_letters: u64,
+    /// Commits completed.
+    pub commits: u64,
+}
+
+/// The sum of every child of a counter family.
+fn sum(family: &IntCounterVec) -> u64 {
+    use prometheus::core::Collector;
+    family
+        .collect()
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
 }
 
 /// Moves a counter up to `total` (a total kept elsewhere, read when scraped).
@@ -505,6 +550,31 @@ mod tests {
         assert!(text.contains("faustus_table_entries{table=\"t\"} 4"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn totals_sum_every_child() {
+        let m = Arc::new(Metrics::new());
+        assert_eq!(m.totals(), Totals::default());
+        assert_eq!(m.committed_epoch(), None);
+        m.read_counter("in", 0).inc_by(3);
+        m.read_counter("in", 1).inc_by(4);
+        m.read_counter("other", 0).inc();
+        m.dead_letters.with_label_values(&["decode"]).inc_by(2);
+        m.dead_letters.with_label_values(&["late"]).inc();
+        m.commit_observer(&["out".into(), "changes".into()])
+            .committed(1_000, Duration::from_millis(5), &[2, 5]);
+        let totals = m.totals();
+        assert_eq!(
+            totals,
+            Totals {
+                records_read: 8,
+                records_written: 7,
+                dead_letters: 3,
+                commits: 1,
+            }
+        );
+        assert_eq!(m.committed_epoch(), Some(1_000));
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! that `Page`, so a read cannot reach a page that is not proven yet. thirtyfour's
 //! `run_and_quit` closes the browser session even when a step fails.
 //!
+//! The overview page (`/`) draws its charts with its own script, from JSON it polls: its test
+//! waits (at most [`WAIT`]) until the script says it drew them with data, then reads the page,
+//! and keeps a screenshot at 1280×800 in `target/test-artifacts/overview.png`.
+//!
 //! `scripts/test` installs Debian's `chromium` and `chromium-driver`.
 
 mod common;
@@ -20,8 +24,9 @@ mod common;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -88,8 +93,8 @@ impl Chromedriver {
         driver
     }
 
-    /// A new headless Chromium session.
-    async fn session(&self) -> WebDriver {
+    /// A new headless Chromium session, its window `width`×`height`.
+    async fn session(&self, width: u32, height: u32) -> WebDriver {
         let mut capabilities = DesiredCapabilities::chrome();
         capabilities
             .set_binary(&self.chromium)
@@ -102,10 +107,13 @@ impl Chromedriver {
             // fails with EACCES) and Chromium exits; headless pages need neither.
             "--disable-gpu-sandbox",
             "--disable-dev-shm-usage",
-            "--window-size=1100,900",
+            "--hide-scrollbars",
         ] {
             capabilities.add_arg(arg).expect("a Chromium argument");
         }
+        capabilities
+            .add_arg(&format!("--window-size={width},{height}"))
+            .expect("a Chromium argument");
         WebDriver::builder(self.url.as_str(), capabilities)
             .request_timeout(Duration::from_secs(60))
             .await
@@ -203,6 +211,34 @@ struct Browser {
 }
 
 impl Browser {
+    /// Sizes the window so that the page's viewport is `width`×`height` (the window's own
+    /// frame takes some of the window size), and checks it is.
+    async fn viewport(&self, width: u32, height: u32) {
+        let inner = || async {
+            let size = self
+                .driver
+                .execute(
+                    "return [window.innerWidth, window.innerHeight, window.outerWidth, window.outerHeight];",
+                    Vec::new(),
+                )
+                .await
+                .expect("the window's size");
+            let size: Vec<u32> = serde_json::from_value(size.json().clone()).expect("four sizes");
+            size
+        };
+        let size = inner().await;
+        let (frame_w, frame_h) = (
+            size[2].saturating_sub(size[0]),
+            size[3].saturating_sub(size[1]),
+        );
+        self.driver
+            .set_window_rect(0, 0, width + frame_w, height + frame_h)
+            .await
+            .expect("sizing the window");
+        let size = inner().await;
+        assert_eq!((size[0], size[1]), (width, height), "the viewport");
+    }
+
     /// Opens `url`, and waits for the page `expect` describes.
     async fn open(&self, url: &str, expect: Expect) -> Page<'_> {
         self.driver
@@ -325,6 +361,43 @@ impl Page<'_> {
             .unwrap_or_else(|e| panic!("clicking `{css}` on {}: {e}", self.expect));
     }
 
+    /// The texts of every element matching a CSS selector, read in one script: a page that
+    /// redraws itself cannot replace an element between finding it and reading it.
+    async fn texts_now(&self, css: &str) -> Vec<String> {
+        let texts = self
+            .driver()
+            .execute(
+                "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.trim());",
+                vec![Value::String(css.to_string())],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("reading `{css}` on {}: {e}", self.expect));
+        serde_json::from_value(texts.json().clone()).expect("texts")
+    }
+
+    /// The text of the one element matching a CSS selector, read in one script.
+    async fn text_now(&self, css: &str) -> String {
+        let mut texts = self.texts_now(css).await;
+        assert_eq!(texts.len(), 1, "`{css}` matches {texts:?}");
+        texts.remove(0)
+    }
+
+    /// Waits (at most [`WAIT`]) until `script` returns `true` in the page; `what` says what it
+    /// waits for.
+    async fn wait_script(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let answer = self.driver().execute(script, Vec::new()).await;
+            match &answer {
+                Ok(ret) if ret.json() == &Value::Bool(true) => return,
+                _ if Instant::now() >= deadline => {
+                    panic!("waited {WAIT:?} for {what} on {}: {answer:?}", self.expect)
+                }
+                _ => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
     /// A screenshot, checked to be a PNG that is not empty, kept in `target/test-artifacts`.
     async fn screenshot(&self, name: &str) -> PathBuf {
         let bytes = self
@@ -370,7 +443,7 @@ fn a_person_can_browse_page_and_look_up_in_chromium() {
 /// pass or panic (and then panics on), so that no Chromium outlives the test.
 async fn browse(chromedriver: &Chromedriver, base: &str) {
     chromedriver
-        .session()
+        .session(1100, 900)
         .await
         .run_and_quit(|driver| async move {
             steps(&Browser { driver }, base).await;
@@ -459,5 +532,178 @@ async fn steps(browser: &Browser, base: &str) {
     page.click("#lookup-submit").await;
     browser
         .arrive(Expect::lookup("nobody", "#error", "no key `nobody`"))
+        .await;
+}
+
+#[test]
+fn the_overview_page_draws_live_charts_and_shows_tables_and_dead_letters() {
+    let chromedriver = Chromedriver::start();
+    let input = unique("overview-orders");
+    create_topic(&input, 2);
+    let amounts: Vec<(String, i64)> = (0..50)
+        .map(|i| (format!("account-{i:03}"), i as i64 + 1))
+        .collect();
+    let (running, base) = start_filled_totals_app(&input, &amounts);
+    // A program asking `/` gets an index that names the application.
+    let (status, index) = http_get(&format!("{base}/"));
+    assert_eq!(status, 200, "{index}");
+    let app = index["app"]
+        .as_str()
+        .expect("the index names the app")
+        .to_string();
+    assert_eq!(index["endpoints"]["overview"], "/api/overview/", "{index}");
+
+    // A value that is not a number does not decode: a dead letter, whose reason the page
+    // must show as the dead-letter topic has it.
+    produce(
+        &input,
+        &[(
+            Some(b"account-bad".to_vec()),
+            Some(b"not a number".to_vec()),
+        )],
+    );
+    let dead_letters = faustus::dead_letter::topic(&app);
+    let reason = wait_for("the dead letter", Duration::from_secs(120), || {
+        read_all(&dead_letters)
+            .into_iter()
+            .find_map(|r| r.headers.get(faustus::dead_letter::REASON).cloned())
+    });
+
+    // Input keeps flowing while the browser watches (the same keys: the table keeps 50).
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (stop, input) = (Arc::clone(&stop), input.clone());
+        std::thread::spawn(move || {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<(String, i64)> = (0..20)
+                    .map(|i| (format!("account-{:03}", (round * 20 + i) % 50), 1))
+                    .collect();
+                produce(&input, &amount_records(&batch));
+                round += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        chromedriver
+            .session(1280, 800)
+            .await
+            .run_and_quit(|driver| async move {
+                overview_steps(&Browser { driver }, &base, &app, &input, &reason).await;
+                Ok::<(), WebDriverError>(())
+            })
+            .await
+            .expect("closing the session");
+    });
+    drop(runtime);
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().expect("the feeder");
+    running.shutdown().expect("a clean stop");
+}
+
+/// What an operator sees on the overview page, at 1280×800.
+async fn overview_steps(browser: &Browser, base: &str, app: &str, input: &str, reason: &str) {
+    browser.viewport(1280, 800).await;
+    let page = browser
+        .open(
+            &format!("{base}/"),
+            Expect {
+                path: "/",
+                query: None,
+                css: "#app-id",
+                text: app.to_string(),
+            },
+        )
+        .await;
+    assert_eq!(page.text_now("#app-id").await, app);
+    // The charts are drawn from at least two rates (three samples, two seconds apart), and
+    // the input that flows shows as records read per second.
+    page.wait_script(
+        "the charts drawn with data and records read per second",
+        r##"const points = id => Number(document.getElementById(id).getAttribute("data-points"));
+           return points("chart-throughput") >= 2 && points("chart-lag") >= 2
+               && points("chart-events") >= 2
+               && document.querySelectorAll("#chart-throughput polyline").length === 2
+               && parseFloat(document.getElementById("tile-read").textContent) > 0;"##,
+    )
+    .await;
+    let read = page.text_now("#tile-read-total").await;
+    let total: u64 = read
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|e| panic!("the records read, `{read}`: {e}"));
+    assert!(total >= 51, "the app read the 51 records before: {read}");
+    assert_eq!(page.text_now("#app-state").await, "ready");
+    assert!(page
+        .text_now("#fact-guarantee")
+        .await
+        .contains("exactly-once"));
+
+    // The partitions: both of the input topic, each owned by a worker, with a known lag.
+    let partitions = page.texts_now("#partitions tbody tr").await;
+    assert_eq!(
+        partitions.len(),
+        2,
+        "the input's two partitions: {partitions:?}"
+    );
+    for row in &partitions {
+        assert!(row.starts_with(input), "{row}");
+    }
+
+    // The dead letter, newest first, with the reason the dead-letter topic has.
+    page.wait_script(
+        "the dead letter's row",
+        "return document.querySelectorAll('#dead-letters tbody tr').length >= 1;",
+    )
+    .await;
+    assert_eq!(
+        page.text_now("#dead-letters tbody tr:first-child td.reason")
+            .await,
+        reason
+    );
+    let from = page
+        .text("#dead-letters tbody tr:first-child td:nth-child(3)")
+        .await;
+    assert!(from.starts_with(input), "{from}");
+    assert_eq!(
+        page.text_now("#dead-letters tbody tr:first-child .badge")
+            .await,
+        "decode"
+    );
+
+    // The table, ready, with its entries.
+    assert_eq!(page.texts_now("#tables tbody tr").await.len(), 1);
+    assert_eq!(page.text_now("#tables a.table").await, "totals");
+    assert_eq!(
+        page.text_now("#tables tbody tr td:nth-child(2)").await,
+        "ready"
+    );
+    assert_eq!(
+        page.text_now("#tables tbody tr td:nth-child(3)").await,
+        "50"
+    );
+    // A screenshot worth keeping: charts with a few more samples.
+    page.wait_script(
+        "six rates in the throughput chart",
+        r#"return Number(document.getElementById("chart-throughput").getAttribute("data-points")) >= 6;"#,
+    )
+    .await;
+    let shot = page.screenshot("overview.png").await;
+    eprintln!("the overview: {}", shot.display());
+
+    // Its link opens the table's page.
+    page.click("#tables a.table").await;
+    browser
+        .arrive(Expect::table(1, "Page 1 · 50 entries"))
         .await;
 }

@@ -182,6 +182,7 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
             topic: Arc::from(dead_letter_topic),
             agent,
             counters: Arc::clone(&counters),
+            metrics: Arc::clone(&http.metrics),
         };
         let runner = Arc::new(Runner {
             body: body.clone(),
@@ -387,7 +388,9 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
         raw: (Option<Vec<u8>>, Option<Vec<u8>>),
         reason: String,
     ) {
-        let record = self.dead_letters.record(origin, raw, &reason);
+        let record = self
+            .dead_letters
+            .record(origin, raw, dead_letter::DECODE, &reason);
         let _ = self.completions.send(Completion {
             partition: assignment.partition,
             generation: assignment.generation,
@@ -470,7 +473,9 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
             match self.settings.on_failure {
                 OnFailure::DeadLetter => {
                     log::error!("{reason}; dead-lettering {}", job.event.idempotency_key());
-                    let record = self.dead_letters.record(origin, job.raw.clone(), &reason);
+                    let record =
+                        self.dead_letters
+                            .record(origin, job.raw.clone(), HANDLER, &reason);
                     job.slot.finish(Outcome::DeadLettered, vec![record]);
                 }
                 OnFailure::Stop => {
@@ -517,26 +522,37 @@ pub(crate) fn panic_payload_text(payload: &(dyn std::any::Any + Send)) -> String
         .unwrap_or_else(|| "a panic".into())
 }
 
-/// Where an agent's dead letters go, and their count.
+/// The kind of an agent's dead letter whose handler failed, as the overview shows it.
+const HANDLER: &str = "handler";
+
+/// Where an agent's dead letters go, their count, and the process's recent dead letters.
 #[derive(Clone)]
 struct DeadLetters {
     topic: Arc<str>,
     agent: Arc<str>,
     counters: Arc<Counters>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl DeadLetters {
-    /// The dead-letter record of an event (counted): its key and value unchanged, the reason,
-    /// origin and agent in headers.
+    /// The dead-letter record of an event (counted, and kept among the recent dead letters as
+    /// of `kind`): its key and value unchanged, the reason, origin and agent in headers.
     fn record(
         &self,
         origin: &Origin,
         (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
+        kind: &str,
         reason: &str,
     ) -> Outgoing {
         self.counters
             .dead_lettered
             .fetch_add(1, AtomicOrdering::Relaxed);
+        let mut recent = crate::overview::RecentDeadLetter::now(kind, reason);
+        recent.topic = Some(origin.topic.to_string());
+        recent.partition = Some(origin.partition);
+        recent.offset = Some(origin.offset);
+        recent.agent = Some(self.agent.to_string());
+        self.metrics.recent_dead_letters.push(recent);
         dead_letter_record(&self.topic, &self.agent, origin, (key, value), reason)
     }
 }

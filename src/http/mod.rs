@@ -11,6 +11,9 @@
 //!   is never forwarded again;
 //! - `GET /api/assignment/` lists, per process and worker, the input partitions read, the
 //!   worker's epoch and the lag per partition;
+//! - `GET /api/overview/` is the application at a glance: its processes, partitions and lag,
+//!   tables, agents, recent dead letters, and the series of the last minutes that the overview
+//!   page at `GET /` draws ([`crate::overview`]);
 //! - `GET /api/openapi.json` describes all of it (OpenAPI 3);
 //! - `GET /metrics` is this process's metrics in Prometheus' text format ([`crate::metrics`]).
 //!
@@ -23,8 +26,10 @@
 
 mod cluster;
 mod html;
+mod overview;
 
 pub(crate) use cluster::PeerTimeouts;
+pub(crate) use overview::sample;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,9 +43,9 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde_json::{json, Value};
 
-use crate::agent::AgentBoard;
+use crate::agent::{AgentBoard, AgentStatus};
 use crate::metrics::{Metrics, Scrape};
-use crate::runtime::assignment::Assignments;
+use crate::runtime::assignment::{Assignments, SourceState};
 use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{JsonEntry, Lookup, TableView, Tables};
 
@@ -81,6 +86,12 @@ pub(crate) struct HttpState {
     pub agents: Arc<AgentBoard>,
     /// The application's metrics.
     pub metrics: Arc<Metrics>,
+    /// The application's id.
+    pub app_id: Arc<str>,
+    /// The application's processing guarantee.
+    pub guarantee: crate::Guarantee,
+    /// What this process keeps for the overview page.
+    pub overview: Arc<overview::Overview>,
 }
 
 impl HttpState {
@@ -105,7 +116,17 @@ impl HttpState {
             peers: Arc::new(cluster::Peers::new(process, peers, PeerTimeouts::default())),
             agents: Arc::default(),
             metrics: Arc::new(Metrics::new()),
+            app_id: Arc::from(""),
+            guarantee: crate::Guarantee::ExactlyOnce,
+            overview: Arc::default(),
         }
+    }
+
+    /// The same state, for application `app_id` under `guarantee`.
+    pub(crate) fn of_app(mut self, app_id: &str, guarantee: crate::Guarantee) -> Self {
+        self.app_id = Arc::from(app_id);
+        self.guarantee = guarantee;
+        self
     }
 
     /// The same state, reaching the other processes with these timeouts.
@@ -221,6 +242,9 @@ fn with_retry_after(mut response: Response, seconds: Option<u64>) -> Response {
 /// Builds the router over this process's public tables.
 pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
+        .route("/", get(overview::index))
+        .route("/api/overview", get(overview::overview))
+        .route("/api/overview/", get(overview::overview))
         .route("/api/table", get(list_tables))
         .route("/api/table/", get(list_tables))
         .route("/api/table/{name}", get(list_entries))
@@ -243,6 +267,10 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/api/internal/tables", get(local_tables_handler))
         .route("/api/internal/assignment", get(local_assignment_handler))
         .route("/api/internal/agents", get(local_agents_handler))
+        .route(
+            "/api/internal/overview",
+            get(overview::local_overview_handler),
+        )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -277,18 +305,11 @@ async fn count_request(
 /// (lag, restore, tables, agents) are refreshed first; the lag asks Kafka for high watermarks
 /// on a blocking thread.
 async fn metrics(State(state): State<HttpState>) -> Response {
-    let first = state.process * state.workers;
-    let assignments = Arc::clone(&state.assignments);
-    let sources = tokio::task::spawn_blocking(move || {
-        let mut sources = Vec::new();
-        for worker in first..first + state.workers {
-            sources.extend(assignments.of_worker(worker));
-        }
-        assignments.add_lag(&mut sources);
-        sources
-    })
-    .await
-    .unwrap_or_default();
+    let sources = sources_with_lag(&state)
+        .await
+        .into_iter()
+        .flat_map(|(_, sources)| sources)
+        .collect();
     let scrape = Scrape {
         sources,
         restore: state.health.restore_report(),
@@ -721,38 +742,49 @@ async fn local_agents_handler(State(state): State<HttpState>) -> Json<Value> {
     Json(local_agents(&state))
 }
 
-/// This process's part of `/api/assignment/`, with the lag (Kafka is asked for high watermarks
-/// on a blocking thread, never by the dataflow).
-async fn local_assignment(state: &HttpState) -> Value {
+/// The sources of each worker of this process (by global worker index), with their lag: Kafka
+/// is asked for high watermarks on a blocking thread, never by the dataflow.
+async fn sources_with_lag(state: &HttpState) -> Vec<(usize, Vec<SourceState>)> {
     let first = state.process * state.workers;
     let assignments = Arc::clone(&state.assignments);
     let workers = first..first + state.workers;
-    let per_worker = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         workers
             .map(|worker| {
                 let mut sources = assignments.of_worker(worker);
                 assignments.add_lag(&mut sources);
-                json!({ "worker": worker, "sources": sources })
+                (worker, sources)
             })
-            .collect::<Vec<Value>>()
+            .collect()
     })
     .await
-    .unwrap_or_default();
-    // The agents read through consumer groups, beside the dataflow's sources.
-    let agents: Vec<Value> = state
-        .agents
-        .snapshot()
+    .unwrap_or_default()
+}
+
+/// Sources per worker as the API writes them: `[{"worker": .., "sources": [..]}, ..]`.
+fn workers_json(sources: Vec<(usize, Vec<SourceState>)>) -> Vec<Value> {
+    sources
         .into_iter()
-        .map(|a| {
-            let partitions: Vec<i32> = a.partitions.iter().map(|p| p.partition).collect();
-            json!({
-                "agent": a.settings.name,
-                "topic": a.settings.topic,
-                "partitions": partitions,
-                "state": a.state,
-            })
-        })
-        .collect();
+        .map(|(worker, sources)| json!({ "worker": worker, "sources": sources }))
+        .collect()
+}
+
+/// An agent as `/api/assignment/` lists it: its name, topic, partitions and state.
+fn agent_json(agent: &AgentStatus) -> Value {
+    let partitions: Vec<i32> = agent.partitions.iter().map(|p| p.partition).collect();
+    json!({
+        "agent": agent.settings.name,
+        "topic": agent.settings.topic,
+        "partitions": partitions,
+        "state": agent.state,
+    })
+}
+
+/// This process's part of `/api/assignment/`, with the lag.
+async fn local_assignment(state: &HttpState) -> Value {
+    let per_worker = workers_json(sources_with_lag(state).await);
+    // The agents read through consumer groups, beside the dataflow's sources.
+    let agents: Vec<Value> = state.agents.snapshot().iter().map(agent_json).collect();
     json!({ "process": state.process, "workers": per_worker, "agents": agents })
 }
 

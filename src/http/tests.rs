@@ -761,3 +761,92 @@ async fn metrics_count_requests_by_route_template_and_hold_table_sizes() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_overview_sums_the_series_and_merges_dead_letters_of_every_process() {
+    use crate::overview::{RecentDeadLetter, Sample};
+    let (states, _) = cluster(10).await;
+    // Process 1 is one second out of phase with process 0; both start at 10 s.
+    for (process, state) in states.iter().enumerate() {
+        let offset = process as u64 * 1000;
+        for i in 0..3u64 {
+            state.overview.history.push(Sample {
+                at_ms: 10_000 + i * 2000 + offset,
+                records_read: (i + 1) * 100 * (process as u64 + 1),
+                records_written: i,
+                lag: Some(5),
+                dead_letters: i,
+                commits: i,
+            });
+        }
+        let mut letter = RecentDeadLetter::now("decode", &format!("bad on {process}"));
+        letter.at_ms = 50_000 + offset;
+        state.metrics.recent_dead_letters.push(letter);
+    }
+    let (status, body) = get(&states[0], "/api/overview/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["app"]["state"], "ready", "{body}");
+    assert_eq!(body["app"]["processes"], 2);
+    let read: Vec<u64> = body["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["records_read"].as_u64().unwrap())
+        .collect();
+    assert_eq!(read, vec![300, 600, 900], "{body}");
+    assert_eq!(body["series"][0]["lag"], 10);
+    // Newest first, each with its process; the series is summed, not repeated per process.
+    let letters = body["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0]["reason"], "bad on 1");
+    assert_eq!(letters[0]["process"], 1);
+    assert_eq!(letters[1]["reason"], "bad on 0");
+    assert_eq!(body["processes"].as_array().unwrap().len(), 2);
+    assert!(body["processes"][1].get("series").is_none(), "{body}");
+    assert_eq!(
+        body["tables"]["prices"],
+        json!({"state": "ready", "entries": 10})
+    );
+
+    // A program asking `/` gets the index; a browser, the page, which loads nothing from
+    // elsewhere.
+    let (status, index) = get(&states[0], "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(index["endpoints"]["overview"], "/api/overview/");
+    let page = request(
+        &states[0],
+        Request::get("/")
+            .header("accept", "text/html")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page.0, StatusCode::OK);
+    assert!(page.1.contains("id=\"chart-throughput\""));
+    for external in ["http://", "https://", "src=", "@import", "url("] {
+        let used = page
+            .1
+            .lines()
+            .filter(|l| l.contains(external) && !l.contains("www.w3.org/2000/svg"))
+            .collect::<Vec<_>>();
+        assert!(used.is_empty(), "the page uses `{external}`: {used:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_sample_counts_what_the_process_did() {
+    let state = &states(1, Vec::new())[0];
+    state.metrics.read_counter("in", 0).inc_by(7);
+    state
+        .metrics
+        .dead_letters
+        .with_label_values(&["decode"])
+        .inc();
+    super::overview::sample_once(state).await;
+    let samples = state.overview.history.oldest_first();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0].records_read, 7);
+    assert_eq!(samples[0].dead_letters, 1);
+    assert_eq!(samples[0].lag, None, "no sources, no lag");
+    assert!(samples[0].at_ms > 0);
+}

@@ -169,6 +169,9 @@ pub(crate) fn commit_sink(
                 ))
             });
             batch.records = records.into_iter().map(|(_, r)| r).collect();
+            if dead.any() {
+                remember_dead_letters(&batch.records, &startup.metrics);
+            }
             dead.flush(&startup.metrics);
             let committer = committer.borrow();
             match committer.as_ref() {
@@ -215,6 +218,11 @@ impl DeadLetterCounts {
         *self.0.entry(kind).or_default() += 1;
     }
 
+    /// True when the epoch has dead letters.
+    fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+
     /// Adds the counts to `faustus_dead_letters_total`.
     fn flush(self, metrics: &crate::metrics::Metrics) {
         for (kind, n) in self.0 {
@@ -222,4 +230,18 @@ impl DeadLetterCounts {
             metrics.dead_letters.with_label_values(&[&kind]).inc_by(n);
         }
     }
+}
+
+/// Keeps the last dead letters of an epoch's `records` among the process's recent ones (for the
+/// overview): one pass from the end that stops after as many as are kept, and one lock.
+fn remember_dead_letters(records: &[OutRecord], metrics: &crate::metrics::Metrics) {
+    let mut last: Vec<crate::overview::RecentDeadLetter> = records
+        .iter()
+        .rev()
+        .filter(|r| r.topic == crate::dead_letter::TOPIC_INDEX)
+        .take(crate::overview::RECENT_DEAD_LETTERS)
+        .map(|r| crate::overview::RecentDeadLetter::from_headers(&r.headers))
+        .collect();
+    last.reverse();
+    metrics.recent_dead_letters.extend(last);
 }

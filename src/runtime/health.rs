@@ -177,6 +177,23 @@ impl Health {
         }
     }
 
+    /// How long the process has been up.
+    pub(crate) fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Where the process is, in one word: `starting`, `restoring`, `ready`, `stopping` or
+    /// `failed` (given its public `tables`, as [`Health::process_state`]).
+    pub(crate) fn phase(&self, tables: &BTreeMap<String, TableState>) -> &'static str {
+        if self.fatal().is_some() {
+            "failed"
+        } else if self.stopping() {
+            "stopping"
+        } else {
+            self.process_state(tables).name()
+        }
+    }
+
     /// True when the process serves: every table restored, running, not failed.
     pub(crate) fn is_ready(&self, tables: &BTreeMap<String, TableState>) -> bool {
         self.fatal().is_none() && !self.stopping() && self.process_state(tables).is_ready()
