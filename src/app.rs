@@ -343,7 +343,7 @@ impl App {
             kafka.config.clone(),
             partitions,
             progress,
-            Arc::clone(&assignments),
+            assignments,
             &health,
             metrics,
         );
@@ -370,8 +370,6 @@ impl App {
             config.partition_check_interval,
             Arc::clone(&health),
         )?;
-        crate::runtime::catch_up::watch(Arc::clone(&assignments), Arc::clone(&health))
-            .map_err(|e| Error::Runtime(format!("starting the catch-up watch: {e}")))?;
 
         Ok(Running {
             health,

@@ -37,6 +37,8 @@ pub(crate) struct Overview {
     pub history: crate::overview::History,
     /// The sources of each worker of this process, with their lag, at the last sample.
     pub sources: std::sync::Mutex<Vec<(usize, Vec<SourceState>)>>,
+    /// Whether the process is catching up on a backlog (logged from the samples' lag).
+    pub catch_up: std::sync::Mutex<crate::runtime::catch_up::CatchUp>,
 }
 
 impl Default for Overview {
@@ -44,6 +46,7 @@ impl Default for Overview {
         Overview {
             history: crate::overview::history(),
             sources: std::sync::Mutex::default(),
+            catch_up: std::sync::Mutex::default(),
         }
     }
 }
@@ -69,6 +72,23 @@ pub(crate) async fn sample_once(state: &HttpState) {
         .flat_map(|s| &s.partitions)
         .filter_map(|p| p.lag)
         .collect();
+    // Catch-up is judged once the tables are restored (the sources have not started before),
+    // and only on a look that knows every partition's lag.
+    let partitions = sources
+        .iter()
+        .flat_map(|(_, s)| s)
+        .map(|s| s.partitions.len());
+    if state.health.restore_report().complete && lags.len() == partitions.sum::<usize>() {
+        let lag = lags.iter().map(|&l| l.max(0) as u64).sum();
+        let mut catch_up = state
+            .overview
+            .catch_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(line) = catch_up.observe(std::time::Instant::now(), lag) {
+            log::info!("{line}");
+        }
+    }
     let totals = state.metrics.totals();
     let agent_dead_letters: u64 = state
         .agents

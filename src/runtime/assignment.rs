@@ -86,16 +86,6 @@ impl Assignments {
             .insert((worker, topic.to_string()), state);
     }
 
-    /// The sources of every worker of this process, without lag.
-    pub(crate) fn all(&self) -> Vec<SourceState> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
     /// The sources of global worker `worker`, by topic, without lag.
     pub(crate) fn of_worker(&self, worker: usize) -> Vec<SourceState> {
         self.map

@@ -2,17 +2,13 @@
 //! far behind it is, how fast the backlog shrinks and when it will be through, every few
 //! seconds, then that it caught up.
 //!
-//! A thread looks at the lag of this process's input partitions (the same positions and high
-//! watermarks `/api/assignment/` shows) every [`LOOK_EVERY`], once the tables are restored. The
-//! sources never wait on it.
+//! The overview's sampler, which already looks at the lag of this process's input partitions
+//! every few seconds (the positions and high watermarks `/api/assignment/` shows), hands each
+//! look to [`CatchUp::observe`] once the tables are restored. The sources never wait on it.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::assignment::Assignments;
-use super::health::Health;
-
-/// How often the lag is looked at, and at most how often a line is logged.
+/// At most how often a progress line is logged.
 pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(5);
 
 /// A backlog of at least this many records is a catch-up worth reporting.
@@ -27,12 +23,22 @@ pub(crate) const CAUGHT_UP: u64 = BEHIND / 10;
 pub(crate) struct CatchUp {
     /// While catching up: when it began, and the backlog then.
     since: Option<(Instant, u64)>,
+    /// When the last line was logged.
+    logged: Option<Instant>,
 }
 
 impl CatchUp {
     /// Takes the lag seen at `now` (records not yet read, over every input partition of the
     /// process); the line to log, if any.
     pub(crate) fn observe(&mut self, now: Instant, lag: u64) -> Option<String> {
+        let line = self.line(now, lag)?;
+        self.logged = Some(now);
+        Some(line)
+    }
+
+    /// The line for a look at `now` that finds `lag`: the start and the end of a catch-up, and
+    /// progress at most every [`LOOK_EVERY`].
+    fn line(&mut self, now: Instant, lag: u64) -> Option<String> {
         match self.since {
             None if lag >= BEHIND => {
                 self.since = Some((now, lag));
@@ -48,6 +54,13 @@ impl CatchUp {
                 Some(format!(
                     "caught up: {first} records of backlog in {seconds:.0} s ({lag} behind now)"
                 ))
+            }
+            Some(_)
+                if self
+                    .logged
+                    .is_some_and(|t| now.duration_since(t) < LOOK_EVERY) =>
+            {
+                None
             }
             Some((started, first)) => {
                 let elapsed = now.duration_since(started).as_secs_f64().max(0.001);
@@ -65,45 +78,6 @@ impl CatchUp {
             }
         }
     }
-}
-
-/// Starts the thread that logs catch-up progress for this process's sources; it ends when the
-/// application stops.
-pub(crate) fn watch(assignments: Arc<Assignments>, health: Arc<Health>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("faustus-catch-up".into())
-        .spawn(move || {
-            let mut catch_up = CatchUp::default();
-            let step = Duration::from_millis(100);
-            loop {
-                let due = Instant::now() + LOOK_EVERY;
-                while Instant::now() < due {
-                    if health.stopping() {
-                        return;
-                    }
-                    std::thread::sleep(step);
-                }
-                // While tables restore, the sources have not started: their lag means nothing yet.
-                if !health.restore_report().complete {
-                    continue;
-                }
-                let mut sources = assignments.all();
-                if sources.is_empty() {
-                    continue;
-                }
-                assignments.add_lag(&mut sources);
-                let lag: Option<u64> = sources
-                    .iter()
-                    .flat_map(|s| &s.partitions)
-                    .map(|p| p.lag.map(|l| l.max(0) as u64))
-                    .sum();
-                // A partition whose end Kafka did not tell in time: skip this look.
-                if let Some(line) = lag.and_then(|lag| catch_up.observe(Instant::now(), lag)) {
-                    log::info!("{line}");
-                }
-            }
-        })
-        .map(drop)
 }
 
 #[cfg(test)]
@@ -134,5 +108,11 @@ mod tests {
         );
         assert_eq!(c.observe(at(30), 5_000), None, "below the threshold again");
         assert!(c.observe(at(35), 20_000).is_some(), "a new catch-up");
+        assert_eq!(
+            c.observe(at(37), 19_000),
+            None,
+            "progress at most every 5 s"
+        );
+        assert!(c.observe(at(40), 18_000).is_some());
     }
 }
