@@ -120,7 +120,12 @@ fn a_backlog_is_logged_with_its_progress_until_it_is_caught_up() {
         })
         .collect();
     let holder = hold_transaction(&input, &records);
-    let mut worker = Process::quickstart(&quickstart_flags(&app, &input, &output, &[]));
+    let mut flags = quickstart_flags(&app, &input, &output, &[]);
+    // HTTP on, for the overview's view of the same catch-up.
+    let http = flags.iter().position(|f| f == "off").expect("--http off");
+    let base = format!("http://127.0.0.1:{}", free_port());
+    flags[http] = base.trim_start_matches("http://").to_string();
+    let mut worker = Process::quickstart(&flags);
     let behind = wait_for("a catch-up line", DEADLINE, || {
         let log = worker.log_text();
         log.lines()
@@ -131,6 +136,16 @@ fn a_backlog_is_logged_with_its_progress_until_it_is_caught_up() {
         behind.contains(&format!("catching up: {held} input records behind")),
         "the held records are the backlog: {behind}"
     );
+    // The overview shows the catch-up too, with the same backlog.
+    let overview = format!("{base}/api/overview/");
+    let shown = wait_for("the catch-up on the overview", DEADLINE, || {
+        let (status, body) = http_get(&overview);
+        (status == 200 && !body["processes"][0]["catch_up"].is_null())
+            .then(|| body["processes"][0]["catch_up"].clone())
+    });
+    assert_eq!(shown["backlog"], held, "{shown}");
+    assert_eq!(shown["behind"], held, "nothing can be read yet: {shown}");
+    assert_eq!(shown["percent"], 0, "{shown}");
     use rdkafka::producer::Producer;
     holder
         .commit_transaction(Duration::from_secs(30))
@@ -144,6 +159,12 @@ fn a_backlog_is_logged_with_its_progress_until_it_is_caught_up() {
     assert!(
         caught_up.contains(&format!("caught up: {held} records of backlog in")),
         "{caught_up}"
+    );
+    let (status, body) = http_get(&overview);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["processes"][0]["catch_up"].is_null(),
+        "caught up, the overview shows no catch-up: {body}"
     );
     assert!(worker.terminate().success());
 }

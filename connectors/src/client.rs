@@ -38,6 +38,14 @@ impl fmt::Debug for KafkaConfig {
     }
 }
 
+/// faustus' defaults for every client: look up the metadata of the topics in use every 10 s
+/// instead of librdkafka's 5 minutes. After a broker dies, librdkafka can take a partition's new
+/// leader from a response hint naming a broker it does not know yet ("new leader ... not found in
+/// cache") and then neither fetch nor produce for that partition until its next full metadata
+/// refresh; the shorter interval bounds that stall to seconds. It costs one small request per
+/// client every 10 s.
+const CLIENT_DEFAULTS: &[(&str, &str)] = &[("topic.metadata.refresh.interval.ms", "10000")];
+
 /// faustus' defaults for the consumers that read partitions it assigns (sources, restore,
 /// progress): keep fetching while the local queue drains.
 const READER_DEFAULTS: &[(&str, &str)] = &[
@@ -78,7 +86,7 @@ impl KafkaConfig {
     fn layered(&self, defaults: &[(&str, &str)], role: Role) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("client.id", "faustus");
-        for (k, v) in defaults {
+        for (k, v) in CLIENT_DEFAULTS.iter().chain(defaults) {
             config.set(*k, *v);
         }
         self.properties.apply(&mut config, role);
@@ -122,6 +130,18 @@ impl KafkaConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_client_refreshes_its_metadata_often_unless_told_otherwise() {
+        let config = KafkaConfig::new("127.0.0.1:9092");
+        let refresh = "topic.metadata.refresh.interval.ms";
+        for client in [config.client(), config.consumer(), config.producer()] {
+            assert_eq!(client.get(refresh), Some("10000"));
+        }
+        let mut config = KafkaConfig::new("127.0.0.1:9092");
+        config.properties.set(refresh, "60000");
+        assert_eq!(config.producer().get(refresh), Some("60000"));
+    }
 
     #[test]
     fn producer_settings_override_the_defaults_and_stay_out_of_consumers() {

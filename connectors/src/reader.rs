@@ -174,6 +174,37 @@ impl PartitionReader {
     }
 }
 
+/// How long [`read_to_end_counted`] waits without a record, or a partition reaching its end,
+/// before it goes on reading with a new client.
+const END_STALL: Duration = Duration::from_secs(15);
+
+/// A `read_committed` consumer of the partitions in `ends`, each from the offset in `next` (the
+/// beginning where it has none).
+fn end_consumer(
+    config: &KafkaConfig,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+    next: &BTreeMap<i32, i64>,
+) -> Result<BaseConsumer<QuietContext>> {
+    let consumer: BaseConsumer<QuietContext> = config
+        .consumer()
+        .create_with_context(QuietContext)
+        .context(|| format!("creating a consumer for `{topic}`"))?;
+    let mut assignment = TopicPartitionList::new();
+    for &p in ends.keys() {
+        let from = next
+            .get(&p)
+            .map_or(Offset::Beginning, |&o| Offset::Offset(o));
+        assignment
+            .add_partition_offset(topic, p, from)
+            .context(|| format!("assigning `{topic}`/{p}"))?;
+    }
+    consumer
+        .assign(&assignment)
+        .context(|| format!("assigning partitions of `{topic}`"))?;
+    Ok(consumer)
+}
+
 /// The first wait before [`watermarks`] asks again for a partition without a leader; it doubles
 /// up to [`WATERMARK_BACKOFF_MAX`]. A leader is usually elected within tens of milliseconds of a
 /// topic's creation, and within seconds of a broker's restart.
@@ -285,32 +316,25 @@ pub fn read_to_end_counted(
         span(0);
         return Ok(0);
     }
-    let consumer: BaseConsumer<QuietContext> = config
-        .consumer()
-        .create_with_context(QuietContext)
-        .context(|| format!("creating a consumer for `{topic}`"))?;
     let mut reader = ends_reader(config, topic)?;
     let mut ends = BTreeMap::new();
-    let mut assignment = TopicPartitionList::new();
     let mut offsets = 0u64;
     for &p in partitions {
         let (low, high) = watermarks(config, &mut reader, topic, p, deadline)?;
         if high > low {
             offsets += (high - low) as u64;
             ends.insert(p, high);
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .context(|| format!("assigning `{topic}`/{p}"))?;
         }
     }
     span(offsets);
     if ends.is_empty() {
         return Ok(0);
     }
-    consumer
-        .assign(&assignment)
-        .context(|| format!("assigning partitions of `{topic}`"))?;
+    // The offset after the last record read, per partition.
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut consumer = end_consumer(config, topic, &ends, &next)?;
     let started = Instant::now();
+    let mut moved = Instant::now();
     let mut read = 0u64;
     while !ends.is_empty() {
         if started.elapsed() > deadline {
@@ -319,8 +343,20 @@ pub fn read_to_end_counted(
                 ends.keys().collect::<Vec<_>>()
             )));
         }
+        if moved.elapsed() >= END_STALL {
+            // Nothing for a while: an open transaction holds the reader back, or librdkafka
+            // lost track of a partition's leader after a broker died (see `watermarks`). A new
+            // client, from where this one got to, looks the leaders up afresh.
+            log::debug!(
+                "reading `{topic}` to its end: nothing for {END_STALL:?}; reading on with a new client"
+            );
+            consumer = end_consumer(config, topic, &ends, &next)?;
+            moved = Instant::now();
+        }
         match consumer.poll(END_POLL) {
             Some(Ok(message)) => {
+                moved = Instant::now();
+                next.insert(message.partition(), message.offset() + 1);
                 f(raw_record(topic, &message));
                 read += 1;
                 if message.offset() + 1
@@ -341,6 +377,7 @@ pub fn read_to_end_counted(
                             .is_some_and(|&end| position >= end)
                         {
                             ends.remove(&element.partition());
+                            moved = Instant::now();
                         }
                     }
                 }

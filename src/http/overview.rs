@@ -26,6 +26,7 @@ use super::{
 };
 use crate::overview::{sum_series, RecentDeadLetter, Sample, RECENT_DEAD_LETTERS, SAMPLE_EVERY};
 use crate::runtime::assignment::SourceState;
+use crate::runtime::health::TableState;
 
 /// The page: markup, style and script in one document, with no external assets.
 const PAGE: &str = include_str!("overview.html");
@@ -251,15 +252,47 @@ fn local_overview(state: &HttpState) -> Value {
         })
         .collect();
     let dead_letters: Vec<RecentDeadLetter> = state.metrics.recent_dead_letters.newest_first();
+    let catch_up = state
+        .overview
+        .catch_up
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .status();
     json!({
         "process": state.process,
         "state": state.health.phase(&local_tables(state)),
+        "restore": restore_progress(&state.health.state(None, None)),
+        "catch_up": catch_up,
         "uptime_s": round(state.health.uptime()),
         "committed_epoch": state.metrics.committed_epoch(),
         "workers": workers_json(sources),
         "agents": agents,
         "dead_letters": dead_letters,
         "series": state.overview.history.oldest_first(),
+    })
+}
+
+/// A process's restore as the overview shows it: records read of those expected, percent, rate
+/// and seconds left; `null` once restored (or before the restore begins).
+fn restore_progress(process: &TableState) -> Value {
+    let TableState::Restoring(p) = process else {
+        return Value::Null;
+    };
+    let rate = p.records as f64 / p.seconds.max(0.001);
+    let (percent, seconds_left) = match p.expected_records {
+        Some(expected) if expected > 0 => (
+            Some((p.records.min(expected) * 100 / expected).min(100)),
+            (p.records > 0).then(|| (expected.saturating_sub(p.records) as f64 / rate).round()),
+        ),
+        _ => (None, None),
+    };
+    json!({
+        "records": p.records,
+        "expected_records": p.expected_records,
+        "percent": percent,
+        "rate": rate.round(),
+        "seconds_left": seconds_left,
+        "seconds": round(Duration::from_secs_f64(p.seconds.max(0.0))),
     })
 }
 
@@ -284,5 +317,32 @@ mod tests {
         assert_eq!(least_ready(&["ready", "unavailable"]), "unavailable");
         assert_eq!(least_ready(&["failed", "unavailable"]), "failed");
         assert_eq!(least_ready(&[]), "starting");
+    }
+
+    #[test]
+    fn a_restore_shows_its_percent_rate_and_time_left_and_nothing_once_done() {
+        use crate::runtime::health::RestoreProgress;
+        let restoring = |records, expected_records| {
+            TableState::Restoring(RestoreProgress {
+                records,
+                expected_records,
+                seconds: 2.0,
+            })
+        };
+        let p = restore_progress(&restoring(100_000, Some(500_000)));
+        assert_eq!(p["percent"], 20);
+        assert_eq!(p["rate"], 50_000.0);
+        assert_eq!(p["seconds_left"], 8.0);
+        let unknown = restore_progress(&restoring(10, None));
+        assert_eq!(
+            (
+                unknown["percent"].is_null(),
+                unknown["seconds_left"].is_null()
+            ),
+            (true, true)
+        );
+        // Compaction can leave fewer records than offsets; never more than 100 %.
+        assert_eq!(restore_progress(&restoring(12, Some(10)))["percent"], 100);
+        assert!(restore_progress(&TableState::Ready).is_null());
     }
 }

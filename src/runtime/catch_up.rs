@@ -4,9 +4,12 @@
 //!
 //! The overview's sampler, which already looks at the lag of this process's input partitions
 //! every few seconds (the positions and high watermarks `/api/assignment/` shows), hands each
-//! look to [`CatchUp::observe`] once the tables are restored. The sources never wait on it.
+//! look to [`CatchUp::observe`] once the tables are restored. The sources never wait on it. The
+//! overview page shows the same progress ([`CatchUp::status`]).
 
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 /// At most how often a progress line is logged.
 pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(5);
@@ -25,15 +28,52 @@ pub(crate) struct CatchUp {
     since: Option<(Instant, u64)>,
     /// When the last line was logged.
     logged: Option<Instant>,
+    /// The last look: when, and the lag it found.
+    last: Option<(Instant, u64)>,
+}
+
+/// A catch-up in progress, as the overview shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct CatchUpStatus {
+    /// Input records not yet read, at the last look.
+    pub behind: u64,
+    /// The backlog when the catch-up began.
+    pub backlog: u64,
+    /// How much of that backlog is done, in percent (0 while the backlog grows).
+    pub percent: u64,
+    /// How fast the backlog shrinks, net of new arrivals, in records per second.
+    pub rate: f64,
+    /// Seconds left at that rate; `None` while the backlog does not shrink.
+    pub seconds_left: Option<f64>,
+    /// Seconds since the catch-up began.
+    pub seconds: f64,
 }
 
 impl CatchUp {
     /// Takes the lag seen at `now` (records not yet read, over every input partition of the
     /// process); the line to log, if any.
     pub(crate) fn observe(&mut self, now: Instant, lag: u64) -> Option<String> {
+        self.last = Some((now, lag));
         let line = self.line(now, lag)?;
         self.logged = Some(now);
         Some(line)
+    }
+
+    /// The catch-up in progress at the last look, if there is one.
+    pub(crate) fn status(&self) -> Option<CatchUpStatus> {
+        let (started, backlog) = self.since?;
+        let (now, behind) = self.last?;
+        let seconds = now.duration_since(started).as_secs_f64();
+        let rate = (backlog as f64 - behind as f64) / seconds.max(0.001);
+        let done = backlog.saturating_sub(behind);
+        Some(CatchUpStatus {
+            behind,
+            backlog,
+            percent: (done * 100).checked_div(backlog).unwrap_or(0),
+            rate: rate.max(0.0).round(),
+            seconds_left: (rate >= 1.0).then(|| (behind as f64 / rate).round()),
+            seconds: seconds.round(),
+        })
     }
 
     /// The line for a look at `now` that finds `lag`: the start and the end of a catch-up, and
@@ -114,5 +154,36 @@ mod tests {
             "progress at most every 5 s"
         );
         assert!(c.observe(at(40), 18_000).is_some());
+    }
+
+    #[test]
+    fn the_status_of_a_catch_up_gives_its_progress_and_none_outside_one() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut c = CatchUp::default();
+        assert_eq!(c.status(), None, "no look yet");
+        c.observe(at(0), 500);
+        assert_eq!(c.status(), None, "a small lag is no catch-up");
+        c.observe(at(5), 100_000);
+        c.observe(at(15), 60_000);
+        assert_eq!(
+            c.status(),
+            Some(CatchUpStatus {
+                behind: 60_000,
+                backlog: 100_000,
+                percent: 40,
+                rate: 4000.0,
+                seconds_left: Some(15.0),
+                seconds: 10.0,
+            })
+        );
+        c.observe(at(20), 120_000);
+        let growing = c.status().expect("still catching up");
+        assert_eq!(
+            (growing.percent, growing.rate, growing.seconds_left),
+            (0, 0.0, None)
+        );
+        c.observe(at(25), 10);
+        assert_eq!(c.status(), None, "caught up");
     }
 }
