@@ -320,8 +320,12 @@ impl Metrics {
                 self.input_position
                     .with_label_values(&labels)
                     .set(p.position);
-                if let Some(lag) = p.lag {
-                    self.consumer_lag.with_label_values(&labels).set(lag);
+                match p.lag {
+                    Some(lag) => self.consumer_lag.with_label_values(&labels).set(lag),
+                    // Not known now (Kafka did not answer): no series rather than a stale one.
+                    None => {
+                        let _ = self.consumer_lag.remove_label_values(&labels);
+                    }
                 }
             }
         }
@@ -550,6 +554,39 @@ mod tests {
         assert!(text.contains("faustus_table_entries{table=\"t\"} 4"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn a_lag_kafka_did_not_tell_leaves_no_series_rather_than_a_stale_one() {
+        let m = Metrics::new();
+        let scrape = |lag: Option<i64>| Scrape {
+            sources: vec![SourceState {
+                topic: "in".into(),
+                epoch: None,
+                partitions: vec![crate::runtime::assignment::PartitionState {
+                    partition: 0,
+                    position: 3,
+                    high_watermark: lag.map(|l| 3 + l),
+                    lag,
+                }],
+            }],
+            restore: RestoreReport::default(),
+            tables: vec![],
+            agents: vec![],
+        };
+        let text = |m: &Metrics| String::from_utf8(m.encode().1).unwrap();
+        m.refresh(scrape(Some(7)));
+        assert!(text(&m).contains("faustus_consumer_lag_records{partition=\"0\",topic=\"in\"} 7"));
+        m.refresh(scrape(None));
+        assert!(
+            !text(&m).contains("faustus_consumer_lag_records{"),
+            "{}",
+            text(&m)
+        );
+        assert!(
+            text(&m).contains("faustus_input_position"),
+            "the position is still known"
+        );
     }
 
     #[test]
