@@ -543,7 +543,7 @@ fn serve_and_connect(
     }
     let http = start_http(&runtime, config, &http_state)?;
     // The overview's history starts with the process (the lag, once Kafka is reached).
-    runtime.spawn(crate::http::sample(http_state.clone()));
+    runtime.spawn(crate::http::sample(http_state.clone(), http.is_some()));
     let kafka = connect_kafka(config)?;
     assignments.set_kafka(kafka.config.clone());
     Ok(Serving {

@@ -53,9 +53,15 @@ impl Default for Overview {
 }
 
 /// Samples this process's counters every [`SAMPLE_EVERY`] until the application stops (a
-/// task on the application's runtime).
-pub(crate) async fn sample(state: HttpState) {
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+/// task on the application's runtime). Without an HTTP server nobody sees the samples, and only
+/// the catch-up's log lines need the lag: then it looks every
+/// [`LOOK_EVERY`](crate::runtime::catch_up::LOOK_EVERY) instead.
+pub(crate) async fn sample(state: HttpState, serving: bool) {
+    let every = match serving {
+        true => SAMPLE_EVERY,
+        false => crate::runtime::catch_up::LOOK_EVERY,
+    };
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !state.health.stopping() {
         tick.tick().await;
