@@ -535,6 +535,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sensors_are_on_unless_turned_off() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            app: AppArgs,
+        }
+        let sensors = |argv: &[&str]| {
+            let cli = <Cli as clap::Parser>::try_parse_from(argv).expect("flags parse");
+            AppConfig::new("x").with_args(&cli.app).unwrap().sensors
+        };
+        assert!(sensors(&["app"]));
+        assert!(!sensors(&["app", "--sensors", "off"]));
+        assert!(sensors(&["app", "--sensors", "on"]));
+    }
+
+    #[test]
     fn bad_flags_say_what_to_fix() {
         let args = AppArgs {
             process_id: Some(2),

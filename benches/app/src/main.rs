@@ -89,7 +89,8 @@ struct Cli {
     fill_keys: Option<u64>,
     /// The sensors (hop latency, records per operator, end-to-end latency): `on` (faustus'
     /// default) or `off`, to measure what they cost.
-    #[arg(long, default_value = "on", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, default_value = "on", action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new())]
     sensors: bool,
 }
 
