@@ -475,8 +475,12 @@ pub(crate) struct HopSensor {
 }
 
 impl HopSensor {
-    /// Observes the time from `millis` (since 1970) to now; a time in the future counts as 0.
+    /// Observes the time from `millis` (since 1970) to now; a time in the future counts as 0,
+    /// and none (0 or less: a record without a timestamp) is not observed.
     pub(crate) fn observe_since(&self, millis: i64) {
+        if millis <= 0 {
+            return;
+        }
         let late = now_millis().saturating_sub(millis).max(0);
         self.latency.observe(late as f64 / 1000.0);
     }
@@ -680,6 +684,12 @@ mod tests {
             "the restore epoch has no latency"
         );
         arrival(1_001, 1);
+        assert_eq!(latency.get_sample_count(), 1);
+        // A record without a timestamp has no latency.
+        let agent = m.hop_sensor("agent", "a").unwrap();
+        agent.observe_since(0);
+        agent.observe_since(now_millis() - 5);
+        let latency = m.hop_latency.with_label_values(&["agent", "a"]);
         assert_eq!(latency.get_sample_count(), 1);
         m.set_sensors(false);
         assert!(m.dataflow_sensors(0).is_none());

@@ -195,7 +195,7 @@ where
                 let mut oldest = i64::MAX;
                 let polled = reader.poll(BATCH, Duration::ZERO, |record| {
                     bytes += record_bytes(&record);
-                    if let Some(t) = record.timestamp {
+                    if let Some(t) = record.timestamp.filter(|t| *t >= 0) {
                         oldest = oldest.min(t);
                     }
                     read.count(record.partition);
