@@ -14,8 +14,9 @@ use faustus_connectors::{
     connect, ensure_topics, read_progress, CommitStats, Committer, CommitterConfig, ConnectorError,
     EmbeddedBroker, KafkaConfig, Progress, TopicSpec,
 };
-use timely::dataflow::operators::{Concatenate, Exchange as _, Probe as _};
-use timely::dataflow::ProbeHandle;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Concatenate, Operator as _, Probe as _};
+use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::worker::Worker;
 
 use crate::agent::{start_agents, Agent, AgentEnv, AgentSpec, AgentStatus, AgentsHandle};
@@ -262,6 +263,13 @@ impl App {
         self
     }
 
+    /// Turns the sensors on or off (`--sensors`; on by default): hop latency, records per
+    /// operator and end-to-end latency in `/metrics`.
+    pub fn sensors(mut self, on: bool) -> Self {
+        self.config.sensors = on;
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &AppConfig {
         &self.config
@@ -330,6 +338,7 @@ impl App {
             .map(|t| (t.clone(), partitions.get(t).copied().unwrap_or(0)))
             .collect();
         let metrics = Arc::clone(&http_state.metrics);
+        let written = planned.out_topics.iter().cloned().collect();
         let (committer, progress) = recover(
             &config,
             &kafka.config,
@@ -347,6 +356,7 @@ impl App {
             &health,
             metrics,
         );
+        let startup = Arc::new(Startup { written, ..startup });
         let kafka_config = kafka.config;
         let agents = launch_agents(
             agents,
@@ -653,6 +663,7 @@ fn http_state(
         config.workers,
         peers,
     );
+    state.metrics.set_sensors(config.sensors);
     Ok(state
         .with_peer_timeouts(PeerTimeouts {
             connect: config.http_peer_connect_timeout,
@@ -889,7 +900,8 @@ fn recover(
 }
 
 /// What every worker learns before the dataflow runs: where to resume (after the epoch of
-/// `progress`), the topics' partition counts, how to reach Kafka.
+/// `progress`), the topics' partition counts, how to reach Kafka (the topics the dataflow
+/// writes are the caller's to fill in).
 fn startup(
     config: &AppConfig,
     kafka: KafkaConfig,
@@ -898,7 +910,7 @@ fn startup(
     assignments: Arc<Assignments>,
     health: &Arc<Health>,
     metrics: Arc<crate::metrics::Metrics>,
-) -> Arc<Startup> {
+) -> Startup {
     log::info!(
         "starting `{}` after epoch {} ({:?}, {} worker(s) x {} process(es))",
         config.app_id,
@@ -907,7 +919,7 @@ fn startup(
         config.workers,
         config.processes
     );
-    Arc::new(Startup {
+    Startup {
         planning: false,
         resume_epoch: progress.epoch + 1,
         offsets: progress.offsets,
@@ -919,7 +931,8 @@ fn startup(
         health: Arc::clone(health),
         metrics,
         max_uncommitted_bytes: config.max_uncommitted_bytes,
-    })
+        written: Default::default(),
+    }
 }
 
 /// The timely configuration: this process's workers, and its peers in a cluster.
@@ -1012,18 +1025,23 @@ where
     let startup = Arc::clone(&ctx.startup);
     let _notice = PanicNotice(Arc::clone(&startup));
     let sink_cell = Rc::clone(&cell);
+    // The sensors of the exchanges (`crate::metrics`); a test driver's epochs are not times.
+    let sensors = match startup.io {
+        Io::Kafka(_) => startup.metrics.dataflow_sensors(startup.resume_epoch),
+        Io::Driver(_) => None,
+    };
     worker.dataflow::<u64, _, _>(|scope| {
-        let df = Dataflow::new(scope, ctx);
-        build(&df);
-        let mut plan = df.plan.borrow_mut();
-        let outputs = std::mem::take(&mut plan.outputs);
-        // Everything for the committer goes to worker 0; the probe after that exchange tells
-        // the sources which epochs worker 0 has taken in (see `runtime::source`, backpressure).
-        let items = scope
-            .concatenate(outputs)
-            .exchange(|_: &CommitItem| 0)
-            .probe_with(&df.ctx.committed);
-        commit_sink(items, sink_cell, plan.sources.clone(), Arc::clone(&startup));
+        faustus_operators::with_sensors(sensors, || {
+            let df = Dataflow::new(scope, ctx);
+            build(&df);
+            let mut plan = df.plan.borrow_mut();
+            let outputs = std::mem::take(&mut plan.outputs);
+            // Everything for the committer goes to worker 0; the probe after that exchange
+            // tells the sources which epochs worker 0 has taken in (see `runtime::source`,
+            // backpressure).
+            let items = to_committer(scope.concatenate(outputs)).probe_with(&df.ctx.committed);
+            commit_sink(items, sink_cell, plan.sources.clone(), Arc::clone(&startup));
+        });
     });
     while worker.step_or_park(Some(WORKER_PARK)) {}
     let committer = cell.borrow_mut().take();
@@ -1031,6 +1049,18 @@ where
         committer.finish()?;
     }
     Ok(())
+}
+
+/// Sends every committer-bound item to worker 0, sensed as the `commit` hop.
+fn to_committer<'s>(items: StreamVec<'s, u64, CommitItem>) -> StreamVec<'s, u64, CommitItem> {
+    let pact = faustus_operators::sensor::sensed(
+        Exchange::new(|_: &CommitItem| 0),
+        faustus_operators::Hop::Commit,
+        "committer",
+    );
+    items.unary(pact, "ToCommitter", |_, _| {
+        |input, output| input.for_each(|cap, data| output.session(&cap).give_container(data))
+    })
 }
 
 /// Under a test driver, a worker that panics (in the program's code) fails the run, so that the

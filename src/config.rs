@@ -120,6 +120,11 @@ pub struct AppArgs {
     /// bounded instead of growing with the backlog.
     #[arg(global = true, long, env = "FAUSTUS_MAX_UNCOMMITTED_BYTES")]
     pub max_uncommitted_bytes: Option<u64>,
+    /// The sensors: hop latency, records per operator and end-to-end latency in `/metrics`
+    /// (`on`, the default, or `off`).
+    #[arg(global = true, long, env = "FAUSTUS_SENSORS", value_name = "on|off",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub sensors: Option<bool>,
 }
 
 /// A validated configuration.
@@ -190,6 +195,9 @@ pub struct AppConfig {
     /// How long a request to another process's HTTP API may take in all, connecting included
     /// (default 10 s); a peer that does not answer in time makes the answer 503.
     pub http_peer_timeout: Duration,
+    /// Whether the sensors are on (default: on): hop latency, records per operator and
+    /// end-to-end latency in `/metrics`; see [`AppArgs::sensors`].
+    pub sensors: bool,
 }
 
 /// One millisecond: the shortest timeout that is not "none".
@@ -229,6 +237,7 @@ impl AppConfig {
             kafka_request_timeout: KafkaConfig::DEFAULT_REQUEST_TIMEOUT,
             http_peer_connect_timeout: Duration::from_secs(2),
             http_peer_timeout: Duration::from_secs(10),
+            sensors: true,
         }
     }
 
@@ -249,6 +258,7 @@ impl AppConfig {
             self.min_insync_replicas = Some(min);
         }
         self.on_panic = args.on_panic.unwrap_or(self.on_panic);
+        self.sensors = args.sensors.unwrap_or(self.sensors);
         self.max_uncommitted_bytes = args
             .max_uncommitted_bytes
             .unwrap_or(self.max_uncommitted_bytes);
@@ -523,6 +533,22 @@ fn parse_http(value: &str) -> Result<Option<SocketAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensors_are_on_unless_turned_off() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            app: AppArgs,
+        }
+        let sensors = |argv: &[&str]| {
+            let cli = <Cli as clap::Parser>::try_parse_from(argv).expect("flags parse");
+            AppConfig::new("x").with_args(&cli.app).unwrap().sensors
+        };
+        assert!(sensors(&["app"]));
+        assert!(!sensors(&["app", "--sensors", "off"]));
+        assert!(sensors(&["app", "--sensors", "on"]));
+    }
 
     #[test]
     fn bad_flags_say_what_to_fix() {

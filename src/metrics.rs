@@ -15,13 +15,21 @@
 //!   HTTP API already serves, copied into gauges and counters just before the registry is
 //!   encoded.
 //!
+//! - **sensed on the way**, per batch: the hop latency of every exchange between workers (a
+//!   timely message as it arrives, see [`faustus_operators::sensor`]), of every input topic (a
+//!   poll's oldest record timestamp) and of every agent hand-off, the records each operator
+//!   takes in, and each commit's end-to-end latency. `--sensors off` turns them all off.
+//!
 //! The reference of every family is [`FAMILIES`], checked against what the registry holds by a
 //! test, and against `docs/guide/operations.md` by another.
 
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use faustus_connectors::CommitObserver;
+use faustus_operators::sensor::{Arrival, Hop, Sensors};
 use prometheus::core::{Atomic, GenericCounter};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -115,11 +123,23 @@ families! {
         "Events an agent sent to the dead-letter topic.";
     AGENT_HANDLER_DURATION: "faustus_agent_handler_duration_seconds", "histogram", ["agent"],
         "Time one handler attempt takes.";
+    HOP_LATENCY: "faustus_hop_latency_seconds", "histogram", ["hop", "operator"],
+        "Time from when records entered the dataflow (their epoch's start) to their arrival at the worker of an operator after a hop: group_by, join_repartition, table, commit; for source, through (a topic this app writes and reads again) and agent, from the record's timestamp to its read or hand-off.";
+    OPERATOR_RECORDS: "faustus_operator_records_total", "counter", ["hop", "operator"],
+        "Records that arrived at an operator after a hop (its rate is the operator's records per second).";
+    END_TO_END_LATENCY: "faustus_end_to_end_latency_seconds", "histogram", [],
+        "Time from the start of a committed epoch (its first input read) to the end of its commit.";
 }
 
 /// Buckets of commit and epoch durations: 1 ms to 30 s.
 const SLOW_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Buckets of hop and end-to-end latencies: 1 ms to 5 min (a topic read again, or an agent,
+/// may be minutes behind its input's timestamps).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
 /// Buckets of HTTP and handler durations: 100 µs to 10 s.
@@ -159,6 +179,11 @@ pub(crate) struct Metrics {
     agent_failed: IntCounterVec,
     agent_dead_letters: IntCounterVec,
     pub agent_handler_duration: HistogramVec,
+    hop_latency: HistogramVec,
+    operator_records: IntCounterVec,
+    end_to_end_latency: Histogram,
+    /// Whether the sensors are on (see [`Metrics::set_sensors`]).
+    sensors: AtomicBool,
     /// The most recent dead letters, of the dataflow and of the agents (for the overview).
     pub recent_dead_letters: crate::overview::DeadLetterLog,
     /// Serializes [`Metrics::refresh`] (it turns totals into counter increments).
@@ -269,6 +294,10 @@ impl Metrics {
             agent_failed: counter_vec(&r, AGENT_FAILED),
             agent_dead_letters: counter_vec(&r, AGENT_DEAD_LETTERS),
             agent_handler_duration: histogram_vec(&r, AGENT_HANDLER_DURATION, FAST_BUCKETS),
+            hop_latency: histogram_vec(&r, HOP_LATENCY, LATENCY_BUCKETS),
+            operator_records: counter_vec(&r, OPERATOR_RECORDS),
+            end_to_end_latency: histogram(&r, END_TO_END_LATENCY, LATENCY_BUCKETS),
+            sensors: AtomicBool::new(true),
             recent_dead_letters: crate::overview::dead_letter_log(),
             refreshing: Mutex::new(()),
             registry: r,
@@ -280,6 +309,45 @@ impl Metrics {
     pub(crate) fn read_counter(&self, topic: &str, partition: i32) -> IntCounter {
         self.records_read
             .with_label_values(&[topic, &partition.to_string()])
+    }
+
+    /// Turns the sensors (hop latency, operator records, end-to-end latency) on or off; they
+    /// are on unless turned off. Call it before the dataflow and the agents start.
+    pub(crate) fn set_sensors(&self, on: bool) {
+        self.sensors.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the sensors are on.
+    pub(crate) fn sensors_on(&self) -> bool {
+        self.sensors.load(Ordering::Relaxed)
+    }
+
+    /// The sensor of hop `hop` (a label: `source`, `through`, `agent`) of `operator`, when the
+    /// sensors are on.
+    pub(crate) fn hop_sensor(&self, hop: &str, operator: &str) -> Option<HopSensor> {
+        self.sensors_on().then(|| HopSensor {
+            latency: self.hop_latency.with_label_values(&[hop, operator]),
+            records: self.operator_records.with_label_values(&[hop, operator]),
+        })
+    }
+
+    /// The sensors of a worker's dataflow, when they are on: each exchange's batches observe
+    /// the time since their epoch began, except the epochs up to `restore_epoch` (restored
+    /// state, whose epoch began when the last run committed), and count their records.
+    pub(crate) fn dataflow_sensors(self: &Arc<Self>, restore_epoch: u64) -> Option<Sensors> {
+        if !self.sensors_on() {
+            return None;
+        }
+        let metrics = Arc::clone(self);
+        Some(Rc::new(move |hop: Hop, operator: &str| {
+            let sensor = metrics.hop_sensor(hop.name(), operator)?;
+            Some(Rc::new(move |epoch: u64, records: u64| {
+                sensor.records.inc_by(records);
+                if epoch > restore_epoch {
+                    sensor.observe_since(epoch as i64);
+                }
+            }) as Arrival)
+        }))
     }
 
     /// The totals the overview samples: records read and written, dead letters of the dataflow,
@@ -403,6 +471,37 @@ impl Metrics {
     }
 }
 
+/// The sensor of one hop of one operator: its latency histogram and its records counter.
+#[derive(Clone, Debug)]
+pub(crate) struct HopSensor {
+    latency: Histogram,
+    records: IntCounter,
+}
+
+impl HopSensor {
+    /// Observes the time from `millis` (since 1970) to now; a time in the future counts as 0,
+    /// and none (0 or less: a record without a timestamp) is not observed.
+    pub(crate) fn observe_since(&self, millis: i64) {
+        if millis <= 0 {
+            return;
+        }
+        let late = now_millis().saturating_sub(millis).max(0);
+        self.latency.observe(late as f64 / 1000.0);
+    }
+
+    /// Counts `n` records.
+    pub(crate) fn count(&self, n: u64) {
+        self.records.inc_by(n);
+    }
+}
+
+/// Milliseconds since 1970.
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Counter totals of a process (see [`Metrics::totals`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
@@ -466,6 +565,10 @@ impl CommitObserver for CommitMetrics {
         let m = &self.metrics;
         m.commit_duration.observe(duration.as_secs_f64());
         m.commits.inc();
+        if m.sensors_on() {
+            let late = now_millis().saturating_sub(i64::try_from(epoch).unwrap_or(i64::MAX));
+            m.end_to_end_latency.observe(late.max(0) as f64 / 1000.0);
+        }
         m.committed_epoch
             .set(i64::try_from(epoch).unwrap_or(i64::MAX));
         for (counter, &n) in self.written.iter().zip(records) {
@@ -534,6 +637,9 @@ mod tests {
         m.agent_handled.with_label_values(&["a"]).inc();
         m.agent_failed.with_label_values(&["a"]).inc();
         m.agent_dead_letters.with_label_values(&["a"]).inc();
+        let sensors = m.dataflow_sensors(0).expect("sensors are on by default");
+        let arrival = sensors(Hop::GroupBy, "counts").expect("an arrival");
+        arrival(now_millis() as u64 - 20, 7);
         let (content_type, body) = m.encode();
         assert!(content_type.starts_with("text/plain; version=0.0.4"));
         let text = String::from_utf8(body).unwrap();
@@ -552,6 +658,15 @@ mod tests {
         assert!(text.contains("faustus_consumer_lag_records{partition=\"0\",topic=\"in\"} 2"));
         assert!(text.contains("faustus_records_written_total{topic=\"out\"} 3"));
         assert!(text.contains("faustus_table_entries{table=\"t\"} 4"));
+        assert!(
+            text.contains("faustus_operator_records_total{hop=\"group_by\",operator=\"counts\"} 7")
+        );
+        assert!(text
+            .contains("faustus_hop_latency_seconds_count{hop=\"group_by\",operator=\"counts\"} 1"));
+        assert!(
+            text.contains("faustus_end_to_end_latency_seconds_count 1"),
+            "{text}"
+        );
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
     }
@@ -587,6 +702,38 @@ mod tests {
             text(&m).contains("faustus_input_position"),
             "the position is still known"
         );
+    }
+
+    #[test]
+    fn sensors_turned_off_observe_nothing_and_restored_epochs_count_without_latency() {
+        let m = Arc::new(Metrics::new());
+        let sensors = m.dataflow_sensors(1_000).unwrap();
+        let arrival = sensors(Hop::Table, "t").unwrap();
+        arrival(1_000, 3);
+        let latency = m.hop_latency.with_label_values(&["table", "t"]);
+        assert_eq!(
+            m.operator_records.with_label_values(&["table", "t"]).get(),
+            3
+        );
+        assert_eq!(
+            latency.get_sample_count(),
+            0,
+            "the restore epoch has no latency"
+        );
+        arrival(1_001, 1);
+        assert_eq!(latency.get_sample_count(), 1);
+        // A record without a timestamp has no latency.
+        let agent = m.hop_sensor("agent", "a").unwrap();
+        agent.observe_since(0);
+        agent.observe_since(now_millis() - 5);
+        let latency = m.hop_latency.with_label_values(&["agent", "a"]);
+        assert_eq!(latency.get_sample_count(), 1);
+        m.set_sensors(false);
+        assert!(m.dataflow_sensors(0).is_none());
+        assert!(m.hop_sensor("agent", "a").is_none());
+        m.commit_observer(&[])
+            .committed(1_000, Duration::from_millis(5), &[]);
+        assert_eq!(m.end_to_end_latency.get_sample_count(), 0);
     }
 
     #[test]

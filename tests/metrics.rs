@@ -259,6 +259,116 @@ fn agents_report_handled_failed_and_handler_latency() {
     app.shutdown().expect("clean shutdown");
 }
 
+/// An application with a hop of every kind: `input` grouped by key into a count (`group_by`,
+/// `table`), written to `mid` and read again (`through`), looked up in the counts (a join's
+/// repartition) and written to `out`; an agent reads `mid` (`agent`); everything commits
+/// (`commit`).
+fn start_hops(app_id: &str, input: &str, mid: &str, out: &str, sensors: bool) -> Running {
+    use faustus::agent::{Agent, Event};
+    let input = Topic::<String, i64>::new(input.to_string()).key_codec(Str);
+    let mid = Topic::<String, i64>::new(mid.to_string()).key_codec(Str);
+    let out = Topic::<String, (i64, i64)>::new(out.to_string()).key_codec(Str);
+    let agent = Agent::new("watch", &mid).handler(|_: Event<String, i64>| async { Ok(()) });
+    let topics = mid.clone();
+    App::new(app_id)
+        .brokers(brokers())
+        .workers(2)
+        .partitions(2)
+        .sensors(sensors)
+        .http(Some("127.0.0.1:0".parse().unwrap()))
+        .agent(agent)
+        .start(move |df| {
+            let events = df.stream(&input);
+            let counts = events.clone().group_by(|k, _| k.clone()).count("counts");
+            events.to_topic(&topics);
+            df.stream(&topics).join(&counts).to_topic(&out);
+        })
+        .expect("the app starts")
+}
+
+#[test]
+fn sensors_observe_every_hop_and_the_commits_and_turn_off() {
+    let app_id = unique("sensors");
+    let (input, mid, out) = (
+        unique("sensors-in"),
+        unique("sensors-mid"),
+        unique("sensors-out"),
+    );
+    create_topic(&input, 2);
+    let app = start_hops(&app_id, &input, &mid, &out, true);
+    app.wait_ready(DEADLINE).expect("ready");
+    produce(&input, &ones(30, "k"));
+
+    let series = |hop: &str, operator: &str| format!("hop=\"{hop}\",operator=\"{operator}\"");
+    let group_by = series("group_by", "counts");
+    let agent = series("agent", "watch");
+    let text = wait_for("every record past every hop", DEADLINE, || {
+        let text = scrape(&app);
+        (total(&text, "faustus_operator_records_total", &[&group_by]) == 30.0
+            && total(&text, "faustus_operator_records_total", &[&agent]) == 30.0
+            && total(
+                &text,
+                "faustus_records_read_total",
+                &[&format!("topic=\"{mid}\"")],
+            ) == 30.0)
+            .then_some(text)
+    });
+    for (hop, operator) in [
+        ("source", input.as_str()),
+        ("group_by", "counts"),
+        ("table", "counts"),
+        ("through", mid.as_str()),
+        ("join_repartition", "LookupJoin: events"),
+        ("commit", "committer"),
+        ("agent", "watch"),
+    ] {
+        let labels = series(hop, operator);
+        assert!(
+            total(&text, "faustus_hop_latency_seconds_count", &[&labels]) >= 1.0,
+            "no latency of hop {hop} of {operator}:\n{text}"
+        );
+        // Latencies are real durations: not negative, and far less than a day.
+        let sum = total(&text, "faustus_hop_latency_seconds_sum", &[&labels]);
+        assert!((0.0..86_400.0).contains(&sum), "{hop} {operator}: {sum}");
+    }
+    assert!(
+        total(
+            &text,
+            "faustus_operator_records_total",
+            &[&series("join_repartition", "LookupJoin: events")]
+        ) >= 30.0
+    );
+    assert!(total(&text, "faustus_end_to_end_latency_seconds_count", &[]) >= 1.0);
+    let end_to_end = total(&text, "faustus_end_to_end_latency_seconds_sum", &[]);
+    assert!(end_to_end > 0.0, "{text}");
+    promtool_check(&text);
+    app.shutdown().expect("clean shutdown");
+
+    // Turned off, no sensor observes anything.
+    let app = start_hops(&unique("sensors-off"), &input, &mid, &out, false);
+    app.wait_ready(DEADLINE).expect("ready");
+    let text = wait_for("the records read", DEADLINE, || {
+        let text = scrape(&app);
+        let read = format!("topic=\"{input}\"");
+        (total(&text, "faustus_records_read_total", &[&read]) == 30.0
+            && total(&text, "faustus_commits_total", &[]) >= 1.0)
+            .then_some(text)
+    });
+    assert!(
+        samples(&text, "faustus_hop_latency_seconds_count").is_empty(),
+        "{text}"
+    );
+    assert!(
+        samples(&text, "faustus_operator_records_total").is_empty(),
+        "{text}"
+    );
+    assert_eq!(
+        total(&text, "faustus_end_to_end_latency_seconds_count", &[]),
+        0.0
+    );
+    app.shutdown().expect("clean shutdown");
+}
+
 /// Runs `promtool check metrics` on an exposition; it must accept it without a lint problem.
 fn promtool_check(text: &str) {
     let mut child = Command::new("promtool")

@@ -34,6 +34,7 @@ use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::{ExchangeData, VecCollection};
 
 use crate::epoch::{arrange_by_route, default_route};
+use crate::sensor::Hop;
 
 /// Values that can be summed by [`Aggregate::sum_by_key`]: integers, with wrapping arithmetic.
 pub trait Summable: ExchangeData {
@@ -245,27 +246,32 @@ where
         L: FnMut(&K, &[(&V, isize)]) -> Option<A> + 'static,
         H: Fn(&K) -> u64 + 'static,
     {
-        arrange_by_route(self, &format!("Arrange: {name}"), Rc::new(route))
-            .reduce_abelian::<_, ValBuilder<K, A, u64, isize>, ValSpine<K, A, u64, isize>, _, _>(
-                name,
-                move |k: &K, input: &[(&V, isize)], output: &mut Vec<(A, isize)>| {
-                    let positive: Vec<(&V, isize)> = input
-                        .iter()
-                        .filter(|(_, d)| *d > 0)
-                        .map(|(v, d)| (*v, *d))
-                        .collect();
-                    if positive.is_empty() {
-                        return;
-                    }
-                    if let Some(a) = logic(k, &positive) {
-                        output.push((a, 1isize));
-                    }
-                },
-                |buffer, key, updates| {
-                    buffer.clear();
-                    buffer.extend(updates.drain(..).map(|(a, t, r)| ((key.clone(), a), t, r)));
-                },
-            )
-            .as_collection(|k: &K, a: &A| (k.clone(), a.clone()))
+        arrange_by_route(
+            self,
+            &format!("Arrange: {name}"),
+            Rc::new(route),
+            Hop::GroupBy,
+        )
+        .reduce_abelian::<_, ValBuilder<K, A, u64, isize>, ValSpine<K, A, u64, isize>, _, _>(
+            name,
+            move |k: &K, input: &[(&V, isize)], output: &mut Vec<(A, isize)>| {
+                let positive: Vec<(&V, isize)> = input
+                    .iter()
+                    .filter(|(_, d)| *d > 0)
+                    .map(|(v, d)| (*v, *d))
+                    .collect();
+                if positive.is_empty() {
+                    return;
+                }
+                if let Some(a) = logic(k, &positive) {
+                    output.push((a, 1isize));
+                }
+            },
+            |buffer, key, updates| {
+                buffer.clear();
+                buffer.extend(updates.drain(..).map(|(a, t, r)| ((key.clone(), a), t, r)));
+            },
+        )
+        .as_collection(|k: &K, a: &A| (k.clone(), a.clone()))
     }
 }

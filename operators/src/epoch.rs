@@ -23,6 +23,8 @@ use timely::dataflow::operators::{Capability, Concat, Exchange as _, InputCapabi
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
+use crate::sensor::{sensed, Hop};
+
 /// The default routing function: differential's `Hashable` of the key.
 ///
 /// Engines that must locate a key's owner outside the dataflow pass their own stable route to the
@@ -44,19 +46,24 @@ pub(crate) type Keys<'scope, K> = Arranged<'scope, TraceAgent<KeySpine<K, u64, i
 ///
 /// Differential's `arrange_by_key` exchanges by `Hashable`; here the arrangement's own
 /// parallelization contract is the exchange by `route`, so records move once, to the route's
-/// owner, and are arranged there. Every operator downstream of the arrangement (`join_core`,
+/// owner, and are arranged there. The exchange is sensed as hop `hop` of `name`. Every operator downstream of the arrangement (`join_core`,
 /// `reduce_abelian`) reads it in place (`Pipeline`), so two arrangements made with the same route
 /// line up key by key.
 pub(crate) fn arrange_by_route<'scope, K, V>(
     input: VecCollection<'scope, u64, (K, V)>,
     name: &str,
     route: Route<K>,
+    hop: Hop,
 ) -> ByKey<'scope, K, V>
 where
     K: ExchangeData,
     V: ExchangeData,
 {
-    let pact = Exchange::new(move |((k, _), _, _): &((K, V), u64, isize)| route(k));
+    let pact = sensed(
+        Exchange::new(move |((k, _), _, _): &((K, V), u64, isize)| route(k)),
+        hop,
+        name,
+    );
     arrange_core::<_, _, ValBatcher<K, V, u64, isize>, ValSpine<K, V, u64, isize>>(
         input.inner,
         pact,
@@ -65,8 +72,22 @@ where
     )
 }
 
+/// [`arrange_by_route`] for one side of a join: its exchange is the join's repartition.
+pub(crate) fn arrange_join_side<'scope, K, V>(
+    input: VecCollection<'scope, u64, (K, V)>,
+    name: &str,
+    route: Route<K>,
+) -> ByKey<'scope, K, V>
+where
+    K: ExchangeData,
+    V: ExchangeData,
+{
+    arrange_by_route(input, name, route, Hop::JoinRepartition)
+}
+
 /// The distinct keys of `(key, value)` updates (every key with a non-zero accumulated count),
-/// arranged on the worker `route(key)` chooses: differential's `distinct`, routed.
+/// arranged on the worker `route(key)` chooses: differential's `distinct`, routed (a join's
+/// repartition).
 pub(crate) fn distinct_keys_by_route<'scope, K, V>(
     input: VecCollection<'scope, u64, (K, V)>,
     name: &str,
@@ -76,7 +97,11 @@ where
     K: ExchangeData,
     V: ExchangeData,
 {
-    let pact = Exchange::new(move |((k, _), _, _): &((K, ()), u64, isize)| route(k));
+    let pact = sensed(
+        Exchange::new(move |((k, _), _, _): &((K, ()), u64, isize)| route(k)),
+        Hop::JoinRepartition,
+        name,
+    );
     let keys = input.map(|(k, _)| (k, ()));
     arrange_core::<_, _, KeyBatcher<K, u64, isize>, KeySpine<K, u64, isize>>(
         keys.inner,

@@ -43,6 +43,7 @@ use timely::dataflow::operators::{OkErr, Operator};
 use timely::dataflow::StreamVec;
 
 use crate::epoch::Stash;
+use crate::sensor::{sensed, Hop};
 
 /// A fold's table `(key, entry)` and the running result of every event, `(key, entry after the
 /// event, order)` (see [`FoldByKey::scan_by_key`]).
@@ -275,8 +276,11 @@ where
 {
     let route = Rc::new(route);
     let route_events = Rc::clone(&route);
-    let events_pact =
-        Exchange::new(move |((k, _, _), _, _): &((K, V, O), u64, isize)| route_events(k));
+    let events_pact = sensed(
+        Exchange::new(move |((k, _, _), _, _): &((K, V, O), u64, isize)| route_events(k)),
+        Hop::GroupBy,
+        name,
+    );
     let restore_pact = Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| route(k));
 
     let (table, rest): (StreamVec<'scope, u64, _>, StreamVec<'scope, u64, _>) = events

@@ -76,9 +76,10 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Operator;
 
 use crate::epoch::{
-    antijoin_arranged, arrange_by_route, aux_input, default_route, distinct_keys_by_route, Route,
+    antijoin_arranged, arrange_join_side, aux_input, default_route, distinct_keys_by_route, Route,
     Stash, StreamTime,
 };
+use crate::sensor::{sensed, Hop};
 use crate::time::{EventTime, WithLate};
 
 /// One of the two inputs of a join.
@@ -573,8 +574,11 @@ where
         restore.map(|restore| (restore.rows, restore.stream_time)),
         move |(k, _, _): &JoinStateRow<K, V, W>| owner(k),
     );
-    let pact =
-        Exchange::new(move |((k, _), _, _): &(LateJoinRecord<K, V, W>, u64, isize)| route(k));
+    let pact = sensed(
+        Exchange::new(move |((k, _), _, _): &(LateJoinRecord<K, V, W>, u64, isize)| route(k)),
+        Hop::JoinRepartition,
+        "WindowJoin",
+    );
     let out = events
         .inner
         .binary_frontier(aux, pact, Pipeline, "WindowJoin", move |_cap, _info| {
@@ -1028,8 +1032,8 @@ where
         H: Fn(&K) -> u64 + 'static,
     {
         let route: Route<K> = Rc::new(route);
-        let left = arrange_by_route(self, "TableJoin: left", Rc::clone(&route));
-        let right = arrange_by_route(other, "TableJoin: right", route);
+        let left = arrange_join_side(self, "TableJoin: left", Rc::clone(&route));
+        let right = arrange_join_side(other, "TableJoin: right", route);
         left.join_core(right, |k: &K, v: &V, w: &W| {
             Some((k.clone(), (v.clone(), w.clone())))
         })
@@ -1046,8 +1050,8 @@ where
     {
         let route: Route<K> = Rc::new(route);
         let keys = distinct_keys_by_route(other.clone(), "RightKeys", Rc::clone(&route));
-        let left = arrange_by_route(self.clone(), "TableLeftJoin: left", Rc::clone(&route));
-        let right = arrange_by_route(other, "TableLeftJoin: right", route);
+        let left = arrange_join_side(self.clone(), "TableLeftJoin: left", Rc::clone(&route));
+        let right = arrange_join_side(other, "TableLeftJoin: right", route);
         let matched = left.clone().join_core(right, |k: &K, v: &V, w: &W| {
             Some((k.clone(), (v.clone(), Some(w.clone()))))
         });
@@ -1067,8 +1071,8 @@ where
         let route: Route<K> = Rc::new(route);
         let left_keys = distinct_keys_by_route(self.clone(), "LeftKeys", Rc::clone(&route));
         let right_keys = distinct_keys_by_route(other.clone(), "RightKeys", Rc::clone(&route));
-        let left = arrange_by_route(self.clone(), "TableOuterJoin: left", Rc::clone(&route));
-        let right = arrange_by_route(other.clone(), "TableOuterJoin: right", route);
+        let left = arrange_join_side(self.clone(), "TableOuterJoin: left", Rc::clone(&route));
+        let right = arrange_join_side(other.clone(), "TableOuterJoin: right", route);
         let matched = left
             .clone()
             .join_core(right.clone(), |k: &K, v: &V, w: &W| {
@@ -1095,8 +1099,8 @@ where
     {
         let route: Route<F> = Rc::new(route);
         let keyed = self.flat_map(move |(k, v)| fk(&v).map(|f| (f, (k, v))));
-        let left = arrange_by_route(keyed, "FkJoin: left", Rc::clone(&route));
-        let right = arrange_by_route(other, "FkJoin: right", route);
+        let left = arrange_join_side(keyed, "FkJoin: left", Rc::clone(&route));
+        let right = arrange_join_side(other, "FkJoin: right", route);
         left.join_core(right, |_f: &F, (k, v): &(K, V), w: &W| {
             Some((k.clone(), (v.clone(), w.clone())))
         })
@@ -1121,8 +1125,8 @@ where
             .clone()
             .flat_map(move |(k, v)| fk(&v).map(|f| (f, (k, v))));
         let right_keys = distinct_keys_by_route(other.clone(), "RightKeys", Rc::clone(&route));
-        let left = arrange_by_route(keyed.clone(), "FkLeftJoin: left", Rc::clone(&route));
-        let right = arrange_by_route(other, "FkLeftJoin: right", route);
+        let left = arrange_join_side(keyed.clone(), "FkLeftJoin: left", Rc::clone(&route));
+        let right = arrange_join_side(other, "FkLeftJoin: right", route);
         let matched = left
             .clone()
             .join_core(right, |_f: &F, (k, v): &(K, V), w: &W| {
@@ -1149,8 +1153,16 @@ where
     {
         let route = std::rc::Rc::new(route);
         let route2 = std::rc::Rc::clone(&route);
-        let events_pact = Exchange::new(move |((k, _), _, _): &((K, V), u64, isize)| route(k));
-        let table_pact = Exchange::new(move |((k, _), _, _): &((K, W), u64, isize)| route2(k));
+        let events_pact = sensed(
+            Exchange::new(move |((k, _), _, _): &((K, V), u64, isize)| route(k)),
+            Hop::JoinRepartition,
+            "LookupJoin: events",
+        );
+        let table_pact = sensed(
+            Exchange::new(move |((k, _), _, _): &((K, W), u64, isize)| route2(k)),
+            Hop::JoinRepartition,
+            "LookupJoin: table",
+        );
         self.inner
             .binary_frontier(
                 table.inner,

@@ -16,12 +16,14 @@
 //! stable route through their `_core` variants. Every operator is an extension trait on
 //! differential's [`VecCollection`](differential_dataflow::VecCollection), and every operator is
 //! checked against a plain model by the property tests in `tests/`, with one and several workers.
+//! Their keyed exchanges are [`sensor`]s: an engine learns when each batch arrives after its hop.
 
 pub mod aggregate;
 mod epoch;
 pub mod fold;
 pub mod join;
 pub mod nested;
+pub mod sensor;
 pub mod time;
 pub mod upsert;
 pub mod window;
@@ -31,6 +33,7 @@ pub use epoch::{default_route, Batch, Stash};
 pub use fold::*;
 pub use join::*;
 pub use nested::*;
+pub use sensor::{with_sensors, Arrival, Hop, Sensors};
 pub use time::*;
 pub use upsert::*;
 pub use window::*;

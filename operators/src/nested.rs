@@ -47,6 +47,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 
 use crate::epoch::{default_route, Stash};
+use crate::sensor::{sensed, Hop};
 
 /// An operation on a set table; serialized as `{"action": "add", "value": member}`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -313,7 +314,11 @@ where
     O: ExchangeData,
     H: Fn(&K) -> u64 + 'static,
 {
-    let pact = Exchange::new(move |((k, _, _), _, _): &((K, Op, O), u64, isize)| route(k));
+    let pact = sensed(
+        Exchange::new(move |((k, _, _), _, _): &((K, Op, O), u64, isize)| route(k)),
+        Hop::GroupBy,
+        name,
+    );
     let out = input
         .inner
         .unary_frontier(pact, name, move |_cap, _info| {

@@ -24,6 +24,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 
 use crate::epoch::{default_route, Stash};
+use crate::sensor::{sensed, Hop};
 
 /// Builds upsert tables from `(key, Option<value>, order)` records.
 pub trait Upsert<'scope, K, V, O>: Sized
@@ -82,8 +83,11 @@ where
     where
         H: Fn(&K) -> u64 + 'static,
     {
-        let pact =
-            Exchange::new(move |((k, _, _), _, _): &((K, Option<V>, O), u64, isize)| route(k));
+        let pact = sensed(
+            Exchange::new(move |((k, _, _), _, _): &((K, Option<V>, O), u64, isize)| route(k)),
+            Hop::GroupBy,
+            name,
+        );
         self.inner
             .unary_frontier(pact, name, move |_cap, _info| {
                 let mut table: HashMap<K, V> = HashMap::new();

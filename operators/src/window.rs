@@ -87,6 +87,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Operator;
 
 use crate::epoch::{aux_input, default_route, Stash, StreamTime};
+use crate::sensor::{sensed, Hop};
 use crate::time::{EventTime, WithLate};
 
 /// A half-open window of event time, `[start, end)`, in milliseconds.
@@ -767,7 +768,11 @@ where
         restore.map(|restore| (restore.rows, restore.stream_time)),
         move |((k, _), _): &((K, Window), A)| owner(k),
     );
-    let pact = Exchange::new(move |((k, _, _), _, _): &((K, V, EventTime), u64, isize)| route(k));
+    let pact = sensed(
+        Exchange::new(move |((k, _, _), _, _): &((K, V, EventTime), u64, isize)| route(k)),
+        Hop::GroupBy,
+        name,
+    );
     let out = input
         .inner
         .binary_frontier(aux, pact, Pipeline, name, move |_cap, _info| {

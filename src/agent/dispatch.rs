@@ -121,6 +121,9 @@ pub(crate) struct Counters {
     pub dead_lettered: AtomicU64,
     /// How long handler attempts take (`faustus_agent_handler_duration_seconds`).
     pub handler_duration: Option<prometheus::Histogram>,
+    /// The hand-off's sensor: time from a record's timestamp to its event's dispatch, and
+    /// events dispatched (`hop="agent"`), when the sensors are on.
+    pub hand_off: Option<crate::metrics::HopSensor>,
 }
 
 /// A record read from Kafka, decoded, with what is needed to dead-letter it.
@@ -262,6 +265,10 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
 
     /// Hands one event to the agent's code.
     pub(crate) fn dispatch(&mut self, assignment: &Arc<Assignment>, incoming: Incoming<K, V>) {
+        if let Some(sensor) = &self.runner.counters.hand_off {
+            sensor.observe_since(incoming.timestamp);
+            sensor.count(1);
+        }
         let slot = Arc::new(AckSlot {
             assignment: Arc::clone(assignment),
             offset: incoming.origin.offset,

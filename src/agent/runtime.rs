@@ -296,6 +296,7 @@ fn start_agent<K: Data + Send, V: Data + Send>(
                 .agent_handler_duration
                 .with_label_values(&[&name]),
         ),
+        hand_off: env.http.metrics.hop_sensor("agent", &name),
         ..Counters::default()
     });
     let (completions_tx, completions) = channel();

@@ -454,6 +454,7 @@ impl TestDriver {
             health: Arc::new(Health::new(self.config.workers)),
             metrics: Arc::default(),
             max_uncommitted_bytes: self.config.max_uncommitted_bytes,
+            written: Default::default(),
         });
         let thread = spawn_cluster(
             &self.config,

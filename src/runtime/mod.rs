@@ -12,7 +12,7 @@ pub(crate) mod restore;
 pub(crate) mod source;
 pub(crate) mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -169,6 +169,9 @@ pub(crate) struct Startup {
     /// How many bytes of input the sources of the whole cluster may hold in epochs that have
     /// not reached the committer (each worker's sources get an equal share).
     pub max_uncommitted_bytes: u64,
+    /// The topics the dataflow writes: a source of one of them reads records the application
+    /// wrote (its hop is `through`, see [`crate::metrics`]).
+    pub written: BTreeSet<String>,
 }
 
 impl Startup {
@@ -186,6 +189,7 @@ impl Startup {
             health: Arc::new(health::Health::new(1)),
             metrics: Arc::default(),
             max_uncommitted_bytes: u64::MAX,
+            written: BTreeSet::new(),
         }
     }
 

@@ -92,6 +92,8 @@ where
             let mut reported: BTreeMap<i32, i64> = BTreeMap::new();
             // Records read per partition, counted per poll (see `crate::metrics`).
             let mut read = ReadCounts::default();
+            // The hop latency of the records read (see `crate::metrics`), per poll.
+            let mut sensor = None;
             let mut started = false;
             // Whether the reader's partitions are paused (backpressure).
             let mut paused = false;
@@ -124,6 +126,12 @@ where
                         Ok(r) => {
                             reported = r.positions().clone();
                             read = ReadCounts::new(&startup.metrics, &topic, &mine);
+                            let hop = if startup.written.contains(&topic) {
+                                "through"
+                            } else {
+                                "source"
+                            };
+                            sensor = startup.metrics.hop_sensor(hop, &topic);
                             startup.assignments.publish(
                                 worker,
                                 &topic,
@@ -184,8 +192,12 @@ where
                 let time = *cap.time();
                 let mut session = output.session(&*cap);
                 let mut bytes = 0;
+                let mut oldest = i64::MAX;
                 let polled = reader.poll(BATCH, Duration::ZERO, |record| {
                     bytes += record_bytes(&record);
+                    if let Some(t) = record.timestamp.filter(|t| *t >= 0) {
+                        oldest = oldest.min(t);
+                    }
                     read.count(record.partition);
                     let pos = Pos::input(index, record.partition, record.offset);
                     match decode(&record) {
@@ -195,6 +207,9 @@ where
                 });
                 drop(session);
                 read.flush();
+                if let (Some(sensor), true) = (&sensor, oldest < i64::MAX) {
+                    sensor.observe_since(oldest);
+                }
                 backlog.read(time, bytes, &startup.metrics);
                 match polled {
                     Ok(n) if n >= BATCH => activator.activate(),

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
-use faustus_operators::{Stash, Window};
+use faustus_operators::sensor::sensed;
+use faustus_operators::{Hop, Stash, Window};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::channels::pact::Exchange;
@@ -94,7 +95,11 @@ where
 {
     let table_name = name.to_string();
     type Item<K, A> = Result<((K, Option<A>, Pos), u64, isize), CommitItem>;
-    let pact = Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| owner(k));
+    let pact = sensed(
+        Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| owner(k)),
+        Hop::Table,
+        name,
+    );
     let (changes, records) = table
         .inner
         .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Item<K, A>>>, _, _, _>(

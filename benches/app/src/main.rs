@@ -87,6 +87,11 @@ struct Cli {
     /// (and create the words topic if it is missing), to probe without a preceding W2 run.
     #[arg(long, requires = "restore_probe")]
     fill_keys: Option<u64>,
+    /// The sensors (hop latency, records per operator, end-to-end latency): `on` (faustus'
+    /// default) or `off`, to measure what they cost.
+    #[arg(long, default_value = "on", action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new())]
+    sensors: bool,
 }
 
 /// The exit status of a system asked for a workload it does not run (the contract's "3").
@@ -99,6 +104,7 @@ fn app(cli: &Cli) -> App {
         .guarantee(cli.guarantee)
         .workers(cli.workers)
         .http(None)
+        .sensors(cli.sensors)
         .commit_interval(Duration::from_millis(COMMIT_INTERVAL_MS))
         .producer_setting("acks", "all")
         .producer_setting("linger.ms", "5")

@@ -47,10 +47,12 @@ pub struct Summary {
 /// 256 at a time.
 /// `kafka-streams-defaults` is Kafka Streams at its own defaults for the settings the matched
 /// `kafka-streams` sets to the contract's (commit interval, producer linger and batch size);
-/// targets compare with the matched one.
-pub const SYSTEMS: [&str; 7] = [
+/// targets compare with the matched one. `faustus-sensors-off` is faustus with its sensors
+/// off (`--sensors off`): beside `faustus`, what the sensors cost.
+pub const SYSTEMS: [&str; 8] = [
     "ceiling",
     "faustus",
+    "faustus-sensors-off",
     "faustus-agent",
     "faustus-agent-io",
     "kafka-streams",
