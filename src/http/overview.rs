@@ -284,20 +284,12 @@ fn restore_progress(process: &TableState) -> Value {
     let TableState::Restoring(p) = process else {
         return Value::Null;
     };
-    let rate = p.records as f64 / p.seconds.max(0.001);
-    let (percent, seconds_left) = match p.expected_records {
-        Some(expected) if expected > 0 => (
-            Some((p.records.min(expected) * 100 / expected).min(100)),
-            (p.records > 0).then(|| (expected.saturating_sub(p.records) as f64 / rate).round()),
-        ),
-        _ => (None, None),
-    };
     json!({
         "records": p.records,
         "expected_records": p.expected_records,
-        "percent": percent,
-        "rate": rate.round(),
-        "seconds_left": seconds_left,
+        "percent": p.percent(),
+        "rate": p.rate().round(),
+        "seconds_left": p.seconds_left().map(f64::round),
         "seconds": round(Duration::from_secs_f64(p.seconds.max(0.0))),
     })
 }

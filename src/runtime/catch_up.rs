@@ -49,6 +49,25 @@ pub(crate) struct CatchUpStatus {
     pub seconds: f64,
 }
 
+impl CatchUpStatus {
+    /// A catch-up that began at `started` with a backlog of `backlog` and finds `behind` at
+    /// `now`.
+    fn at(started: Instant, backlog: u64, now: Instant, behind: u64) -> Self {
+        let seconds = now.duration_since(started).as_secs_f64();
+        // The backlog's net shrinking (reads less new arrivals), per second.
+        let rate = (backlog as f64 - behind as f64) / seconds.max(0.001);
+        let done = backlog.saturating_sub(behind);
+        CatchUpStatus {
+            behind,
+            backlog,
+            percent: (done * 100).checked_div(backlog).unwrap_or(0),
+            rate: rate.max(0.0).round(),
+            seconds_left: (rate >= 1.0).then(|| (behind as f64 / rate).round()),
+            seconds: seconds.round(),
+        }
+    }
+}
+
 impl CatchUp {
     /// Takes the lag seen at `now` (records not yet read, over every input partition of the
     /// process); the line to log, if any.
@@ -61,19 +80,9 @@ impl CatchUp {
 
     /// The catch-up in progress at the last look, if there is one.
     pub(crate) fn status(&self) -> Option<CatchUpStatus> {
-        let (started, backlog) = self.since?;
         let (now, behind) = self.last?;
-        let seconds = now.duration_since(started).as_secs_f64();
-        let rate = (backlog as f64 - behind as f64) / seconds.max(0.001);
-        let done = backlog.saturating_sub(behind);
-        Some(CatchUpStatus {
-            behind,
-            backlog,
-            percent: (done * 100).checked_div(backlog).unwrap_or(0),
-            rate: rate.max(0.0).round(),
-            seconds_left: (rate >= 1.0).then(|| (behind as f64 / rate).round()),
-            seconds: seconds.round(),
-        })
+        self.since
+            .map(|(started, backlog)| CatchUpStatus::at(started, backlog, now, behind))
     }
 
     /// The line for a look at `now` that finds `lag`: the start and the end of a catch-up, and
@@ -103,17 +112,16 @@ impl CatchUp {
                 None
             }
             Some((started, first)) => {
-                let elapsed = now.duration_since(started).as_secs_f64().max(0.001);
-                // The backlog's net shrinking (reads less new arrivals), per second.
-                let shrink = (first as f64 - lag as f64) / elapsed;
-                let done = first.saturating_sub(lag);
-                let percent = (done * 100).checked_div(first).unwrap_or(0);
-                let eta = match shrink >= 1.0 {
-                    true => format!("about {:.0} s left", lag as f64 / shrink),
-                    false => "not shrinking: input arrives as fast as it is read".to_string(),
+                let p = CatchUpStatus::at(started, first, now, lag);
+                let eta = match p.seconds_left {
+                    Some(left) => format!("about {left:.0} s left"),
+                    None => "not shrinking: input arrives as fast as it is read".to_string(),
                 };
                 Some(format!(
-                    "catching up: {lag} input records behind, {done} of {first} done ({percent}%), {shrink:.0}/s net, {eta}"
+                    "catching up: {lag} input records behind, {} of {first} done ({}%), {:.0}/s net, {eta}",
+                    first.saturating_sub(lag),
+                    p.percent,
+                    p.rate
                 ))
             }
         }

@@ -264,6 +264,28 @@ pub struct RestoreProgress {
     pub seconds: f64,
 }
 
+impl RestoreProgress {
+    /// Records read per second so far.
+    pub fn rate(&self) -> f64 {
+        self.records as f64 / self.seconds.max(0.001)
+    }
+
+    /// Records read of those expected, in percent: never over 100 (compaction leaves fewer
+    /// records than offsets), 100 when there is nothing to read; `None` while the expected
+    /// count is not known.
+    pub fn percent(&self) -> Option<u64> {
+        let expected = self.expected_records?.max(self.records);
+        Some((self.records * 100).checked_div(expected).unwrap_or(100))
+    }
+
+    /// Seconds left at the rate so far; `None` while the expected count or the rate (nothing
+    /// read yet) is not known.
+    pub fn seconds_left(&self) -> Option<f64> {
+        let expected = self.expected_records?;
+        (self.records > 0).then(|| expected.saturating_sub(self.records) as f64 / self.rate())
+    }
+}
+
 impl TableState {
     /// True when reads answer with the table's contents.
     pub fn is_ready(&self) -> bool {
@@ -288,13 +310,7 @@ impl TableState {
             TableState::Starting { .. } => Some(1),
             TableState::Unavailable { .. } => Some(5),
             TableState::Restoring(p) => {
-                let left = match p.expected_records {
-                    Some(expected) if p.records > 0 && p.seconds > 0.0 => {
-                        let rate = p.records as f64 / p.seconds;
-                        expected.saturating_sub(p.records) as f64 / rate
-                    }
-                    _ => 1.0,
-                };
+                let left = p.seconds_left().unwrap_or(1.0);
                 Some(left.ceil().clamp(1.0, 30.0) as u64)
             }
         }

@@ -184,10 +184,15 @@ impl ProgressLog {
 /// `read` of `expected` records after `elapsed`: `"120000 of 500000 records (24%), 40000/s, about
 /// 10 s left"`.
 fn progress_line(read: u64, expected: u64, elapsed: Duration) -> String {
-    let rate = read as f64 / elapsed.as_secs_f64().max(0.001);
     let expected = expected.max(read);
-    let percent = (read * 100).checked_div(expected).unwrap_or(100);
-    let left = (expected - read) as f64 / rate.max(1.0);
+    let p = super::health::RestoreProgress {
+        records: read,
+        expected_records: Some(expected),
+        seconds: elapsed.as_secs_f64(),
+    };
+    let (rate, percent) = (p.rate(), p.percent().unwrap_or(100));
+    // Nothing read yet: no rate to go by, so at least a second per record left.
+    let left = p.seconds_left().unwrap_or((expected - read) as f64);
     format!("{read} of {expected} records ({percent}%), {rate:.0}/s, about {left:.0} s left")
 }
 
