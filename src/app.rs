@@ -43,6 +43,8 @@ pub struct App {
     agents: Agents,
     /// Whether Ctrl-C and SIGTERM stop the app cleanly (see [`App::handle_signals`]).
     handle_signals: bool,
+    /// Whether this process runs the chord coordinator (see [`App::chords`]).
+    chords: bool,
 }
 
 /// The agents an application runs.
@@ -78,6 +80,7 @@ impl App {
             config: AppConfig::new(app_id),
             agents: Agents::default(),
             handle_signals: true,
+            chords: false,
         }
     }
 
@@ -275,6 +278,16 @@ impl App {
         &self.config
     }
 
+    /// Runs the chord coordinator in this process (see [`crate::workflow`]): the agent `chords`,
+    /// which reads `<app>-chords` (created compacted, with the application's partition count),
+    /// counts the replies of each chord's members and sends each chord's result to its
+    /// callback. Chords started by any process complete once some process of the application
+    /// runs it; run it in several for failover.
+    pub fn chords(mut self) -> Self {
+        self.chords = true;
+        self
+    }
+
     /// Adds an agent (see [`crate::agent`]): it starts with the application, after its topics
     /// are created, and stops with it.
     pub fn agent<K: Data + Send, V: Data + Send>(mut self, agent: Agent<K, V>) -> Self {
@@ -307,10 +320,13 @@ impl App {
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
         let config = self.config;
-        let agents = self.agents.0;
+        let mut agents = self.agents.0;
         let build = Arc::new(build);
         let mut planned = plan_checked(&config, Arc::clone(&build))?;
-        check_agents(&agents)?;
+        check_agents(&agents, self.chords)?;
+        planned
+            .specs
+            .extend(workflow_topics(&config, !agents.is_empty(), self.chords));
         for agent in &agents {
             planned.specs.extend(agent.topics(config.partitions));
         }
@@ -332,6 +348,7 @@ impl App {
             ..TopicSpec::compacted(&progress_topic, 1)
         });
         let partitions = create_topics(&config, &kafka, planned.specs)?;
+        workflow_topics_created(&http_state, &partitions);
         let inputs = planned
             .sources
             .iter()
@@ -358,6 +375,7 @@ impl App {
         );
         let startup = Arc::new(Startup { written, ..startup });
         let kafka_config = kafka.config;
+        add_coordinator(&mut agents, &config, &http_state, self.chords);
         let agents = launch_agents(
             agents,
             &config,
@@ -406,16 +424,17 @@ impl App {
     /// serves `/api/agents/` and the readiness endpoints.
     pub fn start_agents(self) -> Result<Running> {
         let config = self.config;
-        let agents = self.agents.0;
+        let mut agents = self.agents.0;
         config.validate()?;
-        check_agents(&agents)?;
-        if agents.is_empty() {
+        check_agents(&agents, self.chords)?;
+        if agents.is_empty() && !self.chords {
             return Err(Error::Config(
                 "`App::start_agents` was called with no agents: add them with `App::agent`".into(),
             ));
         }
         let dead_letters = crate::dead_letter::topic(&config.app_id);
         let mut specs = vec![TopicSpec::new(&dead_letters, 1)];
+        specs.extend(workflow_topics(&config, true, self.chords));
         for agent in &agents {
             specs.extend(agent.topics(config.partitions));
         }
@@ -429,7 +448,9 @@ impl App {
             signals,
             ..
         } = serve_and_connect(&config, &tables, self.handle_signals)?;
-        create_topics(&config, &kafka, specs)?;
+        let partitions = create_topics(&config, &kafka, specs)?;
+        workflow_topics_created(&http_state, &partitions);
+        add_coordinator(&mut agents, &config, &http_state, self.chords);
         let agents = launch_agents(
             agents,
             &config,
@@ -497,7 +518,7 @@ impl App {
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
         let mut planned = plan_checked(&self.config, Arc::new(build))?;
-        check_agents(&self.agents.0)?;
+        check_agents(&self.agents.0, self.chords)?;
         let mut agents = Vec::new();
         for agent in &self.agents.0 {
             planned.specs.extend(agent.topics(self.config.partitions));
@@ -556,6 +577,13 @@ fn serve_and_connect(
     runtime.spawn(crate::http::sample(http_state.clone(), http.is_some()));
     let kafka = connect_kafka(config)?;
     assignments.set_kafka(kafka.config.clone());
+    let _ = http_state
+        .workflows
+        .set(crate::workflow::Workflows::connect(
+            &kafka.config,
+            &config.app_id,
+            config.partitions,
+        )?);
     Ok(Serving {
         health,
         assignments,
@@ -599,15 +627,66 @@ fn launch_agents(
 /// The longest an agent's transaction may stay open (see [`launch_agents`]).
 const AGENT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Checks the agents' settings and that their names are unique.
-fn check_agents(agents: &[Box<dyn AgentSpec>]) -> Result<()> {
+/// The workflow topics the application creates: the replies to its requests when it runs
+/// agents, and the chord coordinator's (compacted) when it runs one.
+fn workflow_topics(config: &AppConfig, agents: bool, chords: bool) -> Vec<TopicSpec> {
+    let mut specs = Vec::new();
+    if agents || chords {
+        specs.push(TopicSpec::new(
+            crate::workflow::replies_topic(&config.app_id),
+            config.partitions,
+        ));
+    }
+    if chords {
+        specs.push(TopicSpec::compacted(
+            crate::workflow::chords_topic(&config.app_id),
+            config.partitions,
+        ));
+    }
+    specs
+}
+
+/// Tells the workflows handle the partition counts of the workflow topics the application
+/// created (so that it does not create or check them again).
+fn workflow_topics_created(http_state: &HttpState, partitions: &BTreeMap<String, i32>) {
+    if let Some(workflows) = http_state.workflows.get() {
+        workflows.known_topics(partitions);
+    }
+}
+
+/// Adds the chord coordinator to `agents` when the application runs one.
+fn add_coordinator(
+    agents: &mut Vec<Box<dyn AgentSpec>>,
+    config: &AppConfig,
+    http_state: &HttpState,
+    chords: bool,
+) {
+    if chords {
+        agents.push(Box::new(crate::workflow::chord_coordinator(
+            &config.app_id,
+            Arc::clone(&http_state.workflows),
+            Arc::clone(&http_state.chords),
+        )));
+    }
+}
+
+/// Checks the agents' settings and that their names are unique (and not the chord
+/// coordinator's, when it runs).
+fn check_agents(agents: &[Box<dyn AgentSpec>], chords: bool) -> Result<()> {
     let mut problems: Vec<String> = agents.iter().filter_map(|a| a.problem()).collect();
     let mut names = std::collections::BTreeSet::new();
+    if chords {
+        names.insert(crate::workflow::COORDINATOR_NAME);
+    }
     for agent in agents {
-        let name = &agent.settings().name;
+        let name = agent.settings().name.as_str();
         if !names.insert(name) {
+            let whose = match chords && name == crate::workflow::COORDINATOR_NAME {
+                true => " (`chords` is the chord coordinator's)",
+                false => "",
+            };
             problems.push(format!(
-                "two agents are named `{name}`: agent names must be unique (they name consumer groups)"
+                "two agents are named `{name}`: agent names must be unique (they name consumer groups){whose}"
             ));
         }
     }
@@ -1399,6 +1478,12 @@ impl Running {
     /// and counts (see [`crate::agent`]).
     pub fn agents(&self) -> Vec<AgentStatus> {
         self.agents.statuses()
+    }
+
+    /// The application's workflows: ask agents, start chains and chords (see
+    /// [`crate::workflow`]).
+    pub fn workflows(&self) -> Result<crate::workflow::Workflows> {
+        crate::workflow::from_cell(&self.http_state.workflows)
     }
 
     /// Waits until the application has stopped, and returns why it stopped if it failed.

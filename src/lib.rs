@@ -54,6 +54,7 @@ pub mod state;
 pub mod tables;
 pub mod topic;
 pub mod window;
+pub mod workflow;
 
 pub use app::{App, Running, EXIT_PEER_LOST};
 pub use config::{AppArgs, AppConfig, Guarantee};

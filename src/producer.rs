@@ -159,6 +159,32 @@ impl Producer {
             .map_err(|(source, _)| send_error(topic, source))
     }
 
+    /// Sends a record already encoded (an agent's [`crate::agent::Outgoing`] form: topic,
+    /// partition if fixed, key, value, headers) and waits until Kafka has it.
+    pub(crate) async fn send_outgoing(
+        &self,
+        record: &crate::agent::Outgoing,
+    ) -> Result<(i32, i64)> {
+        let mut future: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic);
+        if let Some(key) = &record.key {
+            future = future.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            future = future.payload(value.as_slice());
+        }
+        if let Some(partition) = record.partition {
+            future = future.partition(partition);
+        }
+        if let Some(headers) = owned_headers(&record.headers) {
+            future = future.headers(headers);
+        }
+        self.inner
+            .send(future, QUEUE_TIMEOUT)
+            .await
+            .map(|d| (d.partition, d.offset))
+            .map_err(|(source, _)| send_error(&record.topic, source))
+    }
+
     /// Waits until every record sent so far is delivered.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.inner.flush(timeout).map_err(|source| {

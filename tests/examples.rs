@@ -588,6 +588,35 @@ fn the_agents_example_prices_orders_and_dead_letters_what_it_cannot_price() {
 }
 
 #[test]
+fn the_workflows_example_summarizes_its_chord_and_runs_its_chain() {
+    // Workflows run on agents, on Kafka only: there is no driver run to compare with.
+    let printed = run_example_on("workflows", Some(&brokers()));
+    let images = printed.input("images");
+    assert_eq!(images.len(), 20);
+    let thumbnail_bytes: u64 = images
+        .iter()
+        .map(|(_, image)| image["bytes"].as_u64().expect("bytes") / 10)
+        .sum();
+    let summaries = printed.rows("thumbnail-summaries");
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let (_, summary) = summaries[0].split_once(" => ").expect("`batch => summary`");
+    let summary: Value = serde_json::from_str(summary).expect("a JSON summary");
+    assert_eq!(summary["images"], 20);
+    assert_eq!(summary["thumbnail_bytes"], thumbnail_bytes);
+    assert_eq!(
+        (summary["failed"].clone(), summary["missing"].clone()),
+        (json!(0), json!(0))
+    );
+    let (_, cover) = printed.input("resize").pop().expect("the chain's input");
+    let chain = printed.rows("publish");
+    assert_eq!(chain.len(), 1, "{chain:?}");
+    let (_, thumb) = chain[0].split_once(" => ").expect("`name => thumbnail`");
+    let thumb: Value = serde_json::from_str(thumb).expect("a JSON thumbnail");
+    assert_eq!(thumb["bytes"], cover["bytes"].as_u64().expect("bytes") / 10);
+    assert_eq!(thumb["watermarked"], true);
+}
+
+#[test]
 fn the_quickstart_gives_the_same_totals_and_dead_letters_on_the_driver_and_the_broker() {
     let id = unique("quickstart-same");
     let (input, output) = (format!("{id}-orders"), format!("{id}-totals"));

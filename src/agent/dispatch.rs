@@ -76,6 +76,10 @@ pub(crate) struct AckSlot {
     /// The records the current attempt has sent.
     outbox: Mutex<Vec<Outgoing>>,
     completions: Arc<Sender<Completion>>,
+    /// Where the event's reply goes, when it is a request.
+    reply: Option<crate::workflow::ReplyAddress>,
+    /// Whether the current attempt has replied.
+    replied: AtomicBool,
 }
 
 impl AckSlot {
@@ -97,8 +101,40 @@ impl AckSlot {
     }
 
     pub(crate) fn ack(&self) -> bool {
-        let records = std::mem::take(&mut *self.outbox());
+        let mut records = std::mem::take(&mut *self.outbox());
+        // A request that ended without a reply gets an empty one: its asker (or chord) learns
+        // that it is done.
+        if !self.replied.load(AtomicOrdering::SeqCst) {
+            records.extend(self.reply_record(crate::workflow::Reply::default()));
+        }
         self.finish(Outcome::Acked, records)
+    }
+
+    /// The record carrying `reply` to the request's asker (or chain's next step), if the event
+    /// is a request.
+    fn reply_record(&self, reply: crate::workflow::Reply) -> Option<Outgoing> {
+        self.reply.as_ref()?.record(reply)
+    }
+
+    /// Records the current attempt's reply (the first counts).
+    pub(crate) fn reply(&self, reply: crate::workflow::Reply) {
+        if self.reply.is_none() || self.replied.swap(true, AtomicOrdering::SeqCst) {
+            return;
+        }
+        if let Some(record) = self.reply_record(reply) {
+            self.outbox().push(record);
+        }
+    }
+
+    /// Whether the event is a request.
+    pub(crate) fn is_request(&self) -> bool {
+        self.reply.is_some()
+    }
+
+    /// Forgets what the last attempt sent and replied, before the next.
+    fn reset(&self) {
+        self.outbox().clear();
+        self.replied.store(false, AtomicOrdering::SeqCst);
     }
 
     pub(crate) fn outbox(&self) -> std::sync::MutexGuard<'_, Vec<Outgoing>> {
@@ -275,6 +311,14 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
             done: AtomicBool::new(false),
             outbox: Mutex::new(Vec::new()),
             completions: Arc::clone(&self.completions),
+            reply: match incoming.headers.is_empty() {
+                true => None,
+                false => crate::workflow::ReplyAddress::from_headers(
+                    &incoming.headers,
+                    incoming.raw_key.as_deref(),
+                ),
+            },
+            replied: AtomicBool::new(false),
         });
         let event = Event::new(
             EventRecord {
@@ -434,11 +478,7 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
             if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
                 return;
             }
-            job.slot
-                .outbox
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            job.slot.reset();
             let started = std::time::Instant::now();
             let outcome = attempt_once(handler(job.event.clone()), self.settings.timeout).await;
             if let Some(h) = &self.counters.handler_duration {
@@ -483,7 +523,13 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
                     let record =
                         self.dead_letters
                             .record(origin, job.raw.clone(), HANDLER, &reason);
-                    job.slot.finish(Outcome::DeadLettered, vec![record]);
+                    // A request's asker (or chord) gets the error.
+                    let failed = job.slot.reply_record(crate::workflow::Reply {
+                        value: None,
+                        error: Some(error.0.clone()),
+                    });
+                    let records = std::iter::once(record).chain(failed).collect();
+                    job.slot.finish(Outcome::DeadLettered, records);
                 }
                 OnFailure::Stop => {
                     log::error!("{reason}; the agent stops");
@@ -575,6 +621,7 @@ fn dead_letter_record(
 ) -> Outgoing {
     Outgoing {
         topic: topic.to_string(),
+        partition: None,
         key,
         value,
         headers: vec![

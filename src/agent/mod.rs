@@ -386,6 +386,8 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Outgoing {
     pub topic: String,
+    /// The partition, when it is chosen (otherwise the key's).
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Headers,
@@ -511,6 +513,7 @@ impl<K, V> Event<K, V> {
         let mut outbox = self.acker.inner.outbox();
         outbox.push(Outgoing {
             topic: topic.name().to_string(),
+            partition: None,
             key: Some(key),
             value,
             headers,
@@ -528,6 +531,55 @@ impl<K, V> Event<K, V> {
         let reader =
             crate::TableReader::new(name, &self.http.tables, Arc::clone(&self.http.health))?;
         Ok(crate::TableHandle::new(reader, (*self.http).clone()))
+    }
+
+    /// Answers the request this event carries (see [`crate::workflow`]): `value` goes to the
+    /// asker, or on to a chain's next step, when the event is acked (under `exactly_once`, in
+    /// its transaction). The first reply of an attempt counts; an event that carries no request
+    /// ignores it. Fails, sending nothing, when `value` is not JSON.
+    pub fn reply<R: Serialize>(&self, value: &R) -> std::result::Result<(), RecordError> {
+        let value = serde_json::to_value(value).map_err(|e| {
+            RecordError::Value(faustus_connectors::CodecError::new(
+                "json",
+                format!("a reply that is not JSON: {e}"),
+            ))
+        })?;
+        self.acker.inner.reply(crate::workflow::Reply {
+            value: Some(value),
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// True when the event is a request (it carries a reply address or a chain).
+    pub fn is_request(&self) -> bool {
+        self.acker.inner.is_request()
+    }
+
+    /// The application's workflows: ask other agents, start chains and chords at once (outside
+    /// the event's transaction).
+    pub fn workflows(&self) -> crate::Result<crate::workflow::Workflows> {
+        crate::workflow::from_cell(&self.http.workflows)
+    }
+
+    /// Starts `chain` when the event is acked (under `exactly_once`, in its transaction).
+    pub fn start_chain(&self, chain: &crate::workflow::Chain) {
+        self.push_outgoing(chain.outgoing(None));
+    }
+
+    /// Starts `chord` when the event is acked (under `exactly_once`, in its transaction): a
+    /// chord callback may start the next chord, or a chain. Fails when the chord is refused (no
+    /// callback, no members) or the chords topic cannot be created.
+    pub fn start_chord(&self, chord: &crate::workflow::Chord) -> crate::Result<()> {
+        for record in self.workflows()?.chord_records(chord)? {
+            self.push_outgoing(record);
+        }
+        Ok(())
+    }
+
+    /// Adds a record, already encoded, to what the event writes when it is acked.
+    pub(crate) fn push_outgoing(&self, record: Outgoing) {
+        self.acker.inner.outbox().push(record);
     }
 
     /// The handle that acks this event; see [`Agent::manual_ack`]. It can be moved to another

@@ -1310,6 +1310,9 @@ fn send_all(
         if let Some(headers) = owned_headers(&record.headers) {
             base = base.headers(headers);
         }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
         let started = Instant::now();
         loop {
             match producer.send(base) {

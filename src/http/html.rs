@@ -214,6 +214,17 @@ pub(super) fn error_page(status: StatusCode, message: &str, retry_after: Option<
     page_with_head(&status.to_string(), &head, &body)
 }
 
+/// The paragraph saying why process `id` did not answer (as `from_every_process` reports
+/// it), if it did not.
+fn process_error(id: &str, process: &Value) -> Option<String> {
+    let error = process["error"].as_str()?;
+    Some(format!(
+        "<p class=\"error\">process {}: {}</p>\n",
+        escape(id),
+        escape(error)
+    ))
+}
+
 /// The agents of every process (`processes` as `/api/agents/` answers): per agent its settings
 /// and counts, and per assigned partition its in-flight events, positions and acked ranges.
 pub(super) fn agents_page(processes: &[Value]) -> String {
@@ -221,12 +232,8 @@ pub(super) fn agents_page(processes: &[Value]) -> String {
     let mut any = false;
     for process in processes {
         let id = process["process"].to_string();
-        if let Some(error) = process["error"].as_str() {
-            body.push_str(&format!(
-                "<p class=\"error\">process {}: {}</p>\n",
-                escape(&id),
-                escape(error)
-            ));
+        if let Some(error) = process_error(&id, process) {
+            body.push_str(&error);
             continue;
         }
         for agent in process["agents"].as_array().into_iter().flatten() {
@@ -296,6 +303,54 @@ fn agent_section(process: &str, agent: &Value) -> String {
         failed = escape(&text(&agent["failed_attempts"])),
         dead = escape(&text(&agent["dead_lettered"])),
     )
+}
+
+/// The chords in progress on every process (`processes` as `/api/workflows/` answers): per
+/// chord its size, members done and failed, and deadline.
+pub(super) fn workflows_page(processes: &[Value]) -> String {
+    let mut body = String::from("<h1>Workflows</h1>\n");
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        other => other.to_string(),
+    };
+    let mut rows = String::new();
+    for process in processes {
+        let id = process["process"].to_string();
+        if let Some(error) = process_error(&id, process) {
+            body.push_str(&error);
+            continue;
+        }
+        for chord in process["chords"].as_array().into_iter().flatten() {
+            let deadline = chord["deadline"]
+                .as_i64()
+                .map(|ms| {
+                    let left = (ms - crate::workflow::now_ms()) as f64 / 1000.0;
+                    format!("in {left:.0} s")
+                })
+                .unwrap_or_default();
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                escape(&text(&chord["chord"])),
+                escape(&id),
+                escape(&text(&chord["partition"])),
+                escape(&text(&chord["size"])),
+                escape(&text(&chord["done"])),
+                escape(&text(&chord["failed"])),
+                escape(&deadline),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        body.push_str("<p>No chords in progress.</p>\n");
+    } else {
+        body.push_str(&format!(
+            "<h2>Chords in progress</h2>\n<table>\n<tr><th>chord</th><th>process</th>\
+             <th>partition</th><th>size</th><th>done</th><th>failed</th><th>deadline</th></tr>\n\
+             {rows}</table>\n"
+        ));
+    }
+    page_with_head("Workflows", &refresh_tag(5), &body)
 }
 
 #[cfg(test)]

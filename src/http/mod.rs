@@ -92,6 +92,10 @@ pub(crate) struct HttpState {
     pub guarantee: crate::Guarantee,
     /// What this process keeps for the overview page.
     pub overview: Arc<overview::Overview>,
+    /// The application's workflows handle, once it has connected to Kafka.
+    pub workflows: crate::workflow::WorkflowsCell,
+    /// The chords this process coordinates.
+    pub chords: Arc<crate::workflow::ChordBoard>,
 }
 
 impl HttpState {
@@ -119,6 +123,8 @@ impl HttpState {
             app_id: Arc::from(""),
             guarantee: crate::Guarantee::ExactlyOnce,
             overview: Arc::default(),
+            workflows: Arc::default(),
+            chords: Arc::default(),
         }
     }
 
@@ -255,6 +261,8 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/api/assignment/", get(assignment))
         .route("/api/agents", get(agents))
         .route("/api/agents/", get(agents))
+        .route("/api/workflows", get(workflows))
+        .route("/api/workflows/", get(workflows))
         .route("/api/ready", get(ready))
         .route("/api/ready/", get(ready))
         .route("/api/live", get(live))
@@ -267,6 +275,7 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/api/internal/tables", get(local_tables_handler))
         .route("/api/internal/assignment", get(local_assignment_handler))
         .route("/api/internal/agents", get(local_agents_handler))
+        .route("/api/internal/workflows", get(local_workflows_handler))
         .route(
             "/api/internal/overview",
             get(overview::local_overview_handler),
@@ -740,6 +749,35 @@ fn local_agents(state: &HttpState) -> Value {
 
 async fn local_agents_handler(State(state): State<HttpState>) -> Json<Value> {
     Json(local_agents(&state))
+}
+
+/// `GET /api/workflows/`: the chords in progress on every process that coordinates some (size,
+/// members done and failed, deadline); an HTML page for a browser.
+async fn workflows(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let local = local_workflows(&state);
+    let processes = cluster::from_every_process(&state, "/api/internal/workflows", local).await;
+    if wants_html(&headers) {
+        return Html(html::workflows_page(&processes)).into_response();
+    }
+    Json(json!({ "processes": processes })).into_response()
+}
+
+/// This process's part of `/api/workflows/`.
+fn local_workflows(state: &HttpState) -> Value {
+    let running = state
+        .chords
+        .running
+        .load(std::sync::atomic::Ordering::SeqCst);
+    json!({
+        "process": state.process,
+        "coordinator": running,
+        "partitions": state.chords.partitions(),
+        "chords": state.chords.snapshot(),
+    })
+}
+
+async fn local_workflows_handler(State(state): State<HttpState>) -> Json<Value> {
+    Json(local_workflows(&state))
 }
 
 /// The sources of each worker of this process (by global worker index), with their lag: Kafka

@@ -136,6 +136,7 @@ pub(super) async fn index(
             "tables": endpoint("/api/table/"),
             "assignment": endpoint("/api/assignment/"),
             "agents": endpoint("/api/agents/"),
+            "workflows": endpoint("/api/workflows/"),
             "ready": endpoint("/api/ready/"),
             "live": endpoint("/api/live/"),
             "openapi": endpoint("/api/openapi.json"),

@@ -1,0 +1,281 @@
+//! Workflows on the real broker: request/reply, chains and chords in one process (the kill -9
+//! tests with several processes are in `tests/workflows_chaos.rs`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use faustus::agent::{Agent, Event, HandlerError, Retry};
+use faustus::prelude::*;
+use faustus::workflow::{AskError, Chain, Chord, ChordOutcome, ChordResult, JsonValue, Workflows};
+use faustus::Guarantee;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Few, fast retries: a failing member ends in the dead letters quickly.
+fn quick_retry() -> Retry {
+    Retry {
+        retries: 1,
+        backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(10),
+    }
+}
+
+/// An agent that answers each request with `answer(value)`; a value `answer` refuses fails.
+fn answering(
+    name: &str,
+    topic: &Topic<String, i64>,
+    answer: fn(i64) -> Result<serde_json::Value, String>,
+) -> Agent<String, i64> {
+    Agent::new(name, topic)
+        .concurrency(8)
+        .retry(quick_retry())
+        .handler(move |event: Event<String, i64>| async move {
+            let value = answer(event.value()).map_err(HandlerError::new)?;
+            event.reply(&value)?;
+            Ok(())
+        })
+}
+
+/// Starts an app of `agents` (its chord coordinator included) under `guarantee`, serving HTTP
+/// on a free port.
+fn start(app_id: &str, guarantee: Guarantee, agents: Vec<Agent<String, i64>>) -> faustus::Running {
+    let mut app = App::new(app_id)
+        .brokers(brokers())
+        .http(Some(([127, 0, 0, 1], 0).into()))
+        .guarantee(guarantee)
+        .commit_interval(Duration::from_millis(100))
+        .chords();
+    for agent in agents {
+        app = app.agent(agent);
+    }
+    app.start(|_df| {}).expect("the app starts")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Every committed chord result of `topic`, by chord id, each with how many times it came.
+fn chord_results(topic: &str) -> BTreeMap<String, (usize, ChordResult)> {
+    let mut results: BTreeMap<String, (usize, ChordResult)> = BTreeMap::new();
+    for record in read_all(topic) {
+        let result: ChordResult =
+            serde_json::from_slice(record.value.as_deref().expect("a value")).expect("a result");
+        let entry = results
+            .entry(result.chord.clone())
+            .or_insert((0, result.clone()));
+        entry.0 += 1;
+    }
+    results
+}
+
+#[test]
+fn ask_gets_the_reply_a_failure_or_a_timeout() {
+    let app_id = unique("wf-ask");
+    let squares = Topic::<String, i64>::new(unique("wf-squares")).partitions(3);
+    let picky = Topic::<String, i64>::new(unique("wf-picky")).partitions(1);
+    let nobody = Topic::<String, i64>::new(unique("wf-nobody")).partitions(1);
+    create_topic(nobody.name(), 1);
+    let app = start(
+        &app_id,
+        Guarantee::ExactlyOnce,
+        vec![
+            answering("square", &squares, |v| Ok((v * v).into())),
+            answering("picky", &picky, |v| match v % 2 {
+                0 => Ok(v.into()),
+                _ => Err(format!("{v} is odd")),
+            }),
+        ],
+    );
+    let workflows = app.workflows().expect("workflows");
+    let rt = runtime();
+    rt.block_on(async {
+        let seven = "seven".to_string();
+        let n: i64 = workflows
+            .ask(&squares, &seven, &7, DEADLINE)
+            .await
+            .expect("a reply");
+        assert_eq!(n, 49);
+
+        // Scatter/gather: the replies come back in the order of the requests.
+        let requests = (0..40).map(|i| (format!("k{i}"), i));
+        let replies: Vec<Result<i64, AskError>> =
+            workflows.ask_all(&squares, requests, DEADLINE).await;
+        let replies: Vec<i64> = replies.into_iter().map(|r| r.expect("a reply")).collect();
+        assert_eq!(replies, (0..40).map(|i| i * i).collect::<Vec<_>>());
+
+        // A request whose handler fails after its retries gets the error, not a timeout.
+        let started = Instant::now();
+        let failed = workflows
+            .ask::<_, _, i64>(&picky, &"p".to_string(), &3, DEADLINE)
+            .await
+            .expect_err("a failure");
+        assert!(
+            matches!(&failed, AskError::Failed(e) if e.contains("3 is odd")),
+            "{failed}"
+        );
+        assert!(started.elapsed() < DEADLINE / 2);
+
+        // Nobody reads `nobody`: the timeout ends the wait.
+        let started = Instant::now();
+        let timeout = Duration::from_secs(2);
+        let lost = workflows
+            .ask::<_, _, i64>(&nobody, &"x".to_string(), &1, timeout)
+            .await
+            .expect_err("no reply");
+        assert!(matches!(lost, AskError::Timeout { .. }), "{lost}");
+        assert!(started.elapsed() >= timeout);
+        assert!(started.elapsed() < timeout + Duration::from_secs(10));
+    });
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn a_chain_passes_each_reply_on_and_its_last_reply_comes_back() {
+    let app_id = unique("wf-chain");
+    let add = Topic::<String, i64>::new(unique("wf-add")).partitions(2);
+    let double = Topic::<String, i64>::new(unique("wf-double")).partitions(2);
+    let show = Topic::<String, i64>::new(unique("wf-show")).partitions(2);
+    let app = start(
+        &app_id,
+        Guarantee::ExactlyOnce,
+        vec![
+            answering("add", &add, |v| Ok((v + 1).into())),
+            answering("double", &double, |v| Ok((v * 2).into())),
+            answering("show", &show, |v| Ok(format!("={v}").into())),
+        ],
+    );
+    let workflows = app.workflows().expect("workflows");
+    let rt = runtime();
+    rt.block_on(async {
+        let chain = Chain::new(&add, &"k".to_string(), &20)
+            .expect("a chain")
+            .then(&double)
+            .then(&show);
+        assert_eq!(chain.steps().len(), 3);
+        let shown: String = workflows
+            .ask_chain(&chain, DEADLINE)
+            .await
+            .expect("a reply");
+        assert_eq!(shown, "=42");
+    });
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn a_chord_calls_back_once_with_every_result_and_fails_on_a_failed_member_or_its_deadline() {
+    let app_id = unique("wf-chord");
+    let work = Topic::<String, i64>::new(unique("wf-work")).partitions(3);
+    let lost = Topic::<String, i64>::new(unique("wf-lost")).partitions(1);
+    create_topic(lost.name(), 1);
+    let done = Topic::<String, ChordResult>::new(unique("wf-done"));
+    let failed = Topic::<String, ChordResult>::new(unique("wf-failed"));
+    create_topic(done.name(), 2);
+    create_topic(failed.name(), 2);
+    let app = start(
+        &app_id,
+        Guarantee::ExactlyOnce,
+        vec![answering("work", &work, |v| match v {
+            13 => Err("13 is unlucky".into()),
+            v => Ok((v * 10).into()),
+        })],
+    );
+    let workflows: Workflows = app.workflows().expect("workflows");
+    let members = |chord: Chord, values: std::ops::Range<i64>| {
+        values.fold(chord, |c, v| {
+            c.member(&work, &format!("m{v}"), &v).expect("a member")
+        })
+    };
+    let good = members(Chord::new("good"), 100..150)
+        .callback(&done)
+        .error_callback(&failed);
+    let unlucky = members(Chord::new("unlucky"), 10..16)
+        .callback(&done)
+        .error_callback(&failed);
+    let late = members(Chord::new("late"), 0..3)
+        .member(&lost, &"gone".to_string(), &1)
+        .expect("a member")
+        .deadline(Duration::from_secs(12))
+        .callback(&done)
+        .error_callback(&failed);
+    let rt = runtime();
+    rt.block_on(async {
+        for chord in [&good, &unlucky, &late] {
+            workflows.start_chord(chord).await.expect("started");
+        }
+    });
+    // Until its deadline, the chord missing a member is in progress, on `/api/workflows/`.
+    let base = format!("http://{}", app.http_addr().expect("an HTTP address"));
+    wait_for(
+        "the late chord in progress on /api/workflows/",
+        DEADLINE,
+        || {
+            let (status, body) = http_get(&format!("{base}/api/workflows/"));
+            assert_eq!(status, 200, "{body}");
+            let process = &body["processes"][0];
+            assert_eq!(process["coordinator"], true, "{body}");
+            let chords = process["chords"].as_array()?;
+            chords
+                .iter()
+                .find(|c| c["chord"] == "late" && c["done"] == 3)
+                .map(|c| {
+                    assert_eq!(c["size"], 4, "{c}");
+                    assert_eq!(c["failed"], 0, "{c}");
+                    assert!(c["deadline"].as_i64().is_some(), "{c}");
+                })
+        },
+    );
+    let page = reqwest::blocking::Client::new()
+        .get(format!("{base}/api/workflows/"))
+        .header("accept", "text/html")
+        .send()
+        .and_then(|r| r.text())
+        .expect("the workflows page");
+    assert!(
+        page.contains("<td>late</td>") && page.contains("<td>3</td>"),
+        "{page}"
+    );
+    let outcome = wait_for("the three chords' results", DEADLINE, || {
+        let done = chord_results(done.name());
+        let failed = chord_results(failed.name());
+        (done.len() + failed.len() >= 3).then_some((done, failed))
+    });
+    // Nothing more comes (a second callback would be a duplicate).
+    std::thread::sleep(Duration::from_secs(3));
+    let (done_now, failed_now) = (chord_results(done.name()), chord_results(failed.name()));
+    assert_eq!((&done_now, &failed_now), (&outcome.0, &outcome.1));
+
+    let (count, result) = &done_now["good"];
+    assert_eq!(*count, 1);
+    assert_eq!(result.outcome, ChordOutcome::Done);
+    let expected: Vec<Option<JsonValue>> = (100..150).map(|v| Some((v * 10).into())).collect();
+    assert_eq!(result.results, expected);
+
+    let (count, result) = &failed_now["unlucky"];
+    assert_eq!(*count, 1);
+    assert_eq!(result.outcome, ChordOutcome::Failed);
+    assert_eq!(result.failed.len(), 1);
+    assert_eq!(result.failed[0].member, 3);
+    assert!(
+        result.failed[0].error.contains("13 is unlucky"),
+        "{:?}",
+        result.failed
+    );
+
+    let (count, result) = &failed_now["late"];
+    assert_eq!(*count, 1);
+    assert_eq!(result.missing, vec![3]);
+    assert_eq!(
+        result.results[..3],
+        [Some(0.into()), Some(10.into()), Some(20.into())]
+    );
+    assert!(!done_now.contains_key("unlucky") && !done_now.contains_key("late"));
+    app.shutdown().expect("a clean stop");
+}
