@@ -279,3 +279,73 @@ fn a_chord_calls_back_once_with_every_result_and_fails_on_a_failed_member_or_its
     assert!(!done_now.contains_key("unlucky") && !done_now.contains_key("late"));
     app.shutdown().expect("a clean stop");
 }
+
+#[test]
+fn a_chord_callback_starts_a_chain_in_its_transaction() {
+    let app_id = unique("wf-nest");
+    let work = Topic::<String, i64>::new(unique("wf-nest-work")).partitions(2);
+    let results = Topic::<String, ChordResult>::new(unique("wf-nest-results")).partitions(1);
+    let add = Topic::<String, i64>::new(unique("wf-nest-add")).partitions(2);
+    let last = Topic::<String, i64>::new(unique("wf-nest-last")).partitions(2);
+    let output = Topic::<String, i64>::new(unique("wf-nest-output")).partitions(1);
+    create_topic(output.name(), 1);
+    // The callback sums the members' results and starts a chain with the sum: add one, then
+    // write ten times that to `output`.
+    let (add2, last2) = (add.clone(), last.clone());
+    let callback =
+        Agent::new("total", &results).handler(move |event: Event<String, ChordResult>| {
+            let (add, last) = (add2.clone(), last2.clone());
+            async move {
+                let sum: i64 = event
+                    .value()
+                    .results
+                    .iter()
+                    .flatten()
+                    .map(|v| v.decode::<i64>().expect("a number"))
+                    .sum();
+                let chain = Chain::new(&add, &event.key(), &sum)?.then(&last);
+                event.start_chain(&chain);
+                Ok(())
+            }
+        });
+    let out = output.clone();
+    let write =
+        Agent::new("write", &last)
+            .sends_to(&output)
+            .handler(move |event: Event<String, i64>| {
+                let out = out.clone();
+                async move {
+                    event.send(&out, event.key(), event.value() * 10)?;
+                    Ok(())
+                }
+            });
+    let app = App::new(&app_id)
+        .brokers(brokers())
+        .http(None)
+        .guarantee(Guarantee::ExactlyOnce)
+        .commit_interval(Duration::from_millis(100))
+        .chords()
+        .agent(answering("work", &work, |v| Ok((v * 10).into())))
+        .agent(answering("add", &add, |v| Ok((v + 1).into())))
+        .agent(callback)
+        .agent(write)
+        .start(|_df| {})
+        .expect("the app starts");
+    let chord = (1..=4)
+        .fold(Chord::new("nested"), |c, v| {
+            c.member(&work, &format!("m{v}"), &v).expect("a member")
+        })
+        .callback(&results);
+    runtime()
+        .block_on(app.workflows().expect("workflows").start_chord(&chord))
+        .expect("started");
+    // (10 + 20 + 30 + 40) + 1, times ten.
+    let written = wait_for("the chain's output", DEADLINE, || {
+        let records = read_all(output.name());
+        (!records.is_empty()).then_some(records)
+    });
+    assert_eq!(written.len(), 1);
+    let value: i64 = serde_json::from_slice(written[0].value.as_deref().unwrap()).unwrap();
+    assert_eq!(value, 1010);
+    app.shutdown().expect("a clean stop");
+}
