@@ -19,8 +19,9 @@ struct Beat {
     at: i64,
 }
 
+/// The records of `topic`, in slot order (their keys spread them over partitions).
 fn beats(topic: &str) -> Vec<Beat> {
-    read_all(topic)
+    let mut beats: Vec<Beat> = read_all(topic)
         .into_iter()
         .map(|r| {
             let slot = String::from_utf8(r.key.expect("a key")).unwrap();
@@ -32,7 +33,9 @@ fn beats(topic: &str) -> Vec<Beat> {
                 at: value["at"].as_i64().unwrap(),
             }
         })
-        .collect()
+        .collect();
+    beats.sort_by_key(|beat| beat.slot);
+    beats
 }
 
 /// Every slot appears once and each is one interval after the one before.
@@ -160,6 +163,10 @@ fn another_process_fires_within_two_intervals_when_the_owner_is_killed() {
         beats(&output).into_iter().find(|beat| beat.who == "b")
     });
     let took = first_of_b.at - killed;
+    eprintln!(
+        "b fired slot {} {took} ms after the owner was killed",
+        first_of_b.slot
+    );
     assert!(
         took <= 2 * every_ms,
         "b fired {took} ms after the owner was killed (seen after {:?}); expected within two intervals\n{}",
@@ -179,6 +186,52 @@ fn another_process_fires_within_two_intervals_when_the_owner_is_killed() {
         .max();
     assert_eq!(Some(first_of_b.slot - every_ms), last_of_a, "{all:?}");
     assert!(b.terminate().success(), "{}", b.log_text());
+}
+
+#[test]
+fn slots_missed_while_the_application_was_down_are_not_made_up_except_the_latest() {
+    let app_id = unique("timers-missed");
+    let output = unique("timer-ticks");
+    let every_ms = 2_000;
+    let mut a = start(&app_id, "a", every_ms, &output, free_port());
+    wait_for("a's first tick", Duration::from_secs(120), || {
+        (!beats(&output).is_empty()).then_some(())
+    });
+    assert!(a.terminate().success(), "{}", a.log_text());
+    let before = beats(&output);
+    let last = before.iter().map(|beat| beat.slot).max().unwrap();
+    // Three slots pass with no process running.
+    wait_for("three slots to pass", Duration::from_secs(60), || {
+        (now_millis() > last + 3 * every_ms).then_some(())
+    });
+    let restarted = now_millis();
+    let mut again = start(&app_id, "again", every_ms, &output, free_port());
+    let all = wait_for(
+        "three ticks after the restart",
+        Duration::from_secs(120),
+        || {
+            let all = beats(&output);
+            (all.iter().filter(|beat| beat.who == "again").count() >= 3).then_some(all)
+        },
+    );
+    let after: Vec<&Beat> = all.iter().filter(|beat| beat.who == "again").collect();
+    let first = after[0];
+    // The slots of the pause did not fire, except (at most) the latest one due when the new
+    // process took the timer: none before the one due when it started.
+    let due_at_restart = restarted.div_euclid(every_ms) * every_ms;
+    assert!(due_at_restart >= last + 3 * every_ms);
+    assert!(
+        first.slot >= due_at_restart,
+        "restarted at {restarted}: {all:?}"
+    );
+    assert!(first.at >= first.slot, "{first:?}");
+    for pair in after.windows(2) {
+        assert_eq!(pair[1].slot - pair[0].slot, every_ms, "{all:?}");
+    }
+    let mut slots: Vec<i64> = all.iter().map(|beat| beat.slot).collect();
+    slots.dedup();
+    assert_eq!(slots.len(), all.len(), "a slot fired twice: {all:?}");
+    assert!(again.terminate().success(), "{}", again.log_text());
 }
 
 fn now_millis() -> i64 {
