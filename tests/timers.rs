@@ -84,18 +84,31 @@ fn members(app_id: &str) -> usize {
     faustus::connectors::group_members(&kafka(), &format!("{app_id}-timer-heartbeat")).unwrap_or(0)
 }
 
-/// The partitions the `timer-heartbeat` agent of the process at `port` holds, as its
-/// `/api/agents/` shows them.
-fn heartbeat_partitions(port: u16) -> Option<Vec<i64>> {
+/// The first entry that `named` picks from the lists `list` (`agents` or `timers`) of the
+/// `/api/agents/` of the process at `port`.
+fn agents_entry(
+    port: u16,
+    list: &str,
+    named: impl Fn(&serde_json::Value) -> bool,
+) -> Option<serde_json::Value> {
     let (status, body) = http_get(&format!("http://127.0.0.1:{port}/api/agents/"));
     if status != 200 {
         return None;
     }
-    let processes = body["processes"].as_array()?;
-    let agent = processes
+    body["processes"]
+        .as_array()?
         .iter()
-        .flat_map(|p| p["agents"].as_array().into_iter().flatten())
-        .find(|a| a["settings"]["name"] == "timer-heartbeat")?;
+        .flat_map(|p| p[list].as_array().into_iter().flatten())
+        .find(|entry| named(entry))
+        .cloned()
+}
+
+/// The partitions the `timer-heartbeat` agent of the process at `port` holds, as its
+/// `/api/agents/` shows them.
+fn heartbeat_partitions(port: u16) -> Option<Vec<i64>> {
+    let agent = agents_entry(port, "agents", |a| {
+        a["settings"]["name"] == "timer-heartbeat"
+    })?;
     Some(
         agent["partitions"]
             .as_array()?
@@ -103,6 +116,16 @@ fn heartbeat_partitions(port: u16) -> Option<Vec<i64>> {
             .filter_map(|p| p["partition"].as_i64())
             .collect(),
     )
+}
+
+/// Whether the process at `port` fires the heartbeat, as the `timers` of its `/api/agents/`
+/// show it.
+fn heartbeat_owner(port: u16) -> Option<bool> {
+    let timer = agents_entry(port, "timers", |t| t["name"] == "heartbeat")?;
+    assert_eq!(timer["schedule"], "every 2000 ms", "{timer}");
+    let owner = timer["owner"].as_bool()?;
+    assert_eq!(owner, timer["next_slot"].is_i64(), "{timer}");
+    Some(owner)
 }
 
 /// Starts `a`, waits for its first tick, then starts `b` and waits until both are in the
@@ -133,6 +156,8 @@ fn a_timer_fires_each_slot_once_on_one_process() {
         (heartbeat_partitions(ports[0])? == [0]).then_some(())
     });
     assert_eq!(heartbeat_partitions(ports[1]), Some(vec![]));
+    assert_eq!(heartbeat_owner(ports[0]), Some(true));
+    assert_eq!(heartbeat_owner(ports[1]), Some(false));
     let before = beats(&output).len();
     let all = wait_for("five more ticks", Duration::from_secs(120), || {
         let all = beats(&output);

@@ -44,7 +44,8 @@
 //!
 //! The owner's death is seen after the group's session timeout: timer consumers use
 //! `session.timeout.ms=6000` and `heartbeat.interval.ms=1000` (overridable with the
-//! application's consumer properties), so the next owner fires within about 10 s.
+//! application's consumer properties), so another process takes the timer over within about
+//! 6–8 s, and fires the slot it missed meanwhile, if any, at once.
 
 pub mod cron;
 
@@ -94,6 +95,15 @@ enum Schedule {
     Cron(Cron),
 }
 
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Every(n) => write!(f, "every {n} ms"),
+            Schedule::Cron(cron) => write!(f, "{cron}"),
+        }
+    }
+}
+
 impl Schedule {
     /// The first slot strictly after `millis`.
     fn next_after(&self, millis: i64) -> Option<i64> {
@@ -132,6 +142,48 @@ pub(crate) struct TickRecord {
     slot: i64,
 }
 
+/// What `/api/agents/` shows of a timer, per process (under `timers`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TimerStatus {
+    /// The timer's name.
+    pub name: String,
+    /// `every <n> ms`, or the crontab expression.
+    pub schedule: String,
+    /// The agent that handles its ticks (`timer-<name>`).
+    pub agent: String,
+    /// Its internal topic.
+    pub topic: String,
+    /// Whether this process fires it (holds partition 0 of its topic and has taken it).
+    pub owner: bool,
+    /// The last slot this process knows to be fired (milliseconds since 1970), while it owns
+    /// the timer.
+    pub last_slot: Option<i64>,
+    /// The next slot this process will fire, while it owns the timer.
+    pub next_slot: Option<i64>,
+}
+
+/// The timers' statuses on this process, shared with the HTTP server.
+#[derive(Default)]
+pub(crate) struct TimerBoard(Mutex<Vec<Arc<Mutex<TimerStatus>>>>);
+
+impl TimerBoard {
+    /// The status of every timer of this process.
+    pub(crate) fn snapshot(&self) -> Vec<TimerStatus> {
+        let statuses = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        statuses
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+
+    fn add(&self, status: Arc<Mutex<TimerStatus>>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(status);
+    }
+}
+
 /// What a timer's handler is given for each slot: the slot, and what it may do (send records,
 /// read tables). Cloning it is cheap.
 #[derive(Clone)]
@@ -139,6 +191,16 @@ pub struct Tick {
     timer: Arc<str>,
     slot: i64,
     event: Event<String, TickRecord>,
+}
+
+impl std::fmt::Debug for Tick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tick")
+            .field("timer", &self.timer)
+            .field("slot", &self.slot)
+            .field("origin", self.event.origin())
+            .finish()
+    }
 }
 
 impl Tick {
@@ -415,7 +477,17 @@ impl AgentSpec for TimerSpec {
                 let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(assigned);
             }
         }));
+        let status = Arc::new(Mutex::new(TimerStatus {
+            name: name.clone(),
+            schedule: schedule.to_string(),
+            agent: agent.name().to_string(),
+            topic: topic.clone(),
+            owner: false,
+            last_slot: None,
+            next_slot: None,
+        }));
         let running = AgentSpec::start(Box::new(agent), env)?;
+        env.http.timers.add(Arc::clone(&status));
         let owner = Owner {
             name: name.clone(),
             topic,
@@ -429,6 +501,7 @@ impl AgentSpec for TimerSpec {
             wanted: false,
             held: None,
             retry_at: None,
+            status,
         };
         std::thread::Builder::new()
             .name(format!("timer-{name}"))
@@ -456,6 +529,8 @@ struct Owner {
     held: Option<(ThreadedProducer<DefaultProducerContext>, i64)>,
     /// When to try again after a Kafka error.
     retry_at: Option<Instant>,
+    /// What `/api/agents/` shows.
+    status: Arc<Mutex<TimerStatus>>,
 }
 
 /// Milliseconds since 1970 now.
@@ -499,6 +574,19 @@ impl Owner {
                 }
             }
             self.fire_due();
+            self.publish();
+        }
+        self.held = None;
+        self.publish();
+    }
+
+    /// Shows whether this process owns the timer, and its next slot.
+    fn publish(&self) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.owner = self.held.is_some();
+        status.next_slot = self.held.as_ref().map(|(_, next)| *next);
+        if self.held.is_none() {
+            status.last_slot = None;
         }
     }
 
@@ -563,6 +651,10 @@ impl Owner {
             if next <= now { ", late" } else { "" }
         );
         self.held = Some((producer, next));
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_slot = last;
         Ok(())
     }
 
@@ -579,6 +671,10 @@ impl Owner {
         let slot = self.schedule.at_or_before(now).unwrap_or(*next).max(*next);
         match self.produce(producer, slot) {
             Ok(()) => {
+                self.status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last_slot = Some(slot);
                 let next = self.schedule.next_after(slot).unwrap_or(i64::MAX);
                 if let Some((_, n)) = &mut self.held {
                     *n = next;
