@@ -31,6 +31,7 @@ use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{Declared, Tables};
 use crate::runtime::{CommitItem, Io, RestoreReport, Startup};
 use crate::tables::{TableHandle, TableReader};
+use crate::timer::Timer;
 
 /// The name of the threads that run async code: the HTTP server and the agents.
 const ASYNC_THREAD: &str = "faustus-async";
@@ -47,14 +48,25 @@ pub struct App {
     chords: bool,
 }
 
-/// The agents an application runs.
+/// The agents an application runs, and its timers (agents too, named once the application's
+/// id is final).
 #[derive(Default)]
-struct Agents(Vec<Box<dyn AgentSpec>>);
+struct Agents(Vec<Box<dyn AgentSpec>>, Vec<Timer>);
+
+impl Agents {
+    /// Every agent, the timers' included, of application `app_id`.
+    fn resolve(self, app_id: &str) -> Vec<Box<dyn AgentSpec>> {
+        let Agents(mut specs, timers) = self;
+        specs.extend(timers.into_iter().map(|t| t.into_spec(app_id)));
+        specs
+    }
+}
 
 impl std::fmt::Debug for Agents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
             .entries(self.0.iter().map(|a| &a.settings().name))
+            .entries(self.1.iter().map(|t| t.name()))
             .finish()
     }
 }
@@ -295,6 +307,13 @@ impl App {
         self
     }
 
+    /// Adds a timer (see [`crate::timer`]): one process of the cluster runs it on its
+    /// schedule, from the application's start to its stop.
+    pub fn timer(mut self, timer: Timer) -> Self {
+        self.agents.1.push(timer);
+        self
+    }
+
     /// Runs the application until Ctrl-C or SIGTERM, then stops cleanly: sources stop, the
     /// epochs in flight drain and commit, and the call returns.
     pub fn run<F>(self, build: F) -> Result<()>
@@ -320,7 +339,7 @@ impl App {
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
         let config = self.config;
-        let mut agents = self.agents.0;
+        let mut agents = self.agents.resolve(&config.app_id);
         let build = Arc::new(build);
         let mut planned = plan_checked(&config, Arc::clone(&build))?;
         check_agents(&agents, self.chords)?;
@@ -424,12 +443,12 @@ impl App {
     /// serves `/api/agents/` and the readiness endpoints.
     pub fn start_agents(self) -> Result<Running> {
         let config = self.config;
-        let mut agents = self.agents.0;
+        let mut agents = self.agents.resolve(&config.app_id);
         config.validate()?;
         check_agents(&agents, self.chords)?;
         if agents.is_empty() && !self.chords {
             return Err(Error::Config(
-                "`App::start_agents` was called with no agents: add them with `App::agent`".into(),
+                "`App::start_agents` was called with no agents: add them with `App::agent` or `App::timer`".into(),
             ));
         }
         let dead_letters = crate::dead_letter::topic(&config.app_id);
@@ -518,9 +537,10 @@ impl App {
         F: for<'s> Fn(&Dataflow<'s>) + Send + Sync + 'static,
     {
         let mut planned = plan_checked(&self.config, Arc::new(build))?;
-        check_agents(&self.agents.0, self.chords)?;
+        let specs = self.agents.resolve(&self.config.app_id);
+        check_agents(&specs, self.chords)?;
         let mut agents = Vec::new();
-        for agent in &self.agents.0 {
+        for agent in &specs {
             planned.specs.extend(agent.topics(self.config.partitions));
             for (topic, encoder) in agent.encoders() {
                 planned.encoders.entry(topic).or_insert(encoder);

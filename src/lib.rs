@@ -52,6 +52,7 @@ pub mod record;
 mod runtime;
 pub mod state;
 pub mod tables;
+pub mod timer;
 pub mod topic;
 pub mod window;
 pub mod workflow;

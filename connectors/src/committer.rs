@@ -959,7 +959,8 @@ fn fenced(config: &CommitterConfig) -> ConnectorError {
     ConnectorError::Fenced(format!("{}-committer", config.app_id))
 }
 
-fn is_fenced(e: &KafkaError) -> bool {
+/// Whether a producer error says that a newer producer of its transactional id has fenced it.
+pub fn is_fenced(e: &KafkaError) -> bool {
     matches!(
         e.rdkafka_error_code(),
         Some(

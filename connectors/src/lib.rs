@@ -15,8 +15,8 @@
 //!   [`CodecError`]), and [`murmur2`] / [`kafka_partition`] (where the Java client puts a key);
 //! - the blocking, dataflow-free building blocks the engine is made of: [`PartitionReader`],
 //!   [`read_to_end_counted`], the [`Committer`] with its [`CommitterConfig`], [`EpochBatch`] and
-//!   [`OutRecord`], the [`AckTracker`] (with [`AckError`]) of agents, and the
-//!   [`EmbeddedBroker`].
+//!   [`OutRecord`], [`is_fenced`] (a producer fenced by a newer one of its transactional id),
+//!   the [`AckTracker`] (with [`AckError`]) of agents, and the [`EmbeddedBroker`].
 //!
 //! ## Features
 //!
@@ -41,8 +41,8 @@ pub use admin::{
 pub use client::KafkaConfig;
 pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
 pub use committer::{
-    owned_headers, read_progress, CommitObserver, CommitStats, Committer, CommitterConfig,
-    DeliveryCounter, EpochBatch, Guarantee, OutRecord, Progress,
+    is_fenced, owned_headers, read_progress, CommitObserver, CommitStats, Committer,
+    CommitterConfig, DeliveryCounter, EpochBatch, Guarantee, OutRecord, Progress,
 };
 pub use embedded::EmbeddedBroker;
 pub use error::{ConnectorError, Result};

@@ -83,7 +83,9 @@ use crate::dataflow::Data;
 use crate::record::Headers;
 use crate::topic::{RecordError, Topic};
 
-pub(crate) use runtime::{group_id, start_agents, AgentBoard, AgentEnv, AgentSpec, AgentsHandle};
+pub(crate) use runtime::{
+    group_id, start_agents, AgentBoard, AgentEnv, AgentSpec, AgentsHandle, RunningAgent,
+};
 pub use runtime::{AgentStatus, PartitionStatus};
 
 /// What a handler returns: `Ok` acks the event (unless acks are manual); an error retries it.
@@ -234,6 +236,21 @@ pub struct Agent<K: 'static, V: 'static> {
     /// Fault injection: every how many transactions one is aborted instead of committed.
     #[cfg(feature = "fault-injection")]
     pub(crate) abort_every: Option<u32>,
+    /// What the engine adds to agents it makes itself (timers).
+    pub(crate) internals: Internals,
+}
+
+/// Told of the partitions assigned (`true`) or about to be revoked (`false`).
+pub(crate) type OnAssignment = Arc<dyn Fn(&[i32], bool) + Send + Sync>;
+
+/// What the engine adds to an agent it makes itself (a timer, [`crate::timer`]).
+#[derive(Clone, Default)]
+pub(crate) struct Internals {
+    /// Consumer properties of this agent's consumer, under the user's consumer properties.
+    pub consumer_properties: Vec<(&'static str, String)>,
+    /// Called on the consumer thread with the partitions assigned (`true`) or about to be
+    /// revoked (`false`).
+    pub on_assignment: Option<OnAssignment>,
 }
 
 impl<K: Data + Send, V: Data + Send> Agent<K, V> {
@@ -261,6 +278,7 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
             encoders: vec![(topic.name().to_string(), topic.text_encoder())],
             #[cfg(feature = "fault-injection")]
             abort_every: None,
+            internals: Internals::default(),
         }
     }
 

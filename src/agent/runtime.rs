@@ -283,6 +283,7 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         settings,
         topic,
         body,
+        internals,
         ..
     } = agent;
     // The settings were checked with every agent's (`App`'s `check_agents`), before Kafka.
@@ -339,23 +340,31 @@ fn start_agent<K: Data + Send, V: Data + Send>(
     };
     let context = AgentContext {
         core: Mutex::new(core),
+        on_assignment: internals.on_assignment,
     };
     let drain_ms = u64::try_from(settings.drain_timeout.as_millis()).unwrap_or(u64::MAX / 2);
     // A revoked partition may take the drain timeout: stay in the group meanwhile.
     let max_poll_interval = (drain_ms.saturating_add(60_000))
         .min(i32::MAX as u64)
         .to_string();
+    let mut defaults = vec![
+        // Keep fetching while the local queue drains (as the dataflow's readers do):
+        // otherwise librdkafka stops fetching for a second whenever its queue passes a
+        // threshold.
+        ("fetch.wait.max.ms", "10"),
+        ("queued.min.messages", "100000"),
+        ("fetch.queue.backoff.ms", "1"),
+        ("max.poll.interval.ms", max_poll_interval.as_str()),
+    ];
+    defaults.extend(
+        internals
+            .consumer_properties
+            .iter()
+            .map(|(k, v)| (*k, v.as_str())),
+    );
     let consumer: BaseConsumer<AgentContext<K, V>> = env
         .kafka
-        .consumer_with(&[
-            // Keep fetching while the local queue drains (as the dataflow's readers do):
-            // otherwise librdkafka stops fetching for a second whenever its queue passes a
-            // threshold.
-            ("fetch.wait.max.ms", "10"),
-            ("queued.min.messages", "100000"),
-            ("fetch.queue.backoff.ms", "1"),
-            ("max.poll.interval.ms", &max_poll_interval),
-        ])
+        .consumer_with(&defaults)
         .set("group.id", group_id(&env.app_id, &name))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -482,6 +491,8 @@ fn consume<K: Data + Send, V: Data + Send>(
 /// (both on the consumer thread).
 struct AgentContext<K: 'static, V: 'static> {
     core: Mutex<Core<K, V>>,
+    /// Told of assignments and revocations (see [`super::Internals`]).
+    on_assignment: Option<super::OnAssignment>,
 }
 
 impl<K, V> AgentContext<K, V> {
@@ -496,6 +507,9 @@ impl<K: Data + Send, V: Data + Send> ConsumerContext for AgentContext<K, V> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            if let Some(hook) = &self.on_assignment {
+                hook(&partitions, false);
+            }
             let mut core = self.lock();
             if let Err(e) = core.revoke(consumer, &partitions) {
                 core.fatal.get_or_insert(e);
@@ -521,6 +535,10 @@ impl<K: Data + Send, V: Data + Send> ConsumerContext for AgentContext<K, V> {
                 core.assign(element.partition());
             }
             core.publish_status();
+            if let Some(hook) = &self.on_assignment {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                hook(&partitions, true);
+            }
         }
     }
 }

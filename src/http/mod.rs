@@ -84,6 +84,8 @@ pub(crate) struct HttpState {
     pub peers: Arc<cluster::Peers>,
     /// This process's agents (none until they start).
     pub agents: Arc<AgentBoard>,
+    /// This process's timers (none until they start).
+    pub timers: Arc<crate::timer::TimerBoard>,
     /// The application's metrics.
     pub metrics: Arc<Metrics>,
     /// The application's id.
@@ -119,6 +121,7 @@ impl HttpState {
             workers,
             peers: Arc::new(cluster::Peers::new(process, peers, PeerTimeouts::default())),
             agents: Arc::default(),
+            timers: Arc::default(),
             metrics: Arc::new(Metrics::new()),
             app_id: Arc::from(""),
             guarantee: crate::Guarantee::ExactlyOnce,
@@ -732,7 +735,8 @@ async fn assignment(State(state): State<HttpState>) -> Json<Value> {
 }
 
 /// `GET /api/agents/`: every agent of every process, with its partitions, positions, acked
-/// ranges and counts; an HTML page for a browser.
+/// ranges and counts, and every timer with whether the process fires it; an HTML page for a
+/// browser.
 async fn agents(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     let local = local_agents(&state);
     let processes = cluster::from_every_process(&state, "/api/internal/agents", local).await;
@@ -744,7 +748,11 @@ async fn agents(State(state): State<HttpState>, headers: HeaderMap) -> Response 
 
 /// This process's part of `/api/agents/`.
 fn local_agents(state: &HttpState) -> Value {
-    json!({ "process": state.process, "agents": state.agents.snapshot() })
+    json!({
+        "process": state.process,
+        "agents": state.agents.snapshot(),
+        "timers": state.timers.snapshot(),
+    })
 }
 
 async fn local_agents_handler(State(state): State<HttpState>) -> Json<Value> {
