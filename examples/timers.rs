@@ -12,7 +12,7 @@
 //!
 //! Run with: `cargo run --example timers -- --brokers 127.0.0.1:9092 --who a` (and again with
 //! `--who b`, and `--http 127.0.0.1:6067`, in another terminal); Ctrl-C stops it. See
-//! `docs/guide/timers.md`.
+//! `docs/guide/workflows.md` ("Timers").
 
 use std::process::ExitCode;
 use std::time::Duration;
