@@ -228,6 +228,51 @@ fn a_poison_event_is_dead_lettered_after_its_retries_and_the_rest_flows_on() {
 }
 
 #[test]
+fn a_dead_letter_carries_the_record_as_read_even_when_the_first_attempt_is_the_last() {
+    for ordering in [Ordering::PerKey, Ordering::Unordered] {
+        let app_id = unique("agent-raw");
+        let input = unique("in");
+        create_topic(&input, 1);
+        let input_topic = Topic::<String, i64>::new(input.clone());
+        let agent = Agent::new("strict", &input_topic)
+            .ordering(ordering)
+            .concurrency(2)
+            .retry(Retry {
+                retries: 0,
+                ..Retry::default()
+            })
+            .handler(|event: Event<String, i64>| async move {
+                match event.value() % 2 {
+                    0 => Err(HandlerError::new("even")),
+                    _ => Ok(()),
+                }
+            });
+        let app = start_agent(&app_id, Guarantee::AtLeastOnce, agent);
+        let records: Vec<(String, i64)> = (0..6).map(|i| (format!("k{i}"), i)).collect();
+        send_all(&input_topic, &records);
+        let letters = wait_for("three dead letters", DEADLINE, || {
+            let l = read_all(&faustus::dead_letter::topic(&app_id));
+            (l.len() >= 3).then_some(l)
+        });
+        let carried: BTreeSet<(Vec<u8>, Vec<u8>)> = letters
+            .iter()
+            .map(|r| {
+                (
+                    r.key.clone().unwrap_or_default(),
+                    r.value.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let expected: BTreeSet<(Vec<u8>, Vec<u8>)> = [0, 2, 4]
+            .iter()
+            .map(|i| (format!("\"k{i}\"").into_bytes(), i.to_string().into_bytes()))
+            .collect();
+        assert_eq!(carried, expected, "{ordering:?}: the key and value as read");
+        app.shutdown().expect("a clean stop");
+    }
+}
+
+#[test]
 fn manual_acks_from_another_task_commit_and_unacked_events_hold_the_position() {
     let app_id = unique("agent-manual");
     let input = unique("in");

@@ -6,9 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use faustus_connectors::murmur2;
 use tokio::runtime::Handle;
@@ -21,6 +21,7 @@ use super::{
 };
 use crate::dead_letter;
 use crate::record::Headers;
+use crate::topic::RecordError;
 
 thread_local! {
     /// Set while the consumer thread polls an event's handling for the first time: a panic
@@ -80,6 +81,10 @@ pub(crate) struct AckSlot {
     reply: Option<crate::workflow::ReplyAddress>,
     /// Whether the current attempt has replied.
     replied: AtomicBool,
+    /// The record's key and value as read, for its dead letter: copied when the event's handling
+    /// goes on past its first poll (see [`Dispatcher::dispatch`]). An event that ends on its first
+    /// poll, on the consumer thread, while the consumer still holds the record, needs no copy.
+    raw: OnceLock<Raw>,
 }
 
 impl AckSlot {
@@ -157,20 +162,25 @@ pub(crate) struct Counters {
     pub dead_lettered: AtomicU64,
     /// How long handler attempts take (`faustus_agent_handler_duration_seconds`).
     pub handler_duration: Option<prometheus::Histogram>,
-    /// The hand-off's sensor: time from a record's timestamp to its event's dispatch, and
-    /// events dispatched (`hop="agent"`), when the sensors are on.
+    /// The hand-off's sensor (`hop="agent"`), when the sensors are on: events dispatched, and
+    /// per batch of them (the records of one poll), the time from its oldest record's timestamp
+    /// to its dispatch, as the dataflow's sources measure theirs.
     pub hand_off: Option<crate::metrics::HopSensor>,
 }
 
-/// A record read from Kafka, decoded, with what is needed to dead-letter it.
-pub(crate) struct Incoming<K, V> {
+/// A record's key and value as read: what its dead letter carries.
+pub(crate) type Raw = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A record read from Kafka, decoded, with what is needed to dead-letter it (borrowed from the
+/// consumer).
+pub(crate) struct Incoming<'a, K, V> {
     pub key: K,
     pub value: V,
     pub origin: Origin,
     pub timestamp: i64,
     pub headers: Headers,
-    pub raw_key: Option<Vec<u8>>,
-    pub raw_value: Option<Vec<u8>>,
+    pub raw_key: Option<&'a [u8]>,
+    pub raw_value: Option<&'a [u8]>,
 }
 
 /// Hands events to the agent's code.
@@ -178,11 +188,7 @@ pub(crate) struct Dispatcher<K: 'static, V: 'static> {
     body: Body<K, V>,
     settings: Arc<AgentSettings>,
     runtime: Handle,
-    completions: Arc<Sender<Completion>>,
-    dead_letters: DeadLetters,
-    /// What events read tables through.
-    http: Arc<crate::http::HttpState>,
-    /// Runs events' attempts.
+    /// Makes events and runs their attempts.
     runner: Arc<Runner<K, V>>,
     /// Per-key lanes ([`Ordering::PerKey`]), and the events for each not yet handed over:
     /// they go to a lane in batches (see [`Dispatcher::flush`]), one wake-up per batch.
@@ -196,13 +202,15 @@ pub(crate) struct Dispatcher<K: 'static, V: 'static> {
     actors: std::collections::BTreeMap<i32, UnboundedSender<Event<K, V>>>,
     /// The first actor failure (the consumer thread stops the agent on it).
     actor_failure: Arc<Mutex<Option<String>>>,
+    /// Events dispatched since the last [`Dispatcher::flush`], and the oldest timestamp among
+    /// them (`i64::MAX`: none), for the hand-off's sensor.
+    handed: (u64, i64),
 }
 
 /// An event with its end report.
 pub(crate) struct Job<K, V> {
     event: Event<K, V>,
     slot: Arc<AckSlot>,
-    raw: (Option<Vec<u8>>, Option<Vec<u8>>),
 }
 
 impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatcher<K, V> {
@@ -223,19 +231,20 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
             counters: Arc::clone(&counters),
             metrics: Arc::clone(&http.metrics),
         };
+        let completions = Arc::new(completions);
+        let http = Arc::new(http);
         let runner = Arc::new(Runner {
             body: body.clone(),
             settings: Arc::clone(&settings),
             counters: Arc::clone(&counters),
-            dead_letters: dead_letters.clone(),
+            dead_letters,
+            completions,
+            http,
         });
         let mut dispatcher = Dispatcher {
             body,
             settings,
             runtime,
-            completions: Arc::new(completions),
-            dead_letters,
-            http: Arc::new(http),
             runner,
             lanes: Vec::new(),
             pending: Vec::new(),
@@ -243,6 +252,7 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
             permits: Arc::new(Semaphore::new(concurrency)),
             actors: Default::default(),
             actor_failure: Arc::new(Mutex::new(None)),
+            handed: (0, i64::MAX),
         };
         if let (Body::Handler(_), Ordering::PerKey) =
             (&dispatcher.body, dispatcher.settings.ordering)
@@ -300,44 +310,33 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
     }
 
     /// Hands one event to the agent's code.
-    pub(crate) fn dispatch(&mut self, assignment: &Arc<Assignment>, incoming: Incoming<K, V>) {
-        if let Some(sensor) = &self.runner.counters.hand_off {
-            sensor.observe_since(incoming.timestamp);
-            sensor.count(1);
+    ///
+    /// The record's raw key and value are copied into the event's [`AckSlot`] before its
+    /// handling leaves this thread (a handler that waits, a busy lane, no permit free), so that a
+    /// dead letter can carry them; one that ends on its first poll here costs no copy.
+    pub(crate) fn dispatch(&mut self, assignment: &Arc<Assignment>, incoming: Incoming<'_, K, V>) {
+        self.handed.0 += 1;
+        if incoming.timestamp > 0 {
+            self.handed.1 = self.handed.1.min(incoming.timestamp);
         }
-        let slot = Arc::new(AckSlot {
-            assignment: Arc::clone(assignment),
-            offset: incoming.origin.offset,
-            done: AtomicBool::new(false),
-            outbox: Mutex::new(Vec::new()),
-            completions: Arc::clone(&self.completions),
-            reply: match incoming.headers.is_empty() {
-                true => None,
-                false => crate::workflow::ReplyAddress::from_headers(
-                    &incoming.headers,
-                    incoming.raw_key.as_deref(),
-                ),
-            },
-            replied: AtomicBool::new(false),
-        });
-        let event = Event::new(
-            EventRecord {
-                key: incoming.key,
-                value: incoming.value,
-                origin: incoming.origin,
-                timestamp: incoming.timestamp,
-                headers: incoming.headers,
-            },
-            Acker {
-                inner: Arc::clone(&slot),
-            },
-            Arc::clone(&self.http),
-        );
-        let job = Job {
-            event,
-            slot,
-            raw: (incoming.raw_key, incoming.raw_value),
+        let (raw_key, raw_value) = (incoming.raw_key, incoming.raw_value);
+        let keep_raw = |slot: &AckSlot| {
+            let _ = slot
+                .raw
+                .set((raw_key.map(<[u8]>::to_vec), raw_value.map(<[u8]>::to_vec)));
         };
+        let record = EventRecord {
+            key: incoming.key,
+            value: incoming.value,
+            origin: incoming.origin,
+            timestamp: incoming.timestamp,
+            headers: incoming.headers,
+        };
+        let reply = match record.headers.is_empty() {
+            true => None,
+            false => crate::workflow::ReplyAddress::from_headers(&record.headers, raw_key),
+        };
+        let job = self.runner.job(assignment, record, OnceLock::new(), reply);
         match &self.body {
             Body::Actor(actor) => {
                 let partition = assignment.partition;
@@ -374,11 +373,8 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
             }
             Body::Handler(_) => match self.settings.ordering {
                 Ordering::PerKey => {
-                    let lane = job
-                        .raw
-                        .0
-                        .as_deref()
-                        .map_or(0, |k| murmur2(k) as usize % self.lanes.len());
+                    let lane = raw_key.map_or(0, |k| murmur2(k) as usize % self.lanes.len());
+                    let slot = Arc::clone(&job.slot);
                     let run: Run = Box::pin(Arc::clone(&self.runner).run(job));
                     // An idle lane's event starts here; behind a busy one, it waits its turn.
                     let run = match self.busy[lane].load(AtomicOrdering::Acquire) {
@@ -386,19 +382,23 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                         _ => Some(run),
                     };
                     if let Some(run) = run {
+                        keep_raw(&slot);
                         self.busy[lane].fetch_add(1, AtomicOrdering::AcqRel);
                         self.pending[lane].push(run);
                     }
                 }
                 Ordering::Unordered => {
+                    let slot = Arc::clone(&job.slot);
                     let run: Run = Box::pin(Arc::clone(&self.runner).run(job));
                     match Arc::clone(&self.permits).try_acquire_owned() {
                         Ok(permit) => {
                             if let Some(run) = self.poll_once(run) {
+                                keep_raw(&slot);
                                 self.runtime.spawn(finish_holding(run, permit));
                             }
                         }
                         Err(_) => {
+                            keep_raw(&slot);
                             let permits = Arc::clone(&self.permits);
                             self.runtime.spawn(async move {
                                 // The semaphore is fair: waiting events start in the order
@@ -418,6 +418,15 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
     /// Hands the jobs dispatched since the last call to their lanes. The consumer thread calls
     /// it after each batch of records it takes, and before it waits for events in flight.
     pub(crate) fn flush(&mut self) {
+        if let (Some(sensor), (n, oldest)) = (&self.runner.counters.hand_off, self.handed) {
+            if n > 0 {
+                sensor.count(n);
+            }
+            if oldest < i64::MAX {
+                sensor.observe_since(oldest);
+            }
+        }
+        self.handed = (0, i64::MAX);
         for (lane, jobs) in self.lanes.iter().zip(&mut self.pending) {
             if !jobs.is_empty() {
                 // A closed lane means the runtime is shutting down: nothing is acked any more.
@@ -436,19 +445,11 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
         &self,
         assignment: &Arc<Assignment>,
         origin: &Origin,
-        raw: (Option<Vec<u8>>, Option<Vec<u8>>),
-        reason: String,
+        raw: Raw,
+        error: &RecordError,
     ) {
-        let record = self
-            .dead_letters
-            .record(origin, raw, dead_letter::DECODE, &reason);
-        let _ = self.completions.send(Completion {
-            partition: assignment.partition,
-            generation: assignment.generation,
-            offset: origin.offset,
-            outcome: Outcome::DeadLettered,
-            records: vec![record],
-        });
+        self.runner
+            .dead_letter_undecodable(assignment, origin, raw, error);
     }
 }
 
@@ -458,15 +459,70 @@ async fn finish_holding(run: Run, permit: OwnedSemaphorePermit) {
     drop(permit);
 }
 
-/// Runs one event's attempts.
+/// Makes events and runs their attempts.
 struct Runner<K: 'static, V: 'static> {
     body: Body<K, V>,
     settings: Arc<AgentSettings>,
     counters: Arc<Counters>,
     dead_letters: DeadLetters,
+    completions: Arc<Sender<Completion>>,
+    /// What events read tables through.
+    http: Arc<crate::http::HttpState>,
 }
 
 impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<K, V> {
+    /// An event of `assignment`, and the slot that reports its end.
+    fn job(
+        &self,
+        assignment: &Arc<Assignment>,
+        record: EventRecord<K, V>,
+        raw: OnceLock<Raw>,
+        reply: Option<crate::workflow::ReplyAddress>,
+    ) -> Job<K, V> {
+        let slot = Arc::new(AckSlot {
+            assignment: Arc::clone(assignment),
+            offset: record.origin.offset,
+            done: AtomicBool::new(false),
+            outbox: Mutex::new(Vec::new()),
+            completions: Arc::clone(&self.completions),
+            reply,
+            replied: AtomicBool::new(false),
+            raw,
+        });
+        let acker = Acker {
+            inner: Arc::clone(&slot),
+        };
+        let event = Event::new(record, acker, Arc::clone(&self.http));
+        Job { event, slot }
+    }
+
+    /// A dead letter for a record that did not decode, completed at once.
+    fn dead_letter_undecodable(
+        &self,
+        assignment: &Arc<Assignment>,
+        origin: &Origin,
+        raw: Raw,
+        error: &RecordError,
+    ) {
+        log::warn!(
+            "agent `{}`: dead letter {}/{}@{}: {error}",
+            self.settings.name,
+            origin.topic,
+            origin.partition,
+            origin.offset
+        );
+        let record = self
+            .dead_letters
+            .record(origin, raw, dead_letter::DECODE, &error.to_string());
+        let _ = self.completions.send(Completion {
+            partition: assignment.partition,
+            generation: assignment.generation,
+            offset: origin.offset,
+            outcome: Outcome::DeadLettered,
+            records: vec![record],
+        });
+    }
+
     async fn run(self: Arc<Self>, job: Job<K, V>) {
         let Body::Handler(handler) = &self.body else {
             return;
@@ -479,8 +535,9 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
                 return;
             }
             job.slot.reset();
-            let started = std::time::Instant::now();
-            let outcome = attempt_once(handler(job.event.clone()), self.settings.timeout).await;
+            let started = Instant::now();
+            let outcome =
+                attempt_once(handler(job.event.clone()), started, self.settings.timeout).await;
             if let Some(h) = &self.counters.handler_duration {
                 h.observe(started.elapsed().as_secs_f64());
             }
@@ -520,9 +577,16 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
             match self.settings.on_failure {
                 OnFailure::DeadLetter => {
                     log::error!("{reason}; dead-lettering {}", job.event.idempotency_key());
+                    if job.slot.raw.get().is_none() {
+                        // The first poll, on the consumer thread, which keeps the raw record
+                        // once the poll returns (before this runs again).
+                        tokio::task::yield_now().await;
+                    }
+                    let raw = job.slot.raw.get().cloned();
+                    debug_assert!(raw.is_some(), "the raw record is kept before a second poll");
                     let record =
                         self.dead_letters
-                            .record(origin, job.raw.clone(), HANDLER, &reason);
+                            .record(origin, raw.unwrap_or_default(), HANDLER, &reason);
                     // A request's asker (or chord) gets the error.
                     let failed = job.slot.reply_record(crate::workflow::Reply {
                         value: None,
@@ -541,15 +605,53 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
     }
 }
 
-/// Runs one attempt: a panic is its error, and a timeout drops (so cancels) it, at once, so
-/// that it sends nothing into the next attempt.
-async fn attempt_once(future: HandlerFuture, timeout: Duration) -> Result<(), HandlerError> {
+/// One attempt, from `started`: a panic is its error, and a timeout drops (so cancels) it, at
+/// once, so that it sends nothing into the next attempt.
+fn attempt_once(future: HandlerFuture, started: Instant, timeout: Duration) -> Attempt {
     use futures::FutureExt as _;
-    let caught = std::panic::AssertUnwindSafe(future).catch_unwind();
-    match tokio::time::timeout(timeout, caught).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(payload)) => Err(HandlerError(panic_text(payload.as_ref()))),
-        Err(_) => Err(HandlerError(format!("timed out after {timeout:?}"))),
+    Attempt {
+        future: std::panic::AssertUnwindSafe(future).catch_unwind(),
+        // A timeout too long to be a time never fires.
+        deadline: tokio::time::Instant::from_std(started).checked_add(timeout),
+        timeout,
+        timer: None,
+    }
+}
+
+/// The future of [`attempt_once`]. Its timer is set when the attempt first waits: an attempt
+/// that ends on its first poll (most do) costs no timer.
+struct Attempt {
+    future: futures::future::CatchUnwind<std::panic::AssertUnwindSafe<HandlerFuture>>,
+    deadline: Option<tokio::time::Instant>,
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Future for Attempt {
+    type Output = Result<(), HandlerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        use futures::FutureExt as _;
+        let this = &mut *self;
+        if let Poll::Ready(caught) = this.future.poll_unpin(cx) {
+            return Poll::Ready(match caught {
+                Ok(result) => result,
+                Err(payload) => Err(HandlerError(panic_text(payload.as_ref()))),
+            });
+        }
+        let Some(deadline) = this.deadline else {
+            return Poll::Pending;
+        };
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(HandlerError(format!(
+                "timed out after {:?}",
+                this.timeout
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -590,13 +692,7 @@ struct DeadLetters {
 impl DeadLetters {
     /// The dead-letter record of an event (counted, and kept among the recent dead letters as
     /// of `kind`): its key and value unchanged, the reason, origin and agent in headers.
-    fn record(
-        &self,
-        origin: &Origin,
-        (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
-        kind: &str,
-        reason: &str,
-    ) -> Outgoing {
+    fn record(&self, origin: &Origin, (key, value): Raw, kind: &str, reason: &str) -> Outgoing {
         self.counters
             .dead_lettered
             .fetch_add(1, AtomicOrdering::Relaxed);
@@ -613,14 +709,14 @@ impl DeadLetters {
 /// The dead-letter record of an event: its key and value unchanged, the reason, origin and agent
 /// in headers.
 fn dead_letter_record(
-    topic: &str,
+    topic: &Arc<str>,
     agent: &str,
     origin: &Origin,
-    (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
+    (key, value): Raw,
     reason: &str,
 ) -> Outgoing {
     Outgoing {
-        topic: topic.to_string(),
+        topic: Arc::clone(topic),
         partition: None,
         key,
         value,

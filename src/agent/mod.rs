@@ -403,7 +403,7 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
 /// A record an event sends, written when the event is acked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Outgoing {
-    pub topic: String,
+    pub topic: Arc<str>,
     /// The partition, when it is chosen (otherwise the key's).
     pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
@@ -414,12 +414,17 @@ pub(crate) struct Outgoing {
 /// Where an event came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Origin {
-    /// The topic.
-    pub topic: String,
+    /// The topic (shared by the events of the agent).
+    #[serde(serialize_with = "serialize_str")]
+    pub topic: Arc<str>,
     /// The partition.
     pub partition: i32,
     /// The offset.
     pub offset: i64,
+}
+
+fn serialize_str<S: serde::Serializer>(s: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(s)
 }
 
 /// One event handed to an agent: its key, value, origin, timestamp and headers, and what it may
@@ -530,7 +535,7 @@ impl<K, V> Event<K, V> {
         let (key, value) = topic.encode_record(key, value)?;
         let mut outbox = self.acker.inner.outbox();
         outbox.push(Outgoing {
-            topic: topic.name().to_string(),
+            topic: Arc::clone(&topic.name),
             partition: None,
             key: Some(key),
             value,

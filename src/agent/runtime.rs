@@ -21,6 +21,7 @@ use super::dispatch::{Assignment, Completion, Counters, Dispatcher, Incoming, Ou
 use super::{Agent, AgentSettings, Origin, Outgoing};
 use crate::dataflow::Data;
 use crate::error::{Error, Result};
+use crate::record::Headers;
 use crate::topic::{RecordError, Topic};
 
 /// How long a Kafka call of the commit path may take before the agent gives up.
@@ -702,48 +703,36 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
             return;
         }
         let origin = Origin {
-            topic: self.settings.topic.clone(),
+            topic: Arc::clone(&self.topic.name),
             partition,
             offset,
         };
-        let raw = (
-            message.key().map(<[u8]>::to_vec),
-            message.payload().map(<[u8]>::to_vec),
-        );
+        let assignment = Arc::clone(&part.assignment);
+        let timestamp = message.timestamp().to_millis().unwrap_or(0);
         let decoded = self
             .topic
             .decode_record(message.key(), message.payload())
             .and_then(|(k, v)| v.map(|v| (k, v)).ok_or(RecordError::Tombstone));
-        let assignment = Arc::clone(&part.assignment);
         match decoded {
             Ok((key, value)) => {
-                let headers = message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 let incoming = Incoming {
                     key,
                     value,
                     origin,
-                    timestamp: message.timestamp().to_millis().unwrap_or(0),
-                    headers,
-                    raw_key: raw.0,
-                    raw_value: raw.1,
+                    timestamp,
+                    headers: headers(message),
+                    raw_key: message.key(),
+                    raw_value: message.payload(),
                 };
                 self.dispatcher.dispatch(&assignment, incoming);
             }
             Err(e) => {
-                log::warn!(
-                    "agent `{}`: dead letter {}/{partition}@{offset}: {e}",
-                    self.settings.name,
-                    self.settings.topic
+                let raw = (
+                    message.key().map(<[u8]>::to_vec),
+                    message.payload().map(<[u8]>::to_vec),
                 );
                 self.dispatcher
-                    .dead_letter_undecodable(&assignment, &origin, raw, e.to_string());
+                    .dead_letter_undecodable(&assignment, &origin, raw, &e);
             }
         }
     }
@@ -1215,6 +1204,18 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
     }
 }
 
+/// A record's headers.
+fn headers(message: &impl Message) -> Headers {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A record's size as the read-ahead counts it: its key and value, and 64 bytes for the rest.
 fn record_bytes(message: &impl Message) -> usize {
     64 + message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len)
@@ -1331,14 +1332,15 @@ fn send_all(
         if let Some(partition) = record.partition {
             base = base.partition(partition);
         }
-        let started = Instant::now();
+        // Read only when the queue is full: most records go at the first try.
+        let mut started = None;
         loop {
             match producer.send(base) {
                 Ok(()) => break,
                 Err((e, back))
                     if e.rdkafka_error_code()
                         == Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        && started.elapsed() < KAFKA_TIMEOUT =>
+                        && started.get_or_insert_with(Instant::now).elapsed() < KAFKA_TIMEOUT =>
                 {
                     base = back;
                     std::thread::sleep(Duration::from_millis(1));

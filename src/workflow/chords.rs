@@ -139,14 +139,14 @@ impl Fired {
     fn records(&self, chords: &str, partition: i32) -> [Outgoing; 2] {
         [
             Outgoing {
-                topic: self.to.clone(),
+                topic: Arc::from(self.to.as_str()),
                 partition: None,
                 key: Some(json_string(&self.result.chord)),
                 value: Some(serde_json::to_vec(&self.result).unwrap_or_default()),
                 headers: Headers::new(),
             },
             Outgoing {
-                topic: chords.to_string(),
+                topic: Arc::from(chords),
                 partition: Some(partition),
                 key: Some(json_string(&key(&self.result.chord, CLOSED))),
                 value: Some(
@@ -437,7 +437,7 @@ async fn tick(workflows: Workflows, topic: String, partition: i32, ticking: Arc<
     loop {
         if ticking.load(Ordering::SeqCst) {
             let record = Outgoing {
-                topic: topic.clone(),
+                topic: Arc::from(topic.as_str()),
                 partition: Some(partition),
                 key: Some(json_string(TICK)),
                 value: Some(
@@ -640,7 +640,7 @@ mod tests {
         book.apply("c/open", &open(1, None));
         let fired = book.apply("c/0", &ok(1)).pop().unwrap();
         let [result, marker] = fired.records("app-chords", 3);
-        assert_eq!(result.topic, "done");
+        assert_eq!(&*result.topic, "done");
         assert_eq!(result.key.as_deref(), Some(&b"\"c\""[..]));
         assert_eq!(marker.partition, Some(3));
         let mut again = Book::default();

@@ -182,7 +182,7 @@ impl ReplyAddress {
         if let (Some((next, rest)), None) = (self.chain.split_first(), &reply.error) {
             let value = reply.value.unwrap_or(serde_json::Value::Null);
             return Some(Outgoing {
-                topic: next.clone(),
+                topic: Arc::from(next.as_str()),
                 partition: None,
                 key: self.key.clone(),
                 value: Some(serde_json::to_vec(&value).unwrap_or_default()),
@@ -191,7 +191,7 @@ impl ReplyAddress {
         }
         let (topic, partition, correlation) = self.reply.as_ref()?;
         Some(Outgoing {
-            topic: topic.clone(),
+            topic: Arc::from(topic.as_str()),
             partition: *partition,
             key: Some(json_string(correlation)),
             value: Some(serde_json::to_vec(&reply).unwrap_or_default()),
@@ -287,7 +287,7 @@ impl Request {
 
     fn outgoing(&self, headers: Headers) -> Outgoing {
         Outgoing {
-            topic: self.topic.clone(),
+            topic: Arc::from(self.topic.as_str()),
             partition: None,
             key: Some(self.key.clone()),
             value: Some(self.value.clone()),
@@ -433,7 +433,7 @@ impl Chord {
             callback,
         };
         let mut records = vec![Outgoing {
-            topic: chords.to_string(),
+            topic: Arc::from(chords),
             partition: Some(partition),
             key: Some(json_string(&chords::key(&self.id, chords::OPEN))),
             value: Some(serde_json::to_vec(&open).unwrap_or_default()),
@@ -730,7 +730,7 @@ mod tests {
             error: None,
         };
         let record = address.record(reply.clone()).expect("a record");
-        assert_eq!(record.topic, "app-replies");
+        assert_eq!(&*record.topic, "app-replies");
         assert_eq!(record.partition, Some(2));
         assert_eq!(record.key.as_deref(), Some(&b"\"p-7\""[..]));
         let sent: Reply = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
@@ -754,7 +754,7 @@ mod tests {
                 error: None,
             })
             .expect("a record");
-        assert_eq!(record.topic, "b");
+        assert_eq!(&*record.topic, "b");
         assert_eq!(record.key.as_deref(), Some(&b"\"k\""[..]));
         assert_eq!(record.value.as_deref(), Some(&b"{\"n\":2}"[..]));
         let next = ReplyAddress::from_headers(&record.headers, record.key.as_deref()).unwrap();
@@ -767,7 +767,7 @@ mod tests {
                 error: Some("boom".into()),
             })
             .unwrap();
-        assert_eq!(failed.topic, "app-replies");
+        assert_eq!(&*failed.topic, "app-replies");
     }
 
     #[test]
