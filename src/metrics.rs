@@ -124,7 +124,7 @@ families! {
     AGENT_HANDLER_DURATION: "faustus_agent_handler_duration_seconds", "histogram", ["agent"],
         "Time one handler attempt takes.";
     HOP_LATENCY: "faustus_hop_latency_seconds", "histogram", ["hop", "operator"],
-        "Time from when records entered the dataflow (their epoch's start) to their arrival at the worker of an operator after a hop: group_by, join_repartition, table, commit; for source, through (a topic this app writes and reads again) and agent, from the record's timestamp to its read or hand-off.";
+        "Time from when records entered the dataflow (their epoch's start) to their arrival at the worker of an operator after a hop: group_by, join_repartition, table, commit; for source, through (a topic this app writes and reads again) and agent, from the record's timestamp to its read or hand-off (one observation per batch read, from its oldest record).";
     OPERATOR_RECORDS: "faustus_operator_records_total", "counter", ["hop", "operator"],
         "Records that arrived at an operator after a hop (its rate is the operator's records per second).";
     END_TO_END_LATENCY: "faustus_end_to_end_latency_seconds", "histogram", [],
