@@ -1367,13 +1367,7 @@ fn requires_abort(e: &rdkafka::error::KafkaError) -> bool {
 
 /// A transaction error, saying when this instance was fenced by a newer one.
 fn transaction_error(what: &str, e: &rdkafka::error::KafkaError) -> String {
-    let fenced = matches!(
-        e.rdkafka_error_code(),
-        Some(rdkafka::types::RDKafkaErrorCode::Fenced)
-            | Some(rdkafka::types::RDKafkaErrorCode::ProducerFenced)
-            | Some(rdkafka::types::RDKafkaErrorCode::InvalidProducerEpoch)
-    );
-    if fenced {
+    if faustus_connectors::is_fenced(e) {
         format!("{what} the transaction: fenced (another process of this agent's group has taken its partitions): {e}")
     } else {
         format!("{what} the transaction: {e}")
