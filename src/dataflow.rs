@@ -58,6 +58,8 @@ pub(crate) struct Plan<'s> {
     /// The typed topics the program reads or writes, by name: how the `send` command encodes
     /// a record given as text.
     pub encoders: BTreeMap<String, TextEncoder>,
+    /// The clock's ticks, once an operator asked for them ([`Dataflow::clock`]).
+    pub clock: Option<StreamVec<'s, u64, u64>>,
 }
 
 /// Process-wide facts a dataflow needs while it is built.
@@ -100,6 +102,7 @@ impl<'s> Dataflow<'s> {
                 tables: BTreeMap::new(),
                 errors: Vec::new(),
                 encoders: BTreeMap::new(),
+                clock: None,
             })),
             ctx: Rc::new(ctx),
         }
@@ -121,6 +124,22 @@ impl<'s> Dataflow<'s> {
     /// them routing, changelogs, exactly-once output and HTTP.
     pub fn scope(&self) -> Scope<'s, u64> {
         self.scope
+    }
+
+    /// The wall clock, one tick per epoch on worker 0 (see [`crate::runtime::clock`]); one
+    /// clock serves every operator that asks.
+    pub(crate) fn clock(&self) -> StreamVec<'s, u64, u64> {
+        let mut plan = self.plan.borrow_mut();
+        plan.clock
+            .get_or_insert_with(|| {
+                crate::runtime::clock::clock(self.scope, Arc::clone(&self.ctx.startup))
+            })
+            .clone()
+    }
+
+    /// Notes a configuration error, reported when the application starts.
+    pub(crate) fn config_error(&self, message: String) {
+        self.plan.borrow_mut().errors.push(message);
     }
 
     /// Logs `message` as a warning, once per application run (on the first worker, not while

@@ -236,7 +236,8 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
             .events()
             .map(|(_, (_, p), t)| (t, p))
             .concat(other.events().map(|(_, (_, p), t)| (t, p)));
-        let (stream_time, _) = kept_stream_time(&df, name, times);
+        let idle = self.idle_ms().max(other.idle_ms());
+        let (stream_time, _) = kept_stream_time(&df, name, times, idle);
         let restore = JoinRestore {
             rows: rows.map(|((k, side), matched)| (k, side, matched)),
             stream_time,

@@ -10,7 +10,9 @@
 //! The semantics are those of `faustus-operators` (its `window` and `time` modules):
 //!
 //! - windows are half-open, `[start, end)`, in event-time milliseconds;
-//! - *stream time* is the largest event time seen (by all workers, advanced once per epoch);
+//! - *stream time* is the largest event time seen (by all workers, advanced once per epoch), or,
+//!   for windows and joins that [punctuate when idle](Timed::punctuate_when_idle), where the wall
+//!   clock has moved it since events stopped moving it;
 //! - a window closes once `end + grace <= stream time` (a session `[first, last + gap)`, which
 //!   still takes an event at exactly `last + gap`, once `end + grace < stream time`); an event
 //!   for a closed window is **late**: it is not counted, and it goes to the dead-letter topic
@@ -37,8 +39,9 @@ use faustus_operators::{
     Emit, EventTime, FoldByKey as _, Stash, Window, WindowConfig, WindowKind, WindowRestore,
     Windows as _,
 };
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::vec::{Broadcast as _, Map as _};
+use timely::dataflow::operators::Concat as _;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
@@ -90,12 +93,19 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
             time: Rc::new(time),
             grace: 0,
             within: 0,
+            idle: None,
         }
     }
 
     /// [`Timed::grace`] on the stream timed by its record timestamps ([`Stream::timed`]).
     pub fn grace(self, grace: Duration) -> Timed<'s, K, V> {
         self.timed().grace(grace)
+    }
+
+    /// [`Timed::punctuate_when_idle`] on the stream timed by its record timestamps
+    /// ([`Stream::timed`]).
+    pub fn punctuate_when_idle(self, idle: Duration) -> Timed<'s, K, V> {
+        self.timed().punctuate_when_idle(idle)
     }
 
     /// [`Timed::within`] on the stream timed by its record timestamps ([`Stream::timed`]).
@@ -146,6 +156,8 @@ pub struct Timed<'s, K: 'static, V: 'static> {
     time: Rc<TimeFn<K, V>>,
     grace: u64,
     within: u64,
+    /// Wall-clock milliseconds of quiet after which stream time punctuates ([`Timed::punctuate_when_idle`]).
+    idle: Option<u64>,
 }
 
 impl<'s, K: Data, V: Data> Timed<'s, K, V> {
@@ -153,6 +165,34 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
     /// the windows and joins made from this stream afterwards.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = ms(grace);
+        self
+    }
+
+    /// Lets the wall clock move stream time when the input is quiet, so that windows still close
+    /// (and emit their final values, and stream joins their unmatched events) when no event
+    /// comes to move it. Applies to the windows and joins made from this stream afterwards; in
+    /// a join, if both sides set it, the longer idle time counts.
+    ///
+    /// Once no event has moved stream time for `idle` of wall-clock time, stream time moves on
+    /// by `idle`, and again after each further `idle` of quiet: while the input is quiet,
+    /// stream time follows the wall clock, in steps of `idle`, from the last event time. The
+    /// next event that moves stream time stops it. The punctuated stream time is kept in the
+    /// stream-time changelog, so a window closed by punctuation stays closed after a restart;
+    /// the idle time counts again from a restart.
+    ///
+    /// The price is determinism: an event that arrives after a quiet spell may find its window
+    /// closed by punctuation (it is late, and goes to the dead-letter topic) where a replay of
+    /// the same records without the pause would have counted it. An `idle` of zero is a
+    /// configuration error.
+    pub fn punctuate_when_idle(mut self, idle: Duration) -> Self {
+        if idle.is_zero() {
+            self.df.config_error(
+                "`punctuate_when_idle` was given an idle time of zero: give the wall-clock time \
+                 of quiet after which stream time moves on (for instance 10 seconds)"
+                    .into(),
+            );
+        }
+        self.idle = Some(ms(idle).max(1));
         self
     }
 
@@ -176,6 +216,10 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
 
     pub(crate) fn grace_ms(&self) -> u64 {
         self.grace
+    }
+
+    pub(crate) fn idle_ms(&self) -> Option<u64> {
+        self.idle
     }
 
     /// The operator input: `(key, (value, position), event time)`.
@@ -251,6 +295,13 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
     /// grace period. The default is the grace period.
     pub fn expires(mut self, expires: Duration) -> Self {
         self.config.expires = ms(expires).max(self.config.grace);
+        self
+    }
+
+    /// Lets the wall clock move stream time when the input is quiet, as
+    /// [`Timed::punctuate_when_idle`] does.
+    pub fn punctuate_when_idle(mut self, idle: Duration) -> Self {
+        self.timed = self.timed.punctuate_when_idle(idle);
         self
     }
 
@@ -354,7 +405,7 @@ impl<'s, K: Data, V: Data> WindowedStream<'s, K, V> {
             },
         );
         let times = self.timed.events().map(|(_, (_, pos), t)| (t, pos));
-        let (stream_time, per_epoch) = kept_stream_time(&df, name, times);
+        let (stream_time, per_epoch) = kept_stream_time(&df, name, times, self.timed.idle);
         let restore = WindowRestore {
             rows: state.restored(),
             stream_time,
@@ -518,13 +569,16 @@ fn finalize<'s, K: Data, A: Data>(
         .as_collection()
 }
 
-/// Keeps the stream time (the largest event time seen) in a table of its own, with a
-/// changelog; returns it as restored at start-up, and its value after every epoch that
+/// Keeps the stream time (the largest event time seen, or the punctuated time when `idle` is set:
+/// see [`Timed::punctuate_when_idle`]) in a table of its own, with a changelog. Returns what the
+/// operator keeping stream time takes it from besides its own events (the restored value, at the
+/// restore epoch, and each punctuation, at its epoch), and the kept value after every epoch that
 /// changed it, sent to every worker.
 pub(crate) fn kept_stream_time<'s>(
     df: &Dataflow<'s>,
     name: &str,
     times: VecCollection<'s, u64, (EventTime, Pos)>,
+    idle: Option<u64>,
 ) -> (VecCollection<'s, u64, u64>, StreamVec<'s, u64, u64>) {
     let state = df.state::<(), u64>(&format!("{name}.stream-time"));
     let restored = state.restored();
@@ -549,7 +603,16 @@ pub(crate) fn kept_stream_time<'s>(
             }
         })
         .as_collection();
-    let kept = maxima.fold_by_key(restored.clone(), route::<()>, state.name(), |_, old, t| {
+    let mut moved = restored.clone().map(|((), t)| t);
+    let maxima = match idle {
+        None => maxima,
+        Some(idle) => {
+            let punctuated = punctuate(df, &maxima, &restored, idle);
+            moved = moved.concat(punctuated.clone().map(|((), t, _)| t));
+            maxima.concat(punctuated)
+        }
+    };
+    let kept = maxima.fold_by_key(restored, route::<()>, state.name(), |_, old, t| {
         Some(old.map_or(t, |old| (*old).max(t)))
     });
     let per_epoch = kept
@@ -558,7 +621,116 @@ pub(crate) fn kept_stream_time<'s>(
         .flat_map(|(((), t), _time, d)| (d > 0).then_some(t))
         .broadcast();
     state.keep(kept);
-    (restored.map(|((), t)| t), per_epoch)
+    (moved, per_epoch)
+}
+
+/// The punctuations of a stream time whose epoch maxima are `maxima` and whose restored value is
+/// `restored`: the stream time the wall clock moves it to, at each epoch where it does (see
+/// [`Punctuation`]). One worker computes them from the clock's ticks, so every worker, and the
+/// stream-time changelog, get the same ones.
+fn punctuate<'s>(
+    df: &Dataflow<'s>,
+    maxima: &VecCollection<'s, u64, ((), u64, Pos)>,
+    restored: &VecCollection<'s, u64, ((), u64)>,
+    idle: u64,
+) -> VecCollection<'s, u64, ((), u64, Pos)> {
+    let owner = route::<()>(&());
+    let times = maxima
+        .inner
+        .clone()
+        .flat_map(|(((), t, _), time, d)| (d > 0).then_some((t, time)))
+        .concat(
+            restored
+                .inner
+                .clone()
+                .flat_map(|(((), t), time, d)| (d > 0).then_some((t, time))),
+        );
+    times
+        .binary_frontier(
+            df.clock(),
+            Exchange::new(move |_: &(u64, u64)| owner),
+            Exchange::new(move |_: &u64| owner),
+            "Punctuate",
+            move |_cap, _info| {
+                let mut stash: Stash<u64, u64> = Stash::new();
+                let mut punctuation = Punctuation::new(idle);
+                move |(times, times_frontier), (ticks, ticks_frontier), output| {
+                    times.for_each(|cap, data| {
+                        for (t, time) in data.drain(..) {
+                            stash.push_first(&cap, time, t);
+                        }
+                    });
+                    ticks.for_each(|cap, data| {
+                        let Some(time) = cap.least().copied() else {
+                            return;
+                        };
+                        for wall in data.drain(..) {
+                            stash.push_second(&cap, time, wall);
+                        }
+                    });
+                    while let Some((time, batch)) =
+                        stash.pop_complete(&[times_frontier, ticks_frontier])
+                    {
+                        let wall = batch.second.into_iter().max();
+                        if let Some(t) = punctuation.epoch(batch.first, wall) {
+                            output.session(&batch.capability).give((
+                                ((), t, Pos::AfterInput),
+                                time,
+                                1isize,
+                            ));
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// Where the wall clock moves a stream time that events have stopped moving (see
+/// [`Timed::punctuate_when_idle`]), epoch by epoch.
+#[derive(Clone, Debug)]
+struct Punctuation {
+    /// Wall-clock milliseconds of quiet per step.
+    idle: u64,
+    /// The stream time, once an event (or a restore) has set it.
+    now: Option<u64>,
+    /// The stream time events last moved it to, and the wall clock then (at the first tick after).
+    anchor: Option<(u64, u64)>,
+}
+
+impl Punctuation {
+    fn new(idle: u64) -> Self {
+        Punctuation {
+            idle: idle.max(1),
+            now: None,
+            anchor: None,
+        }
+    }
+
+    /// Takes in a complete epoch: the event times (and restored stream times) in it, and the wall
+    /// clock at it if it ticked. Returns the stream time the epoch punctuates to, if it does.
+    fn epoch(&mut self, times: impl IntoIterator<Item = u64>, wall: Option<u64>) -> Option<u64> {
+        let before = self.now;
+        for t in times {
+            self.now = Some(self.now.map_or(t, |now| now.max(t)));
+        }
+        let now = self.now?;
+        if self.now != before {
+            self.anchor = wall.map(|wall| (now, wall));
+            return None;
+        }
+        let wall = wall?;
+        let Some((from, since)) = self.anchor else {
+            self.anchor = Some((now, wall));
+            return None;
+        };
+        let steps = wall.saturating_sub(since) / self.idle;
+        let punctuated = from.saturating_add(steps.saturating_mul(self.idle));
+        (punctuated > now).then(|| {
+            self.now = Some(punctuated);
+            punctuated
+        })
+    }
 }
 
 /// A late event's key and value for the dead-letter topic: their JSON, or their debug form if
@@ -595,4 +767,51 @@ pub(crate) fn late_letters<'s>(
             .into_item(pos)
     });
     df.push_output(records);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Punctuation;
+
+    #[test]
+    fn quiet_stream_time_follows_the_wall_clock_in_steps_of_the_idle_time() {
+        let mut p = Punctuation::new(1_000);
+        // Events move stream time to 200 at wall time 50: the anchor.
+        assert_eq!(p.epoch([100, 200], Some(50)), None);
+        assert_eq!(p.epoch([], Some(1_049)), None, "less than idle");
+        assert_eq!(p.epoch([], Some(1_050)), Some(1_200), "one idle step");
+        assert_eq!(p.epoch([], Some(2_000)), None, "the same step");
+        assert_eq!(p.epoch([], None), None, "no tick, no punctuation");
+        assert_eq!(
+            p.epoch([], Some(4_100)),
+            Some(4_200),
+            "several steps at once"
+        );
+    }
+
+    #[test]
+    fn an_event_that_moves_stream_time_restarts_the_idle_time() {
+        let mut p = Punctuation::new(1_000);
+        assert_eq!(p.epoch([200], Some(0)), None);
+        assert_eq!(p.epoch([], Some(1_000)), Some(1_200));
+        // Older events do not move stream time, nor the anchor.
+        assert_eq!(p.epoch([900], Some(1_500)), None);
+        assert_eq!(p.epoch([], Some(2_000)), Some(2_200));
+        // A newer one does: the next step is an idle time after it.
+        assert_eq!(p.epoch([5_000], Some(2_100)), None);
+        assert_eq!(p.epoch([], Some(3_099)), None);
+        assert_eq!(p.epoch([], Some(3_100)), Some(6_000));
+    }
+
+    #[test]
+    fn nothing_punctuates_before_an_event_or_a_restore_sets_stream_time() {
+        let mut p = Punctuation::new(10);
+        assert_eq!(p.epoch([], Some(0)), None);
+        assert_eq!(p.epoch([], Some(1_000)), None);
+        // A restored stream time (at the restore epoch, which has no tick) counts from the
+        // first tick after it.
+        assert_eq!(p.epoch([7_000], None), None);
+        assert_eq!(p.epoch([], Some(5_000)), None);
+        assert_eq!(p.epoch([], Some(5_025)), Some(7_020));
+    }
 }

@@ -513,20 +513,133 @@ fn final_windows_emit_once_when_they_close_even_across_a_restart() {
     assert_eq!(finals(d), twice, "the final count of [1000, 2000)");
 }
 
+#[test]
+fn quiet_windows_close_by_the_wall_clock_once_and_stay_closed_across_a_restart() {
+    let s = |x: &str| x.to_string();
+    let build = |df: &Dataflow<'_>| {
+        clicks_per_second(df, "clicks")
+            .punctuate_when_idle(Duration::from_secs(1))
+            .emit_final()
+            .count("punctuated")
+            .to_topic(&Topic::new("punctuated-counts"));
+        // The same windows without punctuation: the control.
+        clicks_per_second(df, "clicks")
+            .emit_final()
+            .count("unpunctuated")
+            .to_topic(&Topic::new("unpunctuated-counts"));
+    };
+    let finals = |d: &TestDriver| decoded::<(String, Window), i64>(d, "punctuated-counts");
+    let control = |d: &TestDriver| decoded::<(String, Window), i64>(d, "unpunctuated-counts");
+    let quiet = |d: &mut TestDriver, ms: u64| {
+        d.advance_clock(Duration::from_millis(ms));
+        close(d);
+    };
+
+    let mut driver = start("quiet", build);
+    let d = &mut driver;
+    // Stream time 200 at wall time 0; [0, 1000) closes at stream time 1500 (grace 500).
+    produce(d, "clicks", &clicks("a", &[100, 200]));
+    close(d);
+    quiet(d, 999);
+    assert!(finals(d).is_empty(), "less than the idle time has passed");
+    quiet(d, 1);
+    assert!(
+        finals(d).is_empty(),
+        "stream time 1200 does not close [0, 1000)"
+    );
+    quiet(d, 1_000);
+    let once = vec![((s("a"), second(0)), Some(2))];
+    assert_eq!(finals(d), once, "stream time 2200 closes [0, 1000)");
+    quiet(d, 5_000);
+    assert_eq!(finals(d), once, "a window closes once");
+    assert!(control(d).is_empty(), "without punctuation nothing closes");
+
+    // The price: a click for [0, 1000) after the quiet spell is late for the punctuated
+    // windows, and counted by the others.
+    produce(d, "clicks", &clicks("a", &[900]));
+    close(d);
+    let letters = d.dead_letters();
+    assert_eq!(letters.len(), 1, "the click the punctuation made late");
+    let operator = letters[0].record.header("faustus.error.operator");
+    assert_eq!(operator, Some(&b"punctuated"[..]));
+
+    // After a restart the punctuated stream time is restored: [0, 1000) stays closed, and the
+    // idle time counts again from the restart.
+    d.restart().expect("a restart");
+    produce(d, "clicks", &clicks("a", &[7_100]));
+    close(d);
+    assert_eq!(d.dead_letters().len(), 1, "7100 is not late");
+    quiet(d, 999);
+    assert_eq!(finals(d), once, "nothing new closed within the idle time");
+    quiet(d, 2_000);
+    let twice = vec![
+        ((s("a"), second(0)), Some(2)),
+        ((s("a"), second(7000)), Some(1)),
+    ];
+    assert_eq!(
+        finals(d),
+        twice,
+        "[7000, 8000) closed by punctuation after the restart"
+    );
+    assert_eq!(
+        control(d),
+        vec![((s("a"), second(0)), Some(3))],
+        "the control closes [0, 1000) only when the click at 7100 moves its stream time"
+    );
+}
+
+#[test]
+fn a_quiet_stream_join_emits_its_unmatched_events_by_the_wall_clock() {
+    let s = |x: &str| x.to_string();
+    let build = |df: &Dataflow<'_>| {
+        let timed = |topic: &str| seen_within_a_second(df, topic);
+        timed("impressions")
+            .punctuate_when_idle(Duration::from_secs(1))
+            .left_join("quiet-join", timed("clicks"))
+            .to_topic(&Topic::new("left"));
+    };
+    let seen = |what: &str, at: u64| Seen {
+        what: what.to_string(),
+        at,
+    };
+    let mut driver = start("quiet-join", build);
+    let d = &mut driver;
+    produce(d, "impressions", &json(&[(s("a"), seen("banner", 1_000))]));
+    close(d);
+    // The impression can match until stream time passes 1000 + 1000: two idle steps.
+    d.advance_clock(Duration::from_secs(1));
+    close(d);
+    assert!(
+        d.records("left").is_empty(),
+        "stream time 2000 keeps it open"
+    );
+    d.advance_clock(Duration::from_secs(1));
+    close(d);
+    let expected = vec![(s("a"), Some((seen("banner", 1_000), None::<Seen>)))];
+    assert_eq!(
+        decoded::<String, (Seen, Option<Seen>)>(d, "left"),
+        expected,
+        "stream time 3000 closes its window: unmatched, once"
+    );
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct Seen {
     what: String,
     at: u64,
 }
 
+/// The `Seen` events of `topic`, timed by `at`, to join within a second.
+fn seen_within_a_second<'s>(df: &Dataflow<'s>, topic: &str) -> Timed<'s, String, Seen> {
+    df.stream(&Topic::<String, Seen>::new(topic.to_string()))
+        .event_time(|_, s| s.at)
+        .within(Duration::from_secs(1))
+}
+
 #[test]
 fn stream_joins_keep_their_window_across_a_restart() {
     let build = |df: &Dataflow<'_>| {
-        let timed = |topic: &str| {
-            df.stream(&Topic::<String, Seen>::new(topic.to_string()))
-                .event_time(|_, s| s.at)
-                .within(Duration::from_secs(1))
-        };
+        let timed = |topic: &str| seen_within_a_second(df, topic);
         timed("impressions")
             .join("impression-clicks", timed("clicks"))
             .to_topic(&Topic::new("inner"));
@@ -684,4 +797,94 @@ fn a_record_that_does_not_encode_is_a_dead_letter_and_the_rest_go_on() {
         "{reason}"
     );
     assert_eq!(header(faustus::dead_letter::OPERATOR), "to_topic(output)");
+}
+
+/// Punctuation under arbitrary input, quiet spells and restarts: every window is emitted once
+/// at most, and every event is either counted in its window's one final value or is a late dead
+/// letter.
+mod punctuation {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One epoch: clicks `(user, time)`, how far the wall clock moves before it closes, and
+    /// whether the program restarts after it.
+    type Step = (Vec<(u8, u64)>, u64, bool);
+
+    fn build(df: &Dataflow<'_>) {
+        clicks_per_second(df, "clicks")
+            .punctuate_when_idle(Duration::from_secs(1))
+            .emit_final()
+            .count("final")
+            .to_topic(&Topic::new("finals"));
+    }
+
+    fn run(steps: &[Step]) -> Result<(), TestCaseError> {
+        let mut driver = start("punctuation", build);
+        let d = &mut driver;
+        let mut sent: Vec<(String, u64)> = Vec::new();
+        for (clicks_in_epoch, quiet, restart) in steps {
+            for (user, at) in clicks_in_epoch {
+                let user = format!("u{user}");
+                produce(d, "clicks", &clicks(&user, &[*at]));
+                sent.push((user, *at));
+            }
+            d.advance_clock(Duration::from_millis(*quiet));
+            close(d);
+            if *restart {
+                d.restart().expect("a restart");
+            }
+        }
+        // A long quiet spell closes every window.
+        close(d);
+        d.advance_clock(Duration::from_secs(100));
+        close(d);
+
+        let finals = decoded::<(String, Window), i64>(d, "finals");
+        let mut emitted: BTreeMap<(String, Window), i64> = BTreeMap::new();
+        for (window, count) in &finals {
+            let count = count.expect("a final count");
+            prop_assert!(
+                emitted.insert(window.clone(), count).is_none(),
+                "{window:?} emitted twice: {finals:?}"
+            );
+        }
+        let mut late: Vec<(String, u64)> = d
+            .dead_letters()
+            .iter()
+            .map(|w| {
+                let key = serde_json::from_slice(w.record.key.as_deref().expect("a key"));
+                let click: Click =
+                    serde_json::from_slice(w.record.value.as_deref().expect("a value")).unwrap();
+                (key.expect("a JSON key"), click.at)
+            })
+            .collect();
+        let mut counted: BTreeMap<(String, Window), i64> = BTreeMap::new();
+        for (user, at) in sent {
+            if let Some(i) = late.iter().position(|l| *l == (user.clone(), at)) {
+                late.swap_remove(i);
+                continue;
+            }
+            *counted.entry((user, second(at - at % 1000))).or_default() += 1;
+        }
+        prop_assert!(late.is_empty(), "dead letters of no click: {late:?}");
+        prop_assert_eq!(emitted, counted);
+        Ok(())
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let clicks_in_epoch = prop::collection::vec((0u8..3, 0u64..12_000), 0..4);
+        prop::collection::vec(
+            (clicks_in_epoch, 0u64..2_500, prop::bool::weighted(0.2)),
+            1..12,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn every_click_is_counted_once_or_is_late(steps in steps()) {
+            run(&steps)?;
+        }
+    }
 }

@@ -270,3 +270,87 @@ fn a_sigterm_as_soon_as_the_app_answers_stops_it_cleanly() {
         "a SIGTERM once the app answers is a clean stop (exit 0), got {status}"
     );
 }
+
+/// Starts the final counts of orders per account and session (a gap of a second) of their
+/// record timestamps, punctuated after half a second of quiet.
+fn start_quiet_windows(app_id: &str, input: &str, output: &str) -> faustus::Running {
+    use faustus::prelude::*;
+    let orders = Topic::<String, TypedOrder>::new(input.to_string()).key_codec(Str);
+    let finals = Topic::<(String, Window), i64>::new(output.to_string());
+    App::new(app_id)
+        .brokers(brokers())
+        .http(None)
+        .start(move |df| {
+            df.stream(&orders)
+                .punctuate_when_idle(Duration::from_millis(500))
+                .session(Duration::from_secs(1))
+                .emit_final()
+                .count("windows")
+                .to_topic(&finals);
+        })
+        .expect("the app starts")
+}
+
+/// The final counts written to `output`, in order.
+fn final_counts(output: &str) -> Vec<((String, faustus::prelude::Window), i64)> {
+    read_all(output)
+        .into_iter()
+        .map(|r| {
+            let key = serde_json::from_slice(&r.key.expect("a key")).expect("a JSON key");
+            let value = serde_json::from_slice(&r.value.expect("a value")).expect("a count");
+            (key, value)
+        })
+        .collect()
+}
+
+/// A quiet topic still closes its windows: the wall clock moves stream time once the input
+/// stops, so final counts appear without a later event; the punctuated stream time is kept, so
+/// a restart neither emits a closed window again nor holds it open.
+#[test]
+fn a_quiet_topic_closes_its_windows_by_the_wall_clock_once_across_a_restart() {
+    let app_id = unique("quiet");
+    let input = unique("orders");
+    let output = unique("finals");
+    create_topic(&input, 2);
+    let for_account = |account: &str| {
+        let account = account.to_string();
+        move |(key, _): &((String, faustus::prelude::Window), i64)| key.0 == account
+    };
+
+    let running = start_quiet_windows(&app_id, &input, &output);
+    let orders: Vec<KeyValue> = (1..=3).flat_map(|amount| order("a", amount)).collect();
+    produce(&input, &orders);
+    let first = wait_for(
+        "a's window to close with no later event",
+        Duration::from_secs(60),
+        || {
+            let finals: Vec<_> = final_counts(&output)
+                .into_iter()
+                .filter(for_account("a"))
+                .collect();
+            (!finals.is_empty()).then_some(finals)
+        },
+    );
+    assert_eq!(first.len(), 1, "one final count: {first:?}");
+    assert_eq!(first[0].1, 3, "a's three orders in one session: {first:?}");
+    running.shutdown().expect("a clean stop");
+
+    // After the restart, b's window closes by punctuation too; by then the restored app has
+    // passed a's window again, and emitted it no second time.
+    let _running = start_quiet_windows(&app_id, &input, &output);
+    produce(&input, &order("b", 7));
+    wait_for(
+        "b's window to close after the restart",
+        Duration::from_secs(60),
+        || {
+            let finals = final_counts(&output);
+            finals.iter().any(for_account("b")).then_some(())
+        },
+    );
+    let finals = final_counts(&output);
+    let a: Vec<_> = finals.iter().filter(|f| for_account("a")(f)).collect();
+    assert_eq!(a, vec![&first[0]], "a's window, once: {finals:?}");
+    let b: Vec<_> = finals.iter().filter(|f| for_account("b")(f)).collect();
+    assert_eq!(b.len(), 1, "b's window, once: {finals:?}");
+    assert_eq!(b[0].1, 1, "b's one order: {finals:?}");
+}

@@ -48,6 +48,9 @@
 //!   broker stamps the epoch's wall-clock time. Which records share an epoch is the test's
 //!   choice here, the clock's on a broker; outputs that depend on it (a table's changes, which
 //!   are per epoch) match a broker's only once compacted to the last value per key.
+//! - Wall-clock time is the driver's clock, which moves only by [`TestDriver::advance_clock`]:
+//!   windows and joins that punctuate when idle ([`crate::window::Timed::punctuate_when_idle`])
+//!   see the clock's value at each closed epoch, so their output is as repeatable as the rest.
 
 #[cfg(feature = "proptest")]
 pub mod strategy;
@@ -345,6 +348,8 @@ pub struct TestDriver {
     public: Vec<(String, crate::runtime::table::Declared)>,
     /// The last closed epoch (after a start, the restore epoch).
     epoch: u64,
+    /// The driver's clock, in milliseconds ([`TestDriver::advance_clock`]).
+    clock: u64,
     /// Records piped since the last closed epoch.
     pending: Vec<((String, i32), Piped)>,
     /// The next offset per topic and partition.
@@ -413,6 +418,7 @@ impl TestDriver {
             changelogs,
             public: planned.public,
             epoch: 0,
+            clock: 0,
             pending: Vec::new(),
             offsets: BTreeMap::new(),
             written: Vec::new(),
@@ -621,7 +627,7 @@ impl TestDriver {
             .into_iter()
             .map(|(at, piped)| (at, Piped { epoch, ..piped }))
             .collect();
-        self.run().harness.close(epoch, records);
+        self.run().harness.close(epoch, records, self.clock);
         let batches = self.wait(epoch)?;
         self.epoch = epoch;
         self.keep(batches);
@@ -631,6 +637,21 @@ impl TestDriver {
     /// The last closed epoch (after a start or restart: the restore epoch).
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Moves the driver's clock on by `by`. The clock is the wall clock of the driven program:
+    /// it starts at zero, moves only when the test says so, and each epoch takes the clock's
+    /// value when it closes. Only operators that let wall-clock time move their stream time
+    /// read it ([`crate::window::Timed::punctuate_when_idle`]).
+    pub fn advance_clock(&mut self, by: Duration) -> &mut Self {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.clock = self.clock.saturating_add(ms);
+        self
+    }
+
+    /// The driver's clock, in milliseconds ([`TestDriver::advance_clock`]).
+    pub fn clock(&self) -> u64 {
+        self.clock
     }
 
     /// The number of workers.

@@ -24,6 +24,7 @@ use differential_dataflow::ExchangeData;
 use faustus_connectors::{kafka_partition, EpochBatch, RawRecord};
 use serde::de::DeserializeOwned;
 use timely::dataflow::operators::generic::source as timely_source;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 use timely::scheduling::SyncActivator;
 
@@ -63,6 +64,8 @@ struct Shared {
     input: BTreeMap<(String, i32), Vec<Piped>>,
     /// The last epoch the driver closed.
     closed: u64,
+    /// The driver's clock (milliseconds) when it closed each epoch of this run.
+    clock: BTreeMap<u64, u64>,
     /// The run is over: sources drop their capabilities.
     stopping: bool,
     /// Complete epochs, not yet taken by the driver.
@@ -136,13 +139,14 @@ impl Harness {
 
     /// Adds `records` (per topic and partition) to the input as epoch `epoch`, closes it, and
     /// wakes the sources.
-    pub(crate) fn close(&self, epoch: u64, records: Vec<((String, i32), Piped)>) {
+    pub(crate) fn close(&self, epoch: u64, records: Vec<((String, i32), Piped)>, clock: u64) {
         {
             let mut shared = self.lock();
             for (at, record) in records {
                 shared.input.entry(at).or_default().push(record);
             }
             shared.closed = epoch;
+            shared.clock.insert(epoch, clock);
         }
         self.wake();
     }
@@ -317,14 +321,54 @@ where
                 }
                 let (closed, stopping) = (shared.closed, shared.stopping);
                 drop(shared);
-                if stopping {
-                    capability = None;
-                } else if *cap.time() <= closed {
-                    cap.downgrade(&(closed + 1));
-                }
+                follow(&mut capability, closed, stopping);
             }
         },
     )
+}
+
+/// The clock under a test driver (see [`super::clock`]): on worker 0, at each closed epoch, the
+/// driver's clock when it closed it.
+pub(crate) fn driver_clock<'s>(
+    scope: Scope<'s, u64>,
+    startup: Arc<Startup>,
+    harness: Arc<Harness>,
+) -> StreamVec<'s, u64, u64> {
+    let ticking = scope.index() == 0 && !startup.planning;
+    timely_source(scope, "DriverClock", move |capability, info| {
+        harness
+            .activators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(scope.worker().sync_activator_for(info.address.to_vec()));
+        let mut capability = ticking.then(|| {
+            let mut capability = capability;
+            capability.downgrade(&(startup.resume_epoch + 1));
+            capability
+        });
+        move |output| {
+            let Some(cap) = capability.as_mut() else {
+                return;
+            };
+            let shared = harness.lock();
+            for (&epoch, &clock) in shared.clock.range(*cap.time()..) {
+                output.session(&cap.delayed(&epoch)).give(clock);
+            }
+            let (closed, stopping) = (shared.closed, shared.stopping);
+            drop(shared);
+            follow(&mut capability, closed, stopping);
+        }
+    })
+}
+
+/// Moves a driver operator's capability past the last closed epoch, or drops it when the run is
+/// stopping.
+fn follow(capability: &mut Option<Capability<u64>>, closed: u64, stopping: bool) {
+    if stopping {
+        *capability = None;
+    } else if let Some(cap) = capability.as_mut().filter(|cap| *cap.time() <= closed) {
+        cap.downgrade(&(closed + 1));
+    }
 }
 
 /// A changelog's entries under a test driver: the last value per key of the records captured

@@ -5,6 +5,7 @@
 
 pub(crate) mod assignment;
 pub(crate) mod catch_up;
+pub(crate) mod clock;
 pub(crate) mod commit;
 pub(crate) mod driver;
 pub(crate) mod health;
