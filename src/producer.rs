@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use faustus_connectors::{owned_headers, ConnectorError, KafkaConfig};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{Error, Result};
@@ -187,7 +187,7 @@ impl Producer {
 
     /// Waits until every record sent so far is delivered.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
-        self.inner.flush(timeout).map_err(|source| {
+        faustus_connectors::flush_promptly(&self.inner, timeout).map_err(|source| {
             Error::Kafka(ConnectorError::Kafka {
                 context: "flushing a producer".into(),
                 source,

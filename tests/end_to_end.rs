@@ -142,3 +142,75 @@ fn an_http_address_in_use_stops_start_up_with_the_address() {
         "{error}"
     );
 }
+
+/// `flush_promptly` and `commit_promptly` (what the committer, agents and timers flush and commit
+/// with) return only once every record is delivered: none is left in flight, and every one is
+/// readable at once, committed records under `read_committed` too. A long linger keeps the
+/// records in the producer's queue when the call begins.
+#[test]
+fn prompt_flushes_and_commits_return_once_every_record_is_delivered() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let topic = unique("prompt");
+    create_topic(&topic, 3);
+    let producer = |transactional: Option<&str>| {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers())
+            .set("linger.ms", "200");
+        if let Some(id) = transactional {
+            config.set("transactional.id", id);
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            config.create().expect("a producer");
+        producer
+    };
+    let send = |producer: &ThreadedProducer<DefaultProducerContext>, from: usize| {
+        for i in from..from + 1_000 {
+            let key = format!("k{i}");
+            let value = i.to_string();
+            producer
+                .send(BaseRecord::to(&topic).key(&key).payload(&value))
+                .expect("queued");
+        }
+    };
+    let timeout = Duration::from_secs(60);
+
+    let plain = producer(None);
+    send(&plain, 0);
+    assert!(plain.in_flight_count() > 0, "the linger holds the records");
+    faustus_connectors::flush_promptly(&plain, timeout).expect("a flush");
+    assert_eq!(
+        plain.in_flight_count(),
+        0,
+        "nothing in flight after the flush"
+    );
+    assert_eq!(
+        read_all(&topic).len(),
+        1_000,
+        "every flushed record is readable"
+    );
+
+    let transactional = producer(Some(&unique("prompt-txn")));
+    transactional
+        .init_transactions(timeout)
+        .expect("transactions");
+    transactional.begin_transaction().expect("a transaction");
+    send(&transactional, 1_000);
+    faustus_connectors::commit_promptly(&transactional, timeout).expect("a commit");
+    assert_eq!(transactional.in_flight_count(), 0);
+    let values: std::collections::BTreeSet<usize> = read_all(&topic)
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(r.value.as_deref().unwrap())
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        values,
+        (0..2_000).collect(),
+        "every committed record is readable"
+    );
+}

@@ -51,6 +51,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::client::KafkaConfig;
+use crate::delivery::{commit_promptly, flush_promptly};
 use crate::error::{ConnectorError, KafkaContext, Result};
 use crate::reader::{read_to_end, QuietContext};
 
@@ -735,9 +736,7 @@ fn run(
         stats.committed_epoch.store(epoch, Ordering::Release);
     }
     if config.guarantee == Guarantee::AtLeastOnce {
-        state
-            .producer
-            .flush(config.commit_timeout)
+        flush_promptly(&state.producer, config.commit_timeout)
             .context(|| "flushing at shutdown".into())?;
     }
     Ok(())
@@ -788,7 +787,7 @@ fn commit_transaction(
             if std::mem::take(&mut hold) {
                 hold_open(config);
             }
-            producer.commit_transaction(config.commit_timeout)
+            commit_promptly(producer, config.commit_timeout)
         })();
         // A fatal error leaves the producer unusable. Fenced while young: a newer instance took
         // over. Fenced after the transaction timeout, or any other fatal error (the broker
@@ -838,12 +837,12 @@ fn commit_flush(
     loop {
         let before = producer.context().failed();
         let attempt = send_records(producer, config, records)
-            .and_then(|()| producer.flush(config.commit_timeout))
+            .and_then(|()| flush_promptly(producer, config.commit_timeout))
             .and_then(|()| {
                 hold_open(config);
                 send_progress(producer, config, progress)
             })
-            .and_then(|()| producer.flush(config.commit_timeout));
+            .and_then(|()| flush_promptly(producer, config.commit_timeout));
         let failed = producer.context().failed() != before;
         match attempt {
             Ok(()) if !failed => return Ok(()),

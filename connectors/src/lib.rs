@@ -28,6 +28,7 @@ pub mod admin;
 pub mod client;
 pub mod codec;
 pub mod committer;
+pub mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod properties;
@@ -44,6 +45,7 @@ pub use committer::{
     is_fenced, owned_headers, read_progress, CommitObserver, CommitStats, Committer,
     CommitterConfig, DeliveryCounter, EpochBatch, Guarantee, OutRecord, Progress,
 };
+pub use delivery::{commit_promptly, flush_promptly};
 pub use embedded::EmbeddedBroker;
 pub use error::{ConnectorError, Result};
 pub use properties::{is_secret, KafkaProperties, Origin, Role};

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use faustus_connectors::{owned_headers, AckTracker, Guarantee, KafkaConfig, TopicSpec};
+use faustus_connectors::{
+    commit_promptly, flush_promptly, owned_headers, AckTracker, Guarantee, KafkaConfig, TopicSpec,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -868,8 +870,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 // Records sent from now on belong to the next interval.
                 self.epoch += 1;
                 if sync {
-                    self.producer
-                        .flush(KAFKA_TIMEOUT)
+                    flush_promptly(&self.producer, KAFKA_TIMEOUT)
                         .map_err(|e| format!("flushing the agent's records: {e}"))?;
                     return self.commit_delivered(consumer, CommitMode::Sync);
                 }
@@ -916,9 +917,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                         .map_err(|e| ("sending positions", e)),
                 }
                 .and_then(|()| {
-                    self.producer
-                        .commit_transaction(KAFKA_TIMEOUT)
-                        .map_err(|e| ("committing", e))
+                    commit_promptly(&self.producer, KAFKA_TIMEOUT).map_err(|e| ("committing", e))
                 });
                 match committed {
                     Ok(()) => self.in_transaction = false,

@@ -55,7 +55,9 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use faustus_connectors::{is_fenced, read_to_end, Guarantee, KafkaConfig, Str, TopicSpec};
+use faustus_connectors::{
+    commit_promptly, flush_promptly, is_fenced, read_to_end, Guarantee, KafkaConfig, Str, TopicSpec,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::{Deserialize, Serialize};
@@ -723,12 +725,10 @@ impl Owner {
             .send(record)
             .map_err(|(e, _)| failed("sending", e))
             .and_then(|()| match transactional {
-                true => producer
-                    .commit_transaction(KAFKA_TIMEOUT)
-                    .map_err(|e| failed("committing", e)),
-                false => producer
-                    .flush(KAFKA_TIMEOUT)
-                    .map_err(|e| failed("flushing", e)),
+                true => {
+                    commit_promptly(producer, KAFKA_TIMEOUT).map_err(|e| failed("committing", e))
+                }
+                false => flush_promptly(producer, KAFKA_TIMEOUT).map_err(|e| failed("flushing", e)),
             });
         if sent.is_err() && transactional {
             let _ = producer.abort_transaction(KAFKA_TIMEOUT);

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use faustus_connectors::{ensure_topics, partition_count, read_to_end, KafkaConfig, TopicSpec};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 
 /// The test broker's bootstrap address, resolved once per test process.
 pub fn brokers() -> String {
@@ -144,7 +144,7 @@ impl TestProducer {
 
     /// Waits until every record sent is acknowledged.
     pub fn flush(self) {
-        self.0.flush(Duration::from_secs(60)).expect("flush");
+        faustus_connectors::flush_promptly(&self.0, Duration::from_secs(60)).expect("flush");
     }
 }
 

@@ -358,7 +358,7 @@ fn exactly_once(args: &Args, thread: i32, partitions: i32) -> Result<(), Error> 
             let result = c
                 .producer
                 .send_offsets_to_transaction(&c.offsets, &c.group, TIMEOUT)
-                .and_then(|()| c.producer.commit_transaction(TIMEOUT))
+                .and_then(|()| faustus_connectors::commit_promptly(&*c.producer, TIMEOUT))
                 .and_then(|()| c.producer.begin_transaction())
                 .map(|()| c.producer)
                 .map_err(|e| format!("committing a transaction: {e}"));
