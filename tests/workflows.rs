@@ -54,14 +54,6 @@ fn start(app_id: &str, guarantee: Guarantee, agents: Vec<Agent<String, i64>>) ->
     app.start(|_df| {}).expect("the app starts")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 /// Every committed chord result of `topic`, by chord id, each with how many times it came.
 fn chord_results(topic: &str) -> BTreeMap<String, (usize, ChordResult)> {
     let mut results: BTreeMap<String, (usize, ChordResult)> = BTreeMap::new();
@@ -239,7 +231,8 @@ fn a_chord_calls_back_once_with_every_result_and_fails_on_a_failed_member_or_its
         .and_then(|r| r.text())
         .expect("the workflows page");
     assert!(
-        page.contains("<td>late</td>") && page.contains("<td>3</td>"),
+        page.contains(r#"<td class="chord">late</td>"#)
+            && page.contains(r#"<td class="done">3</td>"#),
         "{page}"
     );
     let outcome = wait_for("the three chords' results", DEADLINE, || {
