@@ -130,6 +130,50 @@ fn ask_gets_the_reply_a_failure_or_a_timeout() {
 }
 
 #[test]
+fn a_request_that_does_not_decode_gets_its_decode_error_and_is_dead_lettered() {
+    let app_id = unique("wf-undecodable");
+    let squares = Topic::<String, i64>::new(unique("wf-undecodable-squares")).partitions(2);
+    let app = start(
+        &app_id,
+        Guarantee::ExactlyOnce,
+        vec![answering("square", &squares, |v| Ok((v * v).into()))],
+    );
+    let workflows = app.workflows().expect("workflows");
+    // The same topic seen with text values: its agent cannot decode "eleven" as an i64.
+    let as_text = Topic::<String, String>::new(squares.name().to_string());
+    runtime().block_on(async {
+        // A hang would end in `Timeout` after the deadline; the decode error comes instead.
+        let failed = workflows
+            .ask::<_, _, i64>(&as_text, &"k".to_string(), &"eleven".to_string(), DEADLINE)
+            .await
+            .expect_err("a decode error");
+        assert!(
+            matches!(&failed, AskError::Failed(e) if e.contains("does not decode")),
+            "{failed}"
+        );
+        // The agent goes on answering requests that decode.
+        let n: i64 = workflows
+            .ask(&squares, &"k".to_string(), &11, DEADLINE)
+            .await
+            .expect("a reply");
+        assert_eq!(n, 121);
+    });
+    // The request itself is in the dead letters.
+    let dead_letters = faustus::dead_letter::topic(&app_id);
+    let letter = wait_for("the dead letter", DEADLINE, || {
+        read_all(&dead_letters)
+            .into_iter()
+            .find(|r| r.value.as_deref() == Some(&b"\"eleven\""[..]))
+    });
+    assert!(
+        letter.headers.contains_key(faustus::dead_letter::REASON),
+        "{:?}",
+        letter.headers
+    );
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
 fn a_chain_passes_each_reply_on_and_its_last_reply_comes_back() {
     let app_id = unique("wf-chain");
     let add = Topic::<String, i64>::new(unique("wf-add")).partitions(2);
