@@ -318,6 +318,96 @@ fn a_chord_calls_back_once_with_every_result_and_fails_on_a_failed_member_or_its
 }
 
 #[test]
+fn an_ended_chord_is_forgotten_and_its_records_tombstoned_after_the_retention() {
+    let app_id = unique("wf-retention");
+    let work = Topic::<String, i64>::new(unique("wf-retention-work")).partitions(1);
+    let lost = Topic::<String, i64>::new(unique("wf-retention-lost")).partitions(1);
+    create_topic(lost.name(), 1);
+    let done = Topic::<String, ChordResult>::new(unique("wf-retention-done"));
+    create_topic(done.name(), 1);
+    // One partition of `<app>-chords`: the second chord's ticks pass the first one's retention.
+    let app = App::new(&app_id)
+        .brokers(brokers())
+        .http(Some(([127, 0, 0, 1], 0).into()))
+        .guarantee(Guarantee::ExactlyOnce)
+        .commit_interval(Duration::from_millis(100))
+        .partitions(1)
+        .chords()
+        .chord_retention(Duration::from_secs(1))
+        .agent(answering("work", &work, |v| Ok(v.into())))
+        .start(|_df| {})
+        .expect("the app starts");
+    let workflows = app.workflows().expect("workflows");
+    let first = (0..3)
+        .fold(Chord::new("first"), |c, v| {
+            c.member(&work, &format!("m{v}"), &v).expect("a member")
+        })
+        .callback(&done);
+    // A chord that waits for its deadline: the coordinator ticks meanwhile.
+    let waiting = Chord::new("waiting")
+        .member(&lost, &"gone".to_string(), &1)
+        .expect("a member")
+        .deadline(Duration::from_secs(3600))
+        .callback(&done);
+    let rt = runtime();
+    rt.block_on(workflows.start_chord(&first)).expect("started");
+    wait_for("the first chord's result", DEADLINE, || {
+        chord_results(done.name()).remove("first")
+    });
+    rt.block_on(workflows.start_chord(&waiting))
+        .expect("started");
+    let chords = faustus::workflow::chords_topic(&app_id);
+    let key = |r: &Record| serde_json::from_slice::<String>(r.key.as_deref()?).ok();
+    let tombstones = wait_for("the first chord's tombstones", DEADLINE, || {
+        let records = read_all(&chords);
+        let tombstones: Vec<(i64, String)> = records
+            .iter()
+            .filter(|r| r.value.is_none())
+            .filter_map(|r| Some((r.offset, key(r)?)))
+            .collect();
+        (tombstones.len() >= 5).then_some(tombstones)
+    });
+    let keys: Vec<&str> = tombstones.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "first/open",
+            "first/closed",
+            "first/0",
+            "first/1",
+            "first/2"
+        ]
+    );
+    // The coordinator reads its own tombstones back and skips them: none is a dead letter.
+    let last = tombstones.iter().map(|(o, _)| *o).max().unwrap_or_default();
+    wait_for("the coordinator past the tombstones", DEADLINE, || {
+        let positions = group_positions(&format!("{app_id}-chords"), &chords, 1)?;
+        (positions.get(&0).copied()? > last).then_some(())
+    });
+    let base = format!("http://{}", app.http_addr().expect("an HTTP address"));
+    let (status, agents) = http_get(&format!("{base}/api/agents/"));
+    assert_eq!(status, 200, "{agents}");
+    let coordinator = agents["processes"][0]["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["settings"]["name"] == "chords")
+        .unwrap_or_else(|| panic!("the coordinator: {agents}"));
+    assert_eq!(coordinator["dead_lettered"], 0, "{coordinator}");
+    // The waiting chord is still in progress, and the first chord called back once.
+    let (_, body) = http_get(&format!("{base}/api/workflows/"));
+    let in_progress: Vec<&str> = body["processes"][0]["chords"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["chord"].as_str())
+        .collect();
+    assert_eq!(in_progress, ["waiting"], "{body}");
+    assert_eq!(chord_results(done.name())["first"].0, 1);
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
 fn a_chord_callback_starts_a_chain_in_its_transaction() {
     let app_id = unique("wf-nest");
     let work = Topic::<String, i64>::new(unique("wf-nest-work")).partitions(2);

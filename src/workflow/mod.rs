@@ -58,7 +58,10 @@ use crate::record::Headers;
 use crate::topic::{RecordError, Topic};
 
 pub(crate) use chords::{chord_coordinator, ChordBoard, COORDINATOR as COORDINATOR_NAME};
-pub use chords::{ChordOutcome, ChordResult, ChordStatus, FailedMember};
+pub use chords::{
+    ChordOutcome, ChordResult, ChordStatus, FailedMember,
+    DEFAULT_RETENTION as DEFAULT_CHORD_RETENTION,
+};
 
 /// The header naming the topic a request's reply goes to.
 pub(crate) const REPLY_TO: &str = "faustus-reply-to";
