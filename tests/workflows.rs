@@ -408,6 +408,52 @@ fn an_ended_chord_is_forgotten_and_its_records_tombstoned_after_the_retention() 
 }
 
 #[test]
+fn an_agent_starts_a_chord_in_its_event_transaction() {
+    let app_id = unique("wf-kickoff");
+    let kickoff = Topic::<String, i64>::new(unique("wf-kickoff-in")).partitions(1);
+    let work = Topic::<String, i64>::new(unique("wf-kickoff-work")).partitions(2);
+    let results = Topic::<String, ChordResult>::new(unique("wf-kickoff-results"));
+    create_topic(kickoff.name(), 1);
+    create_topic(results.name(), 1);
+    // Each event `(id, n)` starts chord `id` of members `1..=n`.
+    let (work2, results2) = (work.clone(), results.clone());
+    let starter = Agent::new("kickoff", &kickoff).handler(move |event: Event<String, i64>| {
+        let (work, results) = (work2.clone(), results2.clone());
+        async move {
+            let chord = (1..=event.value())
+                .try_fold(Chord::new(event.key()), |c, v| {
+                    c.member(&work, &format!("m{v}"), &v)
+                })?
+                .callback(&results);
+            event
+                .start_chord(&chord)
+                .await
+                .map_err(|e| HandlerError::new(e.to_string()))?;
+            Ok(())
+        }
+    });
+    let app = start(
+        &app_id,
+        Guarantee::ExactlyOnce,
+        vec![answering("work", &work, |v| Ok((v * 10).into())), starter],
+    );
+    produce(
+        kickoff.name(),
+        &[(Some(b"\"batch\"".to_vec()), Some(b"3".to_vec()))],
+    );
+    let result = wait_for("the chord's result", DEADLINE, || {
+        chord_results(results.name()).remove("batch")
+    });
+    assert_eq!(result.0, 1);
+    assert_eq!(result.1.outcome, ChordOutcome::Done);
+    assert_eq!(
+        result.1.results,
+        vec![Some(10.into()), Some(20.into()), Some(30.into())]
+    );
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
 fn a_chord_callback_starts_a_chain_in_its_transaction() {
     let app_id = unique("wf-nest");
     let work = Topic::<String, i64>::new(unique("wf-nest-work")).partitions(2);

@@ -603,9 +603,11 @@ impl<K, V> Event<K, V> {
 
     /// Starts `chord` when the event is acked (under `exactly_once`, in its transaction): a
     /// chord callback may start the next chord, or a chain. Fails when the chord is refused (no
-    /// callback, no members) or the chords topic cannot be created.
-    pub fn start_chord(&self, chord: &crate::workflow::Chord) -> crate::Result<()> {
-        for record in self.workflows()?.chord_records(chord)? {
+    /// callback, no members) or the chords topic cannot be created. The first call of a
+    /// process that does not run the coordinator asks Kafka for that topic, on a blocking
+    /// thread.
+    pub async fn start_chord(&self, chord: &crate::workflow::Chord) -> crate::Result<()> {
+        for record in self.workflows()?.chord_records(chord).await? {
             self.push_outgoing(record);
         }
         Ok(())
