@@ -57,7 +57,8 @@ const TICK_EVERY: Duration = Duration::from_secs(1);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts at rebuilding a partition's state before the coordinator stops.
 const RESTORE_ATTEMPTS: u32 = 5;
-/// How long an ended chord's id is kept by default (see the [module docs](self)).
+/// How long the chord coordinator keeps an ended chord's id by default (see
+/// [`crate::App::chord_retention`]).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 
 /// The key of a chord's record: `<id>/<part>` (`open`, `closed`, or a member's index).
@@ -307,9 +308,10 @@ impl Book {
         })
     }
 
-    /// Chord `id`'s state was there only while no "open" had come: it stays until it ends.
-    fn keep(&mut self, id: &str, pending: &Pending) {
-        self.expiry.remove(&(pending.since, id.to_string()));
+    /// Chord `id`, whose first record came at `since`, has its "open" or has ended: it is no
+    /// longer forgotten for lack of an "open".
+    fn keep(&mut self, id: &str, since: i64) {
+        self.expiry.remove(&(since, id.to_string()));
     }
 
     /// Folds one record in: the chords it ended.
@@ -334,16 +336,18 @@ impl Book {
                 let pending = self.pending(id);
                 pending.open.get_or_insert(open);
                 let since = pending.since;
-                self.expiry.remove(&(since, id.to_string()));
+                self.keep(id, since);
             }
             CLOSED => {
-                let pending = self.chords.remove(id);
-                if let Some(p) = &pending {
-                    self.keep(id, p);
+                let mut members = value
+                    .get("size")
+                    .and_then(Value::as_u64)
+                    .map_or(0, |size| usize::try_from(size).unwrap_or(0));
+                if let Some(pending) = self.chords.remove(id) {
+                    self.keep(id, pending.since);
+                    members = members.max(pending.members());
                 }
-                let pending = pending.map_or(0, |c| c.members());
-                let size = value.get("size").and_then(Value::as_u64).unwrap_or(0);
-                self.close(id, pending.max(usize::try_from(size).unwrap_or(0)));
+                self.close(id, members);
                 return Vec::new();
             }
             member => {
@@ -388,7 +392,7 @@ impl Book {
     /// Ends chord `id` with what it has.
     fn fire(&mut self, id: &str) -> Option<Fired> {
         let pending = self.chords.remove(id)?;
-        self.keep(id, &pending);
+        self.keep(id, pending.since);
         let members = pending.members();
         let open = pending.open?;
         self.close(id, members);
