@@ -331,7 +331,10 @@ pub(super) fn workflows_page(processes: &[Value], now: i64) -> String {
                 .map(Value::to_string)
                 .collect();
             let partitions = match partitions.is_empty() {
-                true => "none yet (its partitions are being assigned or rebuilt)".to_string(),
+                true => {
+                    "none now (other processes have them, or they are being assigned or rebuilt)"
+                        .to_string()
+                }
                 false => partitions.join(", "),
             };
             coordinators.push_str(&format!(
