@@ -46,6 +46,8 @@ pub struct App {
     handle_signals: bool,
     /// Whether this process runs the chord coordinator (see [`App::chords`]).
     chords: bool,
+    /// How long the coordinator keeps ended chords (see [`App::chord_retention`]).
+    chord_retention: Duration,
 }
 
 /// The agents an application runs, and its timers (agents too, named once the application's
@@ -93,6 +95,7 @@ impl App {
             agents: Agents::default(),
             handle_signals: true,
             chords: false,
+            chord_retention: crate::workflow::DEFAULT_CHORD_RETENTION,
         }
     }
 
@@ -300,6 +303,15 @@ impl App {
         self
     }
 
+    /// How long the chord coordinator keeps an ended chord's id, to ignore its late or repeated
+    /// records, before it forgets the chord and deletes its records from `<app>-chords` with
+    /// tombstones (default [`crate::workflow::DEFAULT_CHORD_RETENTION`], one hour). A chord in
+    /// progress is kept until it ends.
+    pub fn chord_retention(mut self, retention: Duration) -> Self {
+        self.chord_retention = retention;
+        self
+    }
+
     /// Adds an agent (see [`crate::agent`]): it starts with the application, after its topics
     /// are created, and stops with it.
     pub fn agent<K: Data + Send, V: Data + Send>(mut self, agent: Agent<K, V>) -> Self {
@@ -394,7 +406,8 @@ impl App {
         );
         let startup = Arc::new(Startup { written, ..startup });
         let kafka_config = kafka.config;
-        add_coordinator(&mut agents, &config, &http_state, self.chords);
+        let retention = self.chords.then_some(self.chord_retention);
+        add_coordinator(&mut agents, &config, &http_state, retention);
         let agents = launch_agents(
             agents,
             &config,
@@ -469,7 +482,8 @@ impl App {
         } = serve_and_connect(&config, &tables, self.handle_signals)?;
         let partitions = create_topics(&config, &kafka, specs)?;
         workflow_topics_created(&http_state, &partitions);
-        add_coordinator(&mut agents, &config, &http_state, self.chords);
+        let retention = self.chords.then_some(self.chord_retention);
+        add_coordinator(&mut agents, &config, &http_state, retention);
         let agents = launch_agents(
             agents,
             &config,
@@ -674,18 +688,20 @@ fn workflow_topics_created(http_state: &HttpState, partitions: &BTreeMap<String,
     }
 }
 
-/// Adds the chord coordinator to `agents` when the application runs one.
+/// Adds the chord coordinator to `agents` when the application runs one (`retention`: how long
+/// it keeps ended chords).
 fn add_coordinator(
     agents: &mut Vec<Box<dyn AgentSpec>>,
     config: &AppConfig,
     http_state: &HttpState,
-    chords: bool,
+    retention: Option<Duration>,
 ) {
-    if chords {
+    if let Some(retention) = retention {
         agents.push(Box::new(crate::workflow::chord_coordinator(
             &config.app_id,
             Arc::clone(&http_state.workflows),
             Arc::clone(&http_state.chords),
+            retention,
         )));
     }
 }

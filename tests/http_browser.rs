@@ -17,6 +17,12 @@
 //! waits (at most [`WAIT`]) until the script says it drew them with data, then reads the page,
 //! and keeps a screenshot at 1280×800 in `target/test-artifacts/overview.png`.
 //!
+//! The workflows page (`/api/workflows/`) reloads itself every 5 s: its test waits (at most
+//! [`WAIT`]) until a script reading the chord's row in one go sees the counts it expects, shows
+//! the chord in progress (two members done, one failed, one held back by the test) with its
+//! deadline, keeps a screenshot in `target/test-artifacts/workflows.png`, lets the last member
+//! answer, and waits until the callback has the chord's result and the page no longer lists it.
+//!
 //! `scripts/test` installs Debian's `chromium` and `chromium-driver`.
 
 mod common;
@@ -29,10 +35,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use faustus::prelude::{App, Topic};
 use serde_json::Value;
 use thirtyfour::extensions::query::{ElementPollerWithTimeout, IntoElementPoller};
 use thirtyfour::prelude::*;
 use thirtyfour::stringmatch::StringMatch;
+use tokio::sync::Semaphore;
 
 /// A key that is markup: it must show as text, never as elements.
 const MARKUP_KEY: &str = "<b id=\"injected\">bold</b> & \"quoted\"";
@@ -429,11 +437,7 @@ fn a_person_can_browse_page_and_look_up_in_chromium() {
 
     // The browser is async; the app and chromedriver (whose helpers and drops block) stay
     // outside the runtime.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = runtime();
     runtime.block_on(browse(&chromedriver, &base));
     drop(runtime);
     running.shutdown().expect("a clean stop");
@@ -586,11 +590,7 @@ fn the_overview_page_draws_live_charts_and_shows_tables_and_dead_letters() {
         })
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         chromedriver
             .session(1280, 800)
@@ -707,11 +707,14 @@ async fn overview_steps(browser: &Browser, base: &str, app: &str, input: &str, r
         .map(|i| (format!("account-{:03}", i % 50), 1))
         .collect();
     let holder = hold_transaction(input, &amount_records(&held));
+    // Under load the app may be behind the feeder already: a bar for that smaller backlog is
+    // not yet the one of the held records.
     page.wait_script(
-        "the catch-up's bar",
+        "the catch-up's bar with the held records",
         r#"const card = document.getElementById("catch-up-0");
            return card !== null && !document.getElementById("progress").hidden
-               && card.textContent.includes("input records behind");"#,
+               && card.textContent.includes("input records behind")
+               && card.querySelector(".detail").textContent.includes(" of 12,");"#,
     )
     .await;
     let shown = page.text_now("#catch-up-0 .detail").await;
@@ -739,4 +742,172 @@ async fn overview_steps(browser: &Browser, base: &str, app: &str, input: &str, r
     browser
         .arrive(Expect::table(1, "Page 1 · 50 entries"))
         .await;
+}
+
+#[test]
+fn the_workflows_page_shows_a_chord_in_progress_until_it_completes() {
+    use faustus::agent::{Agent, Event, HandlerError, Retry};
+    use faustus::workflow::{Chord, ChordResult};
+
+    let chromedriver = Chromedriver::start();
+    let work = Topic::<String, i64>::new(unique("browser-work")).partitions(2);
+    let held = Topic::<String, i64>::new(unique("browser-held")).partitions(1);
+    let results = Topic::<String, ChordResult>::new(unique("browser-chord-results"));
+    create_topic(results.name(), 1);
+    // `work` answers ten times its value and fails on 13; `held` answers once the test lets it.
+    let gate = Arc::new(Semaphore::new(0));
+    let worker = Agent::new("work", &work)
+        .retry(Retry {
+            retries: 0,
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+        })
+        .handler(|event: Event<String, i64>| async move {
+            if event.value() == 13 {
+                return Err(HandlerError::new("13 is unlucky"));
+            }
+            event.reply(&(event.value() * 10))?;
+            Ok(())
+        });
+    let holder = {
+        let gate = Arc::clone(&gate);
+        Agent::new("held", &held)
+            .timeout(Duration::from_secs(600))
+            .handler(move |event: Event<String, i64>| {
+                let gate = Arc::clone(&gate);
+                async move {
+                    let _permit = gate
+                        .acquire()
+                        .await
+                        .map_err(|e| HandlerError::new(e.to_string()))?;
+                    event.reply(&event.value())?;
+                    Ok(())
+                }
+            })
+    };
+    let running = App::new(unique("browser-wf"))
+        .brokers(brokers())
+        .http(Some(([127, 0, 0, 1], 0).into()))
+        .guarantee(faustus::Guarantee::ExactlyOnce)
+        .commit_interval(Duration::from_millis(100))
+        .chords()
+        .agent(worker)
+        .agent(holder)
+        .start(|_df| {})
+        .expect("the app starts");
+    let base = format!("http://{}", running.http_addr().expect("an HTTP address"));
+    let chord = [1, 2, 13]
+        .into_iter()
+        .fold(Chord::new("nightly-report"), |c, v| {
+            c.member(&work, &format!("part-{v}"), &v).expect("a member")
+        })
+        .member(&held, &"slow-part".to_string(), &7)
+        .expect("a member")
+        .deadline(Duration::from_secs(3600))
+        .callback(&results);
+    let workflows = running.workflows().expect("workflows");
+
+    let runtime = runtime();
+    runtime
+        .block_on(workflows.start_chord(&chord))
+        .expect("the chord starts");
+    runtime.block_on(async {
+        chromedriver
+            .session(1100, 700)
+            .await
+            .run_and_quit(|driver| async move {
+                let browser = Browser { driver };
+                workflows_steps(&browser, &base, &gate, results.name()).await;
+                Ok::<(), WebDriverError>(())
+            })
+            .await
+            .expect("closing the session");
+    });
+    drop(runtime);
+    running.shutdown().expect("a clean stop");
+}
+
+/// What an operator sees on the workflows page while chord `nightly-report` waits for its held
+/// member, and once `gate` lets that member answer.
+async fn workflows_steps(browser: &Browser, base: &str, gate: &Semaphore, results: &str) {
+    use faustus::workflow::{ChordOutcome, ChordResult};
+
+    let url = format!("{base}/api/workflows/");
+    browser
+        .driver
+        .goto(&url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    let page = Page {
+        browser,
+        expect: Expect {
+            path: "/api/workflows/",
+            query: None,
+            css: "h1",
+            text: "Workflows".into(),
+        },
+    };
+    // The row's cells, read in one script: the page reloads itself, and a read that meets a
+    // reload is only "not yet".
+    let row_script = r#"const row = document.querySelector('#chords tr[data-chord="nightly-report"]');
+        return row === null ? null : Object.fromEntries(
+            Array.from(row.cells).map(c => [c.className, c.innerText.trim()]));"#;
+    let deadline = Instant::now() + WAIT;
+    let row: serde_json::Map<String, Value> = loop {
+        let read = page.driver().execute(row_script, Vec::new()).await;
+        let row = read.ok().and_then(|r| match r.json() {
+            Value::Object(row) => Some(row.clone()),
+            _ => None,
+        });
+        match row {
+            Some(row) if row["done"] == "2" && row["failed"] == "1" => break row,
+            _ if Instant::now() >= deadline => panic!(
+                "waited {WAIT:?} for the chord with 2 members done and 1 failed: {row:?}\nthe browser shows {}",
+                browser.describe("body").await
+            ),
+            _ => tokio::time::sleep(POLL).await,
+        }
+    };
+    assert_eq!(row["chord"], "nightly-report", "{row:?}");
+    assert_eq!(row["size"], "4", "{row:?}");
+    // The deadline, an hour after the start: a UTC time and the minutes left.
+    let shown = row["deadline"].as_str().unwrap_or_default();
+    let minutes: u64 = shown
+        .strip_suffix(" min)")
+        .and_then(|s| s.rsplit_once("(in "))
+        .and_then(|(time, m)| time.ends_with(" UTC ").then_some(m))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("the deadline reads `{shown}`"));
+    assert!((50..=60).contains(&minutes), "{shown}");
+    let coordinators = page.texts_now("#coordinators li").await;
+    assert_eq!(coordinators.len(), 1, "{coordinators:?}");
+    let shot = page.screenshot("workflows.png").await;
+    eprintln!("the workflows page: {}", shot.display());
+
+    // The held member answers: the chord completes (failed: one member failed), its result
+    // reaches the callback, and the page drops it.
+    gate.add_permits(1);
+    let results = results.to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        wait_for("the chord's result", Duration::from_secs(120), || {
+            let record = read_all(&results).pop()?;
+            serde_json::from_slice::<ChordResult>(record.value.as_deref()?).ok()
+        })
+    })
+    .await
+    .expect("the wait");
+    assert_eq!(result.chord, "nightly-report");
+    assert_eq!(result.outcome, ChordOutcome::Failed);
+    assert_eq!(result.failed.len(), 1, "{result:?}");
+    assert_eq!(result.failed[0].member, 2);
+    assert_eq!(
+        result.results,
+        vec![Some(10.into()), Some(20.into()), None, Some(7.into())]
+    );
+    page.wait_script(
+        "the completed chord gone from the page",
+        r#"return document.getElementById("no-chords") !== null
+            && document.querySelector("tr[data-chord]") === null;"#,
+    )
+    .await;
 }

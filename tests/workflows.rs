@@ -54,14 +54,6 @@ fn start(app_id: &str, guarantee: Guarantee, agents: Vec<Agent<String, i64>>) ->
     app.start(|_df| {}).expect("the app starts")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 /// Every committed chord result of `topic`, by chord id, each with how many times it came.
 fn chord_results(topic: &str) -> BTreeMap<String, (usize, ChordResult)> {
     let mut results: BTreeMap<String, (usize, ChordResult)> = BTreeMap::new();
@@ -134,6 +126,50 @@ fn ask_gets_the_reply_a_failure_or_a_timeout() {
         assert!(started.elapsed() >= timeout);
         assert!(started.elapsed() < timeout + Duration::from_secs(10));
     });
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn a_request_that_does_not_decode_gets_its_decode_error_and_is_dead_lettered() {
+    let app_id = unique("wf-undecodable");
+    let squares = Topic::<String, i64>::new(unique("wf-undecodable-squares")).partitions(2);
+    let app = start(
+        &app_id,
+        Guarantee::ExactlyOnce,
+        vec![answering("square", &squares, |v| Ok((v * v).into()))],
+    );
+    let workflows = app.workflows().expect("workflows");
+    // The same topic seen with text values: its agent cannot decode "eleven" as an i64.
+    let as_text = Topic::<String, String>::new(squares.name().to_string());
+    runtime().block_on(async {
+        // A hang would end in `Timeout` after the deadline; the decode error comes instead.
+        let failed = workflows
+            .ask::<_, _, i64>(&as_text, &"k".to_string(), &"eleven".to_string(), DEADLINE)
+            .await
+            .expect_err("a decode error");
+        assert!(
+            matches!(&failed, AskError::Failed(e) if e.contains("does not decode")),
+            "{failed}"
+        );
+        // The agent goes on answering requests that decode.
+        let n: i64 = workflows
+            .ask(&squares, &"k".to_string(), &11, DEADLINE)
+            .await
+            .expect("a reply");
+        assert_eq!(n, 121);
+    });
+    // The request itself is in the dead letters.
+    let dead_letters = faustus::dead_letter::topic(&app_id);
+    let letter = wait_for("the dead letter", DEADLINE, || {
+        read_all(&dead_letters)
+            .into_iter()
+            .find(|r| r.value.as_deref() == Some(&b"\"eleven\""[..]))
+    });
+    assert!(
+        letter.headers.contains_key(faustus::dead_letter::REASON),
+        "{:?}",
+        letter.headers
+    );
     app.shutdown().expect("a clean stop");
 }
 
@@ -239,7 +275,8 @@ fn a_chord_calls_back_once_with_every_result_and_fails_on_a_failed_member_or_its
         .and_then(|r| r.text())
         .expect("the workflows page");
     assert!(
-        page.contains("<td>late</td>") && page.contains("<td>3</td>"),
+        page.contains(r#"<td class="chord">late</td>"#)
+            && page.contains(r#"<td class="done">3</td>"#),
         "{page}"
     );
     let outcome = wait_for("the three chords' results", DEADLINE, || {
@@ -277,6 +314,142 @@ fn a_chord_calls_back_once_with_every_result_and_fails_on_a_failed_member_or_its
         [Some(0.into()), Some(10.into()), Some(20.into())]
     );
     assert!(!done_now.contains_key("unlucky") && !done_now.contains_key("late"));
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn an_ended_chord_is_forgotten_and_its_records_tombstoned_after_the_retention() {
+    let app_id = unique("wf-retention");
+    let work = Topic::<String, i64>::new(unique("wf-retention-work")).partitions(1);
+    let lost = Topic::<String, i64>::new(unique("wf-retention-lost")).partitions(1);
+    create_topic(lost.name(), 1);
+    let done = Topic::<String, ChordResult>::new(unique("wf-retention-done"));
+    create_topic(done.name(), 1);
+    // One partition of `<app>-chords`: the second chord's ticks pass the first one's retention.
+    let app = App::new(&app_id)
+        .brokers(brokers())
+        .http(Some(([127, 0, 0, 1], 0).into()))
+        .guarantee(Guarantee::ExactlyOnce)
+        .commit_interval(Duration::from_millis(100))
+        .partitions(1)
+        .chords()
+        .chord_retention(Duration::from_secs(1))
+        .agent(answering("work", &work, |v| Ok(v.into())))
+        .start(|_df| {})
+        .expect("the app starts");
+    let workflows = app.workflows().expect("workflows");
+    let first = (0..3)
+        .fold(Chord::new("first"), |c, v| {
+            c.member(&work, &format!("m{v}"), &v).expect("a member")
+        })
+        .callback(&done);
+    // A chord that waits for its deadline: the coordinator ticks meanwhile.
+    let waiting = Chord::new("waiting")
+        .member(&lost, &"gone".to_string(), &1)
+        .expect("a member")
+        .deadline(Duration::from_secs(3600))
+        .callback(&done);
+    let rt = runtime();
+    rt.block_on(workflows.start_chord(&first)).expect("started");
+    wait_for("the first chord's result", DEADLINE, || {
+        chord_results(done.name()).remove("first")
+    });
+    rt.block_on(workflows.start_chord(&waiting))
+        .expect("started");
+    let chords = faustus::workflow::chords_topic(&app_id);
+    let key = |r: &Record| serde_json::from_slice::<String>(r.key.as_deref()?).ok();
+    let tombstones = wait_for("the first chord's tombstones", DEADLINE, || {
+        let records = read_all(&chords);
+        let tombstones: Vec<(i64, String)> = records
+            .iter()
+            .filter(|r| r.value.is_none())
+            .filter_map(|r| Some((r.offset, key(r)?)))
+            .collect();
+        (tombstones.len() >= 5).then_some(tombstones)
+    });
+    let keys: Vec<&str> = tombstones.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "first/open",
+            "first/closed",
+            "first/0",
+            "first/1",
+            "first/2"
+        ]
+    );
+    // The coordinator reads its own tombstones back and skips them: none is a dead letter.
+    let last = tombstones.iter().map(|(o, _)| *o).max().unwrap_or_default();
+    wait_for("the coordinator past the tombstones", DEADLINE, || {
+        let positions = group_positions(&format!("{app_id}-chords"), &chords, 1)?;
+        (positions.get(&0).copied()? > last).then_some(())
+    });
+    let base = format!("http://{}", app.http_addr().expect("an HTTP address"));
+    let (status, agents) = http_get(&format!("{base}/api/agents/"));
+    assert_eq!(status, 200, "{agents}");
+    let coordinator = agents["processes"][0]["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["settings"]["name"] == "chords")
+        .unwrap_or_else(|| panic!("the coordinator: {agents}"));
+    assert_eq!(coordinator["dead_lettered"], 0, "{coordinator}");
+    // The waiting chord is still in progress, and the first chord called back once.
+    let (_, body) = http_get(&format!("{base}/api/workflows/"));
+    let in_progress: Vec<&str> = body["processes"][0]["chords"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["chord"].as_str())
+        .collect();
+    assert_eq!(in_progress, ["waiting"], "{body}");
+    assert_eq!(chord_results(done.name())["first"].0, 1);
+    app.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn an_agent_starts_a_chord_in_its_event_transaction() {
+    let app_id = unique("wf-kickoff");
+    let kickoff = Topic::<String, i64>::new(unique("wf-kickoff-in")).partitions(1);
+    let work = Topic::<String, i64>::new(unique("wf-kickoff-work")).partitions(2);
+    let results = Topic::<String, ChordResult>::new(unique("wf-kickoff-results"));
+    create_topic(kickoff.name(), 1);
+    create_topic(results.name(), 1);
+    // Each event `(id, n)` starts chord `id` of members `1..=n`.
+    let (work2, results2) = (work.clone(), results.clone());
+    let starter = Agent::new("kickoff", &kickoff).handler(move |event: Event<String, i64>| {
+        let (work, results) = (work2.clone(), results2.clone());
+        async move {
+            let chord = (1..=event.value())
+                .try_fold(Chord::new(event.key()), |c, v| {
+                    c.member(&work, &format!("m{v}"), &v)
+                })?
+                .callback(&results);
+            event
+                .start_chord(&chord)
+                .await
+                .map_err(|e| HandlerError::new(e.to_string()))?;
+            Ok(())
+        }
+    });
+    let app = start(
+        &app_id,
+        Guarantee::ExactlyOnce,
+        vec![answering("work", &work, |v| Ok((v * 10).into())), starter],
+    );
+    produce(
+        kickoff.name(),
+        &[(Some(b"\"batch\"".to_vec()), Some(b"3".to_vec()))],
+    );
+    let result = wait_for("the chord's result", DEADLINE, || {
+        chord_results(results.name()).remove("batch")
+    });
+    assert_eq!(result.0, 1);
+    assert_eq!(result.1.outcome, ChordOutcome::Done);
+    assert_eq!(
+        result.1.results,
+        vec![Some(10.into()), Some(20.into()), Some(30.into())]
+    );
     app.shutdown().expect("a clean stop");
 }
 

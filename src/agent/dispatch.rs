@@ -447,9 +447,17 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
         origin: &Origin,
         raw: Raw,
         error: &RecordError,
+        reply: Option<crate::workflow::ReplyAddress>,
     ) {
         self.runner
-            .dead_letter_undecodable(assignment, origin, raw, error);
+            .dead_letter_undecodable(assignment, origin, raw, error, reply);
+    }
+
+    /// Completes a record the agent skips (a tombstone, under [`AgentSettings::skip_tombstones`])
+    /// at once, sending nothing.
+    pub(crate) fn skip(&self, assignment: &Arc<Assignment>, origin: &Origin) {
+        self.runner
+            .complete_at_once(assignment, origin, Outcome::Acked, Vec::new());
     }
 }
 
@@ -496,13 +504,16 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
         Job { event, slot }
     }
 
-    /// A dead letter for a record that did not decode, completed at once.
+    /// A dead letter for a record that did not decode, completed at once. When the record is a
+    /// request (`reply` is its address), its asker gets the decode error as an error reply, with
+    /// the dead letter (in its transaction under `exactly_once`).
     fn dead_letter_undecodable(
         &self,
         assignment: &Arc<Assignment>,
         origin: &Origin,
         raw: Raw,
         error: &RecordError,
+        reply: Option<crate::workflow::ReplyAddress>,
     ) {
         log::warn!(
             "agent `{}`: dead letter {}/{}@{}: {error}",
@@ -514,12 +525,30 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
         let record = self
             .dead_letters
             .record(origin, raw, dead_letter::DECODE, &error.to_string());
+        let failed = reply.and_then(|address| {
+            address.record(crate::workflow::Reply {
+                value: None,
+                error: Some(format!("the request does not decode: {error}")),
+            })
+        });
+        let records = std::iter::once(record).chain(failed).collect();
+        self.complete_at_once(assignment, origin, Outcome::DeadLettered, records);
+    }
+
+    /// Reports the end of the event at `origin` without running it.
+    fn complete_at_once(
+        &self,
+        assignment: &Arc<Assignment>,
+        origin: &Origin,
+        outcome: Outcome,
+        records: Vec<Outgoing>,
+    ) {
         let _ = self.completions.send(Completion {
             partition: assignment.partition,
             generation: assignment.generation,
             offset: origin.offset,
-            outcome: Outcome::DeadLettered,
-            records: vec![record],
+            outcome,
+            records,
         });
     }
 

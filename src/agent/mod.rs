@@ -223,6 +223,9 @@ pub struct AgentSettings {
     pub drain_timeout: Duration,
     /// Whether the agent runs one actor per partition.
     pub actor: bool,
+    /// Whether tombstones (records without a value) are acked without reaching the code,
+    /// instead of going to the dead letters.
+    pub skip_tombstones: bool,
 }
 
 /// An agent: async code for each event of a topic; see the [module docs](self).
@@ -271,6 +274,7 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
                 on_failure: OnFailure::DeadLetter,
                 drain_timeout: Duration::from_secs(30),
                 actor: false,
+                skip_tombstones: false,
             },
             topic: topic.clone(),
             body: None,
@@ -352,6 +356,13 @@ impl<K: Data + Send, V: Data + Send> Agent<K, V> {
     /// task); returning `Ok` does not ack.
     pub fn manual_ack(mut self) -> Self {
         self.settings.manual_ack = true;
+        self
+    }
+
+    /// Tombstones (records without a value: deletions in a compacted topic) are acked without
+    /// reaching the code; by default they go to the dead letters, as records that do not decode.
+    pub fn skip_tombstones(mut self) -> Self {
+        self.settings.skip_tombstones = true;
         self
     }
 
@@ -592,9 +603,11 @@ impl<K, V> Event<K, V> {
 
     /// Starts `chord` when the event is acked (under `exactly_once`, in its transaction): a
     /// chord callback may start the next chord, or a chain. Fails when the chord is refused (no
-    /// callback, no members) or the chords topic cannot be created.
-    pub fn start_chord(&self, chord: &crate::workflow::Chord) -> crate::Result<()> {
-        for record in self.workflows()?.chord_records(chord)? {
+    /// callback, no members) or the chords topic cannot be created. The first call of a
+    /// process that does not run the coordinator asks Kafka for that topic, on a blocking
+    /// thread.
+    pub async fn start_chord(&self, chord: &crate::workflow::Chord) -> crate::Result<()> {
+        for record in self.workflows()?.chord_records(chord).await? {
             self.push_outgoing(record);
         }
         Ok(())

@@ -728,13 +728,19 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 };
                 self.dispatcher.dispatch(&assignment, incoming);
             }
+            Err(RecordError::Tombstone) if self.settings.skip_tombstones => {
+                self.dispatcher.skip(&assignment, &origin);
+            }
             Err(e) => {
                 let raw = (
                     message.key().map(<[u8]>::to_vec),
                     message.payload().map(<[u8]>::to_vec),
                 );
+                // A request that does not decode still has an asker waiting for its reply.
+                let reply =
+                    crate::workflow::ReplyAddress::from_headers(&headers(message), message.key());
                 self.dispatcher
-                    .dead_letter_undecodable(&assignment, &origin, raw, &e);
+                    .dead_letter_undecodable(&assignment, &origin, raw, &e, reply);
             }
         }
     }

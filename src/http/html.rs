@@ -305,15 +305,17 @@ fn agent_section(process: &str, agent: &Value) -> String {
     )
 }
 
-/// The chords in progress on every process (`processes` as `/api/workflows/` answers): per
-/// chord its size, members done and failed, and deadline.
-pub(super) fn workflows_page(processes: &[Value]) -> String {
+/// The chords in progress on every process (`processes` as `/api/workflows/` answers, `now` in
+/// milliseconds since 1970): per chord its size, members done and failed, and deadline; per
+/// process the partitions of `<app>-chords` it coordinates. It reloads itself every 5 s.
+pub(super) fn workflows_page(processes: &[Value], now: i64) -> String {
     let mut body = String::from("<h1>Workflows</h1>\n");
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),
         Value::Null => "—".into(),
         other => other.to_string(),
     };
+    let mut coordinators = String::new();
     let mut rows = String::new();
     for process in processes {
         let id = process["process"].to_string();
@@ -321,36 +323,85 @@ pub(super) fn workflows_page(processes: &[Value]) -> String {
             body.push_str(&error);
             continue;
         }
+        if process["coordinator"].as_bool() == Some(true) {
+            let partitions: Vec<String> = process["partitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(Value::to_string)
+                .collect();
+            let partitions = match partitions.is_empty() {
+                true => {
+                    "none now (other processes have them, or they are being assigned or rebuilt)"
+                        .to_string()
+                }
+                false => partitions.join(", "),
+            };
+            coordinators.push_str(&format!(
+                "<li>process {}: partitions {}</li>\n",
+                escape(&id),
+                escape(&partitions)
+            ));
+        }
         for chord in process["chords"].as_array().into_iter().flatten() {
             let deadline = chord["deadline"]
                 .as_i64()
-                .map(|ms| {
-                    let left = (ms - crate::workflow::now_ms()) as f64 / 1000.0;
-                    format!("in {left:.0} s")
-                })
-                .unwrap_or_default();
+                .map(|ms| deadline_text(ms, now))
+                .unwrap_or_else(|| "none".into());
             rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                escape(&text(&chord["chord"])),
+                "<tr data-chord=\"{chord}\"><td class=\"chord\">{chord}</td>\
+                 <td class=\"process\">{}</td><td class=\"partition\">{}</td>\
+                 <td class=\"size\">{}</td><td class=\"done\">{}</td>\
+                 <td class=\"failed\">{}</td><td class=\"deadline\">{}</td></tr>\n",
                 escape(&id),
                 escape(&text(&chord["partition"])),
                 escape(&text(&chord["size"])),
                 escape(&text(&chord["done"])),
                 escape(&text(&chord["failed"])),
                 escape(&deadline),
+                chord = escape(&text(&chord["chord"])),
             ));
         }
     }
-    if rows.is_empty() {
-        body.push_str("<p>No chords in progress.</p>\n");
-    } else {
-        body.push_str(&format!(
-            "<h2>Chords in progress</h2>\n<table>\n<tr><th>chord</th><th>process</th>\
-             <th>partition</th><th>size</th><th>done</th><th>failed</th><th>deadline</th></tr>\n\
-             {rows}</table>\n"
-        ));
+    match coordinators.is_empty() {
+        true => body.push_str(
+            "<p id=\"coordinators\">No process runs the chord coordinator \
+             (<code>App::chords</code>).</p>\n",
+        ),
+        false => body.push_str(&format!(
+            "<p>The chord coordinator runs on:</p>\n<ul id=\"coordinators\">\n{coordinators}</ul>\n"
+        )),
+    }
+    match rows.is_empty() {
+        true => body.push_str("<p id=\"no-chords\">No chords in progress.</p>\n"),
+        false => body.push_str(&format!(
+            "<h2>Chords in progress</h2>\n<table id=\"chords\">\n<thead><tr><th>chord</th>\
+             <th>process</th><th>partition</th><th>size</th><th>done</th><th>failed</th>\
+             <th>deadline</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n"
+        )),
     }
     page_with_head("Workflows", &refresh_tag(5), &body)
+}
+
+/// A chord's deadline (`at`) as a UTC time and how far it is from `now` (both in milliseconds
+/// since 1970): `2026-12-02 15:04:05 UTC (in 59 min)`.
+fn deadline_text(at: i64, now: i64) -> String {
+    let seconds = at.div_euclid(1000);
+    let (days, time) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = crate::timer::cron::civil_from_days(days);
+    let left = (at - now) / 1000;
+    let relative = match left {
+        l if l < 0 => "passed".to_string(),
+        l if l < 120 => format!("in {l} s"),
+        l if l < 7200 => format!("in {} min", l / 60),
+        l => format!("in {} h", l / 3600),
+    };
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC ({relative})",
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
 }
 
 #[cfg(test)]
@@ -407,5 +458,42 @@ mod tests {
         assert!(!tables_page("/api/table", &ready).contains("refresh"));
         let error = error_page(StatusCode::SERVICE_UNAVAILABLE, "restoring", Some(3));
         assert!(error.contains(r#"content="3""#) && error.contains(r#"id="retry""#));
+    }
+
+    #[test]
+    fn the_workflows_page_shows_each_chord_and_its_deadline_as_a_time() {
+        let processes = [serde_json::json!({
+            "process": 0,
+            "coordinator": true,
+            "partitions": [0, 2],
+            "chords": [{
+                "chord": "<c>", "partition": 2, "size": 4, "done": 2, "failed": 1,
+                "deadline": 1_764_687_845_000_i64, "started": 0,
+            }],
+        })];
+        let html = workflows_page(&processes, 1_764_687_845_000 - 3_540_000);
+        assert!(html.contains(r#"<tr data-chord="&lt;c&gt;">"#), "{html}");
+        assert!(html.contains(r#"<td class="failed">1</td>"#), "{html}");
+        assert!(
+            html.contains("2025-12-02 15:04:05 UTC (in 59 min)"),
+            "{html}"
+        );
+        assert!(html.contains("partitions 0, 2"), "{html}");
+        assert_eq!(deadline_text(0, 1_000), "1970-01-01 00:00:00 UTC (passed)");
+        assert_eq!(
+            deadline_text(951_782_400_000, 951_782_390_000),
+            "2000-02-29 00:00:00 UTC (in 10 s)"
+        );
+        let idle = workflows_page(
+            &[
+                serde_json::json!({"process": 0, "coordinator": false, "partitions": [], "chords": []}),
+            ],
+            0,
+        );
+        assert!(
+            idle.contains("No process runs the chord coordinator"),
+            "{idle}"
+        );
+        assert!(idle.contains("No chords in progress"), "{idle}");
     }
 }

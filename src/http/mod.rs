@@ -765,7 +765,7 @@ async fn workflows(State(state): State<HttpState>, headers: HeaderMap) -> Respon
     let local = local_workflows(&state);
     let processes = cluster::from_every_process(&state, "/api/internal/workflows", local).await;
     if wants_html(&headers) {
-        return Html(html::workflows_page(&processes)).into_response();
+        return Html(html::workflows_page(&processes, crate::workflow::now_ms())).into_response();
     }
     Json(json!({ "processes": processes })).into_response()
 }

@@ -659,6 +659,7 @@ fn agent_status(name: &str) -> crate::agent::AgentStatus {
             on_failure: OnFailure::DeadLetter,
             drain_timeout: std::time::Duration::from_secs(30),
             actor: false,
+            skip_tombstones: false,
         },
         state: "running".into(),
         partitions: vec![PartitionStatus {

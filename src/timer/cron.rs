@@ -301,7 +301,7 @@ fn value(text: &str, field: CronField) -> Result<u32, String> {
 }
 
 /// The `(year, month, day)` of day `days` since 1970-01-01 (proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Howard Hinnant's `civil_from_days`.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

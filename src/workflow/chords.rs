@@ -7,6 +7,19 @@
 //! committed position (those were handled already: their callbacks were sent), then folds the
 //! rest as events. Under `exactly_once` a chord's callback and its "closed" marker are written in
 //! the transaction that commits the record that completed it, so the callback is sent once.
+//!
+//! ## Retention of ended chords
+//!
+//! An ended chord's id is kept for the coordinator's retention (default
+//! [`DEFAULT_RETENTION`], [`crate::App::chord_retention`]) so that late or repeated records of
+//! it (a member that ran twice, a repeated "open") are ignored. Then the chord is forgotten: its
+//! id leaves the memory, and its records (open, replies, "closed") are deleted from the
+//! compacted topic with tombstones, written with the record that made the retention pass (in
+//! its transaction under `exactly_once`). Records of a chord whose "open" never came (replies
+//! to a forgotten chord, say) are forgotten the same way, a retention after the first of them.
+//! Time is the records' own timestamps, so that rebuilding a partition's state forgets what the
+//! first reading forgot. A chord in progress is never forgotten: it ends by its members or its
+//! deadline.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +57,9 @@ const TICK_EVERY: Duration = Duration::from_secs(1);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts at rebuilding a partition's state before the coordinator stops.
 const RESTORE_ATTEMPTS: u32 = 5;
+/// How long the chord coordinator keeps an ended chord's id by default (see
+/// [`crate::App::chord_retention`]).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 
 /// The key of a chord's record: `<id>/<part>` (`open`, `closed`, or a member's index).
 pub(crate) fn key(id: &str, part: &str) -> String {
@@ -125,6 +141,16 @@ pub struct ChordStatus {
 struct Pending {
     open: Option<Open>,
     replies: BTreeMap<usize, Reply>,
+    /// When its first record was folded in (record time).
+    since: i64,
+}
+
+impl Pending {
+    /// Its members' count: its size, or the replies' indices when its "open" is missing.
+    fn members(&self) -> usize {
+        let replied = self.replies.keys().next_back().map_or(0, |m| m + 1);
+        self.open.as_ref().map_or(0, |o| o.size).max(replied)
+    }
 }
 
 /// A chord that just ended: its result, and where it goes.
@@ -150,8 +176,11 @@ impl Fired {
                 partition: Some(partition),
                 key: Some(json_string(&key(&self.result.chord, CLOSED))),
                 value: Some(
-                    serde_json::to_vec(&serde_json::json!({ "outcome": self.result.outcome }))
-                        .unwrap_or_default(),
+                    serde_json::to_vec(&serde_json::json!({
+                        "outcome": self.result.outcome,
+                        "size": self.result.size,
+                    }))
+                    .unwrap_or_default(),
                 ),
                 headers: Headers::new(),
             },
@@ -159,14 +188,132 @@ impl Fired {
     }
 }
 
+/// A chord forgotten after the retention: the keys of its records, to delete.
+#[derive(Debug, PartialEq)]
+struct Forgotten {
+    id: String,
+    /// Its members' count (its member keys are `0..members`).
+    members: usize,
+}
+
+impl Forgotten {
+    /// Its tombstones: "open", each member's reply, "closed".
+    fn records(&self, chords: &str, partition: i32) -> Vec<Outgoing> {
+        let members = (0..self.members).map(|m| m.to_string());
+        [OPEN.to_string(), CLOSED.to_string()]
+            .into_iter()
+            .chain(members)
+            .map(|part| Outgoing {
+                topic: Arc::from(chords),
+                partition: Some(partition),
+                key: Some(json_string(&key(&self.id, &part))),
+                value: None,
+                headers: Headers::new(),
+            })
+            .collect()
+    }
+}
+
+/// What folding one record did: the chords it ended and those it forgot.
+#[derive(Debug, Default)]
+struct Folded {
+    fired: Vec<Fired>,
+    forgotten: Vec<Forgotten>,
+}
+
+impl Folded {
+    /// The records to write: the ended chords' results and markers, the tombstones.
+    fn records(&self, chords: &str, partition: i32) -> Vec<Outgoing> {
+        let fired = self.fired.iter().flat_map(|f| f.records(chords, partition));
+        let forgotten = self
+            .forgotten
+            .iter()
+            .flat_map(|f| f.records(chords, partition));
+        fired.chain(forgotten).collect()
+    }
+}
+
 /// The chords of one partition: the fold of its records.
-#[derive(Default)]
 pub(crate) struct Book {
     chords: HashMap<String, Pending>,
-    closed: BTreeSet<String>,
+    /// The ended chords' ids, with their members' count.
+    closed: HashMap<String, usize>,
+    /// What may be forgotten, by when it may be (record time, milliseconds since 1970): ended
+    /// chords, and chords without an "open" (which are forgotten only if they still have none).
+    expiry: BTreeSet<(i64, String)>,
+    /// How long an ended chord is kept, in milliseconds.
+    retention: i64,
+    /// The latest record time folded in (milliseconds since 1970).
+    now: i64,
 }
 
 impl Book {
+    /// An empty book that keeps ended chords for `retention`.
+    fn new(retention: Duration) -> Self {
+        Book {
+            chords: HashMap::new(),
+            closed: HashMap::new(),
+            expiry: BTreeSet::new(),
+            retention: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+            now: i64::MIN,
+        }
+    }
+
+    /// Folds in one record, written at `time` (milliseconds since 1970): the chords it ended,
+    /// and those whose retention it ended.
+    fn fold(&mut self, key: &str, value: &Value, time: i64) -> Folded {
+        self.now = self.now.max(time);
+        let fired = self.apply(key, value);
+        Folded {
+            fired,
+            forgotten: self.forget(),
+        }
+    }
+
+    /// Forgets the ended chords (and those without an "open") older than the retention.
+    fn forget(&mut self) -> Vec<Forgotten> {
+        let mut forgotten = Vec::new();
+        while let Some((at, _)) = self.expiry.first() {
+            if at.saturating_add(self.retention) > self.now {
+                break;
+            }
+            let Some((_, id)) = self.expiry.pop_first() else {
+                break;
+            };
+            if let Some(members) = self.closed.remove(&id) {
+                forgotten.push(Forgotten { id, members });
+            } else if self.chords.get(&id).is_some_and(|c| c.open.is_none()) {
+                let members = self.chords.remove(&id).map_or(0, |c| c.members());
+                forgotten.push(Forgotten { id, members });
+            }
+        }
+        forgotten
+    }
+
+    /// Marks chord `id`, of `members` members, ended.
+    fn close(&mut self, id: &str, members: usize) {
+        self.closed.insert(id.to_string(), members);
+        self.expiry.insert((self.now, id.to_string()));
+    }
+
+    /// Chord `id`'s state, noting when a new one may be forgotten if no "open" comes.
+    fn pending(&mut self, id: &str) -> &mut Pending {
+        let now = self.now;
+        self.chords.entry(id.to_string()).or_insert_with(|| {
+            self.expiry.insert((now, id.to_string()));
+            Pending {
+                since: now,
+                ..Pending::default()
+            }
+        })
+    }
+
+    /// Chord `id`, whose first record came at `since`, has its "open" or has ended: it is no
+    /// longer forgotten for lack of an "open".
+    fn keep(&mut self, id: &str, since: i64) {
+        self.expiry.remove(&(since, id.to_string()));
+    }
+
     /// Folds one record in: the chords it ended.
     fn apply(&mut self, key: &str, value: &Value) -> Vec<Fired> {
         if key == TICK {
@@ -178,7 +325,7 @@ impl Book {
         let Some((id, part)) = key.rsplit_once('/') else {
             return Vec::new();
         };
-        if self.closed.contains(id) {
+        if self.closed.contains_key(id) {
             return Vec::new();
         }
         match part {
@@ -186,15 +333,21 @@ impl Book {
                 let Ok(open) = serde_json::from_value::<Open>(value.clone()) else {
                     return Vec::new();
                 };
-                self.chords
-                    .entry(id.to_string())
-                    .or_default()
-                    .open
-                    .get_or_insert(open);
+                let pending = self.pending(id);
+                pending.open.get_or_insert(open);
+                let since = pending.since;
+                self.keep(id, since);
             }
             CLOSED => {
-                self.chords.remove(id);
-                self.closed.insert(id.to_string());
+                let mut members = value
+                    .get("size")
+                    .and_then(Value::as_u64)
+                    .map_or(0, |size| usize::try_from(size).unwrap_or(0));
+                if let Some(pending) = self.chords.remove(id) {
+                    self.keep(id, pending.since);
+                    members = members.max(pending.members());
+                }
+                self.close(id, members);
                 return Vec::new();
             }
             member => {
@@ -205,12 +358,7 @@ impl Book {
                     return Vec::new();
                 };
                 // The first reply of a member counts (a member may run twice).
-                self.chords
-                    .entry(id.to_string())
-                    .or_default()
-                    .replies
-                    .entry(index)
-                    .or_insert(reply);
+                self.pending(id).replies.entry(index).or_insert(reply);
             }
         }
         let complete = self.chords.get(id).is_some_and(|c| {
@@ -244,8 +392,10 @@ impl Book {
     /// Ends chord `id` with what it has.
     fn fire(&mut self, id: &str) -> Option<Fired> {
         let pending = self.chords.remove(id)?;
+        self.keep(id, pending.since);
+        let members = pending.members();
         let open = pending.open?;
-        self.closed.insert(id.to_string());
+        self.close(id, members);
         let mut result = ChordResult {
             chord: id.to_string(),
             outcome: ChordOutcome::Done,
@@ -352,20 +502,23 @@ pub(crate) fn chord_coordinator(
     app_id: &str,
     cell: WorkflowsCell,
     board: Arc<ChordBoard>,
+    retention: Duration,
 ) -> Agent<String, String> {
     // Values are read as their JSON text (a `Value` is not ordered, as agent types must be).
     let topic = Topic::<String, String>::new(chords_topic(app_id)).value_codec(Str);
     board.running.store(true, Ordering::SeqCst);
-    Agent::new(COORDINATOR, &topic).manual_ack().actor(
-        move |events: PartitionEvents<String, String>| {
+    // Its tombstones come back to it: they are skipped, not dead-lettered.
+    Agent::new(COORDINATOR, &topic)
+        .manual_ack()
+        .skip_tombstones()
+        .actor(move |events: PartitionEvents<String, String>| {
             let cell = Arc::clone(&cell);
             let board = Arc::clone(&board);
             async move {
                 let workflows = from_cell(&cell).map_err(|e| HandlerError(e.to_string()))?;
-                coordinate(events, workflows, board).await
+                coordinate(events, workflows, board, retention).await
             }
-        },
-    )
+        })
 }
 
 /// Aborts a task when dropped.
@@ -382,6 +535,7 @@ async fn coordinate(
     mut events: PartitionEvents<String, String>,
     workflows: Workflows,
     board: Arc<ChordBoard>,
+    retention: Duration,
 ) -> HandlerResult {
     let partition = events.partition();
     let topic = chords_topic(workflows.app_id());
@@ -402,27 +556,35 @@ async fn coordinate(
         let book = match &book {
             Some(book) => Arc::clone(book),
             None => {
-                let restored =
-                    match restore(&workflows, &topic, partition, event.origin().offset).await {
-                        Ok(restored) => Arc::new(Mutex::new(restored)),
-                        Err(e) => break Err(HandlerError(e.to_string())),
-                    };
+                let restored = match restore(
+                    &workflows,
+                    &topic,
+                    partition,
+                    event.origin().offset,
+                    retention,
+                )
+                .await
+                {
+                    Ok(restored) => Arc::new(Mutex::new(restored)),
+                    Err(e) => break Err(HandlerError(e.to_string())),
+                };
                 board.set(partition, Some(Arc::clone(&restored)));
                 book.insert(restored).clone()
             }
         };
         let mut book = book.lock().unwrap_or_else(|e| e.into_inner());
         let value = serde_json::from_str::<Value>(event.value_ref()).unwrap_or(Value::Null);
-        for fired in book.apply(event.key_ref(), &value) {
+        let folded = book.fold(event.key_ref(), &value, event.timestamp());
+        for fired in &folded.fired {
             log::info!(
                 "chord `{}`: {:?}, sent to `{}`",
                 fired.result.chord,
                 fired.result.outcome,
                 fired.to
             );
-            for record in fired.records(&topic, partition) {
-                event.push_outgoing(record);
-            }
+        }
+        for record in folded.records(&topic, partition) {
+            event.push_outgoing(record);
         }
         ticking.store(book.has_deadlines(), Ordering::SeqCst);
         drop(book);
@@ -454,13 +616,19 @@ async fn tick(workflows: Workflows, topic: String, partition: i32, ticking: Arc<
 }
 
 /// Rebuilds partition `partition`'s state from its records before offset `upto`, retrying.
-async fn restore(workflows: &Workflows, topic: &str, partition: i32, upto: i64) -> Result<Book> {
+async fn restore(
+    workflows: &Workflows,
+    topic: &str,
+    partition: i32,
+    upto: i64,
+    retention: Duration,
+) -> Result<Book> {
     let mut attempt = 0;
     loop {
         let kafka = workflows.kafka().clone();
         let topic_name = topic.to_string();
         let read = tokio::task::spawn_blocking(move || {
-            let mut book = Book::default();
+            let mut book = Book::new(retention);
             read_prefix(&kafka, &topic_name, partition, upto, &mut book).map(|n| (book, n))
         })
         .await
@@ -527,8 +695,9 @@ fn read_prefix(
                     .payload()
                     .and_then(|v| serde_json::from_slice::<Value>(v).ok());
                 if let (Some(key), Some(value)) = (key, value) {
-                    // Their callbacks were sent when they were handled.
-                    drop(book.apply(&key, &value));
+                    // Their callbacks and tombstones were sent when they were handled.
+                    let time = message.timestamp().to_millis().unwrap_or(0);
+                    drop(book.fold(&key, &value, time));
                 }
                 if message.offset() + 1 >= upto {
                     return Ok(records);
@@ -568,7 +737,7 @@ mod tests {
 
     #[test]
     fn a_chord_fires_once_when_its_last_member_answers_in_any_order() {
-        let mut book = Book::default();
+        let mut book = Book::new(DEFAULT_RETENTION);
         assert!(book.apply("c/1", &ok(10)).is_empty());
         assert!(book.apply("c/open", &open(3, None)).is_empty());
         assert!(
@@ -593,7 +762,7 @@ mod tests {
 
     #[test]
     fn a_failed_member_fails_the_chord_once_every_member_has_answered() {
-        let mut book = Book::default();
+        let mut book = Book::new(DEFAULT_RETENTION);
         book.apply("c/open", &open(2, None));
         assert!(book
             .apply("c/0", &serde_json::json!({ "error": "boom" }))
@@ -612,7 +781,7 @@ mod tests {
 
     #[test]
     fn a_deadline_fails_the_chord_with_its_missing_members() {
-        let mut book = Book::default();
+        let mut book = Book::new(DEFAULT_RETENTION);
         book.apply("c/open", &open(3, Some(1_000)));
         book.apply("c/1", &ok(1));
         assert!(book.has_deadlines());
@@ -628,7 +797,7 @@ mod tests {
 
     #[test]
     fn a_closed_marker_ends_a_chord_without_firing_it() {
-        let mut book = Book::default();
+        let mut book = Book::new(DEFAULT_RETENTION);
         book.apply("c/open", &open(1, None));
         assert!(book.apply("c/closed", &serde_json::json!({})).is_empty());
         assert!(book.apply("c/0", &ok(1)).is_empty());
@@ -636,18 +805,126 @@ mod tests {
 
     #[test]
     fn the_records_of_a_fired_chord_are_its_result_and_its_closed_marker() {
-        let mut book = Book::default();
+        let mut book = Book::new(DEFAULT_RETENTION);
         book.apply("c/open", &open(1, None));
         let fired = book.apply("c/0", &ok(1)).pop().unwrap();
         let [result, marker] = fired.records("app-chords", 3);
         assert_eq!(&*result.topic, "done");
         assert_eq!(result.key.as_deref(), Some(&b"\"c\""[..]));
         assert_eq!(marker.partition, Some(3));
-        let mut again = Book::default();
+        let mut again = Book::new(DEFAULT_RETENTION);
         again.apply("c/open", &open(1, None));
         let key: String = serde_json::from_slice(marker.key.as_deref().unwrap()).unwrap();
         let value: Value = serde_json::from_slice(marker.value.as_deref().unwrap()).unwrap();
         again.apply(&key, &value);
         assert!(again.apply("c/0", &ok(1)).is_empty());
+    }
+
+    /// The keys of `records`, all tombstones.
+    fn tombstoned(records: &[Outgoing]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| {
+                assert_eq!(r.value, None, "a tombstone");
+                serde_json::from_slice(r.key.as_deref().unwrap()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_ended_chord_is_forgotten_and_tombstoned_after_the_retention() {
+        let mut book = Book::new(Duration::from_secs(60));
+        book.fold("c/open", &open(2, None), 1_000);
+        book.fold("c/0", &ok(0), 2_000);
+        let folded = book.fold("c/1", &ok(1), 3_000);
+        assert_eq!(folded.fired.len(), 1);
+        // Within the retention, a late reply and a repeated open are ignored and kept in mind.
+        let folded = book.fold("c/1", &ok(5), 62_999);
+        assert!(folded.fired.is_empty() && folded.forgotten.is_empty());
+        assert!(book.fold("c/open", &open(2, None), 62_999).fired.is_empty());
+        assert!(book.closed.contains_key("c") && book.chords.is_empty());
+        // A record of another chord, a retention after `c` ended, forgets `c`.
+        let folded = book.fold("d/open", &open(1, None), 63_000);
+        assert_eq!(
+            folded.forgotten,
+            vec![Forgotten {
+                id: "c".into(),
+                members: 2
+            }]
+        );
+        assert_eq!(
+            tombstoned(&folded.records("app-chords", 0)),
+            ["c/open", "c/closed", "c/0", "c/1"]
+        );
+        assert!(
+            book.closed.is_empty() && book.expiry.is_empty(),
+            "{:?}",
+            book.expiry
+        );
+        assert!(book.chords.contains_key("d"), "`d` is in progress");
+    }
+
+    #[test]
+    fn a_chord_in_progress_is_never_forgotten() {
+        let mut book = Book::new(Duration::from_secs(1));
+        book.fold("c/open", &open(2, None), 0);
+        book.fold("c/0", &ok(0), 0);
+        let folded = book.fold("other/open", &open(5, None), 1_000_000);
+        assert!(folded.forgotten.is_empty());
+        let fired = book.fold("c/1", &ok(1), 1_000_001).fired;
+        assert_eq!(fired.len(), 1, "it still completes");
+        assert_eq!(
+            fired[0].result.results,
+            vec![Some(0.into()), Some(1.into())]
+        );
+    }
+
+    #[test]
+    fn replies_without_an_open_are_forgotten_after_the_retention() {
+        let mut book = Book::new(Duration::from_secs(10));
+        // A reply to a chord forgotten long ago.
+        book.fold("gone/3", &ok(3), 0);
+        assert_eq!(book.chords.len(), 1);
+        let folded = book.fold(TICK, &serde_json::json!({ "now": 10_000 }), 10_000);
+        assert_eq!(
+            tombstoned(&folded.records("t", 0)),
+            [
+                "gone/open",
+                "gone/closed",
+                "gone/0",
+                "gone/1",
+                "gone/2",
+                "gone/3"
+            ]
+        );
+        assert!(book.chords.is_empty() && book.expiry.is_empty());
+        // A reply that comes before its open is kept once the open comes.
+        book.fold("early/0", &ok(0), 20_000);
+        book.fold("early/open", &open(2, None), 20_001);
+        assert!(book
+            .fold("x/open", &open(1, None), 40_000)
+            .forgotten
+            .is_empty());
+        assert_eq!(book.chords["early"].replies.len(), 1);
+    }
+
+    #[test]
+    fn a_closed_marker_read_when_rebuilding_is_forgotten_like_the_chord_it_ended() {
+        // The chord ended live (its members' records were compacted away since); the marker
+        // says how many members it had.
+        let mut live = Book::new(Duration::from_secs(10));
+        live.fold("c/open", &open(3, None), 0);
+        let mut rebuilt = Book::new(Duration::from_secs(10));
+        let marker = serde_json::json!({ "outcome": "failed", "size": 3 });
+        rebuilt.fold("c/closed", &marker, 5);
+        assert!(rebuilt.fold("c/0", &ok(0), 6).fired.is_empty());
+        let folded = rebuilt.fold("d/open", &open(1, None), 10_005);
+        assert_eq!(
+            folded.forgotten,
+            vec![Forgotten {
+                id: "c".into(),
+                members: 3
+            }]
+        );
     }
 }

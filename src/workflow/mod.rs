@@ -7,8 +7,8 @@
 //! - **Request/reply** ([`Workflows::ask`], [`Workflows::ask_all`]): a request is a record with a
 //!   reply address in its headers (topic, partition, correlation id). The agent's handler answers
 //!   with [`crate::agent::Event::reply`]; an event that carries a reply address and ends without
-//!   one gets an empty reply, and one that is dead-lettered after its retries gets an error
-//!   reply, so an asker learns of the failure instead of waiting for its timeout. Replies go to
+//!   one gets an empty reply, and one that is dead-lettered (after its retries, or because it
+//!   does not decode) gets an error reply, so an asker learns of the failure instead of waiting for its timeout. Replies go to
 //!   `<app>-replies`; each asking process reads one of its partitions.
 //! - **Chains** ([`Chain`]): a request whose reply becomes the next step's input. The reply of
 //!   step A is written as the request of step B, in A's transaction under `exactly_once`, so a
@@ -58,7 +58,10 @@ use crate::record::Headers;
 use crate::topic::{RecordError, Topic};
 
 pub(crate) use chords::{chord_coordinator, ChordBoard, COORDINATOR as COORDINATOR_NAME};
-pub use chords::{ChordOutcome, ChordResult, ChordStatus, FailedMember};
+pub use chords::{
+    ChordOutcome, ChordResult, ChordStatus, FailedMember,
+    DEFAULT_RETENTION as DEFAULT_CHORD_RETENTION,
+};
 
 /// The header naming the topic a request's reply goes to.
 pub(crate) const REPLY_TO: &str = "faustus-reply-to";
@@ -504,16 +507,32 @@ impl Workflows {
         &self.inner.app_id
     }
 
-    /// The partitions of workflow topic `name`, creating it (compacted when asked) if missing.
-    fn topic(&self, name: &str, compacted: bool) -> Result<i32> {
-        if let Some(p) = self
-            .inner
+    /// As [`Workflows::topic`], on a blocking thread the first time (it asks Kafka then).
+    async fn topic_async(&self, name: &str, compacted: bool) -> Result<i32> {
+        if let Some(p) = self.known_partitions(name) {
+            return Ok(p);
+        }
+        let (workflows, name) = (self.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || workflows.topic(&name, compacted))
+            .await
+            .unwrap_or_else(|e| Err(Error::Runtime(format!("creating a workflow topic: {e}"))))
+    }
+
+    /// The partitions of workflow topic `name`, if known already.
+    fn known_partitions(&self, name: &str) -> Option<i32> {
+        self.inner
             .topics
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-        {
-            return Ok(*p);
+            .copied()
+    }
+
+    /// The partitions of workflow topic `name`, creating it (compacted when asked) if missing
+    /// (blocking: it asks Kafka the first time).
+    fn topic(&self, name: &str, compacted: bool) -> Result<i32> {
+        if let Some(p) = self.known_partitions(name) {
+            return Ok(p);
         }
         let spec = match compacted {
             true => TopicSpec::compacted(name, self.inner.partitions),
@@ -545,7 +564,19 @@ impl Workflows {
         }
     }
 
-    /// The reply reader (started at the first call).
+    /// As [`Workflows::replies`], on a blocking thread the first time (it asks Kafka then).
+    async fn replies_async(&self) -> Result<&replies::Replies> {
+        if let Some(r) = self.inner.replies.get() {
+            return Ok(r);
+        }
+        let workflows = self.clone();
+        tokio::task::spawn_blocking(move || workflows.replies().map(drop))
+            .await
+            .unwrap_or_else(|e| Err(Error::Runtime(format!("starting the reply reader: {e}"))))?;
+        self.replies()
+    }
+
+    /// The reply reader (started at the first call; blocking then).
     fn replies(&self) -> Result<&replies::Replies> {
         if let Some(r) = self.inner.replies.get() {
             return Ok(r);
@@ -607,7 +638,10 @@ impl Workflows {
         request: impl FnOnce(&(String, Option<i32>, String)) -> Outgoing,
         timeout: Duration,
     ) -> std::result::Result<R, AskError> {
-        let replies = self.replies().map_err(|e| AskError::Send(e.to_string()))?;
+        let replies = self
+            .replies_async()
+            .await
+            .map_err(|e| AskError::Send(e.to_string()))?;
         let (address, waiting) = replies.expect();
         let record = request(&address);
         if let Err(e) = self.send(&record).await {
@@ -640,7 +674,7 @@ impl Workflows {
     /// Starts `chord`: once this returns, its records are in Kafka, and the coordinator
     /// ([`crate::App::chords`]) of any process of the application completes it.
     pub async fn start_chord(&self, chord: &Chord) -> Result<()> {
-        let records = self.chord_records(chord)?;
+        let records = self.chord_records(chord).await?;
         let sends = records.iter().map(|r| self.send(r));
         for sent in futures::future::join_all(sends).await {
             sent?;
@@ -648,10 +682,11 @@ impl Workflows {
         Ok(())
     }
 
-    /// The records that start `chord` (creating the chords topic if missing).
-    pub(crate) fn chord_records(&self, chord: &Chord) -> Result<Vec<Outgoing>> {
+    /// The records that start `chord` (creating the chords topic if missing, on a blocking
+    /// thread).
+    pub(crate) async fn chord_records(&self, chord: &Chord) -> Result<Vec<Outgoing>> {
         let topic = chords_topic(&self.inner.app_id);
-        let partitions = self.topic(&topic, true)?;
+        let partitions = self.topic_async(&topic, true).await?;
         chord.records(&topic, partitions)
     }
 

@@ -522,3 +522,13 @@ pub fn hold_transaction(
     producer.flush(Duration::from_secs(30)).expect("flushed");
     producer
 }
+
+/// A two-thread tokio runtime for a test's async steps (the app and the blocking helpers stay
+/// outside it).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
