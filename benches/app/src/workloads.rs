@@ -109,7 +109,12 @@ pub fn w0_agent(
                 tokio::time::sleep(sleep).await;
             }
             if let Some(out) = &out {
-                event.send(out, event.key(), event.value())?;
+                event.send_record(
+                    out,
+                    event.key_ref(),
+                    Some(event.value_ref()),
+                    faustus::Headers::new(),
+                )?;
             }
             Ok(())
         }
