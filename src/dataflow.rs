@@ -175,10 +175,7 @@ impl<'s> Dataflow<'s> {
     pub fn streams<K: Data, V: Data>(&self, topics: &[Topic<K, V>]) -> Stream<'s, K, V> {
         let mut streams = topics.iter().map(|t| self.stream(t));
         let Some(first) = streams.next() else {
-            self.plan
-                .borrow_mut()
-                .errors
-                .push("`Dataflow::streams` was given no topics: name at least one".into());
+            self.config_error("`Dataflow::streams` was given no topics: name at least one".into());
             let none = Vec::<((K, V, Meta), u64, isize)>::new().to_stream(self.scope);
             return Stream::from_collection(self, none.as_collection());
         };

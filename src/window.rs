@@ -192,7 +192,7 @@ impl<'s, K: Data, V: Data> Timed<'s, K, V> {
                     .into(),
             );
         }
-        self.idle = Some(ms(idle).max(1));
+        self.idle = Some(ms(idle));
         self
     }
 

@@ -317,6 +317,21 @@ fn a_mistake_in_the_program_is_a_configuration_error_as_in_app_start() {
     );
 }
 
+#[test]
+fn a_zero_idle_time_for_punctuation_is_a_configuration_error() {
+    let error = TestDriver::start("zero-idle", |df| {
+        df.stream(&orders())
+            .punctuate_when_idle(Duration::ZERO)
+            .tumbling(Duration::from_secs(60))
+            .count("per-minute");
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&error, Error::Config(m) if m.contains("`punctuate_when_idle` was given an idle time of zero")),
+        "{error}"
+    );
+}
+
 mod properties {
     use super::*;
     use faustus::driver::strategy::{epochs, events, keys, Shape};

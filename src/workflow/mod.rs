@@ -8,8 +8,9 @@
 //!   reply address in its headers (topic, partition, correlation id). The agent's handler answers
 //!   with [`crate::agent::Event::reply`]; an event that carries a reply address and ends without
 //!   one gets an empty reply, and one that is dead-lettered (after its retries, or because it
-//!   does not decode) gets an error reply, so an asker learns of the failure instead of waiting for its timeout. Replies go to
-//!   `<app>-replies`; each asking process reads one of its partitions.
+//!   does not decode) gets an error reply, so an asker learns of the failure instead of waiting
+//!   for its timeout. Replies go to `<app>-replies`; each asking process reads one of its
+//!   partitions.
 //! - **Chains** ([`Chain`]): a request whose reply becomes the next step's input. The reply of
 //!   step A is written as the request of step B, in A's transaction under `exactly_once`, so a
 //!   chain's progress is durable: after a crash it resumes at the step that had not committed.
