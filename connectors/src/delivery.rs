@@ -26,6 +26,9 @@ where
     P: Producer<C>,
 {
     let deadline = Instant::now() + timeout;
+    // A flush with no time to wait still tells librdkafka to send what it holds now; it fails
+    // with a timeout at once, which is expected here.
+    let _ = producer.flush(Duration::ZERO);
     let mut pause = Duration::from_micros(50);
     while producer.in_flight_count() > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
