@@ -383,6 +383,7 @@ impl App {
         let inputs = planned
             .sources
             .iter()
+            .filter(|t| !crate::input::is_input(t))
             .map(|t| (t.clone(), partitions.get(t).copied().unwrap_or(0)))
             .collect();
         let metrics = Arc::clone(&http_state.metrics);

@@ -21,6 +21,7 @@ use timely::dataflow::operators::{OkErr, ToStream as _};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::dead_letter::DeadLetter;
+use crate::input::Input;
 use crate::poison::{catch, json, OnPanic, Poisoned};
 use crate::record::{Headers, Meta};
 use crate::runtime::source::{source, SourceItem};
@@ -220,12 +221,51 @@ impl<'s> Dataflow<'s> {
             self.ctx.committed.clone(),
             decode,
         );
+        self.stream_of(items)
+    }
+
+    /// The stream of a source's records; its positions and dead letters go to the committer.
+    fn stream_of<K: Data, V: Data>(
+        &self,
+        items: StreamVec<'s, u64, SourceItem<(K, V)>>,
+    ) -> Stream<'s, K, V> {
         let (data, commits) = items.ok_err(|x| x);
         self.plan.borrow_mut().outputs.push(commits);
         Stream {
             df: self.clone(),
             coll: data.as_collection().map(|((k, v), meta)| (k, v, meta)),
         }
+    }
+
+    /// The items of `input`, an iterator or a channel, as a stream (see [`crate::input`] for
+    /// what each guarantees). Reading the same input twice is a configuration error.
+    pub fn input<K: Data, V: Data>(&self, input: &Input<K, V>) -> Stream<'s, K, V> {
+        let name = input.source_name();
+        let index = {
+            let mut plan = self.plan.borrow_mut();
+            if input.name().is_empty() {
+                plan.errors
+                    .push("an `Input` has an empty name: give it a name".to_string());
+            } else if plan.sources.contains(&name) {
+                plan.errors.push(format!(
+                    "input `{}` is read twice: read it once and clone the stream",
+                    input.name()
+                ));
+            }
+            plan.sources.push(name.clone());
+            self.ctx.sources.borrow_mut().push(name.clone());
+            (plan.sources.len() - 1) as u32
+        };
+        let items = crate::runtime::input::input_source(
+            self.scope,
+            Arc::clone(&self.ctx.startup),
+            index,
+            name,
+            input.source.clone(),
+            self.ctx.workers,
+            self.ctx.committed.clone(),
+        );
+        self.stream_of(items)
     }
 
     /// Notes how records of `topic` are encoded from text (see [`Plan::encoders`]).

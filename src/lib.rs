@@ -41,6 +41,7 @@ pub mod driver;
 pub mod error;
 pub mod grouped;
 pub mod http;
+pub mod input;
 pub mod join;
 pub mod logging;
 pub mod metrics;

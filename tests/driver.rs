@@ -332,6 +332,149 @@ fn a_zero_idle_time_for_punctuation_is_a_configuration_error() {
     );
 }
 
+/// Inputs without Kafka (`faustus::input`): iterators and channels on the driver.
+mod inputs {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use faustus::input::Input;
+
+    fn numbered() -> Topic<String, i64> {
+        Topic::new("numbered").key_codec(Str)
+    }
+
+    /// 100 numbers over 4 keys, and the sum per key they make.
+    fn numbers() -> (Input<String, i64>, BTreeMap<String, i64>) {
+        let input = Input::iter("numbers", || {
+            (0..100i64).map(|i| (format!("k{}", i % 4), i))
+        });
+        let mut sums = BTreeMap::new();
+        for i in 0..100i64 {
+            *sums.entry(format!("k{}", i % 4)).or_default() += i;
+        }
+        (input, sums)
+    }
+
+    #[test]
+    fn an_iterator_is_read_once_across_restarts_with_any_worker_count() {
+        for workers in [1, 3] {
+            let (input, sums) = numbers();
+            let mut driver = TestDriver::builder("iter-once")
+                .workers(workers)
+                .start(move |df| {
+                    df.input(&input).sum("sums");
+                })
+                .unwrap();
+            driver.close_epoch().unwrap();
+            assert_eq!(driver.table::<String, i64>("sums").unwrap(), sums);
+            // The restarted program makes the iterator again; the 100 committed items are
+            // skipped, not added a second time.
+            driver.restart().unwrap();
+            driver.close_epoch().unwrap();
+            driver.close_epoch().unwrap();
+            assert_eq!(
+                driver.table::<String, i64>("sums").unwrap(),
+                sums,
+                "{workers} worker(s)"
+            );
+        }
+    }
+
+    #[test]
+    fn timed_items_keep_their_timestamps_and_others_take_their_epochs_time() {
+        let timed = Input::iter_timed("timed", || [("a".to_string(), 1i64, 1_000i64)]);
+        let plain = Input::iter("plain", || [("b".to_string(), 2i64)]);
+        let mut driver = TestDriver::start("iter-timed", move |df| {
+            df.input(&timed)
+                .merge(df.input(&plain))
+                .to_topic(&numbered());
+        })
+        .unwrap();
+        let epoch = driver.close_epoch().unwrap();
+        let mut out = driver.output(&numbered()).unwrap();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        let stamps: Vec<(String, Option<i64>)> =
+            out.into_iter().map(|o| (o.key, o.timestamp)).collect();
+        assert_eq!(
+            stamps,
+            vec![
+                ("a".to_string(), Some(1_000)),
+                ("b".to_string(), Some(epoch as i64))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_channel_feeds_each_epoch_what_was_sent_before_it_closed() {
+        let (sender, input) = Input::channel("orders", 16);
+        let mut driver = TestDriver::builder("channel")
+            .workers(2)
+            .start(move |df| {
+                let orders = df.input(&input);
+                orders.clone().to_topic(&numbered());
+                orders.sum("totals");
+            })
+            .unwrap();
+        sender.blocking_send(s("ann"), 5).unwrap();
+        sender.blocking_send(s("bob"), 7).unwrap();
+        let first = driver.close_epoch().unwrap();
+        sender.blocking_send(s("ann"), 1).unwrap();
+        let second = driver.close_epoch().unwrap();
+        let epochs: Vec<(String, i64, u64)> = driver
+            .output(&numbered())
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key, o.value.unwrap(), o.epoch))
+            .collect();
+        assert_eq!(
+            epochs,
+            vec![
+                (s("ann"), 5, first),
+                (s("bob"), 7, first),
+                (s("ann"), 1, second)
+            ]
+        );
+        let totals: BTreeMap<String, i64> = [(s("ann"), 6), (s("bob"), 7)].into();
+        assert_eq!(driver.table::<String, i64>("totals").unwrap(), totals);
+        // After a restart the table is restored and the channel goes on.
+        driver.restart().unwrap();
+        sender.blocking_send(s("bob"), 3).unwrap();
+        driver.close_epoch().unwrap();
+        let totals: BTreeMap<String, i64> = [(s("ann"), 6), (s("bob"), 10)].into();
+        assert_eq!(driver.table::<String, i64>("totals").unwrap(), totals);
+        // Once the driver, and the program that held the input, is gone, a send is an error.
+        drop(driver);
+        let error = sender.blocking_send(s("ann"), 1).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "input `orders` is closed: the application or driver that read it is gone"
+        );
+    }
+
+    #[test]
+    fn reading_an_input_twice_or_without_a_name_is_a_configuration_error() {
+        let (input, _) = numbers();
+        let error = TestDriver::start("twice", move |df| {
+            df.input(&input).sum("a");
+            df.input(&input).sum("b");
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(m) if m.contains("input `numbers` is read twice")),
+            "{error}"
+        );
+        let nameless = Input::iter("", || [(s("a"), 1i64)]);
+        let error = TestDriver::start("nameless", move |df| {
+            df.input(&nameless).sum("a");
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(m) if m.contains("an `Input` has an empty name")),
+            "{error}"
+        );
+    }
+}
+
 mod properties {
     use super::*;
     use faustus::driver::strategy::{epochs, events, keys, Shape};

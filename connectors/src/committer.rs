@@ -597,7 +597,13 @@ impl OffsetGroup {
 /// Input positions as a partition list of offsets.
 fn offset_list(progress: &Progress) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
-    for (topic, partitions) in &progress.offsets {
+    // Positions under names no Kafka topic can have (inputs that are not topics) are kept in
+    // the progress record only.
+    let kafka_name = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    for (topic, partitions) in progress.offsets.iter().filter(|(t, _)| kafka_name(t)) {
         for (&partition, &offset) in partitions {
             // Cannot fail: the offset is a plain number.
             let _ = list.add_partition_offset(topic, partition, Offset::Offset(offset));

@@ -354,6 +354,9 @@ pub struct TestDriver {
     pending: Vec<((String, i32), Piped)>,
     /// The next offset per topic and partition.
     offsets: BTreeMap<(String, i32), i64>,
+    /// The positions committed epochs reached in the program's inputs ([`crate::input`]),
+    /// where a restart resumes them.
+    inputs: BTreeMap<String, BTreeMap<i32, i64>>,
     written: Vec<Written>,
     run: Option<Run>,
 }
@@ -421,6 +424,7 @@ impl TestDriver {
             clock: 0,
             pending: Vec::new(),
             offsets: BTreeMap::new(),
+            inputs: BTreeMap::new(),
             written: Vec::new(),
             run: None,
         };
@@ -451,7 +455,7 @@ impl TestDriver {
         let startup = Arc::new(Startup {
             planning: false,
             resume_epoch,
-            offsets: BTreeMap::new(),
+            offsets: self.inputs.clone(),
             partitions: self.topics.clone(),
             io: Io::Driver(Arc::clone(&harness)),
             commit_interval: self.config.commit_interval,
@@ -508,6 +512,14 @@ impl TestDriver {
     fn keep(&mut self, batches: Vec<EpochBatch>) {
         let topics = self.run().harness.out_topics().to_vec();
         for batch in batches {
+            for ((source, partition), next) in batch.offsets {
+                if crate::input::is_input(&source) {
+                    self.inputs
+                        .entry(source)
+                        .or_default()
+                        .insert(partition, next);
+                }
+            }
             for r in batch.records {
                 self.written.push(Written {
                     epoch: batch.epoch,

@@ -151,6 +151,20 @@ impl Harness {
         self.wake();
     }
 
+    /// The last epoch the driver closed, and whether the run is stopping.
+    pub(crate) fn closed(&self) -> (u64, bool) {
+        let shared = self.lock();
+        (shared.closed, shared.stopping)
+    }
+
+    /// Wakes `activator` whenever the driver closes an epoch or the run stops.
+    pub(crate) fn wake_on_close(&self, activator: SyncActivator) {
+        self.activators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(activator);
+    }
+
     /// Ends the run: sources drop their capabilities, and the workers finish.
     pub(crate) fn stop(&self) {
         self.lock().stopping = true;
@@ -363,7 +377,7 @@ pub(crate) fn driver_clock<'s>(
 
 /// Moves a driver operator's capability past the last closed epoch, or drops it when the run is
 /// stopping.
-fn follow(capability: &mut Option<Capability<u64>>, closed: u64, stopping: bool) {
+pub(crate) fn follow(capability: &mut Option<Capability<u64>>, closed: u64, stopping: bool) {
     if stopping {
         *capability = None;
     } else if let Some(cap) = capability.as_mut().filter(|cap| *cap.time() <= closed) {

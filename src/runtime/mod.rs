@@ -9,6 +9,7 @@ pub(crate) mod clock;
 pub(crate) mod commit;
 pub(crate) mod driver;
 pub(crate) mod health;
+pub(crate) mod input;
 pub(crate) mod restore;
 pub(crate) mod source;
 pub(crate) mod table;

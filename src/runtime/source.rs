@@ -26,7 +26,7 @@ use crate::topic::RecordError;
 use std::sync::Arc;
 
 /// Records handed out per activation before yielding to other operators.
-const BATCH: usize = 8192;
+pub(crate) const BATCH: usize = 8192;
 
 /// What a source emits: data, or something for the committer.
 pub(crate) type SourceItem<D> = Result<((D, Meta), u64, isize), CommitItem>;
@@ -226,7 +226,7 @@ where
 }
 
 /// How long a source over its share of `--max-uncommitted-bytes` waits before it looks again.
-const BACKPRESSURE_WAIT: Duration = Duration::from_millis(10);
+pub(crate) const BACKPRESSURE_WAIT: Duration = Duration::from_millis(10);
 
 /// What a record read takes in memory, roughly: its key and value, and a fixed cost.
 fn record_bytes(record: &RawRecord<'_>) -> u64 {
@@ -249,7 +249,7 @@ pub(crate) struct Backlog {
 }
 
 impl Backlog {
-    fn new(startup: &Startup, peers: usize, committed: ProbeHandle<u64>) -> Self {
+    pub(crate) fn new(startup: &Startup, peers: usize, committed: ProbeHandle<u64>) -> Self {
         Backlog {
             committed,
             share: (startup.max_uncommitted_bytes / peers.max(1) as u64).max(1),
@@ -259,7 +259,7 @@ impl Backlog {
     }
 
     /// Counts `bytes` read into epoch `time`.
-    fn read(&mut self, time: u64, bytes: u64, metrics: &crate::metrics::Metrics) {
+    pub(crate) fn read(&mut self, time: u64, bytes: u64, metrics: &crate::metrics::Metrics) {
         if bytes == 0 {
             return;
         }
@@ -273,7 +273,7 @@ impl Backlog {
 
     /// Forgets the epochs the committer's worker has taken in; true while the rest is over this
     /// source's share.
-    fn over(&mut self, metrics: &crate::metrics::Metrics) -> bool {
+    pub(crate) fn over(&mut self, metrics: &crate::metrics::Metrics) -> bool {
         while let Some(&(epoch, bytes)) = self.epochs.front() {
             if self.committed.less_equal(&epoch) {
                 break;
