@@ -32,4 +32,8 @@ pub mod pages {
     pub mod operations {}
     #[doc = include_str!("../../docs/guide/testing.md")]
     pub mod testing {}
+    #[doc = include_str!("../../docs/guide/from-faust.md")]
+    pub mod from_faust {}
+    #[doc = include_str!("../../docs/guide/from-kafka-streams.md")]
+    pub mod from_kafka_streams {}
 }
