@@ -1274,7 +1274,7 @@ fn warn_without_fault_injection() {
 
 /// The exit code of a process of a cluster that stops because it lost its connection to
 /// another process (which stopped or crashed): the cluster must be restarted whole. See
-/// `docs/exactly-once.md` on running a cluster under a supervisor.
+/// `docs/guide/availability.md` on running a cluster under a supervisor.
 pub const EXIT_PEER_LOST: i32 = 3;
 
 /// The process a panic on one of timely's connection threads (`timely:send-<n>` and

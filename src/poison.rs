@@ -1,8 +1,8 @@
 //! Poison code: a program's function that panics on one record.
 //!
 //! The functions a dataflow runs for each record (the closures given to `map`, `filter`,
-//! `flat_map`, `fold`, `event_time` and the others listed in `docs/exactly-once.md`, "Poison
-//! records") run inside [`catch`]. When one panics, what happens is the application's
+//! `flat_map`, `fold`, `event_time` and the others listed in `docs/guide/availability.md`,
+//! "Poison records") run inside [`catch`]. When one panics, what happens is the application's
 //! [`OnPanic`] policy:
 //!
 //! - [`OnPanic::DeadLetter`] (the default): the record is left out, and a dead letter of kind

@@ -25,15 +25,16 @@
 //!
 //! `scripts/test` installs Debian's `chromium` and `chromium-driver`.
 
+mod browser;
 mod common;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use browser::Chromedriver;
 use common::*;
 use faustus::prelude::{App, Topic};
 use serde_json::Value;
@@ -50,91 +51,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_millis(100);
-
-/// chromedriver on a free port, killed when dropped.
-struct Chromedriver {
-    child: Child,
-    url: String,
-    /// The Chromium binary (`command -v chromium`).
-    chromium: String,
-}
-
-impl Chromedriver {
-    /// Starts chromedriver and waits until it is ready (blocking: call it outside the runtime).
-    fn start() -> Chromedriver {
-        let mut paths = Vec::new();
-        for tool in ["chromedriver", "chromium"] {
-            let found = Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stderr(Stdio::null())
-                .output()
-                .ok()
-                .filter(|out| out.status.success())
-                .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
-            paths.push(found.unwrap_or_else(|| {
-                panic!(
-                    "`{tool}` is not installed: run scripts/test, which installs chromium and chromium-driver"
-                )
-            }));
-        }
-        let port = free_port();
-        let child = Command::new(&paths[0])
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chromedriver");
-        let driver = Chromedriver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            chromium: paths[1].clone(),
-        };
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        wait_for("chromedriver to be ready", Duration::from_secs(30), || {
-            let status = client.get(format!("{}/status", driver.url)).send();
-            let body: Value = status.ok()?.json().ok()?;
-            body["value"]["ready"].as_bool()?.then_some(())
-        });
-        driver
-    }
-
-    /// A new headless Chromium session, its window `width`×`height`.
-    async fn session(&self, width: u32, height: u32) -> WebDriver {
-        let mut capabilities = DesiredCapabilities::chrome();
-        capabilities
-            .set_binary(&self.chromium)
-            .expect("the binary capability");
-        for arg in [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            // In a container the GPU process's own sandbox may be refused (its thread check
-            // fails with EACCES) and Chromium exits; headless pages need neither.
-            "--disable-gpu-sandbox",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-        ] {
-            capabilities.add_arg(arg).expect("a Chromium argument");
-        }
-        capabilities
-            .add_arg(&format!("--window-size={width},{height}"))
-            .expect("a Chromium argument");
-        WebDriver::builder(self.url.as_str(), capabilities)
-            .request_timeout(Duration::from_secs(60))
-            .await
-            .expect("a Chromium session")
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What proves that the browser shows the page a step expects. `text` must be something the
 /// page before never showed, so that finding it proves the navigation is over.

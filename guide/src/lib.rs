@@ -14,6 +14,8 @@
 
 /// The guide's pages, in reading order.
 pub mod pages {
+    #[doc = include_str!("../../docs/guide/topics.md")]
+    pub mod topics {}
     #[doc = include_str!("../../docs/guide/streams.md")]
     pub mod streams {}
     #[doc = include_str!("../../docs/guide/agents.md")]
@@ -30,6 +32,8 @@ pub mod pages {
     pub mod differential {}
     #[doc = include_str!("../../docs/guide/operations.md")]
     pub mod operations {}
+    #[doc = include_str!("../../docs/guide/availability.md")]
+    pub mod availability {}
     #[doc = include_str!("../../docs/guide/testing.md")]
     pub mod testing {}
     #[doc = include_str!("../../docs/guide/from-faust.md")]
