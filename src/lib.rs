@@ -49,6 +49,7 @@ mod overview;
 pub mod poison;
 pub mod producer;
 pub mod record;
+mod report;
 mod runtime;
 pub mod state;
 pub mod tables;

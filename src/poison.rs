@@ -74,6 +74,7 @@ pub(crate) fn install_hook() {
                     .location()
                     .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
                 LOCATION.with(|l| *l.borrow_mut() = location);
+                crate::report::caught_panic(info);
                 return;
             }
             previous(info);

@@ -30,6 +30,8 @@ pub mod pages {
     pub mod differential {}
     #[doc = include_str!("../../docs/guide/operations.md")]
     pub mod operations {}
+    #[doc = include_str!("../../docs/guide/deployment.md")]
+    pub mod deployment {}
     #[doc = include_str!("../../docs/guide/testing.md")]
     pub mod testing {}
 }
