@@ -5,9 +5,10 @@
 //!
 //! - every panic in one of the program's functions for one record (the ones [`crate::poison`]
 //!   catches and dead-letters, or stops on), as an event of level `error` marked handled;
-//! - every panic in an agent's handler (which the agent retries, then dead-letters), also
-//!   handled, and any other panic, as a `fatal` event that is sent before the process goes on
-//!   to end;
+//! - every panic in an agent's handler (which the agent retries, then dead-letters) or another
+//!   task of the async threads (an HTTP request), also handled;
+//! - any other panic, as a `fatal` event that is sent before the hook returns (the process
+//!   usually ends after it);
 //! - the error a running application stops with ([`crate::Running::join`], which
 //!   [`crate::Running::run_until_signal`] calls).
 //!
