@@ -34,7 +34,7 @@ use crate::tables::{TableHandle, TableReader};
 use crate::timer::Timer;
 
 /// The name of the threads that run async code: the HTTP server and the agents.
-const ASYNC_THREAD: &str = "faustus-async";
+pub(crate) const ASYNC_THREAD: &str = "faustus-async";
 
 /// A faustus application: configure it, add its agents, then [`App::run`] it with the closure
 /// that builds its dataflow.
@@ -281,6 +281,16 @@ impl App {
         self
     }
 
+    /// Reports panics (those in the program's functions and agents too, which the application
+    /// survives) and the error the application stops with to Sentry, at `dsn`
+    /// (`--sentry-dsn` and `FAUSTUS_SENTRY_DSN` set it too). Needs faustus' cargo feature
+    /// `sentry`: without it, [`App::start`] fails with a configuration error naming the
+    /// feature.
+    pub fn sentry_dsn(mut self, dsn: impl Into<String>) -> Self {
+        self.config.sentry_dsn = Some(dsn.into());
+        self
+    }
+
     /// Turns the sensors on or off (`--sensors`; on by default): hop latency, records per
     /// operator and end-to-end latency in `/metrics`.
     pub fn sensors(mut self, on: bool) -> Self {
@@ -354,6 +364,7 @@ impl App {
         let mut agents = self.agents.resolve(&config.app_id);
         let build = Arc::new(build);
         let mut planned = plan_checked(&config, Arc::clone(&build))?;
+        let reporting = crate::report::start(&config)?;
         check_agents(&agents, self.chords)?;
         planned
             .specs
@@ -446,6 +457,7 @@ impl App {
             kafka: kafka_config,
             signals,
             _embedded: kafka.embedded,
+            _reporting: reporting,
         })
     }
 }
@@ -460,6 +472,7 @@ impl App {
         let mut agents = self.agents.resolve(&config.app_id);
         config.validate()?;
         check_agents(&agents, self.chords)?;
+        let reporting = crate::report::start(&config)?;
         if agents.is_empty() && !self.chords {
             return Err(Error::Config(
                 "`App::start_agents` was called with no agents: add them with `App::agent` or `App::timer`".into(),
@@ -510,6 +523,7 @@ impl App {
             kafka: kafka.config,
             signals,
             _embedded: kafka.embedded,
+            _reporting: reporting,
         })
     }
 
@@ -1388,6 +1402,9 @@ pub struct Running {
     /// Whether the start installed the stop signals' handlers.
     signals: bool,
     _embedded: Option<EmbeddedBroker>,
+    /// The error reporting client (`App::sentry_dsn`), last: it sends what the rest reported
+    /// as the application stops.
+    _reporting: Option<crate::report::Reporting>,
 }
 
 impl Running {
@@ -1523,9 +1540,14 @@ impl Running {
         crate::workflow::from_cell(&self.http_state.workflows)
     }
 
-    /// Waits until the application has stopped, and returns why it stopped if it failed.
+    /// Waits until the application has stopped, and returns why it stopped if it failed (and
+    /// reports that error to Sentry, with [`App::sentry_dsn`]).
     pub fn join(mut self) -> Result<()> {
-        self.wait()
+        let outcome = self.wait();
+        if let Err(e) = &outcome {
+            crate::report::error(e);
+        }
+        outcome
     }
 
     fn wait(&mut self) -> Result<()> {

@@ -125,6 +125,11 @@ pub struct AppArgs {
     #[arg(global = true, long, env = "FAUSTUS_SENSORS", value_name = "on|off",
         value_parser = clap::builder::BoolishValueParser::new())]
     pub sensors: Option<bool>,
+    /// Report panics and the error the application stops with to Sentry, at this DSN (from the
+    /// Sentry project's settings, `https://<key>@<host>/<project>`). Needs faustus' cargo
+    /// feature `sentry`.
+    #[arg(global = true, long, env = "FAUSTUS_SENTRY_DSN", value_name = "DSN")]
+    pub sentry_dsn: Option<String>,
 }
 
 /// A validated configuration.
@@ -198,6 +203,9 @@ pub struct AppConfig {
     /// Whether the sensors are on (default: on): hop latency, records per operator and
     /// end-to-end latency in `/metrics`; see [`AppArgs::sensors`].
     pub sensors: bool,
+    /// Where panics and the error the application stops with are reported (a Sentry DSN;
+    /// default: nowhere); see [`AppArgs::sentry_dsn`].
+    pub sentry_dsn: Option<String>,
 }
 
 /// One millisecond: the shortest timeout that is not "none".
@@ -238,6 +246,7 @@ impl AppConfig {
             http_peer_connect_timeout: Duration::from_secs(2),
             http_peer_timeout: Duration::from_secs(10),
             sensors: true,
+            sentry_dsn: None,
         }
     }
 
@@ -259,6 +268,9 @@ impl AppConfig {
         }
         self.on_panic = args.on_panic.unwrap_or(self.on_panic);
         self.sensors = args.sensors.unwrap_or(self.sensors);
+        if args.sentry_dsn.is_some() {
+            self.sentry_dsn = args.sentry_dsn.clone();
+        }
         self.max_uncommitted_bytes = args
             .max_uncommitted_bytes
             .unwrap_or(self.max_uncommitted_bytes);
@@ -351,6 +363,7 @@ impl AppConfig {
                 self.app_id
             ));
         }
+        crate::report::validate(self)?;
         if self.workers == 0 {
             return bad("--workers must be at least 1".into());
         }

@@ -50,6 +50,7 @@ mod overview;
 pub mod poison;
 pub mod producer;
 pub mod record;
+mod report;
 mod runtime;
 pub mod state;
 pub mod tables;

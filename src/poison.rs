@@ -62,8 +62,9 @@ pub(crate) fn catching() -> bool {
 }
 
 /// Installs, once per process, a panic hook in front of the one in place: a panic that [`catch`]
-/// will catch is not printed (it becomes a dead letter or a stop, which say it), and its location
-/// is noted for the message. Any other panic goes to the hook that was there.
+/// will catch is not printed (it becomes a dead letter or a stop, which say it), its location is
+/// noted for the message, and it is reported to Sentry when the application reports there
+/// (`crate::report`). Any other panic goes to the hook that was there.
 pub(crate) fn install_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -74,6 +75,7 @@ pub(crate) fn install_hook() {
                     .location()
                     .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
                 LOCATION.with(|l| *l.borrow_mut() = location);
+                crate::report::caught_panic(info);
                 return;
             }
             previous(info);

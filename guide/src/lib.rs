@@ -32,6 +32,8 @@ pub mod pages {
     pub mod differential {}
     #[doc = include_str!("../../docs/guide/operations.md")]
     pub mod operations {}
+    #[doc = include_str!("../../docs/guide/deployment.md")]
+    pub mod deployment {}
     #[doc = include_str!("../../docs/guide/availability.md")]
     pub mod availability {}
     #[doc = include_str!("../../docs/guide/testing.md")]
