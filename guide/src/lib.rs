@@ -22,6 +22,8 @@ pub mod http {}
 
 /// The guide's pages, in reading order.
 pub mod pages {
+    #[doc = include_str!("../../docs/guide/models.md")]
+    pub mod models {}
     #[doc = include_str!("../../docs/guide/streams.md")]
     pub mod streams {}
     #[doc = include_str!("../../docs/guide/agents.md")]
