@@ -2,7 +2,7 @@
 //! the tools around it, as Faust's `faust` command gives every Faust app.
 //!
 //! A program adds them next to [`AppArgs`](crate::AppArgs), and hands every command but
-//! `worker` to [`App::run_tool`] with the same dataflow it runs:
+//! `worker` to [`App::run_tool`](crate::App::run_tool) with the same dataflow it runs:
 //!
 //! ```no_run
 //! use clap::Parser;

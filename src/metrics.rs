@@ -1,6 +1,6 @@
 //! Metrics: what `GET /metrics` serves, in Prometheus' text format.
 //!
-//! Every application has its own [`Metrics`]: a `prometheus` registry and the families below,
+//! Every application has its own metrics: a `prometheus` registry and the families below,
 //! with no process-global state, so several applications in one process (tests, a program that
 //! runs two) each report their own. Families are named `faustus_<what>_<unit>` after
 //! Prometheus' conventions: counters end in `_total`, durations are in seconds.
@@ -10,7 +10,7 @@
 //!   partition, the commit sink the dead letters of one epoch, the committer one commit's
 //!   records per topic. No lock and no label lookup per record: each source keeps the counter
 //!   of each of its partitions.
-//! - **read when scraped** ([`Metrics::refresh`]): lag (it needs each partition's high
+//! - **read when scraped**: lag (it needs each partition's high
 //!   watermark from Kafka), restore progress, table sizes and agents come from the state the
 //!   HTTP API already serves, copied into gauges and counters just before the registry is
 //!   encoded.

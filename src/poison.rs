@@ -2,7 +2,7 @@
 //!
 //! The functions a dataflow runs for each record (the closures given to `map`, `filter`,
 //! `flat_map`, `fold`, `event_time` and the others listed in `docs/guide/availability.md`,
-//! "Poison records") run inside [`catch`]. When one panics, what happens is the application's
+//! "Poison records") run inside a panic guard. When one panics, what happens is the application's
 //! [`OnPanic`] policy:
 //!
 //! - [`OnPanic::DeadLetter`] (the default): the record is left out, and a dead letter of kind

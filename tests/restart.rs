@@ -168,8 +168,8 @@ fn order(account: &str, amount: i64) -> Vec<KeyValue> {
     }])
 }
 
-/// Regression: a restart whose epochs moved only some partitions used to record only those in
-/// its progress, so the next restart re-read the others from the beginning and counted them
+/// A restart whose epochs move only some partitions still records every partition's position
+/// in its progress: the next restart must not read the others from the beginning and count them
 /// twice.
 #[test]
 fn a_partition_without_new_input_keeps_its_position_across_restarts() {
@@ -196,8 +196,9 @@ fn a_partition_without_new_input_keeps_its_position_across_restarts() {
     );
 }
 
-/// Regression: epochs used to be numbered `now / interval`, so restarting with a longer commit
-/// interval produced epoch numbers below the last committed one and nothing committed again.
+/// Epochs are numbered in milliseconds whatever the commit interval: a restart with a longer
+/// interval continues after the last committed epoch (numbering them `now / interval` would
+/// give numbers below it, and nothing would commit again).
 #[test]
 fn a_restart_with_another_commit_interval_continues() {
     let app_id = unique("interval");

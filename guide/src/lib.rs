@@ -1,8 +1,8 @@
 //! The faustus user guide.
 //!
-//! Every page of `docs/guide/` is a module of this crate, so `cargo test -p faustus-guide` (and
-//! `scripts/test`) compiles every Rust example in the guide, and runs those not marked
-//! `no_run`. Read the pages on GitHub or in `docs/guide/`; this crate only checks them.
+//! Every page of `docs/guide/` is a module of this crate, as are the README and `docs/http.md`,
+//! so `cargo test -p faustus-guide` (and `scripts/test`) compiles every Rust example in them,
+//! and runs those not marked `no_run`. Read the pages on GitHub or in `docs/guide/`; this crate only checks them.
 //!
 //! Conventions for a page's code blocks:
 //! - ` ```rust ` is compiled and run; ` ```rust,no_run ` (it needs a broker, or runs forever) is
@@ -12,10 +12,20 @@
 
 #![doc = include_str!("../../docs/guide/README.md")]
 
+/// The repository's README: its quickstart is compiled with the guide.
+#[doc = include_str!("../../README.md")]
+pub mod readme {}
+
+/// The HTTP API (`docs/http.md`): its embedding example is compiled with the guide.
+#[doc = include_str!("../../docs/http.md")]
+pub mod http {}
+
 /// The guide's pages, in reading order.
 pub mod pages {
     #[doc = include_str!("../../docs/guide/topics.md")]
     pub mod topics {}
+    #[doc = include_str!("../../docs/guide/models.md")]
+    pub mod models {}
     #[doc = include_str!("../../docs/guide/streams.md")]
     pub mod streams {}
     #[doc = include_str!("../../docs/guide/agents.md")]

@@ -25,7 +25,7 @@
 //! Each aggregate has a `_core` variant taking `route(key)`, the worker that owns a key (the same
 //! function on every worker). The input is exchanged by the route and arranged where it lands,
 //! with no second exchange, so a key's aggregate lives on `route(key)`'s worker. The plain
-//! methods use [`default_route`](crate::default_route).
+//! methods use [`default_route`].
 
 use std::hash::Hash;
 use std::rc::Rc;

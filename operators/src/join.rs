@@ -63,7 +63,7 @@
 //! worker that owns a key; the foreign-key joins route by the foreign key, on which they join.
 //! The table⋈table joins exchange their inputs by the route and arrange them where they land,
 //! with no second (`Hashable`) exchange. The plain methods use
-//! [`default_route`](crate::default_route).
+//! [`default_route`].
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};

@@ -13,7 +13,7 @@
 //!   worker's epoch and the lag per partition;
 //! - `GET /api/overview/` is the application at a glance: its processes, partitions and lag,
 //!   tables, agents, recent dead letters, and the series of the last minutes that the overview
-//!   page at `GET /` draws ([`crate::overview`]);
+//!   page at `GET /` draws;
 //! - `GET /api/openapi.json` describes all of it (OpenAPI 3);
 //! - `GET /metrics` is this process's metrics in Prometheus' text format ([`crate::metrics`]).
 //!
