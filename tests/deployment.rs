@@ -15,8 +15,6 @@ use common::*;
 
 /// The program's name in the shipped file.
 const PROGRAM: &str = "faustus-quickstart";
-/// The HTTP port the quickstart serves on in this test.
-const HTTP_PORT: u16 = 6321;
 /// How long a start (or restart) may take to serve the whole table, on a loaded machine.
 const START_DEADLINE: Duration = Duration::from_secs(240);
 
@@ -124,8 +122,9 @@ fn substitute(text: &str, from: &str, to: &str) -> String {
 
 /// The shipped program file, run from `dir` on the test broker: the binary is the built
 /// quickstart, logs go to `dir`, the program runs as the test's user, and its environment
-/// names this test's application; its topics are given as flags (they have no variables).
-fn program_section(dir: &Path, app_id: &str, input: &str, output: &str) -> String {
+/// names this test's application and HTTP port; its topics are given as flags (they have no
+/// variables).
+fn program_section(dir: &Path, app_id: &str, input: &str, output: &str, port: u16) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let shipped = std::fs::read_to_string(root.join(format!("deploy/supervisor/{PROGRAM}.conf")))
         .expect("reading the shipped supervisord file");
@@ -153,7 +152,7 @@ fn program_section(dir: &Path, app_id: &str, input: &str, output: &str) -> Strin
         &text,
         &environment,
         &format!(
-            "environment=FAUSTUS_BROKERS=\"{}\",FAUSTUS_APP_ID=\"{app_id}\",FAUSTUS_HTTP=\"127.0.0.1:{HTTP_PORT}\",FAUSTUS_LOG_FORMAT=\"json\",RUST_LOG=\"info\"",
+            "environment=FAUSTUS_BROKERS=\"{}\",FAUSTUS_APP_ID=\"{app_id}\",FAUSTUS_HTTP=\"127.0.0.1:{port}\",FAUSTUS_LOG_FORMAT=\"json\",RUST_LOG=\"info\"",
             brokers()
         ),
     )
@@ -195,10 +194,12 @@ fn supervisord_restarts_a_killed_quickstart_which_serves_the_same_table() {
     let dir = std::env::temp_dir().join(unique("faustus-supervisord"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("supervisord.conf");
-    let program = program_section(&dir, &app_id, &input, &output);
+    // One port for the program's every start: the restarted process serves where the first did.
+    let port = free_port();
+    let program = program_section(&dir, &app_id, &input, &output, port);
     std::fs::write(&config, supervisord_config(&dir, &program)).unwrap();
     let mut supervisor = Supervisor::start(dir, config);
-    let base = format!("http://127.0.0.1:{HTTP_PORT}");
+    let base = format!("http://127.0.0.1:{port}");
 
     let first = wait_for(
         "supervisord to start the quickstart",

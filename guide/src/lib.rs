@@ -28,16 +28,18 @@ pub mod pages {
     pub mod models {}
     #[doc = include_str!("../../docs/guide/streams.md")]
     pub mod streams {}
+    #[doc = include_str!("../../docs/guide/tables.md")]
+    pub mod tables {}
+    #[doc = include_str!("../../docs/guide/windows.md")]
+    pub mod windows {}
+    #[doc = include_str!("../../docs/guide/joins.md")]
+    pub mod joins {}
     #[doc = include_str!("../../docs/guide/agents.md")]
     pub mod agents {}
     #[doc = include_str!("../../docs/guide/workflows.md")]
     pub mod workflows {}
-    #[doc = include_str!("../../docs/guide/joins.md")]
-    pub mod joins {}
-    #[doc = include_str!("../../docs/guide/windows.md")]
-    pub mod windows {}
-    #[doc = include_str!("../../docs/guide/tables.md")]
-    pub mod tables {}
+    #[doc = include_str!("../../docs/guide/testing.md")]
+    pub mod testing {}
     #[doc = include_str!("../../docs/guide/differential.md")]
     pub mod differential {}
     #[doc = include_str!("../../docs/guide/operations.md")]
@@ -46,8 +48,6 @@ pub mod pages {
     pub mod deployment {}
     #[doc = include_str!("../../docs/guide/availability.md")]
     pub mod availability {}
-    #[doc = include_str!("../../docs/guide/testing.md")]
-    pub mod testing {}
     #[doc = include_str!("../../docs/guide/from-faust.md")]
     pub mod from_faust {}
     #[doc = include_str!("../../docs/guide/from-kafka-streams.md")]

@@ -541,7 +541,7 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
     let _ = writeln!(md, "# Side-by-side benchmark results\n");
     let _ = writeln!(
         md,
-        "Written by `scripts/bench` (method: [`benches/README.md`](../README.md)); raw rows in \
+        "Written by `scripts/bench` (method: `benches/README.md`); raw rows in \
          `latest.jsonl`, figures in `latest.json`. Two rates per run: **wall** = events / \
          (start → right answer); **steady** = events / (wall − start-up), where start-up is the \
          median time to the right answer of the same system on a small priming input (its fixed \
