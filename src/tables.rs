@@ -28,6 +28,7 @@ use crate::dataflow::Data;
 use crate::error::{Error, Result};
 use crate::runtime::health::Health;
 use crate::runtime::table::{Declared, Located, Replicas, Tables};
+use faustus_operators::Window;
 
 pub use crate::runtime::health::{RestoreProgress, TableState};
 
@@ -161,6 +162,16 @@ impl<K: Data, V: Data> TableReader<K, V> {
     /// [`ReadError::NotReady`] while the table is restoring; [`ReadError::NotLocal`] when
     /// another process keeps the key.
     pub fn get(&self, key: &K) -> Result<Option<V>, ReadError> {
+        self.read_shard(key, |entries| entries.get(key).cloned())
+    }
+
+    /// Reads the entries of the worker that keeps `key`, if this process has it and the table is
+    /// ready.
+    fn read_shard<R>(
+        &self,
+        key: &K,
+        read: impl FnOnce(&std::collections::BTreeMap<K, V>) -> R,
+    ) -> Result<R, ReadError> {
         let declared = self.current();
         let not_ready = || ReadError::NotReady {
             table: self.name.clone(),
@@ -177,7 +188,7 @@ impl<K: Data, V: Data> TableReader<K, V> {
             .downcast_ref::<Replicas<K, V>>()
             .expect("the types were checked when the reader was made");
         match replicas.locate(replicas.route(key)) {
-            Located::Here(shard) => Ok(shard.read().get(key).cloned()),
+            Located::Here(shard) => Ok(read(&shard.read())),
             Located::Unregistered => Err(not_ready()),
             Located::Elsewhere(process) => Err(ReadError::NotLocal {
                 table: self.name.clone(),
@@ -196,5 +207,116 @@ impl<K: Data, V: Data> TableReader<K, V> {
                 .get(&self.name)
                 .unwrap_or_else(|| self.declared.clone()),
         }
+    }
+}
+
+/// Reading a windowed table (one made by `tumbling`, `hopping`, `sliding` or `session`): its
+/// keys are `(key, window)`, and a key's live windows are kept together, so all of them can be
+/// read at once. This is what Faust's windowed-table views do: the window of an event's time
+/// (`.current()`), of the wall clock (`.now()`), of a time before (`.delta()`), and the latest
+/// window.
+impl<K: Data, V: Data> TableReader<(K, Window), V> {
+    /// Every live window of `key` with its value, by window start (then end).
+    ///
+    /// # Errors
+    ///
+    /// As [`TableReader::get`].
+    pub fn windows(&self, key: &K) -> Result<Vec<(Window, V)>, ReadError> {
+        let first = (key.clone(), Window { start: 0, end: 0 });
+        self.read_shard(&first, |entries| windows_of(entries, key))
+    }
+
+    /// The window of `key` that holds time `t` (milliseconds; the latest-starting one when
+    /// windows overlap, as hopping and sliding windows do), with its value: `t` an event's time
+    /// for Faust's `.current()`, the wall clock for `.now()`, `now - d` for `.delta(d)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`TableReader::get`].
+    pub fn window_at(&self, key: &K, t: u64) -> Result<Option<(Window, V)>, ReadError> {
+        Ok(window_at(self.windows(key)?, t))
+    }
+
+    /// The latest window of `key` (the one that starts last): the window of the key's stream
+    /// time, for tumbling and session windows.
+    ///
+    /// # Errors
+    ///
+    /// As [`TableReader::get`].
+    pub fn latest(&self, key: &K) -> Result<Option<(Window, V)>, ReadError> {
+        Ok(self.windows(key)?.pop())
+    }
+}
+
+/// The windows of `key` among a windowed table's entries, by window.
+fn windows_of<K: Data, V: Clone>(
+    entries: &std::collections::BTreeMap<(K, Window), V>,
+    key: &K,
+) -> Vec<(Window, V)> {
+    let first = (key.clone(), Window { start: 0, end: 0 });
+    entries
+        .range(first..)
+        .take_while(|((k, _), _)| k == key)
+        .map(|((_, w), v)| (*w, v.clone()))
+        .collect()
+}
+
+/// The latest-starting window of `windows` that holds `t`.
+fn window_at<V>(windows: Vec<(Window, V)>, t: u64) -> Option<(Window, V)> {
+    windows.into_iter().rev().find(|(w, _)| w.contains(t))
+}
+
+/// Reading a windowed table from async code, wherever its keys are kept (see
+/// [`TableReader::windows`] for what each read means).
+impl<K: Data, V: Data> TableHandle<(K, Window), V> {
+    /// Every live window of `key` with its value, by window.
+    ///
+    /// # Errors
+    ///
+    /// As [`TableHandle::get`].
+    pub async fn windows(&self, key: &K) -> Result<Vec<(Window, V)>, ReadError> {
+        match self.reader.windows(key) {
+            Err(ReadError::NotLocal { .. }) => {}
+            local => return local,
+        }
+        let remote = |reason: String| ReadError::Remote {
+            table: self.name().to_string(),
+            reason,
+        };
+        let key = serde_json::to_value(key).map_err(|e| remote(format!("the key: {e}")))?;
+        #[derive(serde::Deserialize)]
+        struct Listed<V> {
+            window: Window,
+            value: V,
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer<V> {
+            windows: Vec<Listed<V>>,
+        }
+        match crate::http::lookup_value(&self.http, self.name(), &key).await {
+            Ok(Some(answer)) => serde_json::from_value::<Answer<V>>(answer)
+                .map(|a| a.windows.into_iter().map(|l| (l.window, l.value)).collect())
+                .map_err(|e| remote(format!("the owner's answer is not a list of windows: {e}"))),
+            Ok(None) => Ok(Vec::new()),
+            Err(reason) => Err(remote(reason)),
+        }
+    }
+
+    /// The window of `key` that holds time `t`, with its value.
+    ///
+    /// # Errors
+    ///
+    /// As [`TableHandle::get`].
+    pub async fn window_at(&self, key: &K, t: u64) -> Result<Option<(Window, V)>, ReadError> {
+        Ok(window_at(self.windows(key).await?, t))
+    }
+
+    /// The latest window of `key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`TableHandle::get`].
+    pub async fn latest(&self, key: &K) -> Result<Option<(Window, V)>, ReadError> {
+        Ok(self.windows(key).await?.pop())
     }
 }

@@ -83,5 +83,37 @@ fn windowed_keys_answer_with_their_windows_over_http() {
     assert_eq!((status, body), (200, serde_json::json!({whole: 1})));
     let (status, _) = http_get(&format!("{base}/nobody/"));
     assert_eq!(status, 404);
+
+    // The same windows from the program: every window of a key, the one that holds a time
+    // (Faust's `.current()` / `.now()` / `.delta()`), and the latest.
+    let w = |start: u64| Window {
+        start,
+        end: start + 1000,
+    };
+    let a = "a".to_string();
+    let reader = app
+        .table::<(String, Window), i64>("clicks_per_second")
+        .expect("a windowed table is read with (key, Window) keys");
+    assert_eq!(
+        reader.windows(&a).unwrap(),
+        vec![(w(0), 2), (w(1000), 1), (w(5000), 2)]
+    );
+    assert_eq!(reader.window_at(&a, 1_200).unwrap(), Some((w(1000), 1)));
+    assert_eq!(reader.window_at(&a, 3_000).unwrap(), None);
+    assert_eq!(reader.latest(&a).unwrap(), Some((w(5000), 2)));
+    assert_eq!(reader.windows(&"nobody".to_string()).unwrap(), vec![]);
+    let handle = app
+        .table_handle::<(String, Window), i64>("clicks_per_second")
+        .unwrap();
+    let (windows, at, latest) = runtime().block_on(async {
+        (
+            handle.windows(&a).await.unwrap(),
+            handle.window_at(&a, 5_050).await.unwrap(),
+            handle.latest(&"b".to_string()).await.unwrap(),
+        )
+    });
+    assert_eq!(windows, vec![(w(0), 2), (w(1000), 1), (w(5000), 2)]);
+    assert_eq!(at, Some((w(5000), 2)));
+    assert_eq!(latest, Some((w(1000), 1)));
     app.shutdown().expect("a clean stop");
 }
