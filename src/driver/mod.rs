@@ -144,7 +144,7 @@ impl Record {
 }
 
 /// An input event for [`TestDriver::pipe_event`]: a key, what the record carries, and its
-/// timestamp. The [`strategy`] module makes them for property tests.
+/// timestamp. The `strategy` module (feature `proptest`) makes them for property tests.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Event<K, V> {
     /// The key.
