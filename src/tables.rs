@@ -261,6 +261,25 @@ fn windows_of<K: Data, V: Clone>(
         .collect()
 }
 
+/// A key's windows from the HTTP API's answer for a plain key of a windowed table,
+/// `{"windows": [{"window": .., "value": ..}, ..], "current": ..}`.
+fn listed_windows<V: serde::de::DeserializeOwned>(
+    answer: serde_json::Value,
+) -> std::result::Result<Vec<(Window, V)>, String> {
+    #[derive(serde::Deserialize)]
+    struct Listed<V> {
+        window: Window,
+        value: V,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer<V> {
+        windows: Vec<Listed<V>>,
+    }
+    serde_json::from_value::<Answer<V>>(answer)
+        .map(|a| a.windows.into_iter().map(|l| (l.window, l.value)).collect())
+        .map_err(|e| format!("the owner's answer is not a list of windows: {e}"))
+}
+
 /// The latest-starting window of `windows` that holds `t`.
 fn window_at<V>(windows: Vec<(Window, V)>, t: u64) -> Option<(Window, V)> {
     windows.into_iter().rev().find(|(w, _)| w.contains(t))
@@ -284,19 +303,8 @@ impl<K: Data, V: Data> TableHandle<(K, Window), V> {
             reason,
         };
         let key = serde_json::to_value(key).map_err(|e| remote(format!("the key: {e}")))?;
-        #[derive(serde::Deserialize)]
-        struct Listed<V> {
-            window: Window,
-            value: V,
-        }
-        #[derive(serde::Deserialize)]
-        struct Answer<V> {
-            windows: Vec<Listed<V>>,
-        }
         match crate::http::lookup_value(&self.http, self.name(), &key).await {
-            Ok(Some(answer)) => serde_json::from_value::<Answer<V>>(answer)
-                .map(|a| a.windows.into_iter().map(|l| (l.window, l.value)).collect())
-                .map_err(|e| remote(format!("the owner's answer is not a list of windows: {e}"))),
+            Ok(Some(answer)) => listed_windows(answer).map_err(remote),
             Ok(None) => Ok(Vec::new()),
             Err(reason) => Err(remote(reason)),
         }
@@ -318,5 +326,39 @@ impl<K: Data, V: Data> TableHandle<(K, Window), V> {
     /// As [`TableHandle::get`].
     pub async fn latest(&self, key: &K) -> Result<Option<(Window, V)>, ReadError> {
         Ok(self.windows(key).await?.pop())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(start: u64, end: u64) -> Window {
+        Window { start, end }
+    }
+
+    #[test]
+    fn a_windowed_answer_over_http_reads_as_the_windows_of_the_key() {
+        let answer = serde_json::json!({
+            "windows": [
+                {"window": {"start": 0, "end": 1000}, "value": 2},
+                {"window": {"start": 1000, "end": 2000}, "value": 1},
+            ],
+            "current": {"window": {"start": 1000, "end": 2000}, "value": 1},
+        });
+        let windows: Vec<(Window, i64)> = listed_windows(answer).unwrap();
+        assert_eq!(windows, vec![(w(0, 1000), 2), (w(1000, 2000), 1)]);
+        let wrong = listed_windows::<i64>(serde_json::json!({"value": 3})).unwrap_err();
+        assert!(wrong.contains("not a list of windows"), "{wrong}");
+    }
+
+    #[test]
+    fn the_window_at_a_time_is_the_latest_starting_one_that_holds_it() {
+        // Hopping windows of 2 s every second overlap.
+        let windows = vec![(w(0, 2000), 1), (w(1000, 3000), 2), (w(2000, 4000), 3)];
+        assert_eq!(window_at(windows.clone(), 1500), Some((w(1000, 3000), 2)));
+        assert_eq!(window_at(windows.clone(), 500), Some((w(0, 2000), 1)));
+        assert_eq!(window_at(windows.clone(), 3999), Some((w(2000, 4000), 3)));
+        assert_eq!(window_at(windows, 4000), None);
     }
 }
