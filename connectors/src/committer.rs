@@ -24,10 +24,12 @@
 //! The progress record is what recovery reads; standard lag tools (`kafka-consumer-groups.sh`,
 //! Burrow, exporters) read consumer-group offsets instead. With
 //! [`CommitterConfig::consumer_group`] set, every commit also records its input positions as
-//! that group's offsets: inside the transaction under exactly-once
-//! (`send_offsets_to_transaction`), so they move with the outputs; with a plain offset commit
-//! after the progress record under at-least-once. The group never has members: nobody reads
-//! through it, it only shows how far the application has committed.
+//! that group's offsets, with an asynchronous offset commit once the epoch has committed (its
+//! transaction, or its progress record): the group's offsets are never ahead of what committed,
+//! and at most a commit or two behind. They are outside the transaction on purpose:
+//! librdkafka's `send_offsets_to_transaction` can wait forever when a broker dies while it runs,
+//! and a commit must never hang on what only lag tools read. The group never has members: nobody
+//! reads through it, it only shows how far the application has committed.
 //!
 //! ## Recovery
 //!
@@ -43,7 +45,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -564,11 +566,9 @@ struct State {
 }
 
 /// A consumer group that holds the committed input positions as its offsets. The consumer never
-/// subscribes: it only commits offsets (at-least-once) or lends its group metadata to the
-/// transaction (exactly-once).
+/// subscribes: it only commits offsets.
 struct OffsetGroup {
     consumer: BaseConsumer<QuietContext>,
-    metadata: ConsumerGroupMetadata,
 }
 
 impl OffsetGroup {
@@ -589,8 +589,22 @@ impl OffsetGroup {
                 return None;
             }
         };
-        let metadata = consumer.group_metadata()?;
-        Some(OffsetGroup { consumer, metadata })
+        Some(OffsetGroup { consumer })
+    }
+
+    /// Records `progress`'s positions as the group's offsets, without waiting for the broker.
+    fn record(&self, progress: &Progress) {
+        // Serves the replies to earlier commits, so that they do not pile up in its queue.
+        let _ = self.consumer.poll(Duration::ZERO);
+        if let Err(e) = self
+            .consumer
+            .commit(&offset_list(progress), CommitMode::Async)
+        {
+            log::warn!(
+                "recording epoch {}'s positions as consumer-group offsets: {e}",
+                progress.epoch
+            );
+        }
     }
 }
 
@@ -628,8 +642,7 @@ fn commit_exactly_once(
     let mut hold = true;
     let mut backoff = NEW_PRODUCER_BACKOFF;
     loop {
-        let group = state.group.as_ref().map(|g| &g.metadata);
-        let outcome = commit_transaction(&state.producer, config, records, progress, group, hold)?;
+        let outcome = commit_transaction(&state.producer, config, records, progress, hold)?;
         hold = false;
         match outcome {
             Ok(()) => return Ok(()),
@@ -715,17 +728,10 @@ fn run(
             }
             Guarantee::AtLeastOnce => {
                 commit_flush(&state.producer, &config, &records, &progress)?;
-                if let Some(group) = &state.group {
-                    if let Err(e) = group
-                        .consumer
-                        .commit(&offset_list(&progress), CommitMode::Sync)
-                    {
-                        log::warn!(
-                            "recording epoch {epoch}'s positions as consumer-group offsets: {e}"
-                        );
-                    }
-                }
             }
+        }
+        if let Some(group) = &state.group {
+            group.record(&progress);
         }
         let elapsed = started.elapsed();
         log::debug!("committed in {elapsed:?}");
@@ -767,14 +773,13 @@ impl Drop for MadeRoom<'_> {
 /// One transaction; an abortable failure aborts and redoes the whole batch, a fatal one (fenced)
 /// stops the committer. `Ok(Err(e))`: the producer failed fatally after the transaction had been
 /// open for longer than the transaction timeout (the broker aborted it), or failed fatally in
-/// another way that a new producer can recover from. `group`: the consumer group whose offsets
-/// the transaction also sets. `hold`: apply the fault-injection hold to the first attempt.
+/// another way that a new producer can recover from. `hold`: apply the fault-injection hold to
+/// the first attempt.
 fn commit_transaction(
     producer: &ThreadedProducer<DeliveryCounter>,
     config: &CommitterConfig,
     records: &[OutRecord],
     progress: &Progress,
-    group: Option<&ConsumerGroupMetadata>,
     mut hold: bool,
 ) -> Result<std::result::Result<(), KafkaError>> {
     let mut backoff = RETRY_BACKOFF;
@@ -783,13 +788,6 @@ fn commit_transaction(
         let attempt = (|| -> std::result::Result<(), KafkaError> {
             producer.begin_transaction()?;
             send_all(producer, config, records, progress)?;
-            if let Some(group) = group {
-                producer.send_offsets_to_transaction(
-                    &offset_list(progress),
-                    group,
-                    config.commit_timeout,
-                )?;
-            }
             if std::mem::take(&mut hold) {
                 hold_open(config);
             }
