@@ -98,15 +98,27 @@ impl<K: Data, V: Data> TableHandle<K, V> {
             Err(ReadError::NotLocal { .. }) => {}
             local => return local,
         }
+        self.ask_owner(key, |value| {
+            serde_json::from_value(value)
+                .map_err(|e| format!("the owner's answer is not a value: {e}"))
+        })
+        .await
+    }
+
+    /// Asks the process that keeps `key` (a key of this table, or a windowed table's plain key)
+    /// over the HTTP API, and reads its answer with `read`: `Ok(None)` when it has no such key.
+    async fn ask_owner<Q: serde::Serialize, R>(
+        &self,
+        key: &Q,
+        read: impl FnOnce(serde_json::Value) -> std::result::Result<R, String>,
+    ) -> Result<Option<R>, ReadError> {
         let remote = |reason: String| ReadError::Remote {
             table: self.name().to_string(),
             reason,
         };
         let key = serde_json::to_value(key).map_err(|e| remote(format!("the key: {e}")))?;
         match crate::http::lookup_value(&self.http, self.name(), &key).await {
-            Ok(Some(value)) => serde_json::from_value(value)
-                .map(Some)
-                .map_err(|e| remote(format!("the owner's answer is not a value: {e}"))),
+            Ok(Some(answer)) => read(answer).map(Some).map_err(remote),
             Ok(None) => Ok(None),
             Err(reason) => Err(remote(reason)),
         }
@@ -298,16 +310,8 @@ impl<K: Data, V: Data> TableHandle<(K, Window), V> {
             Err(ReadError::NotLocal { .. }) => {}
             local => return local,
         }
-        let remote = |reason: String| ReadError::Remote {
-            table: self.name().to_string(),
-            reason,
-        };
-        let key = serde_json::to_value(key).map_err(|e| remote(format!("the key: {e}")))?;
-        match crate::http::lookup_value(&self.http, self.name(), &key).await {
-            Ok(Some(answer)) => listed_windows(answer).map_err(remote),
-            Ok(None) => Ok(Vec::new()),
-            Err(reason) => Err(remote(reason)),
-        }
+        let windows = self.ask_owner(key, listed_windows).await?;
+        Ok(windows.unwrap_or_default())
     }
 
     /// The window of `key` that holds time `t`, with its value.

@@ -37,8 +37,9 @@ fn count_numbers(app_id: &str, made: Arc<AtomicI64>) -> Running {
         .expect("the app starts")
 }
 
-fn total(app_id: &str) -> i64 {
-    changelog_table(app_id, "counts").values().sum()
+/// The sum of table `table`'s values, from its changelog.
+fn total(app_id: &str, table: &str) -> i64 {
+    changelog_table(app_id, table).values().sum()
 }
 
 #[test]
@@ -52,7 +53,7 @@ fn an_iterator_is_read_once_across_a_stop_in_the_middle() {
         || (made.load(Ordering::Relaxed) >= 50_000).then_some(()),
     );
     running.shutdown().expect("a clean stop");
-    let first = total(&app_id);
+    let first = total(&app_id, "counts");
     assert!(
         first > 0 && first < N,
         "the first run should stop partway through the {N} items, and commit what it took: it counted {first}"
@@ -62,7 +63,7 @@ fn an_iterator_is_read_once_across_a_stop_in_the_middle() {
     // committed: once every item is counted, the total is N, not N plus what the first run took.
     let running = count_numbers(&app_id, Arc::new(AtomicI64::new(0)));
     wait_for("every item to be counted", Duration::from_secs(300), || {
-        (total(&app_id) >= N).then_some(())
+        (total(&app_id, "counts") >= N).then_some(())
     });
     running.shutdown().expect("a clean stop");
     let counts = changelog_table(&app_id, "counts");
@@ -110,9 +111,5 @@ fn a_channel_feeds_a_running_application_from_another_thread() {
         },
     );
     running.shutdown().expect("a clean stop");
-    assert_eq!(total_of(&app_id, "totals"), 1_000);
-}
-
-fn total_of(app_id: &str, table: &str) -> i64 {
-    changelog_table(app_id, table).values().sum()
+    assert_eq!(total(&app_id, "totals"), 1_000);
 }
