@@ -173,9 +173,20 @@ impl App {
         self
     }
 
-    /// Sets the epoch length.
+    /// Sets the longest an epoch lasts (100 ms by default): the longest an output waits for its
+    /// commit while the application keeps up with its input.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.config.commit_interval = interval;
+        self
+    }
+
+    /// Sets the shortest an epoch lasts (a tenth of the commit interval by default). An epoch
+    /// closes this early when every source took in little during it and every earlier epoch
+    /// has reached the committer, so that at a low input rate outputs wait for a short epoch
+    /// and one commit rather than for the commit interval. The commit interval itself gives
+    /// epochs of a fixed length.
+    pub fn min_epoch(mut self, min: Duration) -> Self {
+        self.config.min_epoch = Some(min);
         self
     }
 
@@ -1056,6 +1067,7 @@ fn startup(
         partitions,
         io: Io::Kafka(kafka),
         commit_interval: config.commit_interval,
+        min_epoch: config.shortest_epoch(),
         restore_timeout: config.restore_timeout,
         assignments,
         health: Arc::clone(health),

@@ -44,9 +44,14 @@ pub struct AppArgs {
     /// hold.
     #[arg(global = true, long, env = "FAUSTUS_HTTP_PEERS", value_delimiter = ',')]
     pub http_peers: Vec<String>,
-    /// Commit interval in milliseconds: the length of an epoch.
+    /// Commit interval in milliseconds: the longest an epoch lasts.
     #[arg(global = true, long, env = "FAUSTUS_COMMIT_INTERVAL_MS")]
     pub commit_interval_ms: Option<u64>,
+    /// The shortest epoch in milliseconds, when input is sparse and everything before has been
+    /// committed (default: a tenth of the commit interval; the commit interval itself gives
+    /// epochs of a fixed length).
+    #[arg(global = true, long, env = "FAUSTUS_MIN_EPOCH_MS")]
+    pub min_epoch_ms: Option<u64>,
     /// Processing guarantee: `exactly_once` (the default with a real broker) or
     /// `at_least_once`.
     #[arg(global = true, long, env = "FAUSTUS_GUARANTEE")]
@@ -151,8 +156,12 @@ pub struct AppConfig {
     pub http: Option<SocketAddr>,
     /// Base URLs of every process's HTTP API, in process-id order (empty: none configured).
     pub http_peers: Vec<String>,
-    /// Epoch length.
+    /// The longest an epoch lasts.
     pub commit_interval: Duration,
+    /// The shortest an epoch lasts: an epoch closes this early when input is sparse and every
+    /// earlier epoch has reached the committer (`None`: a tenth of the commit interval). Equal
+    /// to the commit interval, every epoch lasts the commit interval.
+    pub min_epoch: Option<Duration>,
     /// Guarantee.
     pub guarantee: Guarantee,
     /// Partitions for created topics.
@@ -218,8 +227,14 @@ const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
 impl AppConfig {
+    /// The shortest an epoch lasts: [`AppConfig::min_epoch`], or a tenth of the commit interval.
+    pub fn shortest_epoch(&self) -> Duration {
+        self.min_epoch
+            .unwrap_or(self.commit_interval / crate::runtime::MIN_EPOCH_DIVISOR)
+    }
+
     /// Defaults for an application id: embedded broker, one worker, one process, HTTP on
-    /// 127.0.0.1:6066, 100 ms epochs, 4 partitions; the timeouts as each field says.
+    /// 127.0.0.1:6066, epochs of 10 to 100 ms, 4 partitions; the timeouts as each field says.
     pub fn new(app_id: impl Into<String>) -> Self {
         AppConfig {
             app_id: app_id.into(),
@@ -231,6 +246,7 @@ impl AppConfig {
             http: Some(SocketAddr::from(([127, 0, 0, 1], 6066))),
             http_peers: Vec::new(),
             commit_interval: DEFAULT_COMMIT_INTERVAL,
+            min_epoch: None,
             guarantee: Guarantee::AtLeastOnce,
             partitions: 4,
             kafka_properties: KafkaProperties::new(),
@@ -288,6 +304,9 @@ impl AppConfig {
         }
         if let Some(ms) = args.commit_interval_ms {
             self.commit_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.min_epoch_ms {
+            self.min_epoch = Some(Duration::from_millis(ms));
         }
         self.partitions = args.partitions.unwrap_or(self.partitions);
         let millis = |ms: Option<u64>, default: Duration| ms.map_or(default, Duration::from_millis);
@@ -395,6 +414,19 @@ impl AppConfig {
         }
         if self.commit_interval.is_zero() {
             return bad("--commit-interval-ms must be at least 1".into());
+        }
+        match self.min_epoch {
+            Some(min) if min.is_zero() => {
+                return bad("--min-epoch-ms must be at least 1".into());
+            }
+            Some(min) if min > self.commit_interval => {
+                return bad(format!(
+                    "--min-epoch-ms ({} ms) must be at most --commit-interval-ms ({} ms): it is the shortest epoch, the commit interval the longest",
+                    min.as_millis(),
+                    self.commit_interval.as_millis()
+                ));
+            }
+            _ => {}
         }
         if self.partitions < 1 {
             return bad("--partitions must be at least 1".into());
@@ -595,6 +627,36 @@ mod tests {
     /// The configuration error `args` give.
     fn config_error(args: &AppArgs) -> String {
         AppConfig::new("x").with_args(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_shortest_epoch_defaults_to_a_tenth_of_the_interval_and_may_not_exceed_it() {
+        let args = AppArgs {
+            commit_interval_ms: Some(250),
+            ..AppArgs::default()
+        };
+        let config = AppConfig::new("x").with_args(&args).unwrap();
+        assert_eq!(config.shortest_epoch(), Duration::from_millis(25));
+        let args = AppArgs {
+            commit_interval_ms: Some(250),
+            min_epoch_ms: Some(250),
+            ..AppArgs::default()
+        };
+        let config = AppConfig::new("x").with_args(&args).unwrap();
+        assert_eq!(config.shortest_epoch(), Duration::from_millis(250));
+        let err = config_error(&AppArgs {
+            min_epoch_ms: Some(101),
+            ..AppArgs::default()
+        });
+        assert!(
+            err.contains("--min-epoch-ms (101 ms) must be at most --commit-interval-ms (100 ms)"),
+            "{err}"
+        );
+        let err = config_error(&AppArgs {
+            min_epoch_ms: Some(0),
+            ..AppArgs::default()
+        });
+        assert!(err.contains("--min-epoch-ms must be at least 1"), "{err}");
     }
 
     #[test]

@@ -133,7 +133,11 @@ impl<'s> Dataflow<'s> {
         let mut plan = self.plan.borrow_mut();
         plan.clock
             .get_or_insert_with(|| {
-                crate::runtime::clock::clock(self.scope, Arc::clone(&self.ctx.startup))
+                crate::runtime::clock::clock(
+                    self.scope,
+                    Arc::clone(&self.ctx.startup),
+                    self.ctx.committed.clone(),
+                )
             })
             .clone()
     }

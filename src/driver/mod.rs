@@ -459,6 +459,7 @@ impl TestDriver {
             partitions: self.topics.clone(),
             io: Io::Driver(Arc::clone(&harness)),
             commit_interval: self.config.commit_interval,
+            min_epoch: self.config.shortest_epoch(),
             restore_timeout: self.config.restore_timeout,
             assignments: Arc::default(),
             health: Arc::new(Health::new(self.config.workers)),

@@ -5,23 +5,29 @@
 //! the system clock: a tick is data of its epoch, so every worker, and a restore, sees the same
 //! time for the same epoch.
 //!
-//! - Under Kafka an epoch's number is its wall-clock time (see [`Startup::epoch_now`]): worker 0
+//! - Under Kafka an epoch's number is its wall-clock time (see [`Startup::next_epoch`]): worker 0
 //!   emits the epoch number at every epoch it passes, starting after the restore epoch, and the
-//!   other workers drop their capabilities at once.
+//!   other workers drop their capabilities at once. The clock takes in no input, so it closes
+//!   its epochs early whenever every earlier epoch is complete.
 //! - Under a test driver the clock is the driver's ([`crate::driver::TestDriver::advance_clock`]):
 //!   worker 0 emits, at each epoch the driver closes, the driver's clock at the time it closed it.
 
 use std::sync::Arc;
 
 use timely::dataflow::operators::generic::source as timely_source;
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use super::{Io, Startup};
 
 /// The clock's ticks: the wall-clock milliseconds of each epoch, at that epoch, on worker 0.
-pub(crate) fn clock<'s>(scope: Scope<'s, u64>, startup: Arc<Startup>) -> StreamVec<'s, u64, u64> {
+/// `committed` is the frontier of what the committer's worker has taken in.
+pub(crate) fn clock<'s>(
+    scope: Scope<'s, u64>,
+    startup: Arc<Startup>,
+    committed: ProbeHandle<u64>,
+) -> StreamVec<'s, u64, u64> {
     match &startup.io {
-        Io::Kafka(_) => kafka_clock(scope, startup),
+        Io::Kafka(_) => kafka_clock(scope, startup, committed),
         Io::Driver(harness) => {
             let harness = Arc::clone(harness);
             super::driver::driver_clock(scope, startup, harness)
@@ -30,7 +36,11 @@ pub(crate) fn clock<'s>(scope: Scope<'s, u64>, startup: Arc<Startup>) -> StreamV
 }
 
 /// The clock under Kafka: the epoch numbers themselves.
-fn kafka_clock<'s>(scope: Scope<'s, u64>, startup: Arc<Startup>) -> StreamVec<'s, u64, u64> {
+fn kafka_clock<'s>(
+    scope: Scope<'s, u64>,
+    startup: Arc<Startup>,
+    committed: ProbeHandle<u64>,
+) -> StreamVec<'s, u64, u64> {
     let ticking = scope.index() == 0;
     timely_source(scope, "Clock", move |capability, info| {
         let activator = scope.activator_for(info.address);
@@ -49,12 +59,11 @@ fn kafka_clock<'s>(scope: Scope<'s, u64>, startup: Arc<Startup>) -> StreamVec<'s
                 cap.downgrade(&(startup.resume_epoch + 1).max(startup.epoch_now()));
                 output.session(&*cap).give(*cap.time());
             }
-            let now = startup.epoch_now();
-            if now > *cap.time() {
-                cap.downgrade(&now);
-                output.session(&*cap).give(now);
+            if let Some(next) = startup.next_epoch(*cap.time(), &committed, true) {
+                cap.downgrade(&next);
+                output.session(&*cap).give(next);
             }
-            activator.activate_after(startup.until_next_epoch());
+            activator.activate_after(startup.until_next_epoch().min(super::SOURCE_IDLE_WAIT));
         }
     })
 }

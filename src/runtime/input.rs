@@ -189,18 +189,18 @@ where
                 }
                 None => {
                     let stopping = startup.stopping();
-                    let now = startup.epoch_now();
-                    if stopping || now > *cap.time() {
-                        if let Some(next) = cursor.report() {
+                    let next = backlog.next_epoch(&startup, *cap.time());
+                    if stopping || next.is_some() {
+                        if let Some(position) = cursor.report() {
                             output
                                 .session(&*cap)
-                                .give(Err(CommitItem::Offset(index, partition, next)));
+                                .give(Err(CommitItem::Offset(index, partition, position)));
                         }
-                        if stopping {
+                        let Some(next) = next.filter(|_| !stopping) else {
                             capability = None;
                             return;
-                        }
-                        cap.downgrade(&now);
+                        };
+                        cap.downgrade(&next);
                     }
                     if backlog.over(&startup.metrics) {
                         activator.activate_after(BACKPRESSURE_WAIT);

@@ -158,8 +158,10 @@ pub(crate) struct Startup {
     pub partitions: BTreeMap<String, i32>,
     /// Where input comes from, and restored state: Kafka, or a test driver.
     pub io: Io,
-    /// Epoch length.
+    /// The longest an epoch lasts.
     pub commit_interval: Duration,
+    /// The shortest an epoch lasts, when input is sparse (see [`Startup::next_epoch`]).
+    pub min_epoch: Duration,
     /// How long reading a changelog to its end may take.
     pub restore_timeout: Duration,
     /// Where sources publish what they read (for `/api/assignment/`).
@@ -186,6 +188,7 @@ impl Startup {
             partitions: BTreeMap::new(),
             io: Io::Kafka(KafkaConfig::new("")),
             commit_interval: crate::config::DEFAULT_COMMIT_INTERVAL,
+            min_epoch: crate::config::DEFAULT_COMMIT_INTERVAL / MIN_EPOCH_DIVISOR,
             restore_timeout: Duration::ZERO,
             assignments: Arc::default(),
             health: Arc::new(health::Health::new(1)),
@@ -218,6 +221,48 @@ impl Startup {
         millis - millis % interval
     }
 
+    /// The wall clock rounded down to a multiple of the shortest epoch.
+    fn early_epoch_now(&self) -> u64 {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let step = (self.min_epoch.as_millis() as u64).max(1);
+        millis - millis % step
+    }
+
+    /// The epoch an operator holding epoch `current` under Kafka moves to now, if it is to close
+    /// `current`: the wall clock's epoch once it has passed `current`, or earlier, at the next
+    /// multiple of [`Startup::min_epoch`], when `sparse` (this operator took in little during `current`, see
+    /// [`EARLY_CLOSE_MAX_BYTES`]) and `committed` (the frontier of what the committer's worker
+    /// has taken in) has reached `current`: every earlier epoch is complete, so nothing but
+    /// the wall clock would hold this one back.
+    ///
+    /// At a low input rate every operator closes its epochs after the shortest epoch, one after
+    /// the other, and the committer commits back to back (it merges the epochs that wait while
+    /// it commits): an output waits about half the shortest epoch plus one commit, not half the
+    /// commit interval. Under load the
+    /// operators read more than the limit per epoch, or the frontier lags, and epochs last the
+    /// full interval, as many outputs per key and transactions as before.
+    pub(crate) fn next_epoch(
+        &self,
+        current: u64,
+        committed: &timely::dataflow::ProbeHandle<u64>,
+        sparse: bool,
+    ) -> Option<u64> {
+        let now = self.epoch_now();
+        if now > current {
+            return Some(now);
+        }
+        if sparse && !committed.less_than(&current) {
+            let early = self.early_epoch_now();
+            if early > current {
+                return Some(early);
+            }
+        }
+        None
+    }
+
     /// Time until the next epoch begins.
     pub(crate) fn until_next_epoch(&self) -> Duration {
         let interval = (self.commit_interval.as_millis() as u64).max(1);
@@ -228,6 +273,17 @@ impl Startup {
         Duration::from_millis(interval - millis % interval)
     }
 }
+
+/// The default shortest epoch is the commit interval divided by this (see
+/// [`Startup::next_epoch`]).
+pub(crate) const MIN_EPOCH_DIVISOR: u32 = 10;
+
+/// An operator that took in more than this many bytes of input in its current epoch keeps the
+/// epoch open until the commit interval ends (see [`Startup::next_epoch`]): under load, longer
+/// epochs mean fewer outputs per key and fewer transactions. 64 KiB is about 250 records of
+/// the benchmark's Nexmark events: 25,000 a second for one source with the default shortest
+/// epoch of 10 ms.
+pub(crate) const EARLY_CLOSE_MAX_BYTES: u64 = 64 * 1024;
 
 /// The longest a source that found nothing to read waits before it polls again (less, when the
 /// next epoch begins sooner): a record's latency, against the cost of an empty poll.

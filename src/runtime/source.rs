@@ -152,11 +152,11 @@ where
                 };
                 let reader = reader.as_mut().expect("reader exists once started");
 
-                // Close the current epoch if the clock moved on (or we are stopping): report the
-                // positions reached, then move the capability.
+                // Close the current epoch if the clock moved on, or early while input is sparse
+                // (or we are stopping): report the positions reached, then move the capability.
                 let stopping = startup.stopping();
-                let now = startup.epoch_now();
-                if stopping || now > *cap.time() {
+                let next = backlog.next_epoch(&startup, *cap.time());
+                if stopping || next.is_some() {
                     let mut session = output.session(&*cap);
                     for (&partition, &offset) in reader.positions() {
                         if reported.get(&partition) != Some(&offset) {
@@ -165,15 +165,15 @@ where
                         }
                     }
                     drop(session);
-                    let epoch = (!stopping).then_some(now);
+                    let epoch = next.filter(|_| !stopping);
                     startup
                         .assignments
                         .publish(worker, &topic, epoch, reader.positions());
-                    if stopping {
+                    let Some(next) = next.filter(|_| !stopping) else {
                         capability = None;
                         return;
-                    }
-                    cap.downgrade(&now);
+                    };
+                    cap.downgrade(&next);
                 }
 
                 // Backpressure: while this worker's input in epochs the committer has not taken
@@ -269,6 +269,21 @@ impl Backlog {
         }
         self.total += bytes;
         metrics.uncommitted_input.add(bytes as i64);
+    }
+
+    /// The epoch the source holding `current` moves to now, if it closes `current` (see
+    /// [`Startup::next_epoch`]: sparse when this source read at most
+    /// [`super::EARLY_CLOSE_MAX_BYTES`] into `current`).
+    pub(crate) fn next_epoch(&self, startup: &Startup, current: u64) -> Option<u64> {
+        let read = match self.epochs.back() {
+            Some(&(epoch, bytes)) if epoch == current => bytes,
+            _ => 0,
+        };
+        startup.next_epoch(
+            current,
+            &self.committed,
+            read <= super::EARLY_CLOSE_MAX_BYTES,
+        )
     }
 
     /// Forgets the epochs the committer's worker has taken in; true while the rest is over this

@@ -96,6 +96,10 @@ struct Cli {
     /// interval does to latency and throughput.
     #[arg(long, default_value_t = COMMIT_INTERVAL_MS)]
     commit_interval_ms: u64,
+    /// The shortest epoch in milliseconds (faustus' default, a tenth of the commit interval,
+    /// when not given): the commit interval itself measures fixed-length epochs.
+    #[arg(long)]
+    min_epoch_ms: Option<u64>,
 }
 
 /// The exit status of a system asked for a workload it does not run (the contract's "3").
@@ -103,7 +107,7 @@ const UNSUPPORTED: i32 = 3;
 
 /// The application, configured as the contract says.
 fn app(cli: &Cli) -> App {
-    App::new(cli.app_id.clone())
+    let app = App::new(cli.app_id.clone())
         .brokers(cli.brokers.clone())
         .guarantee(cli.guarantee)
         .workers(cli.workers)
@@ -113,7 +117,11 @@ fn app(cli: &Cli) -> App {
         .producer_setting("acks", "all")
         .producer_setting("linger.ms", "5")
         .producer_setting("batch.size", "262144")
-        .producer_setting("compression.type", "none")
+        .producer_setting("compression.type", "none");
+    match cli.min_epoch_ms {
+        Some(ms) => app.min_epoch(Duration::from_millis(ms)),
+        None => app,
+    }
 }
 
 fn run(cli: Cli) -> Result<(), String> {

@@ -48,11 +48,14 @@ pub struct Summary {
 /// `kafka-streams-defaults` is Kafka Streams at its own defaults for the settings the matched
 /// `kafka-streams` sets to the contract's (commit interval, producer linger and batch size);
 /// targets compare with the matched one. `faustus-sensors-off` is faustus with its sensors
-/// off (`--sensors off`): beside `faustus`, what the sensors cost.
-pub const SYSTEMS: [&str; 8] = [
+/// off (`--sensors off`): beside `faustus`, what the sensors cost. `faustus-fixed-epochs` is
+/// faustus with every epoch as long as the commit interval (`--min-epoch-ms 100`): beside
+/// `faustus`, what closing epochs early on sparse input does.
+pub const SYSTEMS: [&str; 9] = [
     "ceiling",
     "faustus",
     "faustus-sensors-off",
+    "faustus-fixed-epochs",
     "faustus-agent",
     "faustus-agent-io",
     "kafka-streams",
