@@ -82,7 +82,7 @@ use timely::dataflow::operators::vec::Map as _;
 use crate::dataflow::{Data, Dataflow, Table};
 use crate::dead_letter::DeadLetter;
 use crate::runtime::restore::restore_source;
-use crate::runtime::table::{Replica, Tables};
+use crate::runtime::table::{Placement, Replica, Tables};
 use crate::runtime::{route, try_json, CommitItem, Pos};
 
 /// A named, keyed state with a changelog: see the [module docs](self).
@@ -154,7 +154,27 @@ impl<'s, K: Data, V: Data> State<'s, K, V> {
             table,
             Some(self.changelog.index),
             Some(self.changelog.topic),
-            self.owner,
+            Placement::Route(self.owner),
+            self.register,
+        )
+    }
+
+    /// The route of this state's keys to the worker that keeps them.
+    pub(crate) fn owner(&self) -> fn(&K) -> u64 {
+        self.owner
+    }
+
+    /// As [`State::keep`], for a `table` whose updates are each already on the worker that
+    /// [`State::owner`] routes its key to (a fold keyed by that route): they are not routed
+    /// again.
+    pub(crate) fn keep_placed(self, table: VecCollection<'s, u64, (K, V)>) -> Table<'s, K, V> {
+        Table::maintained(
+            self.df,
+            &self.name,
+            table,
+            Some(self.changelog.index),
+            Some(self.changelog.topic),
+            Placement::Placed,
             self.register,
         )
     }
@@ -183,7 +203,7 @@ impl<'s, K: Data, V: Data> State<'s, K, V> {
             table,
             None,
             Some(self.changelog.topic),
-            route::<K2>,
+            Placement::Route(route::<K2>),
             Tables::register::<K2, V2>,
         )
     }

@@ -113,6 +113,26 @@ fn negative_multiplicities_are_ignored() {
     assert_eq!(at(&updates, 0), as_set([(1u8, 5i64)]));
 }
 
+#[test]
+fn an_epoch_of_restored_entries_alone_seeds_the_table_and_events_continue_from_it() {
+    let restored: Vec<(u8, i64)> = (0u8..40).map(|k| (k, i64::from(k) + 1)).collect();
+    // Epoch 0 brings the restored entries only; epoch 1 the first events.
+    let events = vec![Vec::new(), vec![(3u8, 10i64, 1u32), (7, 0, 2), (50, 2, 3)]];
+    let expected: Vec<_> = (0..events.len())
+        .map(|e| model(&restored, &events, e))
+        .collect();
+    for workers in WORKERS {
+        let updates = run2(
+            workers,
+            appends(events.clone()),
+            restore_input(&restored, events.len()),
+            |events, restore| events.fold_by_key(restore, |k: &u8| u64::from(*k), "fold", fold),
+        );
+        check_epochs(&updates, &expected, &format!("{workers} worker(s)")).unwrap();
+        assert_eq!(changes_at(&updates, 0), as_set(restored.clone()));
+    }
+}
+
 /// The running results of `scan_by_key`: per epoch, one `(key, entry after the event, order)`
 /// per event, continuing from the restored entries.
 fn scan_model(
