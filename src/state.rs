@@ -148,15 +148,8 @@ impl<'s, K: Data, V: Data> State<'s, K, V> {
     /// Keeps `table` (at most one value per key) as this state: each epoch's net change per key
     /// goes to the changelog, and to the read copy if the table is made public.
     pub fn keep(self, table: VecCollection<'s, u64, (K, V)>) -> Table<'s, K, V> {
-        Table::maintained(
-            self.df,
-            &self.name,
-            table,
-            Some(self.changelog.index),
-            Some(self.changelog.topic),
-            Placement::Route(self.owner),
-            self.register,
-        )
+        let owner = self.owner;
+        self.kept(table, Placement::Route(owner))
     }
 
     /// The route of this state's keys to the worker that keeps them.
@@ -168,13 +161,22 @@ impl<'s, K: Data, V: Data> State<'s, K, V> {
     /// [`State::owner`] routes its key to (a fold keyed by that route): they are not routed
     /// again.
     pub(crate) fn keep_placed(self, table: VecCollection<'s, u64, (K, V)>) -> Table<'s, K, V> {
+        self.kept(table, Placement::Placed)
+    }
+
+    /// `table` kept as this state, its updates reaching their workers as `placement` says.
+    fn kept(
+        self,
+        table: VecCollection<'s, u64, (K, V)>,
+        placement: Placement<K>,
+    ) -> Table<'s, K, V> {
         Table::maintained(
             self.df,
             &self.name,
             table,
             Some(self.changelog.index),
             Some(self.changelog.topic),
-            Placement::Placed,
+            placement,
             self.register,
         )
     }

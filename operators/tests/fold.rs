@@ -73,6 +73,20 @@ fn restore_input(restored: &[(u8, i64)], n: usize) -> Vec<Vec<((u8, i64), isize)
     seeds
 }
 
+/// The updates of `fold_by_key` on `workers` workers: `restored` at epoch 0, then `events`.
+fn folded(
+    workers: usize,
+    restored: &[(u8, i64)],
+    events: &[Vec<(u8, i64, u32)>],
+) -> Updates<(u8, i64)> {
+    run2(
+        workers,
+        appends(events.to_vec()),
+        restore_input(restored, events.len()),
+        |events, restore| events.fold_by_key(restore, |k: &u8| u64::from(*k), "fold", fold),
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
@@ -84,12 +98,7 @@ proptest! {
         let restored: Vec<(u8, i64)> = restored.into_iter().collect();
         let expected: Vec<_> = (0..events.len()).map(|e| model(&restored, &events, e)).collect();
         for workers in WORKERS {
-            let updates = run2(
-                workers,
-                appends(events.clone()),
-                restore_input(&restored, events.len()),
-                |events, restore| events.fold_by_key(restore, |k: &u8| u64::from(*k), "fold", fold),
-            );
+            let updates = folded(workers, &restored, &events);
             check_epochs(&updates, &expected, &format!("{workers} worker(s)"))?;
             // Only net changes: no key is retracted and re-inserted with the same value.
             for epoch in 0..events.len() {
@@ -122,12 +131,7 @@ fn an_epoch_of_restored_entries_alone_seeds_the_table_and_events_continue_from_i
         .map(|e| model(&restored, &events, e))
         .collect();
     for workers in WORKERS {
-        let updates = run2(
-            workers,
-            appends(events.clone()),
-            restore_input(&restored, events.len()),
-            |events, restore| events.fold_by_key(restore, |k: &u8| u64::from(*k), "fold", fold),
-        );
+        let updates = folded(workers, &restored, &events);
         check_epochs(&updates, &expected, &format!("{workers} worker(s)")).unwrap();
         assert_eq!(changes_at(&updates, 0), as_set(restored.clone()));
     }
