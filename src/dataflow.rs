@@ -25,7 +25,7 @@ use crate::input::Input;
 use crate::poison::{catch, json, OnPanic, Poisoned};
 use crate::record::{Headers, Meta};
 use crate::runtime::source::{source, SourceItem};
-use crate::runtime::table::{maintain, Replicas, Tables};
+use crate::runtime::table::{maintain, Placement, Replicas, Tables};
 use crate::runtime::{route, CommitItem, Io, Pos, Startup};
 use crate::state::{make_replica, replica_slot, Registrar, ReplicaSlot};
 use crate::topic::{RecordError, TextEncoder, Topic};
@@ -620,13 +620,16 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         f: impl Fn(&K, Option<&A>, V) -> Option<A> + 'static,
     ) -> Table<'s, K, A> {
         let state = self.df.state::<K, A>(name);
-        let folded =
-            self.coll
-                .try_scan_by_key(state.restored(), route::<K>, name, false, move |k, a, v| {
-                    catch(|| f(k, a, v))
-                });
+        let folded = self.coll.try_scan_by_key(
+            state.restored(),
+            state.owner(),
+            name,
+            false,
+            move |k, a, v| catch(|| f(k, a, v)),
+        );
         self.df.push_failed(&format!("fold({name})"), folded.failed);
-        state.keep(folded.table)
+        // The fold keeps each key on the worker the state routes it to.
+        state.keep_placed(folded.table)
     }
 
     /// A running aggregate: folds the events of each key like [`Stream::fold`], and also returns
@@ -650,17 +653,19 @@ impl<'s, K: Data, V: Data> Stream<'s, K, V> {
         f: impl Fn(&K, Option<&A>, V) -> A + 'static,
     ) -> (Table<'s, K, A>, Stream<'s, K, A>) {
         let state = self.df.state::<K, A>(name);
-        let folded =
-            self.coll
-                .try_scan_by_key(state.restored(), route::<K>, name, true, move |k, a, v| {
-                    catch(|| Some(f(k, a, v)))
-                });
+        let folded = self.coll.try_scan_by_key(
+            state.restored(),
+            state.owner(),
+            name,
+            true,
+            move |k, a, v| catch(|| Some(f(k, a, v))),
+        );
         self.df.push_failed(&format!("scan({name})"), folded.failed);
         let running = Stream {
             df: self.df.clone(),
             coll: folded.running.flat_map(|(k, a, p)| a.map(|a| (k, a, p))),
         };
-        (state.keep(folded.table), running)
+        (state.keep_placed(folded.table), running)
     }
 
     /// Counts the events per key.
@@ -725,16 +730,17 @@ pub struct Table<'s, K: 'static, A: 'static> {
 }
 
 impl<'s, K: Data, A: Data> Table<'s, K, A> {
-    /// A table whose keys live on worker `owner(key)`: writes its net changes to changelog
-    /// `writes` (an output topic index), is restored from changelog `restored_from` (for the
-    /// restore's progress), and is served by `register` once made public.
+    /// A table whose updates reach the worker that keeps their key as `placement` says: writes
+    /// its net changes to changelog `writes` (an output topic index), is restored from changelog
+    /// `restored_from` (for the restore's progress), and is served by `register` once made
+    /// public.
     pub(crate) fn maintained(
         df: Dataflow<'s>,
         name: &str,
         coll: VecCollection<'s, u64, (K, A)>,
         writes: Option<u32>,
         restored_from: Option<String>,
-        owner: fn(&K) -> u64,
+        placement: Placement<K>,
         register: Registrar<K, A>,
     ) -> Self {
         let replica = replica_slot();
@@ -748,7 +754,7 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             Rc::clone(&replica),
             writes,
             name,
-            owner,
+            placement,
             restore_epoch,
         );
         df.push_output(records);
@@ -779,7 +785,7 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             coll,
             None,
             None,
-            route::<K>,
+            Placement::Route(route::<K>),
             Tables::register::<K, A>,
         )
     }

@@ -82,7 +82,7 @@ use timely::dataflow::operators::vec::Map as _;
 use crate::dataflow::{Data, Dataflow, Table};
 use crate::dead_letter::DeadLetter;
 use crate::runtime::restore::restore_source;
-use crate::runtime::table::{Replica, Tables};
+use crate::runtime::table::{Placement, Replica, Tables};
 use crate::runtime::{route, try_json, CommitItem, Pos};
 
 /// A named, keyed state with a changelog: see the [module docs](self).
@@ -148,13 +148,35 @@ impl<'s, K: Data, V: Data> State<'s, K, V> {
     /// Keeps `table` (at most one value per key) as this state: each epoch's net change per key
     /// goes to the changelog, and to the read copy if the table is made public.
     pub fn keep(self, table: VecCollection<'s, u64, (K, V)>) -> Table<'s, K, V> {
+        let owner = self.owner;
+        self.kept(table, Placement::Route(owner))
+    }
+
+    /// The route of this state's keys to the worker that keeps them.
+    pub(crate) fn owner(&self) -> fn(&K) -> u64 {
+        self.owner
+    }
+
+    /// As [`State::keep`], for a `table` whose updates are each already on the worker that
+    /// [`State::owner`] routes its key to (a fold keyed by that route): they are not routed
+    /// again.
+    pub(crate) fn keep_placed(self, table: VecCollection<'s, u64, (K, V)>) -> Table<'s, K, V> {
+        self.kept(table, Placement::Placed)
+    }
+
+    /// `table` kept as this state, its updates reaching their workers as `placement` says.
+    fn kept(
+        self,
+        table: VecCollection<'s, u64, (K, V)>,
+        placement: Placement<K>,
+    ) -> Table<'s, K, V> {
         Table::maintained(
             self.df,
             &self.name,
             table,
             Some(self.changelog.index),
             Some(self.changelog.topic),
-            self.owner,
+            placement,
             self.register,
         )
     }
@@ -183,7 +205,7 @@ impl<'s, K: Data, V: Data> State<'s, K, V> {
             table,
             None,
             Some(self.changelog.topic),
-            route::<K2>,
+            Placement::Route(route::<K2>),
             Tables::register::<K2, V2>,
         )
     }

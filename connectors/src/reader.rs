@@ -178,6 +178,10 @@ impl PartitionReader {
 /// before it goes on reading with a new client.
 const END_STALL: Duration = Duration::from_secs(15);
 
+/// How many records [`read_to_end_counted`] reads between two looks at the clock (for its
+/// deadline and [`END_STALL`]) while records flow.
+const CLOCK_EVERY: u32 = 1024;
+
 /// A `read_committed` consumer of the partitions in `ends`, each from the offset in `next` (the
 /// beginning where it has none).
 fn end_consumer(
@@ -336,14 +340,21 @@ pub fn read_to_end_counted(
     let started = Instant::now();
     let mut moved = Instant::now();
     let mut read = 0u64;
+    // Records read since the clock was last read: while records flow, the clock is read once
+    // per `CLOCK_EVERY` records, not for each.
+    let mut unclocked = 0u32;
     while !ends.is_empty() {
-        if started.elapsed() > deadline {
+        if unclocked >= CLOCK_EVERY {
+            unclocked = 0;
+            moved = Instant::now();
+        }
+        if unclocked == 0 && started.elapsed() > deadline {
             return Err(ConnectorError::Timeout(format!(
                 "reading `{topic}` to its end: partitions {:?} did not reach their end within {deadline:?} (an open transaction of another instance?)",
                 ends.keys().collect::<Vec<_>>()
             )));
         }
-        if moved.elapsed() >= END_STALL {
+        if unclocked == 0 && moved.elapsed() >= END_STALL {
             // Nothing for a while: an open transaction holds the reader back, or librdkafka
             // lost track of a partition's leader after a broker died (see `watermarks`). A new
             // client, from where this one got to, looks the leaders up afresh.
@@ -355,7 +366,7 @@ pub fn read_to_end_counted(
         }
         match consumer.poll(END_POLL) {
             Some(Ok(message)) => {
-                moved = Instant::now();
+                unclocked += 1;
                 next.insert(message.partition(), message.offset() + 1);
                 f(raw_record(topic, &message));
                 read += 1;
@@ -366,6 +377,10 @@ pub fn read_to_end_counted(
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                if unclocked > 0 {
+                    unclocked = 0;
+                    moved = Instant::now();
+                }
                 // At the end of what is committed: check positions against the high watermarks.
                 let positions = consumer
                     .position()

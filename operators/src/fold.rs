@@ -25,18 +25,23 @@
 //!
 //! The second input seeds state: a record `(key, entry)` sets the entry before any event of the
 //! same epoch is applied, and is emitted like any other change (downstream operators see the
-//! restored table). Engines restore a table from its changelog through this input.
+//! restored table). Engines restore a table from its changelog through this input. An epoch
+//! that only restores entries into an empty state (the restore epoch of a fresh start) emits
+//! them as they come, without tracking each key's previous entry.
+//!
+//! State and per-epoch maps hash keys with foldhash (randomly seeded per process), which is
+//! several times faster than std's SipHash on short keys.
 //!
 //! ## Contract
 //!
 //! Input records with a positive multiplicity `d` are applied `d` times; records with `d <= 0`
 //! are ignored, since a stream never retracts. Returning `None` from the fold deletes the key.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::rc::Rc;
 
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use foldhash::{HashMap, HashMapExt};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{OkErr, Operator};
@@ -305,6 +310,20 @@ where
                     // Apply every epoch that neither input can still add to, in order.
                     let frontiers = [events_frontier, restore_frontier];
                     while let Some((time, batch)) = stash.pop_complete(&frontiers) {
+                        if state.is_empty() && batch.first.is_empty() {
+                            // Only restored entries, into an empty state: each is new, so it
+                            // is emitted as it is set. A key restored twice retracts its
+                            // first entry.
+                            let mut session = output.session(&batch.capability);
+                            state.reserve(batch.second.len());
+                            for (k, a) in batch.second {
+                                if let Some(old) = state.insert(k.clone(), a.clone()) {
+                                    session.give(Ok(((k.clone(), old), time, -1isize)));
+                                }
+                                session.give(Ok(((k, a), time, 1isize)));
+                            }
+                            continue;
+                        }
                         let mut before: HashMap<K, Option<A>> = HashMap::new();
                         for (k, a) in batch.second {
                             let old = state.insert(k.clone(), a);

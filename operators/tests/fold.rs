@@ -73,6 +73,20 @@ fn restore_input(restored: &[(u8, i64)], n: usize) -> Vec<Vec<((u8, i64), isize)
     seeds
 }
 
+/// The updates of `fold_by_key` on `workers` workers: `restored` at epoch 0, then `events`.
+fn folded(
+    workers: usize,
+    restored: &[(u8, i64)],
+    events: &[Vec<(u8, i64, u32)>],
+) -> Updates<(u8, i64)> {
+    run2(
+        workers,
+        appends(events.to_vec()),
+        restore_input(restored, events.len()),
+        |events, restore| events.fold_by_key(restore, |k: &u8| u64::from(*k), "fold", fold),
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
@@ -84,12 +98,7 @@ proptest! {
         let restored: Vec<(u8, i64)> = restored.into_iter().collect();
         let expected: Vec<_> = (0..events.len()).map(|e| model(&restored, &events, e)).collect();
         for workers in WORKERS {
-            let updates = run2(
-                workers,
-                appends(events.clone()),
-                restore_input(&restored, events.len()),
-                |events, restore| events.fold_by_key(restore, |k: &u8| u64::from(*k), "fold", fold),
-            );
+            let updates = folded(workers, &restored, &events);
             check_epochs(&updates, &expected, &format!("{workers} worker(s)"))?;
             // Only net changes: no key is retracted and re-inserted with the same value.
             for epoch in 0..events.len() {
@@ -111,6 +120,21 @@ fn negative_multiplicities_are_ignored() {
         },
     );
     assert_eq!(at(&updates, 0), as_set([(1u8, 5i64)]));
+}
+
+#[test]
+fn an_epoch_of_restored_entries_alone_seeds_the_table_and_events_continue_from_it() {
+    let restored: Vec<(u8, i64)> = (0u8..40).map(|k| (k, i64::from(k) + 1)).collect();
+    // Epoch 0 brings the restored entries only; epoch 1 the first events.
+    let events = vec![Vec::new(), vec![(3u8, 10i64, 1u32), (7, 0, 2), (50, 2, 3)]];
+    let expected: Vec<_> = (0..events.len())
+        .map(|e| model(&restored, &events, e))
+        .collect();
+    for workers in WORKERS {
+        let updates = folded(workers, &restored, &events);
+        check_epochs(&updates, &expected, &format!("{workers} worker(s)")).unwrap();
+        assert_eq!(changes_at(&updates, 0), as_set(restored.clone()));
+    }
 }
 
 /// The running results of `scan_by_key`: per epoch, one `(key, entry after the event, order)`

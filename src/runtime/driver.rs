@@ -15,7 +15,7 @@
 //!   transaction, and tells the driver how far the frontier has got ([`Harness::reached`]).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -28,7 +28,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 use timely::scheduling::SyncActivator;
 
-use super::restore::{apply, undecodable};
+use super::restore::{apply, undecodable, Entries};
 use super::source::{assigned, dead_letter, meta, SourceItem};
 use super::table::Replica;
 use super::{Pos, Startup};
@@ -393,12 +393,12 @@ pub(crate) fn read_changelog<K, A>(
     topic: &str,
     partitions: i32,
     mine: &[i32],
-) -> Result<HashMap<K, A>, String>
+) -> Result<Entries<K, A>, String>
 where
     K: Hash + Eq + DeserializeOwned,
     A: DeserializeOwned,
 {
-    let mut entries: HashMap<K, A> = HashMap::new();
+    let mut entries: Entries<K, A> = Entries::default();
     let records = harness.changelogs.get(topic).map_or(&[][..], |r| r);
     for (key, value) in records {
         let partition = kafka_partition(key, partitions.max(1) as u32) as i32;

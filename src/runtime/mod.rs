@@ -296,8 +296,19 @@ pub(crate) const SOURCE_ERROR_WAIT: Duration = Duration::from_millis(100);
 /// The stable hash that routes a key to its owning worker: murmur2 of its JSON encoding (a key
 /// that has none, which faustus can neither store nor serve, is routed by its debug form).
 pub(crate) fn route<K: Serialize + std::fmt::Debug>(key: &K) -> u64 {
-    let bytes = try_json(key).unwrap_or_else(|_| format!("{key:?}").into_bytes());
-    u64::from(faustus_connectors::murmur2(&bytes))
+    thread_local! {
+        // Every record crossing workers is routed: its key is encoded into this thread's
+        // buffer, not into a new allocation.
+        static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    ENCODED.with_borrow_mut(|bytes| {
+        bytes.clear();
+        if serde_json::to_writer(&mut *bytes, key).is_err() {
+            bytes.clear();
+            bytes.extend_from_slice(format!("{key:?}").as_bytes());
+        }
+        u64::from(faustus_connectors::murmur2(bytes))
+    })
 }
 
 /// The stable encoding of keys and values: JSON. It fails for what JSON cannot hold (a map

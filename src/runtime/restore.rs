@@ -5,7 +5,6 @@
 //! key), and emits the result at the restore epoch; then it drops its capability. Sources start
 //! after the restore epoch, so every table is whole before the first new event reaches it.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,10 @@ use timely::dataflow::{Scope, StreamVec};
 
 use super::health::PROGRESS_EVERY;
 use super::{Io, Startup};
+
+/// The entries read from a changelog: the last value per key (hashed with foldhash, as operator
+/// state is).
+pub(crate) type Entries<K, A> = foldhash::HashMap<K, A>;
 
 /// Emits the entries of changelog `topic` as `((key, value), restore epoch, 1)`: read from
 /// Kafka, or, under a test driver, from the changelog records it captured
@@ -88,12 +91,12 @@ fn read_kafka<K, A>(
     kafka: &KafkaConfig,
     topic: &str,
     mine: &[i32],
-) -> Result<HashMap<K, A>, String>
+) -> Result<Entries<K, A>, String>
 where
     K: Hash + Eq + DeserializeOwned,
     A: DeserializeOwned,
 {
-    let mut entries: HashMap<K, A> = HashMap::new();
+    let mut entries: Entries<K, A> = Entries::default();
     let mut error = None;
     let health = &startup.health;
     // Records read and not yet added to the shared progress.
@@ -121,6 +124,10 @@ where
                     log::info!("restoring `{topic}` partitions {mine:?}: {line}");
                 }
             }
+            if entries.capacity() == 0 {
+                // Room for the records to come (fewer keys, once compacted), within reason.
+                entries.reserve(expected.get().min(RESERVE_MAX) as usize);
+            }
             let key = record.key.unwrap_or_default();
             if let Err(e) = apply(&mut entries, key, record.value) {
                 error = Some(format!(
@@ -140,6 +147,10 @@ where
         }
     }
 }
+
+/// The most entries a restore makes room for before it reads them: a changelog that is not yet
+/// compacted has many more offsets than keys.
+const RESERVE_MAX: u64 = 1 << 20;
 
 /// How often a long restore logs its progress.
 const LOG_PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -204,7 +215,7 @@ pub(crate) fn undecodable(at: &str) -> String {
 /// Applies one changelog record to `entries`: a JSON key with a JSON value sets the key, with
 /// no value (a tombstone) removes it.
 pub(crate) fn apply<K, A>(
-    entries: &mut HashMap<K, A>,
+    entries: &mut Entries<K, A>,
     key: &[u8],
     value: Option<&[u8]>,
 ) -> serde_json::Result<()>

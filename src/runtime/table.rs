@@ -13,7 +13,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -22,7 +22,7 @@ use faustus_operators::sensor::sensed;
 use faustus_operators::{Hop, Stash, Window};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::{OkErr, Operator};
 use timely::dataflow::StreamVec;
 
@@ -74,10 +74,20 @@ impl<K, A> Replica<K, A> {
 /// A table's change stream: `(key, new value or None, order)`.
 pub(crate) type Changes<'s, K, A> = VecCollection<'s, u64, (K, Option<A>, Pos)>;
 
+/// Where a table's updates come from, and so how they reach the worker that keeps their key.
+pub(crate) enum Placement<K> {
+    /// From any worker: each update crosses to worker `owner(key)`.
+    Route(fn(&K) -> u64),
+    /// Each already on worker `owner(key)` (a fold keyed by the table's own `owner`): the
+    /// updates stay on their worker.
+    Placed,
+}
+
 /// Maintains `table`: returns its change stream and the records for the committer.
 ///
-/// `owner(key)` routes a key to the worker that keeps it (the stable key hash, or for windowed
-/// tables the hash of the key without its window, so that a key's windows share a replica).
+/// `placement` says how updates reach the worker that keeps their key: routed by `owner(key)`
+/// (the stable key hash, or for windowed tables the hash of the key without its window, so that
+/// a key's windows share a replica), or already there.
 /// Changes at or before `restore_epoch` (the table restored from its changelog) write no
 /// changelog records: they are already in the changelog, and the committer drops those epochs.
 /// Once the restore epoch has passed, the replica is marked ready: it holds the restored table.
@@ -86,96 +96,151 @@ pub(crate) fn maintain<'s, K, A>(
     replica: ReplicaSlot<K, A>,
     changelog: Option<u32>,
     name: &str,
-    owner: fn(&K) -> u64,
+    placement: Placement<K>,
     restore_epoch: u64,
 ) -> (Changes<'s, K, A>, StreamVec<'s, u64, CommitItem>)
 where
     K: Data,
     A: Data,
 {
-    let table_name = name.to_string();
-    type Item<K, A> = Result<((K, Option<A>, Pos), u64, isize), CommitItem>;
-    let pact = sensed(
-        Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| owner(k)),
-        Hop::Table,
-        name,
-    );
-    let (changes, records) = table
-        .inner
-        .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Item<K, A>>>, _, _, _>(
-            pact,
-            &format!("Table({name})"),
-            move |_cap, _info| {
-                let mut stash: Stash<((K, A), isize), ()> = Stash::new();
-                let mut ready = false;
-                move |(input, frontier), output| {
-                    input.for_each(|cap, data| {
-                        for (kv, t, d) in data.drain(..) {
-                            stash.push_first(&cap, t, (kv, d));
-                        }
-                    });
-                    while let Some((time, batch)) = stash.pop_complete(&[frontier]) {
-                        let changes = net_changes(batch.first);
-                        if changes.is_empty() {
-                            continue;
-                        }
-                        let mut session = output.session(&batch.capability);
-                        // A private table keeps no read copy.
-                        let shard = replica.borrow().clone();
-                        let mut copy = shard.as_ref().map(|s| s.write());
-                        let changelog = changelog.filter(|_| time > restore_epoch);
-                        for (k, new) in changes {
-                            if let Some(topic) = changelog {
-                                session.give(Err(changelog_record(
-                                    &table_name,
-                                    topic,
-                                    &k,
-                                    new.as_ref(),
-                                )));
-                            }
-                            if let Some(copy) = copy.as_mut() {
-                                match &new {
-                                    Some(v) => copy.insert(k.clone(), v.clone()),
-                                    None => copy.remove(&k),
-                                };
-                            }
-                            session.give(Ok(((k, new, Pos::Changelog), time, 1)));
-                        }
-                    }
-                    if !ready && !frontier.less_equal(&restore_epoch) {
-                        ready = true;
-                        if let Some(shard) = replica.borrow().as_ref() {
-                            shard.set_ready();
-                        }
-                    }
-                }
-            },
-        )
-        .ok_err(|x| x);
-    (changes.as_collection(), records)
+    let maintainer = Maintainer {
+        replica,
+        changelog,
+        name: name.to_string(),
+        restore_epoch,
+    };
+    match placement {
+        Placement::Route(owner) => maintainer.build(
+            table,
+            sensed(
+                Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| owner(k)),
+                Hop::Table,
+                name,
+            ),
+        ),
+        Placement::Placed => maintainer.build(table, sensed(Pipeline, Hop::Table, name)),
+    }
 }
 
-/// The net change per key of one epoch's updates: `Some(new value)` or `None` (removed).
+/// What a table's maintainer operator needs, whatever brings its updates.
+struct Maintainer<K, A> {
+    replica: ReplicaSlot<K, A>,
+    changelog: Option<u32>,
+    name: String,
+    restore_epoch: u64,
+}
+
+impl<K: Data, A: Data> Maintainer<K, A> {
+    /// The maintainer operator on `table`, whose updates arrive through `pact`.
+    fn build<'s, P>(
+        self,
+        table: VecCollection<'s, u64, (K, A)>,
+        pact: P,
+    ) -> (Changes<'s, K, A>, StreamVec<'s, u64, CommitItem>)
+    where
+        P: ParallelizationContract<u64, Vec<((K, A), u64, isize)>>,
+    {
+        type Item<K, A> = Result<((K, Option<A>, Pos), u64, isize), CommitItem>;
+        let Maintainer {
+            replica,
+            changelog,
+            name,
+            restore_epoch,
+        } = self;
+        let (changes, records) = table
+            .inner
+            .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Item<K, A>>>, _, _, _>(
+                pact,
+                &format!("Table({name})"),
+                move |_cap, _info| {
+                    let mut stash: Stash<((K, A), isize), ()> = Stash::new();
+                    let mut ready = false;
+                    move |(input, frontier), output| {
+                        input.for_each(|cap, data| {
+                            for (kv, t, d) in data.drain(..) {
+                                stash.push_first(&cap, t, (kv, d));
+                            }
+                        });
+                        while let Some((time, batch)) = stash.pop_complete(&[frontier]) {
+                            let changes = net_changes(batch.first);
+                            if changes.is_empty() {
+                                continue;
+                            }
+                            let mut session = output.session(&batch.capability);
+                            // A private table keeps no read copy.
+                            let shard = replica.borrow().clone();
+                            let mut copy = shard.as_ref().map(|s| s.write());
+                            let changelog = changelog.filter(|_| time > restore_epoch);
+                            for (k, new) in changes {
+                                if let Some(topic) = changelog {
+                                    session.give(Err(changelog_record(
+                                        &name,
+                                        topic,
+                                        &k,
+                                        new.as_ref(),
+                                    )));
+                                }
+                                if let Some(copy) = copy.as_mut() {
+                                    match &new {
+                                        Some(v) => copy.insert(k.clone(), v.clone()),
+                                        None => copy.remove(&k),
+                                    };
+                                }
+                                session.give(Ok(((k, new, Pos::Changelog), time, 1)));
+                            }
+                        }
+                        if !ready && !frontier.less_equal(&restore_epoch) {
+                            ready = true;
+                            if let Some(shard) = replica.borrow().as_ref() {
+                                shard.set_ready();
+                            }
+                        }
+                    }
+                },
+            )
+            .ok_err(|x| x);
+        (changes.as_collection(), records)
+    }
+}
+
+/// The net change per key of one epoch's updates: `Some(new value)` or `None` (removed), in
+/// the order of a fixed hash of the keys (the same on every run).
 fn net_changes<K: ExchangeData + Hash, A: ExchangeData>(
-    mut updates: Vec<((K, A), isize)>,
+    updates: Vec<((K, A), isize)>,
 ) -> Vec<(K, Option<A>)> {
-    // Sorting one vector is much cheaper than building ordered maps, which matters for the
-    // restore epoch, where every entry of the table arrives at once.
-    updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut per_key: Vec<(K, Option<A>)> = Vec::new();
+    // One sort of one vector, where every entry of the table arrives at once at the restore
+    // epoch. Sorting by the keys' hashes first compares integers, and keys only where their
+    // hashes are equal (mostly: the same key); each key's updates still end up together, in
+    // (key, value) order.
+    let hasher = foldhash::fast::FixedState::default();
+    let mut updates: Vec<(u64, (K, A), isize)> = updates
+        .into_iter()
+        .map(|(kv, d)| (hasher.hash_one(&kv.0), kv, d))
+        .collect();
+    updates.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let mut per_key: Vec<(K, Option<A>)> = Vec::with_capacity(updates.len());
+    // The hash of the last key in `per_key`: keys are compared only where hashes are equal.
+    let mut last_hash = None;
     let mut updates = updates.into_iter().peekable();
-    while let Some(((k, a), mut d)) = updates.next() {
-        while let Some((_, more)) = updates.next_if(|(kv, _)| kv.0 == k && kv.1 == a) {
+    while let Some((hash, (k, a), mut d)) = updates.next() {
+        while let Some((_, _, more)) =
+            updates.next_if(|(h, kv, _)| *h == hash && kv.0 == k && kv.1 == a)
+        {
             d += more;
         }
         // Per key, as (key, value) pairs come in order: the last value with a positive sum
         // wins; a negative sum alone removes the key.
-        let same_key = per_key.last_mut().filter(|(last, _)| *last == k);
+        let same_key = per_key
+            .last_mut()
+            .filter(|(last, _)| last_hash == Some(hash) && *last == k);
         match (same_key, d) {
             (_, 0) => {}
             (Some(entry), d) if d > 0 => entry.1 = Some(a),
             (Some(_), _) => {}
-            (None, d) => per_key.push((k, (d > 0).then_some(a))),
+            (None, d) => {
+                per_key.push((k, (d > 0).then_some(a)));
+                last_hash = Some(hash);
+            }
         }
     }
     per_key
@@ -644,8 +709,10 @@ mod tests {
             (("d".to_string(), 7), -1),
             (("b".to_string(), 1), -1),
         ];
+        let mut changes = net_changes(updates);
+        changes.sort();
         assert_eq!(
-            net_changes(updates),
+            changes,
             vec![
                 ("a".to_string(), Some(2)),
                 ("b".to_string(), Some(2)),
