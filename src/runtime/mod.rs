@@ -213,37 +213,22 @@ impl Startup {
     /// different interval continues after the last committed epoch instead of waiting for the
     /// clock to catch up with a differently scaled number.
     pub(crate) fn epoch_now(&self) -> u64 {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let interval = (self.commit_interval.as_millis() as u64).max(1);
-        millis - millis % interval
-    }
-
-    /// The wall clock rounded down to a multiple of the shortest epoch.
-    fn early_epoch_now(&self) -> u64 {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let step = (self.min_epoch.as_millis() as u64).max(1);
-        millis - millis % step
+        wall_clock_rounded(self.commit_interval)
     }
 
     /// The epoch an operator holding epoch `current` under Kafka moves to now, if it is to close
     /// `current`: the wall clock's epoch once it has passed `current`, or earlier, at the next
-    /// multiple of [`Startup::min_epoch`], when `sparse` (this operator took in little during `current`, see
-    /// [`EARLY_CLOSE_MAX_BYTES`]) and `committed` (the frontier of what the committer's worker
-    /// has taken in) has reached `current`: every earlier epoch is complete, so nothing but
-    /// the wall clock would hold this one back.
+    /// multiple of [`Startup::min_epoch`], when `sparse` (this operator took in little during
+    /// `current`, see [`EARLY_CLOSE_MAX_BYTES`]) and `committed` (the frontier of what the
+    /// committer's worker has taken in) has reached `current`: every earlier epoch is complete,
+    /// so nothing but the wall clock would hold this one back.
     ///
     /// At a low input rate every operator closes its epochs after the shortest epoch, one after
     /// the other, and the committer commits back to back (it merges the epochs that wait while
     /// it commits): an output waits about half the shortest epoch plus one commit, not half the
-    /// commit interval. Under load the
-    /// operators read more than the limit per epoch, or the frontier lags, and epochs last the
-    /// full interval, as many outputs per key and transactions as before.
+    /// commit interval. Under load the operators read more than the limit per epoch, or the
+    /// frontier lags, and epochs last the full interval, as many outputs per key and
+    /// transactions as before.
     pub(crate) fn next_epoch(
         &self,
         current: u64,
@@ -255,7 +240,7 @@ impl Startup {
             return Some(now);
         }
         if sparse && !committed.less_than(&current) {
-            let early = self.early_epoch_now();
+            let early = wall_clock_rounded(self.min_epoch);
             if early > current {
                 return Some(early);
             }
@@ -265,13 +250,24 @@ impl Startup {
 
     /// Time until the next epoch begins.
     pub(crate) fn until_next_epoch(&self) -> Duration {
+        let millis = wall_clock_millis();
         let interval = (self.commit_interval.as_millis() as u64).max(1);
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
         Duration::from_millis(interval - millis % interval)
     }
+}
+
+/// Milliseconds since 1970 by the wall clock.
+fn wall_clock_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// The wall clock in milliseconds, rounded down to a multiple of `step` (at least 1 ms).
+fn wall_clock_rounded(step: Duration) -> u64 {
+    let millis = wall_clock_millis();
+    millis - millis % (step.as_millis() as u64).max(1)
 }
 
 /// The default shortest epoch is the commit interval divided by this (see
