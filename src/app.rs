@@ -190,6 +190,20 @@ impl App {
         self
     }
 
+    /// Sets where tables are checkpointed on local disk (by default, `faustus` in the system's
+    /// temporary directory): a restart reads a table back from there instead of replaying its
+    /// changelog, when the files hold what was last committed. See `--state-dir`.
+    pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Turns local checkpoints off: every restart replays the tables' changelogs.
+    pub fn without_checkpoints(mut self) -> Self {
+        self.config.state_dir = None;
+        self
+    }
+
     /// Sets the partition count of topics faustus creates.
     pub fn partitions(mut self, partitions: i32) -> Self {
         self.config.partitions = partitions;
@@ -410,14 +424,28 @@ impl App {
             .collect();
         let metrics = Arc::clone(&http_state.metrics);
         let written = planned.out_topics.iter().cloned().collect();
+        let locked = lock_state_dir(&config);
         let (committer, progress) = recover(
             &config,
             &kafka.config,
             progress_topic,
             planned.out_topics,
             &metrics,
+            locked.as_ref().map(|l| l.generation()),
         )?;
         let stats = committer.as_ref().map(|c| c.stats());
+        let checkpoints = locked.and_then(|locked| {
+            let metrics = Arc::clone(&metrics);
+            locked
+                .open(
+                    progress.epoch,
+                    progress.checkpoint.as_deref(),
+                    Arc::new(move || metrics.committed_epoch()),
+                )
+                .map_err(|e| log::warn!("no local checkpoints: {e}"))
+                .ok()
+                .map(Arc::new)
+        });
         let startup = startup(
             &config,
             kafka.config.clone(),
@@ -427,7 +455,11 @@ impl App {
             &health,
             metrics,
         );
-        let startup = Arc::new(Startup { written, ..startup });
+        let startup = Arc::new(Startup {
+            written,
+            checkpoints,
+            ..startup
+        });
         let kafka_config = kafka.config;
         let retention = self.chords.then_some(self.chord_retention);
         add_coordinator(&mut agents, &config, &http_state, retention);
@@ -1013,6 +1045,7 @@ fn recover(
     progress_topic: String,
     out_topics: Vec<String>,
     metrics: &Arc<crate::metrics::Metrics>,
+    checkpoint: Option<Arc<faustus_connectors::CheckpointGeneration>>,
 ) -> Result<(Option<Committer>, Progress)> {
     if config.process_id != 0 {
         let progress =
@@ -1026,6 +1059,7 @@ fn recover(
         guarantee: config.guarantee,
         progress_topic,
         observer: Some(metrics.commit_observer(&out_topics)),
+        checkpoint,
         topics: out_topics,
         // Standard lag tools read the committed positions from the group named after the app.
         consumer_group: Some(config.app_id.clone()),
@@ -1038,6 +1072,20 @@ fn recover(
     };
     let (committer, progress) = Committer::start(kafka, committer)?;
     Ok((Some(committer), progress))
+}
+
+/// Locks the application's local state directory for this run's checkpoints (see
+/// [`crate::runtime::checkpoint`]): `None` (logged) when checkpoints are off, or cannot be kept
+/// (a multi-process cluster, the embedded broker, a directory that cannot be made or that
+/// another process holds).
+fn lock_state_dir(config: &AppConfig) -> Option<crate::runtime::checkpoint::Locked> {
+    let dir = config.state_dir.as_ref()?;
+    if config.processes > 1 || config.brokers.is_none() {
+        return None;
+    }
+    crate::runtime::checkpoint::Locked::lock(dir, &config.app_id)
+        .map_err(|e| log::warn!("no local checkpoints: {e}; tables restore from their changelogs"))
+        .ok()
 }
 
 /// What every worker learns before the dataflow runs: where to resume (after the epoch of
@@ -1074,6 +1122,7 @@ fn startup(
         metrics,
         max_uncommitted_bytes: config.max_uncommitted_bytes,
         written: Default::default(),
+        checkpoints: None,
     }
 }
 

@@ -125,6 +125,12 @@ pub struct AppArgs {
     /// bounded instead of growing with the backlog.
     #[arg(global = true, long, env = "FAUSTUS_MAX_UNCOMMITTED_BYTES")]
     pub max_uncommitted_bytes: Option<u64>,
+    /// Where tables are checkpointed on local disk, so that a restart reads them back instead of
+    /// replaying their changelogs (default: `faustus` in the system's temporary directory; each
+    /// application uses its own directory in it). `off` turns checkpoints off. A process of a
+    /// multi-process cluster keeps none.
+    #[arg(global = true, long, env = "FAUSTUS_STATE_DIR", value_name = "DIR|off")]
+    pub state_dir: Option<std::path::PathBuf>,
     /// The sensors: hop latency, records per operator and end-to-end latency in `/metrics`
     /// (`on`, the default, or `off`).
     #[arg(global = true, long, env = "FAUSTUS_SENSORS", value_name = "on|off",
@@ -209,6 +215,9 @@ pub struct AppConfig {
     /// How long a request to another process's HTTP API may take in all, connecting included
     /// (default 10 s); a peer that does not answer in time makes the answer 503.
     pub http_peer_timeout: Duration,
+    /// Where tables are checkpointed on local disk (see [`AppArgs::state_dir`]); `None`: no
+    /// checkpoints, every restart replays the changelogs.
+    pub state_dir: Option<std::path::PathBuf>,
     /// Whether the sensors are on (default: on): hop latency, records per operator and
     /// end-to-end latency in `/metrics`; see [`AppArgs::sensors`].
     pub sensors: bool,
@@ -261,6 +270,7 @@ impl AppConfig {
             kafka_request_timeout: KafkaConfig::DEFAULT_REQUEST_TIMEOUT,
             http_peer_connect_timeout: Duration::from_secs(2),
             http_peer_timeout: Duration::from_secs(10),
+            state_dir: Some(std::env::temp_dir().join("faustus")),
             sensors: true,
             sentry_dsn: None,
         }
@@ -284,6 +294,11 @@ impl AppConfig {
         }
         self.on_panic = args.on_panic.unwrap_or(self.on_panic);
         self.sensors = args.sensors.unwrap_or(self.sensors);
+        match &args.state_dir {
+            Some(dir) if dir.as_os_str() == "off" => self.state_dir = None,
+            Some(dir) => self.state_dir = Some(dir.clone()),
+            None => {}
+        }
         if args.sentry_dsn.is_some() {
             self.sentry_dsn = args.sentry_dsn.clone();
         }

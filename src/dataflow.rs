@@ -749,6 +749,13 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             harness.register_table(name, Arc::new(make_replica(&replica)));
         }
         let restore_epoch = df.ctx.startup.resume_epoch;
+        // A table that writes the changelog it restores from is checkpointed with it.
+        let checkpoint = match (writes, &restored_from, &df.ctx.startup.checkpoints) {
+            (Some(_), Some(topic), Some(checkpoints)) => {
+                Some((Arc::clone(checkpoints), topic.clone()))
+            }
+            _ => None,
+        };
         let (changes, records) = maintain(
             coll.clone(),
             Rc::clone(&replica),
@@ -756,6 +763,7 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
             name,
             placement,
             restore_epoch,
+            checkpoint,
         );
         df.push_output(records);
         Table {

@@ -3,9 +3,9 @@
 //! (never 404, never a partial page), `/api/ready` answers 503 and `/api/live` 200, and typed
 //! reads answer `NotReady`; once restored, the same reads answer with the exact values.
 //!
-//! The restore is held open, deterministically, by a transaction that another producer leaves
-//! open on the changelog: `read_committed` readers (the restore) cannot read past it until it
-//! ends. The test then commits it, and the record it holds must be in the restored table.
+//! The application keeps no local checkpoint, so it restores from the changelog. The restore is
+//! held open, deterministically, by a transaction that another producer leaves open on the
+//! changelog: `read_committed` readers (the restore) cannot read past it until it ends. The test then commits it, and the record it holds must be in the restored table.
 
 mod common;
 
@@ -24,8 +24,15 @@ const DEADLINE: Duration = Duration::from_secs(120);
 /// The key the held transaction adds to the changelog.
 const LATE_KEY: &str = "account-late";
 
+/// The application under test, restoring from its changelog (a local checkpoint would let it
+/// skip the changelog, and the transaction that holds the restore open).
 fn start(app_id: &str, input: &str) -> Running {
-    start_totals(app_id, input, Guarantee::ExactlyOnce)
+    start_totals_app_with(
+        app_id,
+        input,
+        Guarantee::ExactlyOnce,
+        App::without_checkpoints,
+    )
 }
 
 /// `GET url`: status, `Retry-After` and JSON body.

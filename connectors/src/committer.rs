@@ -146,6 +146,47 @@ pub struct Progress {
     pub epoch: u64,
     /// `topic → partition → next offset to read`.
     pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// The local checkpoint generation that holds the tables as of this epoch (see
+    /// [`CheckpointGeneration`]), if the committing process kept one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+/// The local checkpoint generation a committing process writes its tables to: named in every
+/// progress record while its files are whole, so that a restart knows which files hold the
+/// tables as of the committed epoch. Once a write to it failed, it is no longer named.
+#[derive(Debug)]
+pub struct CheckpointGeneration {
+    id: String,
+    whole: std::sync::atomic::AtomicBool,
+}
+
+impl CheckpointGeneration {
+    /// Generation `id`, whole.
+    pub fn new(id: String) -> Self {
+        CheckpointGeneration {
+            id,
+            whole: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// The generation's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The id to name in a progress record: `None` once the generation is spoiled.
+    pub fn named(&self) -> Option<String> {
+        self.whole
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| self.id.clone())
+    }
+
+    /// Marks the generation as missing a write: progress records no longer name it.
+    pub fn spoil(&self) {
+        self.whole
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// What the committer reports as it works, for metrics. Called on the commit thread: keep it
@@ -190,6 +231,8 @@ pub struct CommitterConfig {
     pub consumer_group: Option<String>,
     /// Told about every commit, abort and replaced producer.
     pub observer: Option<Arc<dyn CommitObserver>>,
+    /// The local checkpoint generation each progress record names (see [`Progress::checkpoint`]).
+    pub checkpoint: Option<Arc<CheckpointGeneration>>,
     /// Fault injection for tests: how long to hold each commit (its first attempt) open after
     /// its records were sent and before it completes (the transaction is open, or the progress
     /// record unwritten). Zero: no hold.
@@ -716,6 +759,7 @@ fn run(
                         .insert(*p, *o);
                     acc
                 }),
+            checkpoint: config.checkpoint.as_ref().and_then(|c| c.named()),
         };
         // Everything logged while committing carries the epoch (see `faustus::logging`).
         let span = tracing::info_span!("commit", epoch, records = records.len());

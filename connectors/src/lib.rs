@@ -42,8 +42,8 @@ pub use admin::{
 pub use client::KafkaConfig;
 pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
 pub use committer::{
-    is_fenced, owned_headers, read_progress, CommitObserver, CommitStats, Committer,
-    CommitterConfig, DeliveryCounter, EpochBatch, Guarantee, OutRecord, Progress,
+    is_fenced, owned_headers, read_progress, CheckpointGeneration, CommitObserver, CommitStats,
+    Committer, CommitterConfig, DeliveryCounter, EpochBatch, Guarantee, OutRecord, Progress,
 };
 pub use delivery::{commit_promptly, flush_promptly};
 pub use embedded::EmbeddedBroker;

@@ -466,6 +466,7 @@ impl TestDriver {
             metrics: Arc::default(),
             max_uncommitted_bytes: self.config.max_uncommitted_bytes,
             written: Default::default(),
+            checkpoints: None,
         });
         let thread = spawn_cluster(
             &self.config,

@@ -5,6 +5,7 @@
 
 pub(crate) mod assignment;
 pub(crate) mod catch_up;
+pub(crate) mod checkpoint;
 pub(crate) mod clock;
 pub(crate) mod commit;
 pub(crate) mod driver;
@@ -117,8 +118,12 @@ pub struct ChangelogRestore {
     /// Workers that looked up where their partitions of it end (and so began reading).
     pub workers_started: usize,
     /// The offsets those workers have to read: an upper bound of the records (compacted,
-    /// deleted and transaction-marker offsets hold no record).
+    /// deleted and transaction-marker offsets hold no record); read from a local checkpoint,
+    /// the entries its files hold.
     pub expected_offsets: u64,
+    /// True when the table is read from this machine's local checkpoint (see `--state-dir`)
+    /// rather than from the changelog: `records` then counts the checkpoint's entries.
+    pub checkpoint: bool,
 }
 
 /// What flows to the committer.
@@ -176,6 +181,8 @@ pub(crate) struct Startup {
     /// The topics the dataflow writes: a source of one of them reads records the application
     /// wrote (its hop is `through`, see [`crate::metrics`]).
     pub written: BTreeSet<String>,
+    /// This run's local checkpoints of its tables, if it keeps them.
+    pub checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
 
 impl Startup {
@@ -195,6 +202,7 @@ impl Startup {
             metrics: Arc::default(),
             max_uncommitted_bytes: u64::MAX,
             written: BTreeSet::new(),
+            checkpoints: None,
         }
     }
 

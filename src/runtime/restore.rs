@@ -56,32 +56,93 @@ where
                     .collect();
                 let span = tracing::info_span!("restore", changelog = %topic, worker);
                 let _in_span = span.enter();
-                let read = match &startup.io {
-                    Io::Kafka(kafka) => read_kafka(&startup, kafka, &topic, &mine),
+                let local = startup.checkpoints.as_ref().filter(|c| c.restores(&topic));
+                let read: Result<Restored<K, A>, String> = match &startup.io {
+                    Io::Kafka(_) if local.is_some() => {
+                        read_checkpoint(&startup, local.expect("checked"), &topic, worker, peers)
+                            .map(Restored::Listed)
+                    }
+                    Io::Kafka(kafka) => {
+                        read_kafka(&startup, kafka, &topic, &mine).map(Restored::Keyed)
+                    }
                     Io::Driver(harness) => {
                         super::driver::read_changelog(harness, &topic, partitions, &mine)
+                            .map(Restored::Keyed)
                     }
                 };
                 match read {
                     Err(e) => startup.fail(format!("restoring `{topic}`: {e}")),
                     Ok(entries) => {
-                        log::info!(
-                            "worker {worker} restored {} keys of `{topic}`",
-                            entries.len()
-                        );
+                        let len = entries.len();
+                        log::info!("worker {worker} restored {len} keys of `{topic}`");
                         startup.health.update_restore(&topic, |r| {
-                            r.keys += entries.len() as u64;
+                            r.keys += len as u64;
                             r.workers += 1;
                         });
                         let mut session = output.session(&cap);
-                        for (k, a) in entries {
-                            session.give(((k, a), epoch, 1));
-                        }
+                        entries.for_each(|k, a| session.give(((k, a), epoch, 1)));
                     }
                 }
             }
         },
     )
+}
+
+/// What a worker restored: the last value per key, in a map (read from a changelog) or a list
+/// (read from a checkpoint, whose files hold each key once).
+enum Restored<K, A> {
+    Keyed(Entries<K, A>),
+    Listed(Vec<(K, A)>),
+}
+
+impl<K, A> Restored<K, A> {
+    fn len(&self) -> usize {
+        match self {
+            Restored::Keyed(map) => map.len(),
+            Restored::Listed(list) => list.len(),
+        }
+    }
+
+    fn for_each(self, mut f: impl FnMut(K, A)) {
+        match self {
+            Restored::Keyed(map) => map.into_iter().for_each(|(k, a)| f(k, a)),
+            Restored::Listed(list) => list.into_iter().for_each(|(k, a)| f(k, a)),
+        }
+    }
+}
+
+/// Reads worker `worker`'s share of the local checkpoint of changelog `topic` (see
+/// [`super::checkpoint`]), counting the entries read in the restore's progress.
+fn read_checkpoint<K, A>(
+    startup: &Startup,
+    checkpoints: &super::checkpoint::Checkpoints,
+    topic: &str,
+    worker: usize,
+    peers: usize,
+) -> Result<Vec<(K, A)>, String>
+where
+    K: Hash + Eq + DeserializeOwned,
+    A: DeserializeOwned,
+{
+    let health = &startup.health;
+    health.update_restore(topic, |r| r.checkpoint = true);
+    let entries = checkpoints.read(
+        topic,
+        worker,
+        peers,
+        |expected| {
+            health.update_restore(topic, |r| {
+                r.workers_started += 1;
+                r.expected_offsets += expected;
+            })
+        },
+        |records| health.update_restore(topic, |r| r.records += records),
+    )?;
+    log::info!(
+        "read {} keys of `{topic}` from the local checkpoint",
+        entries.len()
+    );
+    Ok(entries)
 }
 
 /// Reads partitions `mine` of changelog topic `topic` from Kafka to their end, counting the

@@ -26,8 +26,9 @@ use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeli
 use timely::dataflow::operators::{OkErr, Operator};
 use timely::dataflow::StreamVec;
 
+use super::checkpoint::Checkpoints;
 use super::health::{Health, TableState};
-use super::{route, CommitItem, Pos};
+use super::{route, try_json, CommitItem, Pos};
 use crate::dataflow::Data;
 use crate::state::{changelog_record, ReplicaSlot};
 
@@ -91,6 +92,9 @@ pub(crate) enum Placement<K> {
 /// Changes at or before `restore_epoch` (the table restored from its changelog) write no
 /// changelog records: they are already in the changelog, and the committer drops those epochs.
 /// Once the restore epoch has passed, the replica is marked ready: it holds the restored table.
+/// With `checkpoint` (the run's checkpoints and the changelog topic), each epoch's changes are
+/// also written to the worker's local checkpoint before the epoch goes on to the committer, the
+/// restored table as the checkpoint's base (see [`super::checkpoint`]).
 pub(crate) fn maintain<'s, K, A>(
     table: VecCollection<'s, u64, (K, A)>,
     replica: ReplicaSlot<K, A>,
@@ -98,6 +102,7 @@ pub(crate) fn maintain<'s, K, A>(
     name: &str,
     placement: Placement<K>,
     restore_epoch: u64,
+    checkpoint: Option<(Arc<Checkpoints>, String)>,
 ) -> (Changes<'s, K, A>, StreamVec<'s, u64, CommitItem>)
 where
     K: Data,
@@ -108,6 +113,7 @@ where
         changelog,
         name: name.to_string(),
         restore_epoch,
+        checkpoint,
     };
     match placement {
         Placement::Route(owner) => maintainer.build(
@@ -128,6 +134,7 @@ struct Maintainer<K, A> {
     changelog: Option<u32>,
     name: String,
     restore_epoch: u64,
+    checkpoint: Option<(Arc<Checkpoints>, String)>,
 }
 
 impl<K: Data, A: Data> Maintainer<K, A> {
@@ -146,7 +153,13 @@ impl<K: Data, A: Data> Maintainer<K, A> {
             changelog,
             name,
             restore_epoch,
+            checkpoint,
         } = self;
+        // The restored table is the checkpoint's base, as of the last committed epoch.
+        let base_epoch = restore_epoch.saturating_sub(1);
+        let (index, peers) = (table.inner.scope().index(), table.inner.scope().peers());
+        let mut writer =
+            checkpoint.and_then(|(c, topic)| c.writer(&topic, index, peers, base_epoch));
         let (changes, records) = table
             .inner
             .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Item<K, A>>>, _, _, _>(
@@ -171,14 +184,29 @@ impl<K: Data, A: Data> Maintainer<K, A> {
                             let shard = replica.borrow().clone();
                             let mut copy = shard.as_ref().map(|s| s.write());
                             let changelog = changelog.filter(|_| time > restore_epoch);
+                            // The checkpoint's label of the epoch's changes.
+                            let label = if time > restore_epoch { time } else { base_epoch };
                             for (k, new) in changes {
                                 if let Some(topic) = changelog {
-                                    session.give(Err(changelog_record(
-                                        &name,
-                                        topic,
-                                        &k,
-                                        new.as_ref(),
-                                    )));
+                                    let record = changelog_record(&name, topic, &k, new.as_ref());
+                                    if let (Some(w), CommitItem::Record(_, r)) =
+                                        (writer.as_mut(), &record)
+                                    {
+                                        w.push(
+                                            label,
+                                            r.key.as_deref().unwrap_or_default(),
+                                            r.value.as_deref(),
+                                        );
+                                    }
+                                    session.give(Err(record));
+                                } else if let Some(w) = writer.as_mut() {
+                                    // The restored table: in the changelog already, so no
+                                    // record, but the checkpoint's base.
+                                    if let (Ok(key), Ok(value)) =
+                                        (try_json(&k), new.as_ref().map(try_json).transpose())
+                                    {
+                                        w.push(label, &key, value.as_deref());
+                                    }
                                 }
                                 if let Some(copy) = copy.as_mut() {
                                     match &new {
@@ -188,9 +216,15 @@ impl<K: Data, A: Data> Maintainer<K, A> {
                                 }
                                 session.give(Ok(((k, new, Pos::Changelog), time, 1)));
                             }
+                            if let Some(w) = writer.as_mut() {
+                                w.flush(label);
+                            }
                         }
                         if !ready && !frontier.less_equal(&restore_epoch) {
                             ready = true;
+                            if let Some(w) = writer.as_mut() {
+                                w.base_done(base_epoch);
+                            }
                             if let Some(shard) = replica.borrow().as_ref() {
                                 shard.set_ready();
                             }

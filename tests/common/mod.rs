@@ -473,9 +473,19 @@ pub fn start_filled_totals_app(
 /// Starts an application that sums `input` (string keys, JSON numbers) into the public table
 /// `totals`: 2 workers, 2 partitions per created topic, HTTP on a free port.
 pub fn start_totals(app_id: &str, input: &str, guarantee: faustus::Guarantee) -> faustus::Running {
+    start_totals_app_with(app_id, input, guarantee, |app| app)
+}
+
+/// As [`start_totals`], with `configure` applied to the application before it starts.
+pub fn start_totals_app_with(
+    app_id: &str,
+    input: &str,
+    guarantee: faustus::Guarantee,
+    configure: impl FnOnce(faustus::App) -> faustus::App,
+) -> faustus::Running {
     use faustus::prelude::*;
     let topic = Topic::<String, i64>::new(input.to_string()).key_codec(Str);
-    App::new(app_id)
+    configure(App::new(app_id))
         .brokers(brokers())
         .guarantee(guarantee)
         .workers(2)

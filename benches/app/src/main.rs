@@ -87,6 +87,15 @@ struct Cli {
     /// (and create the words topic if it is missing), to probe without a preceding W2 run.
     #[arg(long, requires = "restore_probe")]
     fill_keys: Option<u64>,
+    /// After the restore, count one more word, wait until its epoch is committed, and kill the
+    /// process with SIGKILL: the next probe then restarts after a `kill -9`, from the local
+    /// checkpoint this run kept.
+    #[arg(long, requires = "restore_probe")]
+    kill_after_commit: bool,
+    /// Where faustus keeps its local checkpoints (`off`: none, every restart replays the
+    /// changelog); faustus' default when not given.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// The sensors (hop latency, records per operator, end-to-end latency): `on` (faustus'
     /// default) or `off`, to measure what they cost.
     #[arg(long, default_value = "on", action = clap::ArgAction::Set,
@@ -118,6 +127,11 @@ fn app(cli: &Cli) -> App {
         .producer_setting("linger.ms", "5")
         .producer_setting("batch.size", "262144")
         .producer_setting("compression.type", "none");
+    let app = match &cli.state_dir {
+        Some(dir) if dir.as_os_str() == "off" => app.without_checkpoints(),
+        Some(dir) => app.state_dir(dir),
+        None => app,
+    };
     match cli.min_epoch_ms {
         Some(ms) => app.min_epoch(Duration::from_millis(ms)),
         None => app,
@@ -140,7 +154,11 @@ fn run(cli: Cli) -> Result<(), String> {
             ));
         }
         let results = cli.results.clone().expect("clap requires --results");
-        return probe::restore_probe(app(&cli), &cli.app_id, topics, cli.fill_keys, &results);
+        let probe = probe::Probe {
+            fill_keys: cli.fill_keys,
+            kill_after_commit: cli.kill_after_commit,
+        };
+        return probe::restore_probe(app(&cli), &cli.app_id, topics, probe, &results);
     }
     if cli.agent {
         if workload != Workload::W0 {
