@@ -52,12 +52,17 @@ pub struct Summary {
 /// faustus with every epoch as long as the commit interval (`--min-epoch-ms 100`): beside
 /// `faustus`, what closing epochs early on sparse input does. `faustus-no-checkpoints` is faustus
 /// without local checkpoints (`--state-dir off`): beside `faustus`, what writing them costs.
-pub const SYSTEMS: [&str; 10] = [
+/// `faustus-interval-50ms` and `faustus-interval-20ms` are faustus with a shorter commit interval
+/// (`--commit-interval-ms 50` / `20`): beside `faustus`, what a shorter interval buys in latency
+/// and costs in throughput.
+pub const SYSTEMS: [&str; 12] = [
     "ceiling",
     "faustus",
     "faustus-sensors-off",
     "faustus-fixed-epochs",
     "faustus-no-checkpoints",
+    "faustus-interval-50ms",
+    "faustus-interval-20ms",
     "faustus-agent",
     "faustus-agent-io",
     "kafka-streams",
