@@ -31,7 +31,7 @@
 //! scheduled send to the end of the drain, a lower bound of its latency. So a system that falls
 //! behind and never answers is not measured only on the inputs it did answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
@@ -87,6 +87,10 @@ pub struct Settings {
     pub system: String,
     /// The system's command and its fixed arguments.
     pub command: Vec<String>,
+    /// Where to write the latency over time, if anywhere: a CSV row per 100 ms of scheduled
+    /// send time after the warm-up (`at_s,samples,p50_ms,max_ms`), to tell stalls from a steady
+    /// spread.
+    pub series: Option<std::path::PathBuf>,
 }
 
 /// The result of a run, as appended to the results file.
@@ -422,6 +426,8 @@ fn delete_topics(kafka: &KafkaConfig, prefix: &str) -> Result<(), String> {
 /// input.
 struct Consumed {
     samples: Vec<f64>,
+    /// Each sample's scheduled send time (ns after the warm-up), in the order of `samples`.
+    sent_at: Vec<u64>,
     unmatched: u64,
     got: Vec<u32>,
     /// One sample per missing answer (filled in after the drain).
@@ -510,6 +516,9 @@ pub fn run(settings: &Settings) -> Result<LatencyResult, String> {
         ));
     }
     let missing = consumed.missing.len() as u64;
+    if let Some(path) = &settings.series {
+        write_series(path, &consumed.sent_at, &consumed.samples)?;
+    }
     let mut samples = consumed.samples;
     samples.extend_from_slice(&consumed.missing);
     samples.sort_by(f64::total_cmp);
@@ -525,6 +534,28 @@ pub fn run(settings: &Settings) -> Result<LatencyResult, String> {
         missing,
         unmatched: consumed.unmatched,
     })
+}
+
+/// Writes the samples as a series: one CSV row per 100 ms of scheduled send time, with the
+/// number of samples, their median and their maximum (answers that never came are not in it).
+fn write_series(path: &std::path::Path, sent_at: &[u64], samples: &[f64]) -> Result<(), String> {
+    const BUCKET_NS: u64 = 100_000_000;
+    let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for (at, ms) in sent_at.iter().zip(samples) {
+        buckets.entry(at / BUCKET_NS).or_default().push(*ms);
+    }
+    let mut csv = String::from("at_s,samples,p50_ms,max_ms\n");
+    for (bucket, mut v) in buckets {
+        v.sort_by(f64::total_cmp);
+        csv.push_str(&format!(
+            "{:.1},{},{:.1},{:.1}\n",
+            bucket as f64 / 10.0,
+            v.len(),
+            quantile(&v, 0.5),
+            v[v.len() - 1]
+        ));
+    }
+    std::fs::write(path, csv).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// Starts the system, primes it, feeds it on schedule and collects the samples.
@@ -601,6 +632,7 @@ fn measure(
         std::thread::spawn(move || {
             let mut consumed = Consumed {
                 samples: Vec::new(),
+                sent_at: Vec::new(),
                 unmatched: 0,
                 got: vec![0; matcher.want.len()],
                 missing: Vec::new(),
@@ -628,6 +660,7 @@ fn measure(
                             // Priming inputs and inputs scheduled in the warm-up are not sampled.
                             if input >= PRIMING_EVENTS && at >= warm {
                                 consumed.samples.push(now.saturating_sub(at) as f64 / 1e6);
+                                consumed.sent_at.push(at - warm);
                             }
                         }
                     }

@@ -42,6 +42,10 @@ struct Cli {
     /// The file the result is appended to (one JSON object per line).
     #[arg(long)]
     results: PathBuf,
+    /// Also write the latency over time to this CSV file: per 100 ms of scheduled send time
+    /// after the warm-up, the samples, their median and their maximum.
+    #[arg(long)]
+    series: Option<PathBuf>,
     /// The system's command and its fixed arguments (after `--`); the contract's flags are
     /// added.
     #[arg(last = true, required = true)]
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         warmup_seconds: cli.warmup_seconds,
         system: cli.system,
         command: cli.command,
+        series: cli.series,
     };
     match latency::run(&settings).and_then(|result| {
         println!(
