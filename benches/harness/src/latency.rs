@@ -506,6 +506,9 @@ pub fn run(settings: &Settings) -> Result<LatencyResult, String> {
     if let Err(e) = delete_topics(&kafka, &run_id) {
         eprintln!("bench-latency: {e}");
     }
+    if let Err(e) = crate::process::remove_local_state(&run_id) {
+        eprintln!("bench-latency: removing the local state of {run_id}: {e}");
+    }
     let consumed = outcome?;
     if consumed.samples.is_empty() {
         return Err(format!(

@@ -54,8 +54,9 @@ struct Args {
     /// The system's application id (default: a unique one).
     #[arg(long)]
     app_id: Option<String>,
-    /// Keep the system's internal topics (those named after its app id) after the run, e.g. to
-    /// restore its table later.
+    /// Keep the system's internal topics (those named after its app id) and faustus' local
+    /// checkpoints (`<temp dir>/faustus/<app id>`) after the run, e.g. to restore its table
+    /// later.
     #[arg(long)]
     keep_state: bool,
     /// Seconds to wait for the right answer.
@@ -371,6 +372,9 @@ fn run(args: Args) -> Result<bool, Error> {
             }
             Ok(_) => {}
             Err(e) => cleanup_errors.push(e.to_string()),
+        }
+        if let Err(e) = faustus_bench::process::remove_local_state(&app_id) {
+            cleanup_errors.push(format!("removing the local state of {app_id}: {e}"));
         }
     }
 
