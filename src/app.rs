@@ -424,7 +424,7 @@ impl App {
             .collect();
         let metrics = Arc::clone(&http_state.metrics);
         let written = planned.out_topics.iter().cloned().collect();
-        let locked = lock_state_dir(&config);
+        let locked = lock_state_dir(&config)?;
         let (committer, progress) = recover(
             &config,
             &kafka.config,
@@ -1075,17 +1075,32 @@ fn recover(
 }
 
 /// Locks the application's local state directory for this run's checkpoints (see
-/// [`crate::runtime::checkpoint`]): `None` (logged) when checkpoints are off, or cannot be kept
-/// (a multi-process cluster, the embedded broker, a directory that cannot be made or that
-/// another process holds).
-fn lock_state_dir(config: &AppConfig) -> Option<crate::runtime::checkpoint::Locked> {
-    let dir = config.state_dir.as_ref()?;
+/// [`crate::runtime::checkpoint`]): `None` when checkpoints are off or cannot be kept (a
+/// multi-process cluster, the embedded broker; logged: a directory that another process holds,
+/// or the default directory that cannot be made). A directory the configuration names that
+/// cannot be made is an error that says what to fix.
+fn lock_state_dir(config: &AppConfig) -> Result<Option<crate::runtime::checkpoint::Locked>> {
+    use crate::runtime::checkpoint::{Locked, Unavailable};
+    let Some(dir) = config.state_dir.as_ref() else {
+        return Ok(None);
+    };
     if config.processes > 1 || config.brokers.is_none() {
-        return None;
+        return Ok(None);
     }
-    crate::runtime::checkpoint::Locked::lock(dir, &config.app_id)
-        .map_err(|e| log::warn!("no local checkpoints: {e}; tables restore from their changelogs"))
-        .ok()
+    match Locked::lock(dir, &config.app_id) {
+        Ok(locked) => Ok(Some(locked)),
+        Err(Unavailable::Unusable(why)) if *dir != crate::config::default_state_dir() => {
+            Err(Error::Config(format!(
+                "--state-dir {}: {why}; give a directory this process can write, or \
+                 `--state-dir off` to keep no local checkpoints",
+                dir.display()
+            )))
+        }
+        Err(why) => {
+            log::warn!("no local checkpoints: {why}; tables restore from their changelogs");
+            Ok(None)
+        }
+    }
 }
 
 /// What every worker learns before the dataflow runs: where to resume (after the epoch of

@@ -128,7 +128,8 @@ pub struct AppArgs {
     /// Where tables are checkpointed on local disk, so that a restart reads them back instead of
     /// replaying their changelogs (default: `faustus` in the system's temporary directory; each
     /// application uses its own directory in it). `off` turns checkpoints off. A process of a
-    /// multi-process cluster keeps none.
+    /// multi-process cluster keeps none. A directory given here that cannot be made stops the
+    /// start; the default one only turns checkpoints off.
     #[arg(global = true, long, env = "FAUSTUS_STATE_DIR", value_name = "DIR|off")]
     pub state_dir: Option<std::path::PathBuf>,
     /// The sensors: hop latency, records per operator and end-to-end latency in `/metrics`
@@ -235,6 +236,12 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// One hour.
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// Where tables are checkpointed unless configured otherwise: `faustus` in the system's
+/// temporary directory.
+pub(crate) fn default_state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("faustus")
+}
+
 impl AppConfig {
     /// The shortest an epoch lasts: [`AppConfig::min_epoch`], or a tenth of the commit interval.
     pub fn shortest_epoch(&self) -> Duration {
@@ -270,7 +277,7 @@ impl AppConfig {
             kafka_request_timeout: KafkaConfig::DEFAULT_REQUEST_TIMEOUT,
             http_peer_connect_timeout: Duration::from_secs(2),
             http_peer_timeout: Duration::from_secs(10),
-            state_dir: Some(std::env::temp_dir().join("faustus")),
+            state_dir: Some(default_state_dir()),
             sensors: true,
             sentry_dsn: None,
         }

@@ -180,3 +180,25 @@ fn a_stale_or_corrupt_checkpoint_is_not_used_and_the_table_is_exact() {
     assert_eq!(app.changelog(), sums(&orders));
     assert_updates_increase(&app.output);
 }
+
+#[test]
+fn a_state_dir_that_cannot_be_made_stops_the_start_with_what_to_fix() {
+    let state = tempfile::tempdir().expect("a temporary directory");
+    let file = state.path().join("not-a-directory");
+    std::fs::write(&file, b"a file").expect("a file");
+    let Err(error) = faustus::App::new(unique("ckpt-bad-dir"))
+        .brokers(brokers())
+        .http(None)
+        .state_dir(&file)
+        .start(|_df| {})
+    else {
+        panic!("a state directory that cannot be made is a configuration error, yet the application started");
+    };
+    let error = error.to_string();
+    assert!(
+        error.starts_with("configuration: --state-dir")
+            && error.contains("not-a-directory")
+            && error.contains("--state-dir off"),
+        "{error}"
+    );
+}

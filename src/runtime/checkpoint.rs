@@ -111,11 +111,31 @@ struct Header {
 }
 
 /// The id of the machine's current boot: files written before a reboot may have lost what the
-/// operating system had not yet written to disk.
-fn boot_id() -> String {
+/// operating system had not yet written to disk. `None` where the system does not say (then a
+/// machine crash could not be told from a whole file, and no checkpoints are kept).
+fn boot_id() -> Option<String> {
     fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
         .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+        .filter(|s| !s.is_empty())
+}
+
+/// Why a run keeps no checkpoints.
+#[derive(Debug)]
+pub(crate) enum Unavailable {
+    /// The state directory cannot be made or opened: a configuration to fix.
+    Unusable(String),
+    /// This run cannot keep them: another process holds the directory, or the system does not
+    /// tell its boots apart.
+    Skipped(String),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Unusable(why) | Unavailable::Skipped(why) => f.write_str(why),
+        }
+    }
 }
 
 /// A fresh generation id: the time and the process.
@@ -131,39 +151,53 @@ fn fresh_generation() -> String {
 pub(crate) struct Locked {
     root: PathBuf,
     app_id: String,
+    boot_id: String,
     lock: File,
     generation: Arc<CheckpointGeneration>,
 }
 
 impl Locked {
     /// Locks `<state_dir>/<app_id>` for this process, or says why checkpoints are off for this
-    /// run: the directory cannot be made, or another process holds it (another instance of the
-    /// application on this machine: this one restores from the changelogs).
-    pub(crate) fn lock(state_dir: &Path, app_id: &str) -> Result<Locked, String> {
+    /// run: the directory cannot be made ([`Unavailable::Unusable`]), or another process holds
+    /// it (another instance of the application on this machine: this one restores from the
+    /// changelogs), or the system does not tell its boots apart ([`Unavailable::Skipped`]).
+    pub(crate) fn lock(state_dir: &Path, app_id: &str) -> Result<Locked, Unavailable> {
+        let boot_id = boot_id().ok_or_else(|| {
+            Unavailable::Skipped(
+                "this system does not say when it booted (/proc/sys/kernel/random/boot_id), so \
+                 files that a machine crash cut short could not be told from whole ones"
+                    .into(),
+            )
+        })?;
         let root = state_dir.join(app_id);
-        fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+        fs::create_dir_all(&root)
+            .map_err(|e| Unavailable::Unusable(format!("creating {}: {e}", root.display())))?;
         let path = root.join("LOCK");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("opening {}: {e}", path.display()))?;
+            .map_err(|e| Unavailable::Unusable(format!("opening {}: {e}", path.display())))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(format!(
+                return Err(Unavailable::Skipped(format!(
                     "{} is locked by another process of `{app_id}` on this machine",
                     root.display()
-                ))
+                )))
             }
             Err(fs::TryLockError::Error(e)) => {
-                return Err(format!("locking {}: {e}", path.display()))
+                return Err(Unavailable::Unusable(format!(
+                    "locking {}: {e}",
+                    path.display()
+                )))
             }
         }
         Ok(Locked {
             root,
             app_id: app_id.to_string(),
+            boot_id,
             lock,
             generation: Arc::new(CheckpointGeneration::new(fresh_generation())),
         })
@@ -182,7 +216,6 @@ impl Locked {
         named: Option<&str>,
         committed: Arc<dyn Fn() -> Option<u64> + Send + Sync>,
     ) -> Result<Checkpoints, String> {
-        let boot = boot_id();
         let mut restore = BTreeMap::new();
         let entries = fs::read_dir(&self.root)
             .map_err(|e| format!("listing {}: {e}", self.root.display()))?;
@@ -193,7 +226,7 @@ impl Locked {
                 continue;
             }
             if Some(name.as_str()) == named {
-                restore = trusted_topics(&path, &self.app_id, &name, &boot, epoch);
+                restore = trusted_topics(&path, &self.app_id, &name, &self.boot_id, epoch);
             } else if let Err(e) = fs::remove_dir_all(&path) {
                 log::warn!("removing the old checkpoint {}: {e}", path.display());
             }
@@ -203,7 +236,7 @@ impl Locked {
         Ok(Checkpoints {
             dir,
             app_id: self.app_id,
-            boot_id: boot,
+            boot_id: self.boot_id,
             generation: self.generation,
             restore,
             committed,
@@ -391,6 +424,11 @@ fn frame_error(path: &Path, e: io::Error) -> String {
 /// Reads the header of the segment at `path`.
 fn read_header(path: &Path) -> Result<Header, String> {
     let mut frames = Frames::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    next_header(&mut frames, path)
+}
+
+/// The first frame of segment `path`, which must be its header.
+fn next_header(frames: &mut Frames, path: &Path) -> Result<Header, String> {
     match frames.next().map_err(|e| frame_error(path, e))? {
         Some(Kind::Header) => serde_json::from_slice(&frames.payload)
             .map_err(|e| format!("{}: the header does not decode: {e}", path.display())),
@@ -399,11 +437,7 @@ fn read_header(path: &Path) -> Result<Header, String> {
 }
 
 fn check_header(frames: &mut Frames, expect: &Header, path: &Path) -> Result<(), String> {
-    let header = match frames.next().map_err(|e| frame_error(path, e))? {
-        Some(Kind::Header) => serde_json::from_slice::<Header>(&frames.payload)
-            .map_err(|e| format!("{}: the header does not decode: {e}", path.display()))?,
-        _ => return Err(format!("{}: no header", path.display())),
-    };
+    let header = next_header(frames, path)?;
     if header == *expect {
         return Ok(());
     }
@@ -803,7 +837,9 @@ impl Writer {
         }
     }
 
-    fn fail(&mut self, e: &dyn std::fmt::Display) {
+    /// Stops this writer: nothing more is written, and the generation is no longer named (the
+    /// next start restores from the changelog).
+    pub(crate) fn fail(&mut self, e: &dyn std::fmt::Display) {
         self.failed = true;
         self.checkpoints.generation.spoil();
         log::warn!(

@@ -201,11 +201,14 @@ impl<K: Data, A: Data> Maintainer<K, A> {
                                     session.give(Err(record));
                                 } else if let Some(w) = writer.as_mut() {
                                     // The restored table: in the changelog already, so no
-                                    // record, but the checkpoint's base.
-                                    if let (Ok(key), Ok(value)) =
-                                        (try_json(&k), new.as_ref().map(try_json).transpose())
-                                    {
-                                        w.push(label, &key, value.as_deref());
+                                    // record, but the checkpoint's base, whole or not at all.
+                                    match (try_json(&k), new.as_ref().map(try_json).transpose()) {
+                                        (Ok(key), Ok(value)) => {
+                                            w.push(label, &key, value.as_deref())
+                                        }
+                                        (Err(e), _) | (_, Err(e)) => w.fail(&format!(
+                                            "a restored entry of `{name}` does not encode: {e}"
+                                        )),
                                     }
                                 }
                                 if let Some(copy) = copy.as_mut() {

@@ -263,9 +263,9 @@ fn files_from_another_boot_or_application_are_not_trusted() {
     let id = run(&dir, None, 100, 2, EPOCHS);
     let generation = dir.0.path().join("app").join(&id);
     let trusted = |app: &str, boot: &str| trusted_topics(&generation, app, &id, boot, 400);
-    assert!(trusted("app", &boot_id()).contains_key(TOPIC));
+    assert!(trusted("app", &boot_id().unwrap()).contains_key(TOPIC));
     assert!(trusted("app", "another-boot").is_empty());
-    assert!(trusted("another-app", &boot_id()).is_empty());
+    assert!(trusted("another-app", &boot_id().unwrap()).is_empty());
 }
 
 #[test]
@@ -359,9 +359,24 @@ fn a_second_process_cannot_take_the_directory() {
     let dir = Dir::new();
     let first = Locked::lock(dir.0.path(), "app").expect("the lock");
     let second = Locked::lock(dir.0.path(), "app").err().expect("refused");
-    assert!(second.contains("locked by another process"), "{second}");
+    assert!(
+        matches!(&second, Unavailable::Skipped(why) if why.contains("locked by another process")),
+        "{second:?}"
+    );
     drop(first);
     Locked::lock(dir.0.path(), "app").expect("the lock, once free");
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_made_is_unusable() {
+    let dir = Dir::new();
+    let file = dir.0.path().join("a-file");
+    fs::write(&file, b"not a directory").unwrap();
+    let refused = Locked::lock(&file, "app").err().expect("refused");
+    assert!(
+        matches!(&refused, Unavailable::Unusable(why) if why.contains("a-file")),
+        "{refused:?}"
+    );
 }
 
 #[test]
