@@ -544,6 +544,202 @@ pub fn wall_ratio(rows: &[Value], target: &Target, guarantee: &str) -> Option<f6
     }
 }
 
+/// faustus' W0 at_least_once steady rate ÷ the ceiling's, in each repetition: at least this.
+pub const W0_EACH_RUN_MIN: f64 = 0.9;
+/// The repetitions the W0 target above needs, each meeting it.
+pub const W0_EACH_RUN_COUNT: usize = 3;
+/// faustus' W2 steady rate at the largest scale point ÷ at the smallest: at least this.
+pub const GROWTH_MIN: f64 = 0.5;
+/// faustus' peak RSS at the largest scale point ÷ its keys: at most this many bytes.
+pub const BYTES_PER_KEY_MAX: f64 = 120.0;
+/// faustus' latency p50 ÷ Kafka Streams' (matched settings) at the same open-loop rate: at most
+/// this; its p99 at most Kafka Streams' p99.
+pub const P50_RATIO_MAX: f64 = 0.8;
+
+/// A target judged on one figure of faustus' own, or on a pair of latencies, rather than on a
+/// ratio of two systems' median rates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FigureTarget {
+    /// What the target says.
+    pub name: String,
+    /// The guarantee it is judged under.
+    pub guarantee: &'static str,
+    /// The figure, as shown.
+    pub figure: String,
+    /// Met (`true`) or missed (`false`); why it was not measured.
+    pub verdict: Result<bool, String>,
+}
+
+/// Each repetition's steady rate, in order: `None` for a wrong one, one too short for a steady
+/// rate, or one without a start-up to subtract.
+fn steady_each(m: &Measured) -> Vec<Option<f64>> {
+    m.rows
+        .iter()
+        .map(|r| {
+            if s(r, "answer") != "ok" {
+                return None;
+            }
+            let d = f(r, "wall_s")? - m.startup_s?;
+            if d < SHORT_RUN_S {
+                return None;
+            }
+            Some(f(r, "events")? / d)
+        })
+        .collect()
+}
+
+/// The targets judged on single figures: W0 at_least_once against the ceiling in each
+/// repetition, W2's growth and memory per key over the scale curve, and latency against Kafka
+/// Streams at the same open-loop rate.
+pub fn figure_targets(rows: &[Value]) -> Vec<FigureTarget> {
+    let runs = runs(rows);
+    let lat = latencies(rows);
+    let key = |system: &str, workload: &str, guarantee: &str| {
+        (
+            system.to_string(),
+            workload.to_string(),
+            guarantee.to_string(),
+        )
+    };
+    let mut out = Vec::new();
+
+    let g = "at_least_once";
+    let name = format!(
+        "faustus ≥ {W0_EACH_RUN_MIN} × ceiling on W0 in each of {W0_EACH_RUN_COUNT} repetitions"
+    );
+    let (figure, verdict) = match (
+        runs.get(&key("faustus", "W0", g)),
+        runs.get(&key("ceiling", "W0", g)),
+    ) {
+        (Some(a), Some(b)) => {
+            let ratios: Vec<Option<f64>> = steady_each(a)
+                .into_iter()
+                .zip(steady_each(b))
+                .map(|pair| match pair {
+                    (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+                    _ => None,
+                })
+                .collect();
+            let figure = ratios
+                .iter()
+                .map(|r| num(*r, 2))
+                .collect::<Vec<_>>()
+                .join(" · ");
+            let verdict = if ratios.len() < W0_EACH_RUN_COUNT {
+                Err(format!(
+                    "{} paired repetitions, {W0_EACH_RUN_COUNT} needed",
+                    ratios.len()
+                ))
+            } else if ratios.iter().any(Option::is_none) {
+                Err("a repetition was wrong or too short".into())
+            } else {
+                Ok(ratios.iter().flatten().all(|r| *r >= W0_EACH_RUN_MIN))
+            };
+            (figure, verdict)
+        }
+        _ => ("–".into(), Err("faustus or the ceiling not run".into())),
+    };
+    out.push(FigureTarget {
+        name,
+        guarantee: g,
+        figure,
+        verdict,
+    });
+
+    for g in GUARANTEES {
+        let mut points: Vec<(u64, &Measured)> = runs
+            .iter()
+            .filter(|((sys, w, rg), _)| sys == "faustus" && rg == g && w.starts_with("W2-keys-"))
+            .filter_map(|((_, w, _), m)| Some((w.trim_start_matches("W2-keys-").parse().ok()?, m)))
+            .collect();
+        points.sort_by_key(|p| p.0);
+        let (Some(&(lo_keys, lo)), Some(&(hi_keys, hi))) = (points.first(), points.last()) else {
+            continue;
+        };
+        if hi_keys == lo_keys {
+            continue;
+        }
+        let (figure, verdict) = match (hi.verdict_rate(), lo.verdict_rate()) {
+            (Ok(h), Ok(l)) if l > 0.0 => {
+                let r = h / l;
+                (
+                    format!(
+                        "{r:.2} ({} / {} events/s)",
+                        group(h as i64),
+                        group(l as i64)
+                    ),
+                    Ok(r >= GROWTH_MIN),
+                )
+            }
+            (Ok(_), Ok(_)) => ("–".into(), Err("0 events/s at the smallest point".into())),
+            (Err(e), _) | (_, Err(e)) => ("–".into(), Err(e)),
+        };
+        out.push(FigureTarget {
+            name: format!(
+                "faustus W2 at {} keys ≥ {GROWTH_MIN} × at {} keys",
+                group(hi_keys as i64),
+                group(lo_keys as i64)
+            ),
+            guarantee: g,
+            figure,
+            verdict,
+        });
+        let (figure, verdict) = match hi.peak_rss_mb.filter(|_| hi.ok()) {
+            Some(mb) => {
+                let bytes = mb * 1_048_576.0 / hi_keys as f64;
+                (
+                    format!("{bytes:.0} B ({} MB)", group(mb as i64)),
+                    Ok(bytes <= BYTES_PER_KEY_MAX),
+                )
+            }
+            None => ("–".into(), Err(short(&hi.answer))),
+        };
+        out.push(FigureTarget {
+            name: format!(
+                "faustus peak RSS ≤ {BYTES_PER_KEY_MAX} B per key at {} keys (W2)",
+                group(hi_keys as i64)
+            ),
+            guarantee: g,
+            figure,
+            verdict,
+        });
+    }
+
+    for w in ["W0", "W1", "W2", "W3", "W4"] {
+        for g in GUARANTEES {
+            let (Some(a), Some(b)) = (
+                lat.get(&key("faustus", w, g)),
+                lat.get(&key("kafka-streams", w, g)),
+            ) else {
+                continue;
+            };
+            let at = f(a, "rate").map_or(String::new(), |r| {
+                format!(" at {} events/s", group(r as i64))
+            });
+            for (field, max, label) in [
+                ("p50_ms", P50_RATIO_MAX, format!("≤ {P50_RATIO_MAX} ×")),
+                ("p99_ms", 1.0, "≤".to_string()),
+            ] {
+                let p = &field[..3];
+                let (figure, verdict) = match (f(a, field), f(b, field)) {
+                    (Some(x), Some(y)) if y > 0.0 => (
+                        format!("{:.2} ({x:.1} / {y:.1} ms)", x / y),
+                        Ok(x / y <= max),
+                    ),
+                    _ => ("–".into(), Err("no latency figure".into())),
+                };
+                out.push(FigureTarget {
+                    name: format!("faustus {p} {label} kafka-streams {p} on {w}{at}"),
+                    guarantee: g,
+                    figure,
+                    verdict,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// A run with less than this many seconds between its start-up (the start-up run's time) and
 /// the right answer, in the median, is too short for a steady rate: the report marks it and
 /// gives no verdict on it.
@@ -642,7 +838,23 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
         }
         None => "| restore ≥ 1,000,000 changelog records/s | – | – | – | not measured |".into(),
     };
-    let _ = writeln!(md, "{restore_row}\n{restart_line}\n");
+    let _ = writeln!(md, "{restore_row}\n{restart_line}");
+    for t in figure_targets(rows) {
+        let text = match &t.verdict {
+            Ok(true) => "met".to_string(),
+            Ok(false) => {
+                missed.push(format!("{} ({}): {}", t.name, t.guarantee, t.figure));
+                "**missed**".to_string()
+            }
+            Err(why) => format!("not measured ({why})"),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | – | {text} |",
+            t.name, t.guarantee, t.figure
+        );
+    }
+    md.push('\n');
     let _ = writeln!(
         md,
         "Kafka Streams targets use the matched settings (`kafka-streams`: the contract's commit \
@@ -998,6 +1210,83 @@ mod tests {
             ),
             "{md}"
         );
+    }
+
+    #[test]
+    fn figure_targets_judge_each_repetition_the_scale_curve_and_latency() {
+        let alo = |line: String| line.replace("exactly_once", "at_least_once");
+        let with = |faustus_events: [u64; 3]| {
+            let mut rows = rows();
+            let mut lines = vec![
+                alo(startup("ceiling", "W0", 2.0)),
+                alo(startup("faustus", "W0", 1.0)),
+            ];
+            for events in faustus_events {
+                // The ceiling at 1,000 events/s steady, faustus at events / 10 s.
+                lines.push(alo(run("ceiling", "W0", 10_000, 12.0)));
+                lines.push(alo(run("faustus", "W0", events, 11.0)));
+            }
+            lines.push(
+                r#"{"kind":"scale","system":"faustus","workload":"W2-keys-10000000","guarantee":"exactly_once","events":20000,"events_per_sec_wall":392.2,"wall_s":51.0,"peak_rss_mb":2000.0,"answer":"ok"}"#.to_string(),
+            );
+            lines.push(
+                r#"{"kind":"latency","system":"kafka-streams","workload":"W0","guarantee":"exactly_once","rate":100,"p50_ms":5.0,"p99_ms":7.5,"samples":1000,"missing":0}"#.to_string(),
+            );
+            for line in lines {
+                rows.push(serde_json::from_str(&line).expect("a row"));
+            }
+            rows
+        };
+        let targets = figure_targets(&with([9_500, 8_000, 9_500]));
+        let find = |start: &str| {
+            targets
+                .iter()
+                .find(|t| t.name.starts_with(start))
+                .unwrap_or_else(|| panic!("a target {start:?} in {targets:?}"))
+                .clone()
+        };
+        let each = find("faustus ≥ 0.9 × ceiling on W0 in each of 3");
+        assert_eq!(each.figure, "0.95 · 0.80 · 0.95");
+        assert_eq!(each.verdict, Ok(false));
+        let each = figure_targets(&with([9_500, 9_100, 9_500]))[0].clone();
+        assert_eq!(each.verdict, Ok(true), "{each:?}");
+        // W2: 400 events/s at 10^7 keys against 700 at 1,000.
+        let growth = find("faustus W2 at 10,000,000 keys ≥ 0.5 × at 1,000 keys");
+        assert_eq!(growth.figure, "0.57 (400 / 700 events/s)");
+        assert_eq!(growth.verdict, Ok(true));
+        let memory = find("faustus peak RSS ≤ 120 B per key at 10,000,000 keys");
+        assert_eq!(memory.figure, "210 B (2,000 MB)");
+        assert_eq!(memory.verdict, Ok(false));
+        let p50 = find("faustus p50 ≤ 0.8 × kafka-streams p50 on W0 at 100 events/s");
+        assert_eq!(
+            (p50.figure.as_str(), p50.verdict),
+            ("0.70 (3.5 / 5.0 ms)", Ok(true))
+        );
+        let p99 = find("faustus p99 ≤ kafka-streams p99 on W0");
+        assert_eq!(p99.verdict, Ok(false));
+        // Two repetitions are not enough.
+        let mut rows = with([9_500, 9_500, 9_500]);
+        let mut dropped = 0;
+        rows.retain(|r| {
+            let ceiling_run = s(r, "kind") == "throughput"
+                && s(r, "system") == "ceiling"
+                && s(r, "guarantee") == "at_least_once";
+            if ceiling_run && dropped < 1 {
+                dropped += 1;
+                return false;
+            }
+            true
+        });
+        assert!(matches!(
+            &figure_targets(&rows)[0].verdict,
+            Err(why) if why == "2 paired repetitions, 3 needed"
+        ));
+        let md = markdown(&with([9_500, 8_000, 9_500]), None);
+        assert!(
+            md.contains("| faustus ≥ 0.9 × ceiling on W0 in each of 3 repetitions | at_least_once | 0.95 · 0.80 · 0.95 | – | **missed** |"),
+            "{md}"
+        );
+        assert!(md.contains("- faustus p99 ≤ kafka-streams p99 on W0 at 100 events/s (exactly_once): 1.20 (9.0 / 7.5 ms)"), "{md}");
     }
 
     #[test]
