@@ -258,6 +258,9 @@ pub struct Measured<'a> {
     pub steady_rate: Option<f64>,
     /// Median of wall − start-up, seconds.
     pub steady_s: Option<f64>,
+    /// Each repetition's (events / (wall − start-up), wall − start-up), in the order of `rows`;
+    /// `None` without a start-up or without figures.
+    pub steady_each: Vec<Option<(f64, f64)>>,
     /// Median CPU seconds per million events.
     pub cpu_s_per_million: Option<f64>,
     /// Median peak RSS, MB.
@@ -329,13 +332,14 @@ fn runs(rows: &[Value]) -> BTreeMap<Key, Measured<'_>> {
                 ok.then(|| median(rows.iter().filter_map(|r| f(r, field)).collect()))
                     .flatten()
             };
-            let steady: Vec<(f64, f64)> = rows
+            let steady_each: Vec<Option<(f64, f64)>> = rows
                 .iter()
-                .filter_map(|r| {
+                .map(|r| {
                     let d = f(r, "wall_s")? - startup_s?;
                     Some((f(r, "events")? / d.max(1e-3), d))
                 })
                 .collect();
+            let steady: Vec<(f64, f64)> = steady_each.iter().flatten().copied().collect();
             let measured = Measured {
                 events: rows.last().and_then(|r| f(r, "events")),
                 wall_rate: each("events_per_sec_wall"),
@@ -348,6 +352,7 @@ fn runs(rows: &[Value]) -> BTreeMap<Key, Measured<'_>> {
                     .flatten(),
                 cpu_s_per_million: each("cpu_s_per_million"),
                 peak_rss_mb: each("peak_rss_mb"),
+                steady_each,
                 answer,
                 rows,
             };
@@ -575,15 +580,10 @@ pub struct FigureTarget {
 fn steady_each(m: &Measured) -> Vec<Option<f64>> {
     m.rows
         .iter()
-        .map(|r| {
-            if s(r, "answer") != "ok" {
-                return None;
-            }
-            let d = f(r, "wall_s")? - m.startup_s?;
-            if d < SHORT_RUN_S {
-                return None;
-            }
-            Some(f(r, "events")? / d)
+        .zip(&m.steady_each)
+        .map(|(r, each)| {
+            let (rate, d) = (*each)?;
+            (s(r, "answer") == "ok" && d >= SHORT_RUN_S).then_some(rate)
         })
         .collect()
 }
