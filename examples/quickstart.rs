@@ -20,6 +20,11 @@ use faustus::cli::Command;
 use faustus::prelude::*;
 use rand::Rng;
 
+/// jemalloc: faustus programs that hold large tables or join state allocate a lot, and glibc's
+/// allocator slows as its heap fragments (docs/guide/deployment.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// An order, as JSON on the `orders` topic, keyed by account.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Order {

@@ -27,6 +27,11 @@ use faustus_bench::COMMIT_INTERVAL_MS;
 
 use workloads::{Topics, Workload};
 
+/// jemalloc, as the guide recommends for faustus programs (docs/guide/deployment.md, "The
+/// allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// faustus on the benchmark workloads W0–W4 (and the changelog restore probe).
 #[derive(clap::Parser, Debug)]
 #[command(name = "bench-faustus")]

@@ -26,6 +26,11 @@ use faustus::agent::{Agent, Event};
 use faustus::prelude::*;
 use faustus::workflow::{Chain, Chord, ChordResult, JsonValue};
 use faustus::Guarantee;
+
+/// jemalloc, as the guide recommends for faustus programs (docs/guide/deployment.md, "The
+/// allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use serde_json::{json, Value};
 
 /// faustus' chords and chains, timed (and the report of every system's runs).
