@@ -361,13 +361,38 @@ fn runs(rows: &[Value]) -> BTreeMap<Key, Measured<'_>> {
         .collect()
 }
 
-/// The last `latency` row per (system, workload, guarantee).
-fn latencies(rows: &[Value]) -> BTreeMap<Key, &Value> {
-    let mut out = BTreeMap::new();
+/// The latency per (system, workload, guarantee): over the runs at the rate of the last `latency`
+/// row, the median p50 and the median p99 (each on its own), the most outputs missing in any of
+/// them, and how many runs there were (`runs`).
+fn latencies(rows: &[Value]) -> BTreeMap<Key, Value> {
+    let mut per_key: BTreeMap<Key, Vec<&Value>> = BTreeMap::new();
     for r in rows.iter().filter(|r| s(r, "kind") == "latency") {
-        out.insert(key_of(r), r);
+        per_key.entry(key_of(r)).or_default().push(r);
     }
-    out
+    per_key
+        .into_iter()
+        .filter_map(|(key, all)| {
+            let last = *all.last()?;
+            let same: Vec<&Value> = all
+                .into_iter()
+                .filter(|r| f(r, "rate") == f(last, "rate"))
+                .collect();
+            let mut merged = last.clone();
+            if let Value::Object(m) = &mut merged {
+                for field in ["p50_ms", "p99_ms"] {
+                    let values = same.iter().filter_map(|r| f(r, field)).collect();
+                    if let Some(v) = median(values) {
+                        m.insert(field.to_string(), Value::from(v));
+                    }
+                }
+                if let Some(v) = same.iter().filter_map(|r| f(r, "missing")).reduce(f64::max) {
+                    m.insert("missing".to_string(), Value::from(v as u64));
+                }
+                m.insert("runs".to_string(), Value::from(same.len()));
+            }
+            Some((key, merged))
+        })
+        .collect()
 }
 
 /// The open-loop rate for latency runs of `workload` under `guarantee`: half the median
@@ -422,6 +447,7 @@ pub fn summary_json(rows: &[Value]) -> Vec<Summary> {
                 ("rate", "latency_rate"),
                 ("samples", "latency_samples"),
                 ("missing", "latency_missing"),
+                ("runs", "latency_runs"),
             ] {
                 if let Some(v) = l.get(k) {
                     details.insert(name.to_string(), v.clone());
@@ -1101,6 +1127,29 @@ mod tests {
             Verdict::Met(r) | Verdict::Missed(r) => (r - want).abs() < 1e-9,
             Verdict::NotMeasured(_) => false,
         }
+    }
+
+    #[test]
+    fn latency_is_the_median_of_the_runs_at_the_last_rate() {
+        let row = |rate: u32, p50: f64, p99: f64, missing: u32| {
+            serde_json::from_str::<Value>(&format!(
+                r#"{{"kind":"latency","system":"faustus","workload":"W1","guarantee":"exactly_once","rate":{rate},"p50_ms":{p50},"p99_ms":{p99},"samples":100,"missing":{missing}}}"#
+            ))
+            .unwrap()
+        };
+        let rows = vec![
+            row(2000, 1.0, 1.0, 0),
+            row(1500, 50.0, 120.0, 0),
+            row(1500, 40.0, 100.0, 3),
+            row(1500, 60.0, 90.0, 0),
+        ];
+        let lat = latencies(&rows);
+        let l = &lat[&("faustus".into(), "W1".into(), "exactly_once".into())];
+        assert_eq!(f(l, "p50_ms"), Some(50.0));
+        assert_eq!(f(l, "p99_ms"), Some(100.0));
+        assert_eq!(f(l, "missing"), Some(3.0));
+        assert_eq!(l["runs"], 3);
+        assert_eq!(f(l, "rate"), Some(1500.0));
     }
 
     #[test]

@@ -43,7 +43,11 @@ async fn get_key(
         .copied();
     match value {
         Some(v) => Json(json!({ key: v })).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such key" }))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such key" })),
+        )
+            .into_response(),
     }
 }
 
