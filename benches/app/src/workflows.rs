@@ -26,12 +26,12 @@ use faustus::agent::{Agent, Event};
 use faustus::prelude::*;
 use faustus::workflow::{Chain, Chord, ChordResult, JsonValue};
 use faustus::Guarantee;
+use serde_json::{json, Value};
 
 /// jemalloc, as the guide recommends for faustus programs (docs/guide/deployment.md, "The
 /// allocator").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use serde_json::{json, Value};
 
 /// faustus' chords and chains, timed (and the report of every system's runs).
 #[derive(clap::Parser, Debug)]
