@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use faustus::cli::Command;
@@ -128,24 +128,30 @@ fn run(args: Args) -> faustus::Result<()> {
             let mut rng = rand::rng();
             let mut sent = 0u64;
             let mut pending = VecDeque::new();
-            let pause = Duration::from_micros(1_000_000 / rate);
+            // Paced by the clock in ticks of 10 ms: each tick sends the orders due by then, so
+            // the rate holds without a wake-up per order.
+            let started = Instant::now();
             while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| sent < l) {
-                let order = Order {
-                    account: format!("account-{}", rng.random_range(0..accounts)),
-                    amount: rng.random_range(1..100),
-                };
-                match producer.enqueue(&orders_out, &order.account, &order) {
-                    Ok(p) => pending.push_back(p),
-                    Err(e) => eprintln!("generator: {e}"),
-                }
-                // At most a thousand orders on their way: a failed one is reported.
-                while pending.len() > 1000 {
-                    if let Some(Err(e)) = pending.pop_front().map(|p| p.wait()) {
-                        eprintln!("generator: {e}");
+                let due = (started.elapsed().as_micros() * u128::from(rate) / 1_000_000) as u64;
+                let due = limit.map_or(due, |l| due.min(l));
+                while sent < due {
+                    let order = Order {
+                        account: format!("account-{}", rng.random_range(0..accounts)),
+                        amount: rng.random_range(1..100),
+                    };
+                    match producer.enqueue(&orders_out, &order.account, &order) {
+                        Ok(p) => pending.push_back(p),
+                        Err(e) => eprintln!("generator: {e}"),
                     }
+                    // At most a thousand orders on their way: a failed one is reported.
+                    while pending.len() > 1000 {
+                        if let Some(Err(e)) = pending.pop_front().map(|p| p.wait()) {
+                            eprintln!("generator: {e}");
+                        }
+                    }
+                    sent += 1;
                 }
-                sent += 1;
-                std::thread::sleep(pause);
+                std::thread::sleep(Duration::from_millis(10));
             }
             for p in pending {
                 if let Err(e) = p.wait() {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use faustus_connectors::{
     commit_promptly, flush_promptly, owned_headers, AckTracker, Guarantee, KafkaConfig, TopicSpec,
 };
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -313,7 +316,11 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         env.dead_letter_topic.clone(),
         env.http.clone(),
     );
-    let producer = make_producer(env, &name)?;
+    let producer = Arc::new(make_producer(env, &name)?);
+    let committer = match env.guarantee {
+        Guarantee::ExactlyOnce => Some(Committer::start(Arc::clone(&producer), &name)?),
+        Guarantee::AtLeastOnce => None,
+    };
     let status = Arc::new(Mutex::new(AgentStatus {
         settings: (*settings).clone(),
         state: "running".into(),
@@ -327,6 +334,8 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         topic,
         guarantee: env.guarantee,
         producer,
+        committer,
+        unsent: Vec::new(),
         in_transaction: false,
         epoch: 1,
         delivered_through: 0,
@@ -467,7 +476,10 @@ fn consume<K: Data + Send, V: Data + Send>(
                 let all: Vec<i32> = core.parts.keys().copied().collect();
                 return core.revoke(consumer, &all);
             }
-            if last_commit.elapsed() >= interval {
+            // Under `exactly_once`: the last transaction's outcome, if it has come.
+            core.finish_commit(consumer, false)?;
+            let committing = core.committer.as_ref().is_some_and(Committer::busy);
+            if last_commit.elapsed() >= interval && !committing {
                 core.commit(consumer, false)?;
                 core.watch_blocked();
                 core.publish_status();
@@ -584,7 +596,12 @@ struct Core<K: 'static, V: 'static> {
     settings: Arc<AgentSettings>,
     topic: Topic<K, V>,
     guarantee: Guarantee,
-    producer: ThreadedProducer<Deliveries>,
+    producer: Arc<ThreadedProducer<Deliveries>>,
+    /// Under `exactly_once`: the thread that commits transactions while this one reads on.
+    committer: Option<Committer>,
+    /// Under `exactly_once`: records of acked events that became ready while a transaction was
+    /// committing; they open the next one.
+    unsent: Vec<Outgoing>,
     in_transaction: bool,
     /// Under `at_least_once`: the commit interval records are sent in now (counted by the
     /// producer's context), the last interval whose records are all delivered, and the
@@ -801,10 +818,15 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                     part.held.insert(offset, records);
                 }
                 let ready: Vec<i64> = part.held.range(..committable).map(|(o, _)| *o).collect();
+                let committing = self.committer.as_ref().is_some_and(Committer::busy);
                 for o in ready {
                     let Some(records) = part.held.remove(&o) else {
                         continue;
                     };
+                    if committing {
+                        self.unsent.extend(records);
+                        continue;
+                    }
                     if !self.in_transaction {
                         if let Err(e) = self.producer.begin_transaction() {
                             self.fatal
@@ -837,6 +859,13 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         consumer: &BaseConsumer<AgentContext<K, V>>,
         sync: bool,
     ) -> std::result::Result<(), String> {
+        if self.guarantee == Guarantee::ExactlyOnce {
+            self.finish_commit(consumer, sync)?;
+            if self.committer.as_ref().is_some_and(Committer::busy) {
+                // The last transaction is still committing: these positions go with the next.
+                return Ok(());
+            }
+        }
         let mut offsets = TopicPartitionList::new();
         let mut moved = Vec::new();
         for (&partition, part) in &self.parts {
@@ -876,7 +905,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 // Records sent from now on belong to the next interval.
                 self.epoch += 1;
                 if sync {
-                    flush_promptly(&self.producer, KAFKA_TIMEOUT)
+                    flush_promptly(&*self.producer, KAFKA_TIMEOUT)
                         .map_err(|e| format!("flushing the agent's records: {e}"))?;
                     return self.commit_delivered(consumer, CommitMode::Sync);
                 }
@@ -892,7 +921,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                return self.commit_delivered(consumer, CommitMode::Async);
+                self.commit_delivered(consumer, CommitMode::Async)
             }
             Guarantee::ExactlyOnce => {
                 if moved.is_empty() && !self.in_transaction {
@@ -907,44 +936,73 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 let group = consumer
                     .group_metadata()
                     .ok_or("the consumer has no group metadata")?;
-                let committed = match moved.is_empty() {
-                    _ if self.injected_abort() => {
-                        log::warn!(
-                            "agent `{}`: aborting this transaction (fault injection)",
-                            self.settings.name
-                        );
-                        self.abort_and_rewind(consumer)?;
-                        return Ok(());
-                    }
-                    true => Ok(()),
-                    false => self
-                        .producer
-                        .send_offsets_to_transaction(&offsets, &group, KAFKA_TIMEOUT)
-                        .map_err(|e| ("sending positions", e)),
+                if self.injected_abort() {
+                    log::warn!(
+                        "agent `{}`: aborting this transaction (fault injection)",
+                        self.settings.name
+                    );
+                    self.abort_and_rewind(consumer)?;
+                    return Ok(());
                 }
-                .and_then(|()| {
-                    commit_promptly(&self.producer, KAFKA_TIMEOUT).map_err(|e| ("committing", e))
-                });
-                match committed {
-                    Ok(()) => self.in_transaction = false,
-                    // A rebalance under way (the group's generation moved on), a timeout: the
-                    // transaction is aborted, and its events are handled again.
-                    Err((_, e)) if requires_abort(&e) => {
-                        log::warn!(
-                            "agent `{}`: the transaction is aborted ({e}); the events since the last commit are handled again",
-                            self.settings.name
-                        );
-                        self.abort_and_rewind(consumer)?;
-                        return Ok(());
-                    }
-                    Err((what, e)) => return Err(transaction_error(what, &e)),
+                let offsets = (!moved.is_empty()).then_some(offsets);
+                let committer = self
+                    .committer
+                    .as_mut()
+                    .ok_or("an exactly-once agent without its committer")?;
+                committer.begin(offsets, group, moved)?;
+                // Reading and handling go on while the transaction commits; a stop or a
+                // revocation waits for it.
+                if sync {
+                    self.finish_commit(consumer, true)?;
                 }
+                Ok(())
             }
         }
-        for (partition, committable) in moved {
-            if let Some(part) = self.parts.get_mut(&partition) {
-                part.committed = Some(committable);
+    }
+
+    /// Under `exactly_once`: takes the outcome of the transaction being committed, if there is
+    /// one and it is known (waiting for it with `wait`). Committed, its positions are noted and
+    /// the records that waited for it open the next transaction; refused in a way that leaves
+    /// it to be aborted (a rebalance, a timeout), it is aborted and every partition is read
+    /// again from its last commit.
+    fn finish_commit(
+        &mut self,
+        consumer: &BaseConsumer<AgentContext<K, V>>,
+        wait: bool,
+    ) -> std::result::Result<(), String> {
+        let Some(committer) = self.committer.as_mut() else {
+            return Ok(());
+        };
+        let Some((moved, outcome)) = committer.outcome(wait)? else {
+            return Ok(());
+        };
+        self.in_transaction = false;
+        match outcome {
+            Ok(()) => {
+                for (partition, committable) in moved {
+                    if let Some(part) = self.parts.get_mut(&partition) {
+                        part.committed = Some(committable);
+                    }
+                }
             }
+            // A rebalance under way (the group's generation moved on), a timeout: the
+            // transaction is aborted, and its events are handled again.
+            Err((_, e)) if requires_abort(&e) => {
+                log::warn!(
+                    "agent `{}`: the transaction is aborted ({e}); the events since the last commit are handled again",
+                    self.settings.name
+                );
+                return self.abort_and_rewind(consumer);
+            }
+            Err((what, e)) => return Err(transaction_error(what, &e)),
+        }
+        if !self.unsent.is_empty() {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| format!("beginning a transaction: {e}"))?;
+            self.in_transaction = true;
+            let unsent = std::mem::take(&mut self.unsent);
+            send_all(&self.producer, &unsent, None)?;
         }
         Ok(())
     }
@@ -1051,6 +1109,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
     /// transaction dropped the records written since: events in flight are given up (their acks
     /// are refused), held records dropped, and the partitions start a new assignment.
     fn rewind(&mut self, consumer: &BaseConsumer<AgentContext<K, V>>) {
+        self.unsent.clear();
         let partitions: Vec<i32> = self.parts.keys().copied().collect();
         for partition in partitions {
             let Some(part) = self.parts.remove(&partition) else {
@@ -1245,6 +1304,106 @@ fn pause<C: ConsumerContext>(
         Err(e) => {
             log::warn!("pausing or resuming `{topic}` partition {partition}: {e}");
             false
+        }
+    }
+}
+
+/// A transaction's commit as the committer thread does it: its positions (none when only
+/// records moved) and the consumer group they belong to.
+struct CommitJob {
+    offsets: Option<TopicPartitionList>,
+    group: ConsumerGroupMetadata,
+}
+
+/// How a transaction's commit ended: what failed, and how.
+type CommitOutcome = std::result::Result<(), (&'static str, KafkaError)>;
+
+/// Under `exactly_once`, an agent's committer: a thread that sends a transaction's positions
+/// and commits it, so that the consumer thread goes on reading and handling events meanwhile
+/// (records acked in the meantime wait for the next transaction). One transaction commits at
+/// a time.
+struct Committer {
+    jobs: Sender<CommitJob>,
+    outcomes: Receiver<CommitOutcome>,
+    /// The positions of the transaction being committed, while one is.
+    committing: Option<Vec<(i32, i64)>>,
+}
+
+impl Committer {
+    /// Starts the thread of agent `name`, committing `producer`'s transactions.
+    fn start(producer: Arc<ThreadedProducer<Deliveries>>, name: &str) -> Result<Self> {
+        let (jobs, job_rx) = channel::<CommitJob>();
+        let (outcome_tx, outcomes) = channel();
+        std::thread::Builder::new()
+            .name(format!("agent-{name}-commit"))
+            .spawn(move || {
+                for job in job_rx {
+                    let outcome = match &job.offsets {
+                        Some(offsets) => producer
+                            .send_offsets_to_transaction(offsets, &job.group, KAFKA_TIMEOUT)
+                            .map_err(|e| ("sending positions", e)),
+                        None => Ok(()),
+                    }
+                    .and_then(|()| {
+                        commit_promptly(&*producer, KAFKA_TIMEOUT).map_err(|e| ("committing", e))
+                    });
+                    if outcome_tx.send(outcome).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::Runtime(format!("spawning an agent's committer thread: {e}")))?;
+        Ok(Committer {
+            jobs,
+            outcomes,
+            committing: None,
+        })
+    }
+
+    /// Whether a transaction is being committed.
+    fn busy(&self) -> bool {
+        self.committing.is_some()
+    }
+
+    /// Commits the open transaction, with `offsets` moving the partitions to `moved`.
+    fn begin(
+        &mut self,
+        offsets: Option<TopicPartitionList>,
+        group: ConsumerGroupMetadata,
+        moved: Vec<(i32, i64)>,
+    ) -> std::result::Result<(), String> {
+        debug_assert!(
+            self.committing.is_none(),
+            "one transaction commits at a time"
+        );
+        self.jobs
+            .send(CommitJob { offsets, group })
+            .map_err(|_| "the agent's committer thread has stopped".to_string())?;
+        self.committing = Some(moved);
+        Ok(())
+    }
+
+    /// The positions and outcome of the transaction being committed, once it is known
+    /// (waiting for it with `wait`); `None` while there is none or it is still committing.
+    #[allow(clippy::type_complexity)]
+    fn outcome(
+        &mut self,
+        wait: bool,
+    ) -> std::result::Result<Option<(Vec<(i32, i64)>, CommitOutcome)>, String> {
+        if self.committing.is_none() {
+            return Ok(None);
+        }
+        let outcome = if wait {
+            self.outcomes.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            self.outcomes.try_recv()
+        };
+        match outcome {
+            Ok(outcome) => Ok(self.committing.take().map(|moved| (moved, outcome))),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => {
+                Err("the agent's committer thread has stopped".to_string())
+            }
         }
     }
 }

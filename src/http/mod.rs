@@ -32,19 +32,19 @@ pub(crate) use cluster::PeerTimeouts;
 pub(crate) use overview::sample;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, OriginalUri, Path, RawQuery, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde_json::{json, Value};
 
 use crate::agent::{AgentBoard, AgentStatus};
-use crate::metrics::{Metrics, Scrape};
+use crate::metrics::{Metrics, RouteSeries, Scrape};
 use crate::runtime::assignment::{Assignments, SourceState};
 use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{JsonEntry, Lookup, TableView, Tables};
@@ -248,8 +248,38 @@ fn with_retry_after(mut response: Response, seconds: Option<u64>) -> Response {
     response
 }
 
+/// The routes whose successful `GET`s are counted through series made once per route (see
+/// [`RequestCounter`]): the lookups that a client makes many times a second.
+const HOT_ROUTES: [&str; 8] = [
+    "/api/table/{name}/{key}",
+    "/api/table/{name}/{key}/",
+    "/api/table/{name}",
+    "/api/table/{name}/",
+    "/api/ready",
+    "/api/ready/",
+    "/api/live",
+    "/api/live/",
+];
+
+/// Counts answered requests in the metrics. A successful `GET` of a hot route uses its series
+/// made at its first request, so that counting it takes no label lookup (a hash of three
+/// labels and a lock shared by every request).
+struct RequestCounter {
+    metrics: Arc<Metrics>,
+    hot: std::collections::HashMap<&'static str, OnceLock<RouteSeries>>,
+}
+
 /// Builds the router over this process's public tables.
 pub(crate) fn router(state: HttpState) -> Router {
+    let counter = Arc::new(RequestCounter {
+        metrics: Arc::clone(&state.metrics),
+        hot: HOT_ROUTES
+            .iter()
+            .map(|route| (*route, OnceLock::new()))
+            .collect(),
+    });
+    // One reference count per request, not one per member of the state.
+    let state = Arc::new(state);
     Router::new()
         .route("/", get(overview::index))
         .route("/api/overview", get(overview::overview))
@@ -284,7 +314,7 @@ pub(crate) fn router(state: HttpState) -> Router {
             get(overview::local_overview_handler),
         )
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .route_layer(middleware::from_fn_with_state(counter, count_request))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::map_response(json_errors))
         .with_state(state)
@@ -293,30 +323,37 @@ pub(crate) fn router(state: HttpState) -> Router {
 /// Counts an answered request in the metrics, by route template (never the raw path: keys
 /// in paths would make a family without bounds).
 async fn count_request(
-    State(state): State<HttpState>,
+    State(counter): State<Arc<RequestCounter>>,
     request: Request,
     next: middleware::Next,
 ) -> Response {
     let started = std::time::Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    state.metrics.http_request(
-        method.as_str(),
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status();
+    let hot = match (&method, status) {
+        (&Method::GET, StatusCode::OK) => counter.hot.get(route),
+        _ => None,
+    };
+    match hot {
+        Some(series) => series
+            .get_or_init(|| counter.metrics.http_route(route))
+            .record(started.elapsed()),
+        None => {
+            counter
+                .metrics
+                .http_request(method.as_str(), route, status.as_u16(), started.elapsed())
+        }
+    }
     response
 }
 
 /// `GET /metrics`: this process's metrics in Prometheus' text format. Values read when scraped
 /// (lag, restore, tables, agents) are refreshed first; the lag asks Kafka for high watermarks
 /// on a blocking thread.
-async fn metrics(State(state): State<HttpState>) -> Response {
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     let sources = sources_with_lag(&state)
         .await
         .into_iter()
@@ -439,7 +476,7 @@ fn positive(
 }
 
 async fn list_tables(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     uri: OriginalUri,
 ) -> Response {
@@ -461,7 +498,7 @@ fn local_tables(state: &HttpState) -> BTreeMap<String, TableState> {
     state.tables.states(&state.health)
 }
 
-async fn local_tables_handler(State(state): State<HttpState>) -> Json<Value> {
+async fn local_tables_handler(State(state): State<Arc<HttpState>>) -> Json<Value> {
     let tables: serde_json::Map<String, Value> = local_tables(&state)
         .into_iter()
         .map(|(name, state)| (name, state.to_json()))
@@ -472,7 +509,7 @@ async fn local_tables_handler(State(state): State<HttpState>) -> Json<Value> {
 
 /// `GET /api/ready`: 200 once every table of this process is restored and it runs; 503 (with
 /// the state, the restore's progress and `Retry-After`) before, and once it stops or fails.
-async fn ready(State(state): State<HttpState>) -> Response {
+async fn ready(State(state): State<Arc<HttpState>>) -> Response {
     let (ready, body) = state.health.readiness(local_tables(&state));
     let status = if ready {
         StatusCode::OK
@@ -485,7 +522,7 @@ async fn ready(State(state): State<HttpState>) -> Response {
 
 /// `GET /api/live`: 200 while the process works (starting and restoring included); 503 once a
 /// fatal error stopped it, so that a supervisor restarts it.
-async fn live(State(state): State<HttpState>) -> Response {
+async fn live(State(state): State<Arc<HttpState>>) -> Response {
     match state.health.fatal() {
         None => Json(json!({ "live": true })).into_response(),
         Some(fatal) => (
@@ -562,7 +599,7 @@ struct Listing {
 }
 
 async fn list_entries(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -711,7 +748,7 @@ pub(crate) async fn lookup_value(
 }
 
 async fn get_key(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     Path((name, key)): Path<(String, String)>,
     headers: HeaderMap,
     uri: OriginalUri,
@@ -728,7 +765,7 @@ async fn get_key(
     }
 }
 
-async fn assignment(State(state): State<HttpState>) -> Json<Value> {
+async fn assignment(State(state): State<Arc<HttpState>>) -> Json<Value> {
     let local = local_assignment(&state).await;
     let processes = cluster::from_every_process(&state, "/api/internal/assignment", local).await;
     Json(json!({ "processes": processes }))
@@ -737,7 +774,7 @@ async fn assignment(State(state): State<HttpState>) -> Json<Value> {
 /// `GET /api/agents/`: every agent of every process, with its partitions, positions, acked
 /// ranges and counts, and every timer with whether the process fires it; an HTML page for a
 /// browser.
-async fn agents(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+async fn agents(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let local = local_agents(&state);
     let processes = cluster::from_every_process(&state, "/api/internal/agents", local).await;
     if wants_html(&headers) {
@@ -755,13 +792,13 @@ fn local_agents(state: &HttpState) -> Value {
     })
 }
 
-async fn local_agents_handler(State(state): State<HttpState>) -> Json<Value> {
+async fn local_agents_handler(State(state): State<Arc<HttpState>>) -> Json<Value> {
     Json(local_agents(&state))
 }
 
 /// `GET /api/workflows/`: the chords in progress on every process that coordinates some (size,
 /// members done and failed, deadline); an HTML page for a browser.
-async fn workflows(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+async fn workflows(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let local = local_workflows(&state);
     let processes = cluster::from_every_process(&state, "/api/internal/workflows", local).await;
     if wants_html(&headers) {
@@ -784,7 +821,7 @@ fn local_workflows(state: &HttpState) -> Value {
     })
 }
 
-async fn local_workflows_handler(State(state): State<HttpState>) -> Json<Value> {
+async fn local_workflows_handler(State(state): State<Arc<HttpState>>) -> Json<Value> {
     Json(local_workflows(&state))
 }
 
@@ -834,7 +871,7 @@ async fn local_assignment(state: &HttpState) -> Value {
     json!({ "process": state.process, "workers": per_worker, "agents": agents })
 }
 
-async fn local_assignment_handler(State(state): State<HttpState>) -> Json<Value> {
+async fn local_assignment_handler(State(state): State<Arc<HttpState>>) -> Json<Value> {
     Json(local_assignment(&state).await)
 }
 
@@ -845,7 +882,7 @@ async fn openapi() -> Response {
 /// `GET /api/internal/table/{name}/entries?limit=N&after=<JSON key>`: this process's own
 /// entries (what a process asks the others for to build a page).
 async fn local_entries_handler(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {

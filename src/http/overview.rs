@@ -11,6 +11,7 @@
 //! the series is summed per bucket of time ([`sum_series`]), the dead letters are merged newest
 //! first, and the tables are the cluster's (as `/api/table/`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{OriginalUri, State};
@@ -120,7 +121,7 @@ pub(crate) async fn sample_once(state: &HttpState) {
 
 /// `GET /`: the overview page for a browser; for a program, the application and its endpoints.
 pub(super) async fn index(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     uri: OriginalUri,
 ) -> Response {
@@ -148,7 +149,7 @@ pub(super) async fn index(
 
 /// `GET /api/overview/`: the application, its processes, tables, agents, recent dead letters
 /// and the series of the last minutes, across the cluster.
-pub(super) async fn overview(State(state): State<HttpState>) -> Response {
+pub(super) async fn overview(State(state): State<Arc<HttpState>>) -> Response {
     let local = local_overview(&state);
     let (processes, (tables, entries)) = tokio::join!(
         cluster::from_every_process(&state, "/api/internal/overview", local),
@@ -300,7 +301,7 @@ fn round(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
 
-pub(super) async fn local_overview_handler(State(state): State<HttpState>) -> Json<Value> {
+pub(super) async fn local_overview_handler(State(state): State<Arc<HttpState>>) -> Json<Value> {
     Json(local_overview(&state))
 }
 
