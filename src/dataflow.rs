@@ -845,7 +845,8 @@ impl<'s, K: Data, A: Data> Table<'s, K, A> {
     }
 
     /// The table's changes: per epoch and key, the new value, or `None` when the key is removed,
-    /// timestamped with the epoch's time.
+    /// timestamped with the epoch's time. A restart's restore is not a change: after it, the
+    /// stream goes on with the changes made since, so an aggregate of it counts each change once.
     pub fn changes(&self) -> Stream<'s, K, Option<A>> {
         let coll = self
             .changes

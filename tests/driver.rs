@@ -556,3 +556,50 @@ mod properties {
         }
     }
 }
+
+/// Balances per account, and per account how many times its balance changed (a count of the
+/// balance table's changes, with a changelog of its own).
+fn changes_counted(df: &Dataflow<'_>) {
+    let balances = df.stream(&totals()).sum("balances");
+    balances
+        .changes()
+        .map(|account, _| (account, ()))
+        .count("balance-changes");
+}
+
+/// A restored table's entries are its state, not changes: after a restart, an aggregate of its
+/// changes (restored from its own changelog) counts only the changes made since.
+#[test]
+fn a_restored_table_emits_no_changes_and_aggregates_of_its_changes_count_once() {
+    let mut driver = TestDriver::builder("changes-restart")
+        .workers(2)
+        .start(changes_counted)
+        .unwrap();
+    driver.pipe(&totals(), &s("ann"), &5, 0);
+    driver.pipe(&totals(), &s("bob"), &1, 0);
+    driver.close_epoch().unwrap();
+    driver.pipe(&totals(), &s("ann"), &2, 0);
+    driver.close_epoch().unwrap();
+    let counted = [(s("ann"), 2), (s("bob"), 1)].into();
+    assert_eq!(
+        driver.table::<String, i64>("balance-changes").unwrap(),
+        counted
+    );
+
+    driver.restart().unwrap();
+    assert_eq!(
+        driver.table::<String, i64>("balances").unwrap(),
+        [(s("ann"), 7), (s("bob"), 1)].into()
+    );
+    assert_eq!(
+        driver.table::<String, i64>("balance-changes").unwrap(),
+        counted,
+        "the restore is not a change of the balances"
+    );
+    driver.pipe(&totals(), &s("bob"), &1, 0);
+    driver.close_epoch().unwrap();
+    assert_eq!(
+        driver.table::<String, i64>("balance-changes").unwrap(),
+        [(s("ann"), 2), (s("bob"), 2)].into()
+    );
+}

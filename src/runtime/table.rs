@@ -89,8 +89,10 @@ pub(crate) enum Placement<K> {
 /// `placement` says how updates reach the worker that keeps their key: routed by `owner(key)`
 /// (the stable key hash, or for windowed tables the hash of the key without its window, so that
 /// a key's windows share a replica), or already there.
-/// Changes at or before `restore_epoch` (the table restored from its changelog) write no
-/// changelog records: they are already in the changelog, and the committer drops those epochs.
+/// Changes at or before `restore_epoch` (the table restored from its changelog, or recomputed
+/// from restored tables) write no changelog records and are not among the changes: they are
+/// already in the changelog, and what reads the changes saw them before the restart (an
+/// aggregate of them restores from its own changelog; outputs of those epochs were committed).
 /// Once the restore epoch has passed, the replica is marked ready: it holds the restored table.
 /// With `checkpoint` (the run's checkpoints and the changelog topic), each epoch's changes are
 /// also written to the worker's local checkpoint before the epoch goes on to the committer, the
@@ -217,7 +219,12 @@ impl<K: Data, A: Data> Maintainer<K, A> {
                                         None => copy.remove(&k),
                                     };
                                 }
-                                session.give(Ok(((k, new, Pos::Changelog), time, 1)));
+                                // A restored entry is state, not a change: what reads the
+                                // changes (aggregates with changelogs of their own, outputs)
+                                // has it already.
+                                if time > restore_epoch {
+                                    session.give(Ok(((k, new, Pos::Changelog), time, 1)));
+                                }
                             }
                             if let Some(w) = writer.as_mut() {
                                 w.flush(label);
