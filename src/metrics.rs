@@ -148,22 +148,6 @@ const FAST_BUCKETS: &[f64] = &[
     10.0,
 ];
 
-/// The series of one route's successful `GET`s (`faustus_http_requests_total` with status 200,
-/// and `faustus_http_request_duration_seconds`), made once so that counting an answer needs no
-/// label lookup.
-pub(crate) struct RouteSeries {
-    answered: IntCounter,
-    duration: Histogram,
-}
-
-impl RouteSeries {
-    /// Counts one answer that took `took`.
-    pub(crate) fn record(&self, took: Duration) {
-        self.answered.inc();
-        self.duration.observe(took.as_secs_f64());
-    }
-}
-
 /// An application's metrics.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -382,14 +366,6 @@ impl Metrics {
         u64::try_from(self.committed_epoch.get())
             .ok()
             .filter(|&e| e > 0)
-    }
-
-    /// The series of route template `route`'s successful `GET`s.
-    pub(crate) fn http_route(&self, route: &str) -> RouteSeries {
-        RouteSeries {
-            answered: self.http_requests.with_label_values(&["GET", route, "200"]),
-            duration: self.http_duration.with_label_values(&["GET", route]),
-        }
     }
 
     /// Records an HTTP answer.

@@ -1318,6 +1318,9 @@ struct CommitJob {
 /// How a transaction's commit ended: what failed, and how.
 type CommitOutcome = std::result::Result<(), (&'static str, KafkaError)>;
 
+/// A committed (or refused) transaction: the positions it moved, and how its commit ended.
+type Finished = (Vec<(i32, i64)>, CommitOutcome);
+
 /// Under `exactly_once`, an agent's committer: a thread that sends a transaction's positions
 /// and commits it, so that the consumer thread goes on reading and handling events meanwhile
 /// (records acked in the meantime wait for the next transaction). One transaction commits at
@@ -1385,11 +1388,7 @@ impl Committer {
 
     /// The positions and outcome of the transaction being committed, once it is known
     /// (waiting for it with `wait`); `None` while there is none or it is still committing.
-    #[allow(clippy::type_complexity)]
-    fn outcome(
-        &mut self,
-        wait: bool,
-    ) -> std::result::Result<Option<(Vec<(i32, i64)>, CommitOutcome)>, String> {
+    fn outcome(&mut self, wait: bool) -> std::result::Result<Option<Finished>, String> {
         if self.committing.is_none() {
             return Ok(None);
         }

@@ -32,19 +32,19 @@ pub(crate) use cluster::PeerTimeouts;
 pub(crate) use overview::sample;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, OriginalUri, Path, RawQuery, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde_json::{json, Value};
 
 use crate::agent::{AgentBoard, AgentStatus};
-use crate::metrics::{Metrics, RouteSeries, Scrape};
+use crate::metrics::{Metrics, Scrape};
 use crate::runtime::assignment::{Assignments, SourceState};
 use crate::runtime::health::{Health, TableState};
 use crate::runtime::table::{JsonEntry, Lookup, TableView, Tables};
@@ -248,36 +248,8 @@ fn with_retry_after(mut response: Response, seconds: Option<u64>) -> Response {
     response
 }
 
-/// The routes whose successful `GET`s are counted through series made once per route (see
-/// [`RequestCounter`]): the lookups that a client makes many times a second.
-const HOT_ROUTES: [&str; 8] = [
-    "/api/table/{name}/{key}",
-    "/api/table/{name}/{key}/",
-    "/api/table/{name}",
-    "/api/table/{name}/",
-    "/api/ready",
-    "/api/ready/",
-    "/api/live",
-    "/api/live/",
-];
-
-/// Counts answered requests in the metrics. A successful `GET` of a hot route uses its series
-/// made at its first request, so that counting it takes no label lookup (a hash of three
-/// labels and a lock shared by every request).
-struct RequestCounter {
-    metrics: Arc<Metrics>,
-    hot: std::collections::HashMap<&'static str, OnceLock<RouteSeries>>,
-}
-
 /// Builds the router over this process's public tables.
 pub(crate) fn router(state: HttpState) -> Router {
-    let counter = Arc::new(RequestCounter {
-        metrics: Arc::clone(&state.metrics),
-        hot: HOT_ROUTES
-            .iter()
-            .map(|route| (*route, OnceLock::new()))
-            .collect(),
-    });
     // One reference count per request, not one per member of the state.
     let state = Arc::new(state);
     Router::new()
@@ -314,7 +286,10 @@ pub(crate) fn router(state: HttpState) -> Router {
             get(overview::local_overview_handler),
         )
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(counter, count_request))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_request,
+        ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::map_response(json_errors))
         .with_state(state)
@@ -323,7 +298,7 @@ pub(crate) fn router(state: HttpState) -> Router {
 /// Counts an answered request in the metrics, by route template (never the raw path: keys
 /// in paths would make a family without bounds).
 async fn count_request(
-    State(counter): State<Arc<RequestCounter>>,
+    State(state): State<Arc<HttpState>>,
     request: Request,
     next: middleware::Next,
 ) -> Response {
@@ -331,22 +306,12 @@ async fn count_request(
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let status = response.status();
-    let hot = match (&method, status) {
-        (&Method::GET, StatusCode::OK) => counter.hot.get(route),
-        _ => None,
-    };
-    match hot {
-        Some(series) => series
-            .get_or_init(|| counter.metrics.http_route(route))
-            .record(started.elapsed()),
-        None => {
-            counter
-                .metrics
-                .http_request(method.as_str(), route, status.as_u16(), started.elapsed())
-        }
-    }
+    state.metrics.http_request(
+        method.as_str(),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
