@@ -15,6 +15,9 @@
 //!   consuming into the other; if that one is still committing, it keeps writing into the
 //!   current transaction until it is free.
 //!
+//! Built with jemalloc as the allocator of the whole process (librdkafka's too), as faustus'
+//! programs are: the ceiling gets whatever that buys.
+//!
 //! Runs until SIGTERM/SIGKILL.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +35,11 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::IntoOpaque;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+/// jemalloc for every allocation of the process, librdkafka's included (the harness crate's
+/// dependency enables `unprefixed_malloc_on_supported_platforms`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Exit code for "workload not supported".
 const UNSUPPORTED: i32 = 3;
