@@ -79,6 +79,9 @@ pub struct Settings {
     pub brokers: String,
     /// Input events per second.
     pub rate: f64,
+    /// What the rate is, for the report: `low` (half the slowest system's throughput) or `high`
+    /// (half of Kafka Streams').
+    pub load: String,
     /// Seconds measured, after the warm-up.
     pub seconds: f64,
     /// Seconds of warm-up, whose samples are discarded.
@@ -106,6 +109,8 @@ pub struct LatencyResult {
     pub guarantee: String,
     /// Input events per second.
     pub rate: f64,
+    /// What the rate is: `low` or `high` (see [`Settings::load`]).
+    pub load: String,
     /// Median latency, milliseconds.
     pub p50_ms: f64,
     /// 99th percentile latency, milliseconds.
@@ -531,6 +536,7 @@ pub fn run(settings: &Settings) -> Result<LatencyResult, String> {
         workload: settings.workload.clone(),
         guarantee: settings.guarantee.clone(),
         rate: settings.rate,
+        load: settings.load.clone(),
         p50_ms: quantile(&samples, 0.5),
         p99_ms: quantile(&samples, 0.99),
         samples: samples.len(),

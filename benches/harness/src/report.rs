@@ -361,12 +361,34 @@ fn runs(rows: &[Value]) -> BTreeMap<Key, Measured<'_>> {
         .collect()
 }
 
-/// The latency per (system, workload, guarantee): over the runs at the rate of the last `latency`
-/// row, the median p50 and the median p99 (each on its own), the most outputs missing in any of
-/// them, and how many runs there were (`runs`).
+/// The load of a latency run: `low` (half the slowest system's throughput, the default of rows
+/// without a `load`) or `high` (half of Kafka Streams' throughput).
+fn load_of(r: &Value) -> &str {
+    match s(r, "load") {
+        "" => LOW_LOAD,
+        load => load,
+    }
+}
+
+/// A latency run at half the slowest system's throughput.
+pub const LOW_LOAD: &str = "low";
+/// A latency run at half of Kafka Streams' (matched settings) throughput.
+pub const HIGH_LOAD: &str = "high";
+
+/// The latency per (system, workload, guarantee) at the low load: see [`latencies_at`].
 fn latencies(rows: &[Value]) -> BTreeMap<Key, Value> {
+    latencies_at(rows, LOW_LOAD)
+}
+
+/// The latency per (system, workload, guarantee) of the runs at `load`: over the runs at the
+/// rate of the last such `latency` row, the median p50 and the median p99 (each on its own), the
+/// most outputs missing in any of them, and how many runs there were (`runs`).
+fn latencies_at(rows: &[Value], load: &str) -> BTreeMap<Key, Value> {
     let mut per_key: BTreeMap<Key, Vec<&Value>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| s(r, "kind") == "latency") {
+    for r in rows
+        .iter()
+        .filter(|r| s(r, "kind") == "latency" && load_of(r) == load)
+    {
         per_key.entry(key_of(r)).or_default().push(r);
     }
     per_key
@@ -396,12 +418,19 @@ fn latencies(rows: &[Value]) -> BTreeMap<Key, Value> {
 }
 
 /// The open-loop rate for latency runs of `workload` under `guarantee`: half the median
-/// throughput of the slowest system that ran it with the right answer (its steady rate, or its
-/// wall-clock rate when the run was too short or had no start-up run).
-pub fn latency_rate(rows: &[Value], workload: &str, guarantee: &str) -> Option<f64> {
+/// throughput of the slowest system that ran it with the right answer, or of `of` when given
+/// (its steady rate, or its wall-clock rate when the run was too short or had no start-up run).
+pub fn latency_rate(
+    rows: &[Value],
+    workload: &str,
+    guarantee: &str,
+    of: Option<&str>,
+) -> Option<f64> {
     runs(rows)
         .iter()
-        .filter(|((_, w, g), m)| w == workload && g == guarantee && m.ok())
+        .filter(|((sys, w, g), m)| {
+            w == workload && g == guarantee && m.ok() && of.is_none_or(|o| o == sys)
+        })
         .filter_map(|(_, m)| {
             if m.short() {
                 m.wall_rate
@@ -731,35 +760,38 @@ pub fn figure_targets(rows: &[Value]) -> Vec<FigureTarget> {
         });
     }
 
-    for w in ["W0", "W1", "W2", "W3", "W4"] {
-        for g in GUARANTEES {
-            let (Some(a), Some(b)) = (
-                lat.get(&key("faustus", w, g)),
-                lat.get(&key("kafka-streams", w, g)),
-            ) else {
-                continue;
-            };
-            let at = f(a, "rate").map_or(String::new(), |r| {
-                format!(" at {} events/s", group(r as i64))
-            });
-            for (field, max, label) in [
-                ("p50_ms", P50_RATIO_MAX, format!("≤ {P50_RATIO_MAX} ×")),
-                ("p99_ms", 1.0, "≤".to_string()),
-            ] {
-                let p = &field[..3];
-                let (figure, verdict) = match (f(a, field), f(b, field)) {
-                    (Some(x), Some(y)) if y > 0.0 => (
-                        format!("{:.2} ({x:.1} / {y:.1} ms)", x / y),
-                        Ok(x / y <= max),
-                    ),
-                    _ => ("–".into(), Err("no latency figure".into())),
+    let high = latencies_at(rows, HIGH_LOAD);
+    for (lat, half_of) in [(&lat, ""), (&high, " (half of kafka-streams' throughput)")] {
+        for w in ["W0", "W1", "W2", "W3", "W4"] {
+            for g in GUARANTEES {
+                let (Some(a), Some(b)) = (
+                    lat.get(&key("faustus", w, g)),
+                    lat.get(&key("kafka-streams", w, g)),
+                ) else {
+                    continue;
                 };
-                out.push(FigureTarget {
-                    name: format!("faustus {p} {label} kafka-streams {p} on {w}{at}"),
-                    guarantee: g,
-                    figure,
-                    verdict,
+                let at = f(a, "rate").map_or(String::new(), |r| {
+                    format!(" at {} events/s{half_of}", group(r as i64))
                 });
+                for (field, max, label) in [
+                    ("p50_ms", P50_RATIO_MAX, format!("≤ {P50_RATIO_MAX} ×")),
+                    ("p99_ms", 1.0, "≤".to_string()),
+                ] {
+                    let p = &field[..3];
+                    let (figure, verdict) = match (f(a, field), f(b, field)) {
+                        (Some(x), Some(y)) if y > 0.0 => (
+                            format!("{:.2} ({x:.1} / {y:.1} ms)", x / y),
+                            Ok(x / y <= max),
+                        ),
+                        _ => ("–".into(), Err("no latency figure".into())),
+                    };
+                    out.push(FigureTarget {
+                        name: format!("faustus {p} {label} kafka-streams {p} on {w}{at}"),
+                        guarantee: g,
+                        figure,
+                        verdict,
+                    });
+                }
             }
         }
     }
@@ -780,12 +812,40 @@ fn short(answer: &str) -> String {
     }
 }
 
+/// The latency runs of `w` at the high load (half of Kafka Streams' throughput), as a table of
+/// their own under the workload's.
+fn high_load_table(md: &mut String, high: &BTreeMap<Key, Value>, w: &str) {
+    let here: Vec<(&Key, &Value)> = high.iter().filter(|((_, lw, _), _)| lw == w).collect();
+    if here.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nLatency at half of kafka-streams' throughput (open loop):\n\n\
+         | system | guarantee | rate | runs | p50 ms | p99 ms | missing |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    let ms = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.1}"));
+    for ((system, _, g), l) in here {
+        let _ = writeln!(
+            md,
+            "| {system} | {g} | {} | {} | {} | {} | {} |",
+            f(l, "rate").map_or("–".to_string(), |r| format!("{}/s", group(r as i64))),
+            f(l, "runs").map_or(0, |n| n as u64),
+            ms(f(l, "p50_ms")),
+            ms(f(l, "p99_ms")),
+            f(l, "missing").map_or("–".to_string(), |n| group(n as i64)),
+        );
+    }
+}
+
 /// `latest.md`: machine and versions, the targets, a table per workload, the scale curve, the
 /// restore figure, and where targets are missed (with `notes`, free text, appended).
 pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
     let mut md = String::new();
     let runs = runs(rows);
     let lat = latencies(rows);
+    let high = latencies_at(rows, HIGH_LOAD);
     let _ = writeln!(md, "# Side-by-side benchmark results\n");
     let _ = writeln!(
         md,
@@ -984,6 +1044,7 @@ pub fn markdown(rows: &[Value], notes: Option<&str>) -> String {
                 rates.join(", ")
             );
         }
+        high_load_table(&mut md, &high, w);
         md.push('\n');
     }
 
@@ -1153,6 +1214,81 @@ mod tests {
     }
 
     #[test]
+    fn latency_at_the_high_load_is_kept_apart_and_judged_on_its_own() {
+        let row = |system: &str, load: Option<&str>, rate: u32, p50: f64, p99: f64| {
+            let load = load.map_or(String::new(), |l| format!(r#","load":"{l}""#));
+            serde_json::from_str::<Value>(&format!(
+                r#"{{"kind":"latency","system":"{system}","workload":"W0","guarantee":"exactly_once","rate":{rate}{load},"p50_ms":{p50},"p99_ms":{p99},"samples":100,"missing":0}}"#
+            ))
+            .unwrap()
+        };
+        // Beside throughput runs of W0 (its section in the markdown).
+        let mut rows = rows();
+        rows.extend([
+            row("faustus", None, 1000, 20.0, 40.0),
+            row("kafka-streams", None, 1000, 60.0, 120.0),
+            row("faustus", Some("high"), 30000, 80.0, 900.0),
+            row("kafka-streams", Some("high"), 30000, 85.0, 240.0),
+        ]);
+        // The low load's figures are those of the rows without a load.
+        let low = latencies(&rows);
+        let key = (
+            "faustus".to_string(),
+            "W0".to_string(),
+            "exactly_once".to_string(),
+        );
+        assert_eq!(f(&low[&key], "p50_ms"), Some(20.0));
+        assert_eq!(
+            f(&latencies_at(&rows, HIGH_LOAD)[&key], "p99_ms"),
+            Some(900.0)
+        );
+        let targets = figure_targets(&rows);
+        let find = |name: &str| {
+            targets
+                .iter()
+                .find(|t| t.name == name)
+                .unwrap_or_else(|| panic!("a target {name:?} in {targets:?}"))
+                .verdict
+                .clone()
+        };
+        assert_eq!(
+            find("faustus p50 ≤ 0.8 × kafka-streams p50 on W0 at 1,000 events/s"),
+            Ok(true)
+        );
+        let high = "on W0 at 30,000 events/s (half of kafka-streams' throughput)";
+        // 80 / 85 = 0.94 > 0.8; 900 > 240.
+        assert_eq!(
+            find(&format!("faustus p50 ≤ 0.8 × kafka-streams p50 {high}")),
+            Ok(false)
+        );
+        assert_eq!(
+            find(&format!("faustus p99 ≤ kafka-streams p99 {high}")),
+            Ok(false)
+        );
+        let md = markdown(&rows, None);
+        assert!(
+            md.contains("Latency at half of kafka-streams' throughput"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| faustus | exactly_once | 30,000/s | 1 | 80.0 | 900.0 | 0 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_latency_rate_is_half_the_slowest_systems_or_half_the_named_ones() {
+        let rows = rows();
+        let slowest = latency_rate(&rows, "W2", "exactly_once", None).expect("a rate");
+        let of_faustus = latency_rate(&rows, "W2", "exactly_once", Some("faustus"));
+        assert!(of_faustus.expect("faustus ran W2") > slowest);
+        assert_eq!(
+            latency_rate(&rows, "W2", "exactly_once", Some("nobody")),
+            None
+        );
+    }
+
+    #[test]
     fn medians() {
         assert_eq!(median(vec![]), None);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
@@ -1183,8 +1319,8 @@ mod tests {
             verdict(&rows, &TARGETS[0], "at_least_once"),
             Verdict::NotMeasured(_)
         ));
-        assert_eq!(latency_rate(&rows, "W2", "exactly_once"), Some(100.0));
-        assert_eq!(latency_rate(&rows, "W2", "at_least_once"), None);
+        assert_eq!(latency_rate(&rows, "W2", "exactly_once", None), Some(100.0));
+        assert_eq!(latency_rate(&rows, "W2", "at_least_once", None), None);
     }
 
     #[test]

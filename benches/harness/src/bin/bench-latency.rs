@@ -30,6 +30,10 @@ struct Cli {
     /// Input events per second.
     #[arg(long)]
     rate: f64,
+    /// What the rate is, for the report: `low` (half the slowest system's throughput) or `high`
+    /// (half of Kafka Streams').
+    #[arg(long, default_value = "low", value_parser = ["low", "high"])]
+    load: String,
     /// Seconds measured after the warm-up.
     #[arg(long)]
     seconds: f64,
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         guarantee: cli.guarantee,
         brokers: cli.brokers,
         rate: cli.rate,
+        load: cli.load,
         seconds: cli.seconds,
         warmup_seconds: cli.warmup_seconds,
         system: cli.system,

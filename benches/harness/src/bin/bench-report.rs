@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! bench-report --results FILE [--out-dir DIR] [--notes FILE]
-//! bench-report --results FILE --latency-rate --workload W --guarantee G
+//! bench-report --results FILE --latency-rate --workload W --guarantee G [--of SYSTEM]
 //! ```
 
 use std::fs;
@@ -35,6 +35,9 @@ struct Args {
     /// The guarantee (with --latency-rate).
     #[arg(long)]
     guarantee: Option<String>,
+    /// With --latency-rate: half of this system's events/s instead of the slowest system's.
+    #[arg(long, requires = "latency_rate")]
+    of: Option<String>,
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -46,13 +49,14 @@ fn run(args: Args) -> Result<(), String> {
             args.workload.unwrap_or_default(),
             args.guarantee.unwrap_or_default(),
         );
-        match report::latency_rate(&rows, &w, &g) {
+        match report::latency_rate(&rows, &w, &g, args.of.as_deref()) {
             Some(rate) => {
                 println!("{}", rate.floor().max(1.0) as u64);
                 return Ok(());
             }
             None => {
-                eprintln!("bench-report: no measured throughput for {w} {g}");
+                let of = args.of.as_deref().unwrap_or("any system");
+                eprintln!("bench-report: no measured throughput of {of} for {w} {g}");
                 std::process::exit(3);
             }
         }
