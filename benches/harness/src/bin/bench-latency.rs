@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use faustus_bench::latency::{self, Settings};
+use faustus_bench::report;
 
 /// Open-loop latency: feed a system its workload at a fixed rate and time every output.
 #[derive(clap::Parser, Debug)]
@@ -32,7 +33,7 @@ struct Cli {
     rate: f64,
     /// What the rate is, for the report: `low` (half the slowest system's throughput) or `high`
     /// (half of Kafka Streams').
-    #[arg(long, default_value = "low", value_parser = ["low", "high"])]
+    #[arg(long, default_value = report::LOW_LOAD, value_parser = [report::LOW_LOAD, report::HIGH_LOAD])]
     load: String,
     /// Seconds measured after the warm-up.
     #[arg(long)]
