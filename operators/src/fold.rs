@@ -185,7 +185,11 @@ pub trait FoldByKey<'scope, K, V, O> {
 
 /// A table update (`Ok`), or a running result of one event (`Err(Ok)`), or an event the fold
 /// failed on (`Err(Err)`).
-type FoldOut<K, V, A, O> = Result<((K, A), u64, isize), Result<Running<K, A, O>, Failed<K, V, O>>>;
+/// Failures are boxed: they are rare, and every element of a container takes the size of the
+/// largest variant.
+type FoldOut<K, V, A, O> = Result<((K, A), u64, isize), RunningOrFailed<K, V, A, O>>;
+/// What a fold emits besides its table.
+type RunningOrFailed<K, V, A, O> = Result<Running<K, A, O>, Box<Failed<K, V, O>>>;
 /// The running result of one event.
 type Running<K, A, O> = ((K, Option<A>, O), u64, isize);
 /// An event the fold failed on, with the error.
@@ -340,7 +344,7 @@ where
                                     Ok(new) => new,
                                     Err(e) => {
                                         let failed = (k.clone(), v.clone(), o.clone(), e);
-                                        session.give(Err(Err((failed, time, 1isize))));
+                                        session.give(Err(Err(Box::new((failed, time, 1isize)))));
                                         continue;
                                     }
                                 };
@@ -372,7 +376,8 @@ where
             },
         )
         .ok_err(|x| x);
-    let (running, failed) = rest.ok_err(|x: Result<Running<K, A, O>, Failed<K, V, O>>| x);
+    let (running, failed) =
+        rest.ok_err(|x: RunningOrFailed<K, V, A, O>| x.map_err(|failed| *failed));
     TryScanned {
         table: table.as_collection(),
         running: running.as_collection(),

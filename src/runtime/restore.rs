@@ -2,8 +2,9 @@
 //!
 //! Worker `w` reads changelog partitions `p` with `p % peers == w` from the beginning to their
 //! current end (committed data only), keeps the last value per key (a tombstone removes the
-//! key), and emits the result at the restore epoch; then it drops its capability. Sources start
-//! after the restore epoch, so every table is whole before the first new event reaches it.
+//! key), and emits the result at the restore epoch, a slice per activation; then it drops its
+//! capability. Sources start after the restore epoch, so every table is whole before the first
+//! new event reaches it.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use differential_dataflow::ExchangeData;
 use faustus_connectors::{read_to_end_counted, KafkaConfig};
 use serde::de::DeserializeOwned;
 use timely::dataflow::operators::generic::source as timely_source;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 
 use super::health::PROGRESS_EVERY;
@@ -39,9 +41,30 @@ where
     timely_source(
         scope,
         &format!("Restore({topic})"),
-        move |capability, _info| {
+        move |capability, info| {
             let mut capability = Some(capability);
+            let activator = scope.activator_for(info.address);
+            // What is read and not yet emitted, with the capability to emit it at.
+            let mut emitting: Option<(Capability<u64>, Emitting<K, A>)> = None;
             move |output| {
+                if let Some((cap, mut entries)) = emitting.take() {
+                    // A slice per activation, so that the operators downstream take each one in
+                    // while it is in the cache, instead of every entry being queued at once.
+                    let mut session = output.session(&cap);
+                    let epoch = *cap.time();
+                    let mut emitted = 0;
+                    for (k, a) in entries.by_ref() {
+                        session.give(((k, a), epoch, 1));
+                        emitted += 1;
+                        if emitted == EMIT_CHUNK {
+                            drop(session);
+                            emitting = Some((cap, entries));
+                            activator.activate();
+                            return;
+                        }
+                    }
+                    return;
+                }
                 let Some(mut cap) = capability.take() else {
                     return;
                 };
@@ -79,14 +102,17 @@ where
                             r.keys += len as u64;
                             r.workers += 1;
                         });
-                        let mut session = output.session(&cap);
-                        entries.for_each(|k, a| session.give(((k, a), epoch, 1)));
+                        emitting = Some((cap, entries.into_iter()));
+                        activator.activate();
                     }
                 }
             }
         },
     )
 }
+
+/// The restored entries a worker has yet to emit.
+type Emitting<K, A> = Box<dyn Iterator<Item = (K, A)>>;
 
 /// What a worker restored: the last value per key, in a map (read from a changelog) or a list
 /// (read from a checkpoint, whose files hold each key once).
@@ -103,10 +129,14 @@ impl<K, A> Restored<K, A> {
         }
     }
 
-    fn for_each(self, mut f: impl FnMut(K, A)) {
+    fn into_iter(self) -> Emitting<K, A>
+    where
+        K: 'static,
+        A: 'static,
+    {
         match self {
-            Restored::Keyed(map) => map.into_iter().for_each(|(k, a)| f(k, a)),
-            Restored::Listed(list) => list.into_iter().for_each(|(k, a)| f(k, a)),
+            Restored::Keyed(map) => Box::new(map.into_iter()),
+            Restored::Listed(list) => Box::new(list.into_iter()),
         }
     }
 }
@@ -208,6 +238,9 @@ where
         }
     }
 }
+
+/// The most restored entries a worker emits per activation of its restore operator.
+const EMIT_CHUNK: usize = 1 << 16;
 
 /// The most entries a restore makes room for before it reads them: a changelog that is not yet
 /// compacted has many more offsets than keys.

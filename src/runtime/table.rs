@@ -177,7 +177,17 @@ impl<K: Data, A: Data> Maintainer<K, A> {
                             }
                         });
                         while let Some((time, batch)) = stash.pop_complete(&[frontier]) {
-                            let changes = net_changes(batch.first);
+                            let changes = if time <= restore_epoch
+                                && batch.first.iter().all(|(_, d)| *d == 1)
+                            {
+                                // The restored table, each key once (a table holds one
+                                // entry per key, and a key restored twice comes with the
+                                // retraction of its first entry): nothing to net out, and
+                                // no changes or records whose order would matter.
+                                batch.first.into_iter().map(|((k, a), _)| (k, Some(a))).collect()
+                            } else {
+                                net_changes(batch.first)
+                            };
                             if changes.is_empty() {
                                 continue;
                             }
