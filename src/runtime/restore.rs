@@ -317,13 +317,13 @@ where
     K: Hash + Eq + DeserializeOwned,
     A: DeserializeOwned,
 {
-    let key = serde_json::from_slice::<K>(key)?;
+    let key = faustus_connectors::json_from_slice::<K>(key)?;
     match value {
         None => {
             entries.remove(&key);
         }
         Some(value) => {
-            entries.insert(key, serde_json::from_slice::<A>(value)?);
+            entries.insert(key, faustus_connectors::json_from_slice::<A>(value)?);
         }
     }
     Ok(())
