@@ -120,7 +120,7 @@ pub struct AppArgs {
     #[arg(global = true, long, env = "FAUSTUS_PARTITION_CHECK_INTERVAL_MS")]
     pub partition_check_interval_ms: Option<u64>,
     /// How many bytes of input the dataflow may hold before it is committed, and how many bytes
-    /// of output may wait for their commit (default 268435456, 256 MiB, for each). When commits
+    /// of output may wait for their commit (default 67108864, 64 MiB, for each). When commits
     /// fall behind (a slow broker), sources stop reading until they catch up, so memory stays
     /// bounded instead of growing with the backlog.
     #[arg(global = true, long, env = "FAUSTUS_MAX_UNCOMMITTED_BYTES")]
@@ -190,7 +190,7 @@ pub struct AppConfig {
     /// see [`AppArgs::partition_check_interval_ms`].
     pub partition_check_interval: Duration,
     /// How many bytes of input the dataflow may hold before it is committed, and of output may
-    /// wait for their commit (default 256 MiB each); see
+    /// wait for their commit (default 64 MiB each); see
     /// [`AppArgs::max_uncommitted_bytes`].
     pub max_uncommitted_bytes: u64,
     /// How long a Kafka transaction may stay open before the broker aborts it
@@ -270,7 +270,7 @@ impl AppConfig {
             min_insync_replicas: None,
             on_panic: crate::poison::OnPanic::DeadLetter,
             partition_check_interval: Duration::from_secs(30),
-            max_uncommitted_bytes: 256 << 20,
+            max_uncommitted_bytes: 64 << 20,
             transaction_timeout: Duration::from_secs(60),
             commit_timeout: Duration::from_secs(120),
             restore_timeout: Duration::from_secs(300),
