@@ -95,8 +95,6 @@ where
             // The hop latency of the records read (see `crate::metrics`), per poll.
             let mut sensor = None;
             let mut started = false;
-            // Whether the reader's partitions are paused (backpressure).
-            let mut paused = false;
             move |output| {
                 let Some(cap) = capability.as_mut() else {
                     return;
@@ -177,15 +175,11 @@ where
                 }
 
                 // Backpressure: while this worker's input in epochs the committer has not taken
-                // in is over its share, read nothing (and let Kafka drop what it prefetched).
-                let over = backlog.over(&startup.metrics);
-                if over != paused {
-                    paused = over;
-                    if let Err(e) = reader.set_paused(over) {
-                        log::warn!("source `{topic}`: {e}");
-                    }
-                }
-                if over {
+                // in is over its share, read nothing. The partitions are not paused: the Kafka
+                // client stops fetching once its own queue is full (`queued.max.messages.kbytes`),
+                // and keeps what it prefetched, where pausing would drop it and, with every
+                // partition paused, leave its fetcher asleep for up to a second after the resume.
+                if backlog.over(&startup.metrics) {
                     activator.activate_after(BACKPRESSURE_WAIT);
                     return;
                 }
