@@ -92,21 +92,6 @@ impl PartitionReader {
         })
     }
 
-    /// Stops fetching every partition (`pause = true`) or starts again. A paused partition's
-    /// prefetched records are dropped, so that they take no memory; fetching resumes at the
-    /// position after the last record handed out.
-    pub fn set_paused(&mut self, pause: bool) -> Result<()> {
-        let mut partitions = TopicPartitionList::new();
-        for &partition in self.next.keys() {
-            partitions.add_partition(&self.topic, partition);
-        }
-        let (outcome, what) = match pause {
-            true => (self.consumer.pause(&partitions), "pausing"),
-            false => (self.consumer.resume(&partitions), "resuming"),
-        };
-        outcome.context(|| format!("{what} `{}`", self.topic))
-    }
-
     /// The topic read.
     pub fn topic(&self) -> &str {
         &self.topic
