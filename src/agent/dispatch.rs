@@ -279,9 +279,9 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
 
     /// Polls an event's handling once, here on the consumer thread: a handler that finishes
     /// without waiting (most of them) costs no hand-over to the async runtime and no wake-up.
-    /// `Some` is the rest of the handling, to run on the runtime.
+    /// `Some` is the rest of the handling, to run on the runtime. The consumer thread is in the
+    /// runtime's context for its whole life, so the handler may spawn tasks and set timers.
     fn poll_once(&self, mut run: Run) -> Option<Run> {
-        let _runtime = self.runtime.enter();
         let mut context = Context::from_waker(Waker::noop());
         /// Clears [`POLLING_HANDLER`] however the poll ends.
         struct Polling;

@@ -338,6 +338,7 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         unsent: Vec::new(),
         in_transaction: false,
         epoch: 1,
+        sent: [0; DELIVERY_EPOCHS],
         delivered_through: 0,
         awaiting: VecDeque::new(),
         parts: BTreeMap::new(),
@@ -393,9 +394,13 @@ fn start_agent<K: Data + Send, V: Data + Send>(
         let stop = Arc::clone(&env.stop);
         let fail = Arc::clone(&env.fail);
         let status = Arc::clone(&status);
+        let runtime = env.runtime.clone();
         std::thread::Builder::new()
             .name(format!("agent-{name}"))
             .spawn(move || {
+                // Handlers are first polled here (see `Dispatcher::dispatch`): in the runtime's
+                // context, so that they may spawn tasks and set timers.
+                let _context = runtime.enter();
                 let result = consume(&consumer, &stop, interval);
                 let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
                 status.state = match &result {
@@ -603,10 +608,12 @@ struct Core<K: 'static, V: 'static> {
     /// committing; they open the next one.
     unsent: Vec<Outgoing>,
     in_transaction: bool,
-    /// Under `at_least_once`: the commit interval records are sent in now (counted by the
-    /// producer's context), the last interval whose records are all delivered, and the
-    /// positions noted at the end of each interval, waiting for its records' delivery.
+    /// Under `at_least_once`: the commit interval records are sent in now, how many records
+    /// each interval of the ring has sent (the producer's context counts their deliveries),
+    /// the last interval whose records are all delivered, and the positions noted at the end
+    /// of each interval, waiting for its records' delivery.
     epoch: u64,
+    sent: [u64; DELIVERY_EPOCHS],
     delivered_through: u64,
     awaiting: VecDeque<(u64, Vec<(i32, i64)>)>,
     parts: BTreeMap<i32, Part>,
@@ -809,7 +816,10 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         let in_flight = tracker.in_flight();
         match self.guarantee {
             Guarantee::AtLeastOnce => {
-                if let Err(e) = send_all(&self.producer, &records, Some(self.epoch)) {
+                let slot = self.epoch as usize % DELIVERY_EPOCHS;
+                let sent = send_all(&self.producer, &records, slot);
+                self.sent[slot] += sent.count;
+                if let Err(e) = sent.result {
                     self.fatal.get_or_insert(e);
                 }
             }
@@ -835,7 +845,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                         }
                         self.in_transaction = true;
                     }
-                    if let Err(e) = send_all(&self.producer, &records, None) {
+                    if let Err(e) = send_all(&self.producer, &records, UNCOUNTED).result {
                         self.fatal.get_or_insert(e);
                         return;
                     }
@@ -1002,7 +1012,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 .map_err(|e| format!("beginning a transaction: {e}"))?;
             self.in_transaction = true;
             let unsent = std::mem::take(&mut self.unsent);
-            send_all(&self.producer, &unsent, None)?;
+            send_all(&self.producer, &unsent, UNCOUNTED).result?;
         }
         Ok(())
     }
@@ -1011,9 +1021,11 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
     /// delivered.
     fn advance_delivered(&mut self) {
         let deliveries = self.producer.context();
-        while self.delivered_through + 1 < self.epoch
-            && deliveries.pending(self.delivered_through + 1) == 0
-        {
+        while self.delivered_through + 1 < self.epoch {
+            let slot = (self.delivered_through + 1) as usize % DELIVERY_EPOCHS;
+            if deliveries.delivered(slot) != self.sent[slot] {
+                break;
+            }
             self.delivered_through += 1;
         }
     }
@@ -1407,7 +1419,6 @@ impl Committer {
     }
 }
 
-/// Hands records to the producer (waiting while its queue is full).
 /// How many commit intervals' records may await delivery at once under `at_least_once`; beyond
 /// that, the commit waits for the oldest.
 const DELIVERY_EPOCHS: usize = 64;
@@ -1416,17 +1427,19 @@ const DELIVERY_EPOCHS: usize = 64;
 const UNCOUNTED: usize = usize::MAX;
 
 /// The agent producer's context: failed deliveries, and under `at_least_once` how many records
-/// of each commit interval (a ring of [`DELIVERY_EPOCHS`]) are not delivered yet.
+/// of each commit interval (a ring of [`DELIVERY_EPOCHS`]) were delivered. Only the producer's
+/// polling thread writes it; the consumer thread counts what it sent itself ([`Core`]'s
+/// `sent`), so that the two threads share no counter they both write.
 struct Deliveries {
     failed: AtomicU64,
-    pending: [AtomicU64; DELIVERY_EPOCHS],
+    delivered: [AtomicU64; DELIVERY_EPOCHS],
 }
 
 impl Default for Deliveries {
     fn default() -> Self {
         Deliveries {
             failed: AtomicU64::new(0),
-            pending: std::array::from_fn(|_| AtomicU64::new(0)),
+            delivered: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -1437,21 +1450,9 @@ impl Deliveries {
         self.failed.load(AtomicOrdering::Acquire)
     }
 
-    /// Records of commit interval `epoch` not delivered yet.
-    fn pending(&self, epoch: u64) -> u64 {
-        self.pending[epoch as usize % DELIVERY_EPOCHS].load(AtomicOrdering::Acquire)
-    }
-
-    /// Counts a record of interval `epoch` as sent; returns its opaque.
-    fn sending(&self, epoch: Option<u64>) -> usize {
-        match epoch {
-            Some(epoch) => {
-                let slot = epoch as usize % DELIVERY_EPOCHS;
-                self.pending[slot].fetch_add(1, AtomicOrdering::AcqRel);
-                slot
-            }
-            None => UNCOUNTED,
-        }
+    /// Records of the intervals of ring slot `slot` delivered (or failed) so far.
+    fn delivered(&self, slot: usize) -> u64 {
+        self.delivered[slot].load(AtomicOrdering::Acquire)
     }
 }
 
@@ -1463,26 +1464,29 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
         if let Err((e, _)) = result {
             log::error!("agent record not delivered: {e}");
-            // Counted before the interval's count drops, so that a commit never passes it.
+            // Counted before the interval's count moves, so that a commit never passes it.
             self.failed.fetch_add(1, AtomicOrdering::AcqRel);
         }
         if slot != UNCOUNTED {
-            self.pending[slot].fetch_sub(1, AtomicOrdering::AcqRel);
+            self.delivered[slot].fetch_add(1, AtomicOrdering::Release);
         }
     }
 }
 
-/// Hands records to the producer (waiting while its queue is full), counted in commit interval
-/// `epoch` when there is one.
-fn send_all(
-    producer: &ThreadedProducer<Deliveries>,
-    records: &[Outgoing],
-    epoch: Option<u64>,
-) -> std::result::Result<(), String> {
+/// What [`send_all`] did: how many records it handed to the producer, and its error, if it
+/// stopped at one.
+struct Sent {
+    count: u64,
+    result: std::result::Result<(), String>,
+}
+
+/// Hands records to the producer (waiting while its queue is full), with `slot` as their
+/// opaque: their ring slot of [`Deliveries`], or [`UNCOUNTED`].
+fn send_all(producer: &ThreadedProducer<Deliveries>, records: &[Outgoing], slot: usize) -> Sent {
+    let mut count = 0;
     for record in records {
-        let opaque = producer.context().sending(epoch);
         let mut base: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&record.topic, opaque);
+            BaseRecord::with_opaque_to(&record.topic, slot);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
@@ -1509,15 +1513,19 @@ fn send_all(
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((e, _)) => {
-                    if opaque != UNCOUNTED {
-                        producer.context().pending[opaque].fetch_sub(1, AtomicOrdering::AcqRel);
-                    }
-                    return Err(format!("writing to `{}`: {e}", record.topic));
+                    return Sent {
+                        count,
+                        result: Err(format!("writing to `{}`: {e}", record.topic)),
+                    };
                 }
             }
         }
+        count += 1;
     }
-    Ok(())
+    Sent {
+        count,
+        result: Ok(()),
+    }
 }
 
 /// Whether a transaction's error leaves it to be aborted (and the producer usable after).
