@@ -122,7 +122,11 @@ fn after_a_kill_9_the_table_is_read_from_the_checkpoint_and_is_exact() {
         &sums(&orders),
         "all orders to be summed after a second kill -9",
     );
-    assert!(process.log_text().contains(FROM_CHECKPOINT));
+    let log = process.log_text();
+    assert!(
+        log.contains(FROM_CHECKPOINT),
+        "the second restart did not read the checkpoint of the first:\n{log}"
+    );
     assert_eq!(app.changelog(), sums(&orders));
     assert_updates_increase(&app.output);
 }

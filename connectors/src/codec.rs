@@ -4,6 +4,7 @@
 //! a [`CodecError`] with the reason, and the engine sends the record to the dead-letter topic.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -42,19 +43,22 @@ pub trait Codec<T>: Send + Sync + 'static {
 const MIN_ENCODED_SIZE: usize = 64;
 const MAX_ENCODED_SIZE: usize = 64 * 1024;
 
-thread_local! {
-    /// The buffer this thread's next JSON encoding starts with: half again the size of its last
-    /// one, as records of a stream tend to be alike, instead of growing one from 128 bytes (a
-    /// sixth of the time of encoding a 240-byte Nexmark bid).
-    static ENCODED_SIZE: std::cell::Cell<usize> = const { std::cell::Cell::new(128) };
-}
-
 /// JSON, via serde.
-pub struct Json<T>(PhantomData<fn() -> T>);
+pub struct Json<T> {
+    /// The buffer an encoding starts with: half again the size of a recent encoding, as the
+    /// values of one topic tend to be alike, instead of growing one from 128 bytes (a sixth of
+    /// the time of encoding a 240-byte Nexmark bid). One per codec, so a topic's keys and values
+    /// keep hints of their own.
+    size_hint: AtomicUsize,
+    _type: PhantomData<fn() -> T>,
+}
 
 impl<T> Default for Json<T> {
     fn default() -> Self {
-        Json(PhantomData)
+        Json {
+            size_hint: AtomicUsize::new(128),
+            _type: PhantomData,
+        }
     }
 }
 
@@ -65,11 +69,20 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Json<T> {
     fn encode(&self, value: &T) -> Result<Vec<u8>, CodecError> {
         // Serde types can still refuse JSON: a map whose keys are not strings, a custom
         // `Serialize` that fails.
-        let mut bytes = Vec::with_capacity(ENCODED_SIZE.get());
+        let hint = self.size_hint.load(Ordering::Relaxed);
+        let mut bytes = Vec::with_capacity(hint);
         serde_json::to_writer(&mut bytes, value)
             .map_err(|e| CodecError::new("json", format!("not JSON: {e}")))?;
-        // Half again as much: the next record may be a little longer.
-        ENCODED_SIZE.set((bytes.len() + bytes.len() / 2).clamp(MIN_ENCODED_SIZE, MAX_ENCODED_SIZE));
+        // Half again as much, as the next value may be a little longer; written only when this
+        // one outgrew the buffer or needed less than a third of it, so that values of a steady
+        // size cost no write to a line that other threads read.
+        let len = bytes.len();
+        if len > hint || len < hint / 3 {
+            let wanted = (len + len / 2).clamp(MIN_ENCODED_SIZE, MAX_ENCODED_SIZE);
+            if wanted != hint {
+                self.size_hint.store(wanted, Ordering::Relaxed);
+            }
+        }
         Ok(bytes)
     }
     fn decode(&self, bytes: &[u8]) -> Result<T, CodecError> {
@@ -196,6 +209,17 @@ mod tests {
             -58897971
         );
         assert_eq!(murmur2(b"abc") as i32, 479470107);
+    }
+
+    #[test]
+    fn json_encodings_do_not_depend_on_the_sizes_encoded_before() {
+        let codec = Json::<String>::default();
+        for n in [0, 500, 3, 100_000, 10, 200, 201, 5, 70_000, 1] {
+            let value = "x".repeat(n);
+            let bytes = codec.encode(&value).unwrap();
+            assert_eq!(bytes, serde_json::to_vec(&value).unwrap(), "{n} characters");
+            assert_eq!(codec.decode(&bytes).unwrap(), value);
+        }
     }
 
     #[test]
