@@ -39,8 +39,10 @@ pub trait Codec<T>: Send + Sync + 'static {
     fn decode(&self, bytes: &[u8]) -> Result<T, CodecError>;
 }
 
-/// The smallest and largest buffer [`Json`] starts an encoding with.
+/// The smallest buffer [`Json`] starts an encoding with.
 const MIN_ENCODED_SIZE: usize = 64;
+/// The largest buffer [`Json`] starts an encoding with: a rare large value does not make every
+/// later encoding reserve as much.
 const MAX_ENCODED_SIZE: usize = 64 * 1024;
 
 /// JSON, via serde.

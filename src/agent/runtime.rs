@@ -816,10 +816,11 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
         let in_flight = tracker.in_flight();
         match self.guarantee {
             Guarantee::AtLeastOnce => {
+                // Counted before they go: a record that fails to go leaves its interval
+                // undelivered, so no position is committed past it (and the agent stops).
                 let slot = self.epoch as usize % DELIVERY_EPOCHS;
-                let sent = send_all(&self.producer, &records, slot);
-                self.sent[slot] += sent.count;
-                if let Err(e) = sent.result {
+                self.sent[slot] += records.len() as u64;
+                if let Err(e) = send_all(&self.producer, &records, slot) {
                     self.fatal.get_or_insert(e);
                 }
             }
@@ -845,7 +846,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                         }
                         self.in_transaction = true;
                     }
-                    if let Err(e) = send_all(&self.producer, &records, UNCOUNTED).result {
+                    if let Err(e) = send_all(&self.producer, &records, UNCOUNTED) {
                         self.fatal.get_or_insert(e);
                         return;
                     }
@@ -1012,7 +1013,7 @@ impl<K: Data + Send, V: Data + Send> Core<K, V> {
                 .map_err(|e| format!("beginning a transaction: {e}"))?;
             self.in_transaction = true;
             let unsent = std::mem::take(&mut self.unsent);
-            send_all(&self.producer, &unsent, UNCOUNTED).result?;
+            send_all(&self.producer, &unsent, UNCOUNTED)?;
         }
         Ok(())
     }
@@ -1473,17 +1474,13 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// What [`send_all`] did: how many records it handed to the producer, and its error, if it
-/// stopped at one.
-struct Sent {
-    count: u64,
-    result: std::result::Result<(), String>,
-}
-
 /// Hands records to the producer (waiting while its queue is full), with `slot` as their
 /// opaque: their ring slot of [`Deliveries`], or [`UNCOUNTED`].
-fn send_all(producer: &ThreadedProducer<Deliveries>, records: &[Outgoing], slot: usize) -> Sent {
-    let mut count = 0;
+fn send_all(
+    producer: &ThreadedProducer<Deliveries>,
+    records: &[Outgoing],
+    slot: usize,
+) -> std::result::Result<(), String> {
     for record in records {
         let mut base: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(&record.topic, slot);
@@ -1512,20 +1509,11 @@ fn send_all(producer: &ThreadedProducer<Deliveries>, records: &[Outgoing], slot:
                     base = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => {
-                    return Sent {
-                        count,
-                        result: Err(format!("writing to `{}`: {e}", record.topic)),
-                    };
-                }
+                Err((e, _)) => return Err(format!("writing to `{}`: {e}", record.topic)),
             }
         }
-        count += 1;
     }
-    Sent {
-        count,
-        result: Ok(()),
-    }
+    Ok(())
 }
 
 /// Whether a transaction's error leaves it to be aborted (and the producer usable after).
