@@ -135,32 +135,46 @@ struct Browser {
 }
 
 impl Browser {
-    /// Sizes the window so that the page's viewport is `width`×`height` (the window's own
-    /// frame takes some of the window size), and checks it is.
+    /// Makes the page's viewport `width`×`height` CSS pixels at a scale of 1, and waits until the
+    /// page reports it.
+    ///
+    /// The size is set through Chromium's DevTools (`Emulation.setDeviceMetricsOverride`), not by
+    /// sizing the window: a window's frame and the moment its new size reaches the page both
+    /// vary, and the override holds for every page the session opens after it.
     async fn viewport(&self, width: u32, height: u32) {
-        let inner = || async {
+        self.driver
+            .cdp()
+            .send_raw(
+                "Emulation.setDeviceMetricsOverride",
+                serde_json::json!({
+                    "width": width,
+                    "height": height,
+                    "deviceScaleFactor": 1,
+                    "mobile": false,
+                }),
+            )
+            .await
+            .expect("overriding the viewport");
+        let deadline = Instant::now() + WAIT;
+        loop {
             let size = self
                 .driver
                 .execute(
-                    "return [window.innerWidth, window.innerHeight, window.outerWidth, window.outerHeight];",
+                    "return [window.innerWidth, window.innerHeight];",
                     Vec::new(),
                 )
                 .await
-                .expect("the window's size");
-            let size: Vec<u32> = serde_json::from_value(size.json().clone()).expect("four sizes");
-            size
-        };
-        let size = inner().await;
-        let (frame_w, frame_h) = (
-            size[2].saturating_sub(size[0]),
-            size[3].saturating_sub(size[1]),
-        );
-        self.driver
-            .set_window_rect(0, 0, width + frame_w, height + frame_h)
-            .await
-            .expect("sizing the window");
-        let size = inner().await;
-        assert_eq!((size[0], size[1]), (width, height), "the viewport");
+                .expect("the viewport's size");
+            let size: Vec<u32> = serde_json::from_value(size.json().clone()).expect("two sizes");
+            if size == [width, height] {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the viewport is {size:?} after {WAIT:?}, not {width}×{height}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Opens `url`, and waits for the page `expect` describes.
