@@ -114,6 +114,7 @@ fn after_a_kill_9_the_table_is_read_from_the_checkpoint_and_is_exact() {
     );
     assert_eq!(app.changelog(), upto_second);
     process.kill9();
+    let log = process.log_text();
 
     // Twice in a row: the second restart reads the checkpoint the first restart wrote.
     let process = app.start(Some(state.path()));
@@ -122,10 +123,11 @@ fn after_a_kill_9_the_table_is_read_from_the_checkpoint_and_is_exact() {
         &sums(&orders),
         "all orders to be summed after a second kill -9",
     );
-    let log = process.log_text();
+    let second = process.log_text();
     assert!(
-        log.contains(FROM_CHECKPOINT),
-        "the second restart did not read the checkpoint of the first:\n{log}"
+        second.contains(FROM_CHECKPOINT),
+        "the second restart did not read the checkpoint of the first.\n\
+         The first restart's log:\n{log}\nThe second restart's log:\n{second}"
     );
     assert_eq!(app.changelog(), sums(&orders));
     assert_updates_increase(&app.output);

@@ -217,6 +217,7 @@ impl Locked {
         committed: Arc<dyn Fn() -> Option<u64> + Send + Sync>,
     ) -> Result<Checkpoints, String> {
         let mut restore = BTreeMap::new();
+        let mut found = false;
         let entries = fs::read_dir(&self.root)
             .map_err(|e| format!("listing {}: {e}", self.root.display()))?;
         for entry in entries.flatten() {
@@ -226,10 +227,21 @@ impl Locked {
                 continue;
             }
             if Some(name.as_str()) == named {
+                found = true;
                 restore = trusted_topics(&path, &self.app_id, &name, &self.boot_id, epoch);
             } else if let Err(e) = fs::remove_dir_all(&path) {
                 log::warn!("removing the old checkpoint {}: {e}", path.display());
             }
+        }
+        match named {
+            None if epoch > 0 => log::info!(
+                "the progress committed at epoch {epoch} names no local checkpoint: tables restore from their changelogs"
+            ),
+            Some(generation) if !found => log::warn!(
+                "checkpoint {generation}, named by the progress committed at epoch {epoch}, is not in {}: tables restore from their changelogs",
+                self.root.display()
+            ),
+            _ => {}
         }
         let dir = self.root.join(self.generation.id());
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -281,10 +293,17 @@ fn trusted_topics(
     cut: u64,
 ) -> BTreeMap<String, Trusted> {
     let mut trusted = BTreeMap::new();
-    let Ok(topics) = fs::read_dir(dir) else {
-        return trusted;
+    let topics = match fs::read_dir(dir) {
+        Ok(topics) => topics.flatten().collect::<Vec<_>>(),
+        Err(e) => {
+            log::warn!("not using checkpoint {generation} ({}: {e})", dir.display());
+            return trusted;
+        }
     };
-    for topic in topics.flatten() {
+    if topics.is_empty() {
+        log::info!("checkpoint {generation} holds no table files");
+    }
+    for topic in topics {
         let name = topic.file_name().to_string_lossy().into_owned();
         let expect = |writer, writers| Header {
             format: FORMAT,
