@@ -277,12 +277,12 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
         dispatcher
     }
 
-    /// Polls an event's handling once, here on the consumer thread: a handler that finishes
-    /// without waiting (most of them) costs no hand-over to the async runtime and no wake-up.
-    /// `Some` is the rest of the handling, to run on the runtime. The consumer thread is in the
-    /// runtime's context for its whole life, so the handler may spawn tasks and set timers.
-    fn poll_once(&self, mut run: Run) -> Option<Run> {
-        let mut context = Context::from_waker(Waker::noop());
+    /// Polls an event's first attempt once, here on the consumer thread: a handler that
+    /// finishes without waiting (most of them) costs no hand-over to the async runtime, no
+    /// wake-up, and no boxed future of the handling around its own. `Some` is the rest of the
+    /// handling, to run on the runtime. The consumer thread is in the runtime's context for its
+    /// whole life, so the handler may spawn tasks and set timers.
+    fn poll_first(&self, job: Job<K, V>) -> Option<Run> {
         /// Clears [`POLLING_HANDLER`] however the poll ends.
         struct Polling;
         impl Drop for Polling {
@@ -290,15 +290,34 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                 POLLING_HANDLER.with(|p| p.set(false));
             }
         }
+        let Body::Handler(handler) = &self.runner.body else {
+            return None;
+        };
+        if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
+            return None;
+        }
+        let started = Instant::now();
+        let mut attempt = attempt_once(handler(job.event.clone()), started, self.settings.timeout);
+        let mut context = Context::from_waker(Waker::noop());
         POLLING_HANDLER.with(|p| p.set(true));
         let polling = Polling;
-        let poll = run.as_mut().poll(&mut context);
+        let poll = Pin::new(&mut attempt).poll(&mut context);
         drop(polling);
-        match poll {
-            Poll::Ready(()) => None,
+        let first = match poll {
+            Poll::Ready(outcome) => {
+                self.runner.observe(started);
+                match outcome {
+                    Ok(()) => {
+                        self.runner.handled(&job);
+                        return None;
+                    }
+                    Err(error) => First::Failed(error),
+                }
+            }
             // It polls again on the runtime, with a waker that works.
-            Poll::Pending => Some(run),
-        }
+            Poll::Pending => First::Waiting(attempt, started),
+        };
+        Some(Box::pin(Arc::clone(&self.runner).run(job, Some(first))))
     }
 
     /// The first failure of an actor, if any.
@@ -375,11 +394,10 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                 Ordering::PerKey => {
                     let lane = raw_key.map_or(0, |k| murmur2(k) as usize % self.lanes.len());
                     let slot = Arc::clone(&job.slot);
-                    let run: Run = Box::pin(Arc::clone(&self.runner).run(job));
                     // An idle lane's event starts here; behind a busy one, it waits its turn.
                     let run = match self.busy[lane].load(AtomicOrdering::Acquire) {
-                        0 => self.poll_once(run),
-                        _ => Some(run),
+                        0 => self.poll_first(job),
+                        _ => Some(Box::pin(Arc::clone(&self.runner).run(job, None)) as Run),
                     };
                     if let Some(run) = run {
                         keep_raw(&slot);
@@ -389,16 +407,16 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                 }
                 Ordering::Unordered => {
                     let slot = Arc::clone(&job.slot);
-                    let run: Run = Box::pin(Arc::clone(&self.runner).run(job));
                     match Arc::clone(&self.permits).try_acquire_owned() {
                         Ok(permit) => {
-                            if let Some(run) = self.poll_once(run) {
+                            if let Some(run) = self.poll_first(job) {
                                 keep_raw(&slot);
                                 self.runtime.spawn(finish_holding(run, permit));
                             }
                         }
                         Err(_) => {
                             keep_raw(&slot);
+                            let run: Run = Box::pin(Arc::clone(&self.runner).run(job, None));
                             let permits = Arc::clone(&self.permits);
                             self.runtime.spawn(async move {
                                 // The semaphore is fair: waiting events start in the order
@@ -552,7 +570,25 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
         });
     }
 
-    async fn run(self: Arc<Self>, job: Job<K, V>) {
+    /// Observes an attempt begun at `started` in the handler-duration histogram.
+    fn observe(&self, started: Instant) {
+        if let Some(h) = &self.counters.handler_duration {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Counts an attempt of `job` that returned `Ok`, and acks the event unless acks are manual.
+    fn handled(&self, job: &Job<K, V>) {
+        self.counters.handled.fetch_add(1, AtomicOrdering::Relaxed);
+        if !self.settings.manual_ack {
+            job.slot.ack();
+        }
+    }
+
+    /// Handles `job` to its end: its attempts, their retries, its dead letter or the stop.
+    /// `first` is its first attempt when the consumer thread began it (see
+    /// [`Dispatcher::poll_first`]).
+    async fn run(self: Arc<Self>, job: Job<K, V>, mut first: Option<First>) {
         let Body::Handler(handler) = &self.body else {
             return;
         };
@@ -560,22 +596,29 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
         let mut backoff = retry.backoff;
         let mut attempt = 0u32;
         loop {
-            if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
-                return;
-            }
-            job.slot.reset();
-            let started = Instant::now();
-            let outcome =
-                attempt_once(handler(job.event.clone()), started, self.settings.timeout).await;
-            if let Some(h) = &self.counters.handler_duration {
-                h.observe(started.elapsed().as_secs_f64());
-            }
+            let outcome = match first.take() {
+                Some(First::Failed(error)) => Err(error),
+                Some(First::Waiting(pending, started)) => {
+                    let outcome = pending.await;
+                    self.observe(started);
+                    outcome
+                }
+                None => {
+                    if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
+                        return;
+                    }
+                    job.slot.reset();
+                    let started = Instant::now();
+                    let outcome =
+                        attempt_once(handler(job.event.clone()), started, self.settings.timeout)
+                            .await;
+                    self.observe(started);
+                    outcome
+                }
+            };
             let error = match outcome {
                 Ok(()) => {
-                    self.counters.handled.fetch_add(1, AtomicOrdering::Relaxed);
-                    if !self.settings.manual_ack {
-                        job.slot.ack();
-                    }
+                    self.handled(&job);
                     return;
                 }
                 Err(e) => e,
@@ -632,6 +675,14 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
             return;
         }
     }
+}
+
+/// The first attempt of an event, as the consumer thread's poll of it left it.
+enum First {
+    /// It failed (its duration is observed).
+    Failed(HandlerError),
+    /// It waits, begun at the instant.
+    Waiting(Attempt, Instant),
 }
 
 /// One attempt, from `started`: a panic is its error, and a timeout drops (so cancels) it, at
