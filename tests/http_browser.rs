@@ -155,25 +155,28 @@ impl Browser {
             )
             .await
             .expect("overriding the viewport");
+        // The size itself when it is not the one asked for, for the failure's message.
+        self.wait_script(
+            &format!("a viewport of {width}×{height}"),
+            &format!(
+                "return (window.innerWidth === {width} && window.innerHeight === {height}) \
+                 || [window.innerWidth, window.innerHeight];"
+            ),
+        )
+        .await;
+    }
+
+    /// Waits (at most [`WAIT`]) until `script` returns `true` in the current page; `what` says
+    /// what it waits for.
+    async fn wait_script(&self, what: &str, script: &str) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let size = self
-                .driver
-                .execute(
-                    "return [window.innerWidth, window.innerHeight];",
-                    Vec::new(),
-                )
-                .await
-                .expect("the viewport's size");
-            let size: Vec<u32> = serde_json::from_value(size.json().clone()).expect("two sizes");
-            if size == [width, height] {
-                return;
+            let answer = self.driver.execute(script, Vec::new()).await;
+            match &answer {
+                Ok(ret) if ret.json() == &Value::Bool(true) => return,
+                _ if Instant::now() >= deadline => panic!("waited {WAIT:?} for {what}: {answer:?}"),
+                _ => tokio::time::sleep(POLL).await,
             }
-            assert!(
-                Instant::now() < deadline,
-                "the viewport is {size:?} after {WAIT:?}, not {width}×{height}"
-            );
-            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -323,17 +326,9 @@ impl Page<'_> {
     /// Waits (at most [`WAIT`]) until `script` returns `true` in the page; `what` says what it
     /// waits for.
     async fn wait_script(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let answer = self.driver().execute(script, Vec::new()).await;
-            match &answer {
-                Ok(ret) if ret.json() == &Value::Bool(true) => return,
-                _ if Instant::now() >= deadline => {
-                    panic!("waited {WAIT:?} for {what} on {}: {answer:?}", self.expect)
-                }
-                _ => tokio::time::sleep(POLL).await,
-            }
-        }
+        self.browser
+            .wait_script(&format!("{what} on {}", self.expect), script)
+            .await;
     }
 
     /// A screenshot, checked to be a PNG that is not empty, kept in `target/test-artifacts`.

@@ -16,8 +16,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
-    Acker, AgentSettings, Body, Event, EventRecord, HandlerError, HandlerFuture, OnFailure,
-    Ordering, Origin, Outgoing, PartitionEvents,
+    Acker, AgentSettings, Body, Event, EventRecord, Handler, HandlerError, HandlerFuture,
+    OnFailure, Ordering, Origin, Outgoing, PartitionEvents,
 };
 use crate::dead_letter;
 use crate::record::Headers;
@@ -282,7 +282,7 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
     /// wake-up, and no boxed future of the handling around its own. `Some` is the rest of the
     /// handling, to run on the runtime. The consumer thread is in the runtime's context for its
     /// whole life, so the handler may spawn tasks and set timers.
-    fn poll_first(&self, job: Job<K, V>) -> Option<Run> {
+    fn poll_first(&self, handler: &Handler<K, V>, job: Job<K, V>) -> Option<Run> {
         /// Clears [`POLLING_HANDLER`] however the poll ends.
         struct Polling;
         impl Drop for Polling {
@@ -290,9 +290,6 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                 POLLING_HANDLER.with(|p| p.set(false));
             }
         }
-        let Body::Handler(handler) = &self.runner.body else {
-            return None;
-        };
         if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
             return None;
         }
@@ -390,13 +387,13 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                 // A closed queue means the actor has ended: its events stay unacked.
                 let _ = sender.send(job.event);
             }
-            Body::Handler(_) => match self.settings.ordering {
+            Body::Handler(handler) => match self.settings.ordering {
                 Ordering::PerKey => {
                     let lane = raw_key.map_or(0, |k| murmur2(k) as usize % self.lanes.len());
                     let slot = Arc::clone(&job.slot);
                     // An idle lane's event starts here; behind a busy one, it waits its turn.
                     let run = match self.busy[lane].load(AtomicOrdering::Acquire) {
-                        0 => self.poll_first(job),
+                        0 => self.poll_first(handler, job),
                         _ => Some(Box::pin(Arc::clone(&self.runner).run(job, None)) as Run),
                     };
                     if let Some(run) = run {
@@ -409,7 +406,7 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                     let slot = Arc::clone(&job.slot);
                     match Arc::clone(&self.permits).try_acquire_owned() {
                         Ok(permit) => {
-                            if let Some(run) = self.poll_first(job) {
+                            if let Some(run) = self.poll_first(handler, job) {
                                 keep_raw(&slot);
                                 self.runtime.spawn(finish_holding(run, permit));
                             }
