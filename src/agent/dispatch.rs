@@ -290,11 +290,7 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Dispatc
                 POLLING_HANDLER.with(|p| p.set(false));
             }
         }
-        if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
-            return None;
-        }
-        let started = Instant::now();
-        let mut attempt = attempt_once(handler(job.event.clone()), started, self.settings.timeout);
+        let (mut attempt, started) = self.runner.begin(handler, &job)?;
         let mut context = Context::from_waker(Waker::noop());
         POLLING_HANDLER.with(|p| p.set(true));
         let polling = Polling;
@@ -574,6 +570,18 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
         }
     }
 
+    /// Begins an attempt of `job` now, unless its partition has been revoked: the attempt and
+    /// the instant it began. A first attempt finds its slot as made (nothing sent, no reply);
+    /// [`Runner::run`] resets the slot before each retry.
+    fn begin(&self, handler: &Handler<K, V>, job: &Job<K, V>) -> Option<(Attempt, Instant)> {
+        if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
+            return None;
+        }
+        let started = Instant::now();
+        let attempt = attempt_once(handler(job.event.clone()), started, self.settings.timeout);
+        Some((attempt, started))
+    }
+
     /// Counts an attempt of `job` that returned `Ok`, and acks the event unless acks are manual.
     fn handled(&self, job: &Job<K, V>) {
         self.counters.handled.fetch_add(1, AtomicOrdering::Relaxed);
@@ -595,20 +603,15 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
         loop {
             let outcome = match first.take() {
                 Some(First::Failed(error)) => Err(error),
-                Some(First::Waiting(pending, started)) => {
+                waiting => {
+                    let (pending, started) = match waiting {
+                        Some(First::Waiting(pending, started)) => (pending, started),
+                        _ => match self.begin(handler, &job) {
+                            Some(begun) => begun,
+                            None => return,
+                        },
+                    };
                     let outcome = pending.await;
-                    self.observe(started);
-                    outcome
-                }
-                None => {
-                    if job.slot.assignment.revoked.load(AtomicOrdering::SeqCst) {
-                        return;
-                    }
-                    job.slot.reset();
-                    let started = Instant::now();
-                    let outcome =
-                        attempt_once(handler(job.event.clone()), started, self.settings.timeout)
-                            .await;
                     self.observe(started);
                     outcome
                 }
@@ -636,6 +639,8 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> Runner<
                 );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(retry.max_backoff);
+                // The next attempt starts from nothing sent and no reply.
+                job.slot.reset();
                 continue;
             }
             let reason = format!(
